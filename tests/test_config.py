@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.config import ConfigError, load_config
+
+GOOD = """\
+cameras:
+  - name: rack1
+    source: 0
+  - name: rack2
+    source: videos/rack2.mp4
+    cubicles:
+      - {mouse: m1, roi: [0.0, 0.0, 0.5, 1.0]}
+      - {mouse: m2, roi: [0.5, 0.0, 0.5, 1.0]}
+models:
+  scorer: models/scorer.onnx
+  localizer: models/localizer.onnx
+sampling: {every_s: 60, burst: 3}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config_defaults_and_relative_paths(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    rack1, rack2 = config.cameras
+    assert [c.mouse for c in rack1.cubicle_list()] == [f"rack1-c{i}" for i in range(1, 5)]
+    assert rack1.cubicle_list()[3].roi == pytest.approx((0.75, 0.0, 0.25, 1.0))
+    assert [c.mouse for c in rack2.cubicle_list()] == ["m1", "m2"]
+    assert config.models.scorer == tmp_path / "models" / "scorer.onnx"
+    assert rack2.source == str(tmp_path / "videos" / "rack2.mp4")
+    assert rack1.source == 0
+    assert config.sampling.every_s == 60 and config.sampling_for(rack1).burst == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD.replace("burst: 3", "burst: 3, bursts: 4"), "sampling.bursts: unknown key"),
+        (GOOD.replace("every_s: 60", "every_s: often"), "sampling.every_s:"),
+        (GOOD.replace("every_s: 60", "every_s: -5"), "sampling.every_s: Input should be greater"),
+        (GOOD.replace("mouse: m2", "mouse: m1"), "duplicate mouse id 'm1'"),
+        (GOOD.replace("name: rack2", "name: rack1"), "duplicate camera name 'rack1'"),
+        (GOOD.replace("[0.5, 0.0, 0.5, 1.0]", "[0.7, 0.0, 0.5, 1.0]"),
+         "cameras.1.cubicles.1.roi: [0.7, 0.0, 0.5, 1.0] must have w, h > 0 and lie inside"),
+        (GOOD.replace("[0.5, 0.0, 0.5, 1.0]", "[0.25, 0.0, 0.5, 1.0]"),
+         "cameras.1.cubicles: regions of 'm1' and 'm2' overlap"),
+        (GOOD.replace("[0.5, 0.0, 0.5, 1.0]", "[0.5, 0.0, 1.5, 1.0]"),
+         "cameras.1.cubicles.1.roi.2: Input should be less than or equal to 1"),
+        (GOOD.replace("  localizer: models/localizer.onnx\n", ""),
+         "models.localizer: Field required"),
+        ("cameras: [\n", "not valid YAML"),
+        ("- just\n- a list\n", "expected a mapping"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert message.startswith(str(path)) and expected in message
+    assert "\n" not in message
+
+
+def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(write(tmp_path, GOOD))]) == 0
+    assert "ok (2 cameras, 6 mice)" in capsys.readouterr().out
+    bad = write(tmp_path, GOOD.replace("sampling:", "samplin:"))
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "samplin: unknown key" in err
+
+
+def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: cannot read config" in capsys.readouterr().err
