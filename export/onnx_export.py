@@ -1,0 +1,126 @@
+"""Turn trained PyTorch models into the ONNX files the monitor runs.
+
+Each file carries the metadata contract the monitor checks (monitor/models.py) and is only
+written after a parity check: onnxruntime must reproduce PyTorch's outputs on real images within
+`PARITY_TOLERANCE`, otherwise nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from monitor.models import FORMAT_VERSION, LOCALIZER, SCORER
+from monitor.units import UNITS
+from train.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    FaceLocalizer,
+    LocalizerOutputs,
+    ScorerProbs,
+    UnitScorer,
+)
+
+PARITY_TOLERANCE = 1e-3  # max abs difference of probabilities / box coordinates
+OPSET = 18
+
+
+class ExportError(RuntimeError):
+    """The exported graph does not reproduce the PyTorch model; nothing was written."""
+
+
+def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, kind: str,
+                  fingerprint: str = "", metrics: dict[str, Any] | None = None,
+                  pain_cutoff: float | None = None) -> Path:
+    """Write the fused five-unit graph: uint8 `image` [N,S,S,3] -> `probs` [N,5,3]."""
+    meta = {
+        "units": json.dumps(list(UNITS)),
+        "val_metrics": json.dumps(metrics or {}),
+        "pain_cutoff": "" if pain_cutoff is None else f"{pain_cutoff:g}",
+    }
+    return _export(ScorerProbs(scorer), path, check_images, SCORER, ["probs"], meta,
+                   kind=kind, arch=scorer.arch, size=scorer.input_size, fingerprint=fingerprint)
+
+
+def export_localizer(localizer: FaceLocalizer, path: Path, check_images: np.ndarray, *,
+                     kind: str, fingerprint: str = "",
+                     metrics: dict[str, Any] | None = None) -> Path:
+    """Write the face localizer: uint8 `image` [N,S,S,3] -> `box` [N,4], `score` [N]."""
+    meta = {"val_metrics": json.dumps(metrics or {})}
+    return _export(LocalizerOutputs(localizer), path, check_images, LOCALIZER, ["box", "score"],
+                   meta, kind=kind, arch=localizer.arch, size=localizer.input_size,
+                   fingerprint=fingerprint)
+
+
+def _export(module: torch.nn.Module, path: Path, check_images: np.ndarray, role: str,
+            outputs: list[str], extra: dict[str, str], *, kind: str, arch: str, size: int,
+            fingerprint: str) -> Path:
+    if kind not in ("demo", "trained"):
+        raise ValueError(f"kind must be 'demo' or 'trained', not {kind!r}")
+    if check_images.dtype != np.uint8 or check_images.shape[1:] != (size, size, 3):
+        raise ValueError(f"parity images must be uint8 [N, {size}, {size}, 3]")
+    module = module.eval()
+    graph = _to_onnx(module, size, outputs)
+    meta = {
+        "mgs_format": FORMAT_VERSION, "mgs_role": role, "kind": kind, "arch": arch,
+        "input_size": str(size), "input_layout": "NHWC uint8 RGB",
+        "normalisation": json.dumps({"mean": IMAGENET_MEAN, "std": IMAGENET_STD}),
+        "data_fingerprint": fingerprint,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **extra,
+    }
+    meta["model_id"] = _model_id(graph, meta)
+    onnx.helper.set_model_props(graph, meta)
+    data = graph.SerializeToString()
+    check_parity(module, data, check_images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)  # never leave a half-written model where the monitor looks
+    return path
+
+
+def _to_onnx(module: torch.nn.Module, size: int, outputs: list[str]) -> onnx.ModelProto:
+    """Export through torch.export (the maintained exporter) with a dynamic batch axis."""
+    example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module, (example,), input_names=["image"], output_names=outputs,
+            dynamic_shapes={"images": {0: torch.export.Dim("N")}},
+            opset_version=OPSET, dynamo=True, verbose=False,
+        )
+    assert program is not None
+    graph = program.model_proto
+    onnx.checker.check_model(graph)
+    return graph
+
+
+def check_parity(module: torch.nn.Module, onnx_bytes: bytes, images: np.ndarray) -> float:
+    """Largest abs difference between PyTorch and onnxruntime; raises ExportError past tolerance."""
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": images})
+    with torch.no_grad():
+        want = module(torch.from_numpy(images))
+    want = want if isinstance(want, tuple) else (want,)
+    worst = max(float(np.max(np.abs(g - w.numpy()))) for g, w in zip(got, want, strict=True))
+    if worst > PARITY_TOLERANCE:
+        raise ExportError(
+            f"onnxruntime differs from PyTorch by {worst:.2e} (> {PARITY_TOLERANCE:g}); "
+            "model not written"
+        )
+    return worst
+
+
+def _model_id(graph: onnx.ModelProto, meta: dict[str, str]) -> str:
+    digest = hashlib.sha256(graph.SerializeToString())
+    digest.update(json.dumps(meta, sort_keys=True).encode())
+    return digest.hexdigest()[:12]

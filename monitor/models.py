@@ -1,0 +1,163 @@
+"""Loading the monitor's ONNX models and checking their metadata contract before serving.
+
+Both model files carry `metadata_props` written by mgs-export (export/onnx_export.py). The
+monitor refuses a file it does not understand with one `ModelError` line that says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from monitor.units import LEVELS, UNITS
+
+FORMAT_VERSION = "1"
+SCORER = "scorer"
+LOCALIZER = "localizer"
+
+
+class ModelError(ValueError):
+    """A model file the monitor cannot run; the message is one line for the user."""
+
+
+@dataclass
+class ModelInfo:
+    """What a model file's metadata says about it."""
+
+    path: Path
+    role: str
+    kind: str
+    input_size: int
+    model_id: str
+    units: tuple[str, ...] = ()
+    pain_cutoff: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_demo(self) -> bool:
+        return self.kind == "demo"
+
+
+class OnnxModel:
+    """An onnxruntime session over a validated model file, warmed up and ready."""
+
+    def __init__(self, path: Path, role: str, providers: list[str], threads: int = 0) -> None:
+        self.session = _open_session(path, providers, threads)
+        self.info = _read_info(path, role, self.session)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.providers = self.session.get_providers()
+        self.run(np.zeros((1, self.info.input_size, self.info.input_size, 3), np.uint8))
+
+    def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a uint8 [N, S, S, 3] RGB batch; returns the outputs by name."""
+        outputs = self.session.run(self.output_names, {self.input_name: images})
+        return dict(zip(self.output_names, outputs, strict=True))
+
+
+def available_providers(wanted: list[str]) -> list[str]:
+    """The wanted providers this onnxruntime build has, in order; the CPU is always last."""
+    have = set(ort.get_available_providers())
+    chosen = [p for p in wanted if p in have and p != "CPUExecutionProvider"]
+    return [*chosen, "CPUExecutionProvider"]
+
+
+def _open_session(path: Path, providers: list[str], threads: int) -> ort.InferenceSession:
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=available_providers(providers)
+        )
+    except Exception as exc:  # onnxruntime raises several private exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a loadable ONNX model ({first[:200]})") from exc
+
+
+def _read_info(path: Path, role: str, session: ort.InferenceSession) -> ModelInfo:
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    if meta.get("mgs_format") != FORMAT_VERSION:
+        raise ModelError(
+            f"{path}: metadata mgs_format={meta.get('mgs_format')!r}, this monitor reads "
+            f"{FORMAT_VERSION!r}; export the model with mgs-export"
+        )
+    if meta.get("mgs_role") != role:
+        raise ModelError(f"{path}: is a {meta.get('mgs_role')!r} model, expected a {role} model")
+    size = _int_field(path, meta, "input_size")
+    _check_input(path, session, size)
+    info = ModelInfo(
+        path=path, role=role, kind=meta.get("kind", ""), input_size=size,
+        model_id=meta.get("model_id") or _file_id(path), extra=meta,
+    )
+    if info.kind not in ("demo", "trained"):
+        raise ModelError(f"{path}: metadata kind={info.kind!r} must be 'demo' or 'trained'")
+    if role == SCORER:
+        _check_scorer(path, meta, session, info)
+    else:
+        _check_outputs(path, session, {"box": [4], "score": []})
+    return info
+
+
+def _check_scorer(
+    path: Path, meta: dict[str, str], session: ort.InferenceSession, info: ModelInfo
+) -> None:
+    units = tuple(_json_field(path, meta, "units"))
+    if units != UNITS:
+        raise ModelError(f"{path}: metadata units {list(units)} differ from {list(UNITS)}")
+    info.units = units
+    if meta.get("pain_cutoff"):
+        info.pain_cutoff = float(meta["pain_cutoff"])
+    _check_outputs(path, session, {"probs": [len(UNITS), len(LEVELS)]})
+
+
+def _check_input(path: Path, session: ort.InferenceSession, size: int) -> None:
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].type != "tensor(uint8)":
+        raise ModelError(f"{path}: expected one uint8 image input, found {_describe(inputs)}")
+    shape = inputs[0].shape
+    if len(shape) != 4 or shape[1:] != [size, size, 3]:
+        raise ModelError(f"{path}: input shape {shape} is not [N, {size}, {size}, 3]")
+
+
+def _check_outputs(path: Path, session: ort.InferenceSession, wanted: dict[str, list[int]]) -> None:
+    found = {o.name: o.shape[1:] for o in session.get_outputs()}
+    for name, tail in wanted.items():
+        if found.get(name) != tail:
+            raise ModelError(f"{path}: output {name!r} should be [N, {tail}], found {found}")
+
+
+def _int_field(path: Path, meta: dict[str, str], key: str) -> int:
+    try:
+        return int(meta[key])
+    except (KeyError, ValueError) as exc:
+        raise ModelError(f"{path}: metadata {key}={meta.get(key)!r} is not an integer") from exc
+
+
+def _json_field(path: Path, meta: dict[str, str], key: str) -> Any:
+    try:
+        return json.loads(meta[key])
+    except (KeyError, ValueError) as exc:
+        raise ModelError(f"{path}: metadata {key}={meta.get(key)!r} is not valid JSON") from exc
+
+
+def _describe(inputs: list[Any]) -> str:
+    return ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs) or "none"
+
+
+def _file_id(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]

@@ -1,0 +1,48 @@
+"""Shared fixtures: small real models made through the project's own training and export code.
+
+Only the camera device is ever faked (see FakeCamera); videos are real files written and read
+by OpenCV, models are real ONNX files run by onnxruntime, ZeroMQ runs on loopback.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.onnx_export import export_localizer, export_scorer
+from train.demo import DemoBuild, DemoSpec, build_demo
+from train.models import FaceLocalizer, UnitScorer
+
+
+@pytest.fixture(scope="session")
+def demo_small(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
+    """A small demo build: tiny models trained on synthetic faces, two short videos."""
+    return build_demo(tmp_path_factory.mktemp("demo"), DemoSpec.small(), quiet=True)
+
+
+@pytest.fixture(scope="session")
+def random_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Untrained tiny models, exported as a real scorer/localizer pair (fast to make)."""
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    scorer = UnitScorer("tiny", 32).eval()
+    export_scorer(scorer, folder / "scorer.onnx",
+                  rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8), kind="demo")
+    localizer = FaceLocalizer(32).eval()
+    export_localizer(localizer, folder / "localizer.onnx",
+                     rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8), kind="demo")
+    return folder
+
+
+@pytest.fixture
+def free_endpoint() -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    yield f"tcp://127.0.0.1:{port}"
