@@ -1,0 +1,326 @@
+"""Capture workers: one thread per camera, turning a source into sampled frames.
+
+Two clocks:
+- live sources (device index, RTSP/HTTP URL) are sampled by the wall clock. In periodic mode the
+  device is opened only when a sample is due and released after the burst, so a camera costs
+  nothing between samples; a failure is retried with exponential backoff.
+- media sources (video file, image folder or glob) are sampled by their own clock (frame index /
+  fps), as fast as possible or paced at recorded speed; they end at their last frame.
+A burst of k frames is grabbed at each due time and the sharpest one is kept.
+"""
+
+from __future__ import annotations
+
+import glob
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from monitor.config import Sampling
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+RELEASE_BETWEEN_S = 10.0  # periodic live sources sampled less often than this are closed between
+BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Capture(Protocol):
+    """The part of cv2.VideoCapture the workers use; tests fake only this (the camera device)."""
+
+    def isOpened(self) -> bool: ...
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+    def grab(self) -> bool: ...
+    def get(self, prop: int) -> float: ...
+    def release(self) -> None: ...
+
+
+Opener = Callable[[int | str], Capture]
+
+
+@dataclass
+class Frame:
+    """A sampled frame (BGR, as OpenCV gives it), or `image=None` when the camera was down."""
+
+    camera: str
+    image: np.ndarray | None
+    wall_time: float
+    mono_time: float
+    source_time: float
+    frame_index: int
+    sharpness: float = float("nan")
+    error: str = ""
+
+
+@dataclass
+class CameraStats:
+    """Health counters of one camera, read by the pipeline for camera reports."""
+
+    state: str = "connecting"
+    frames_read: int = 0
+    frames_dropped: int = 0
+    reconnects: int = 0
+    last_frame_time: float | None = None
+    error: str = ""
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=30))
+
+    def fps(self) -> float:
+        if len(self.recent) < 2:
+            return 0.0
+        span = self.recent[-1] - self.recent[0]
+        return (len(self.recent) - 1) / span if span > 0 else 0.0
+
+
+class FrameQueue:
+    """A bounded queue of frames shared by all cameras.
+
+    Live capture never waits: when the queue is full the oldest frame is dropped and counted
+    against its camera. Replay waits instead, so every sample of a recording is scored.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._frames: deque[Frame] = deque()
+        self._size = size
+        self._cond = threading.Condition()
+        self.dropped: dict[str, int] = {}
+
+    def put(self, frame: Frame, block: bool, stop: threading.Event) -> None:
+        with self._cond:
+            while block and len(self._frames) >= self._size and not stop.is_set():
+                self._cond.wait(0.1)
+            if len(self._frames) >= self._size:
+                old = self._frames.popleft()
+                self.dropped[old.camera] = self.dropped.get(old.camera, 0) + 1
+            self._frames.append(frame)
+            self._cond.notify_all()
+
+    def take_all(self, timeout: float) -> list[Frame]:
+        """Everything queued now (waiting up to `timeout` for the first frame)."""
+        with self._cond:
+            if not self._frames:
+                self._cond.wait(timeout)
+            frames = list(self._frames)
+            self._frames.clear()
+            self._cond.notify_all()
+            return frames
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
+def is_live(source: int | str) -> bool:
+    return isinstance(source, int) or "://" in str(source)
+
+
+def open_capture(source: int | str) -> Capture:
+    """Open any supported source with OpenCV (image folders and globs as an image sequence)."""
+    if isinstance(source, int):
+        return cv2.VideoCapture(source)
+    if "://" in source:
+        return cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+    path = Path(source)
+    if path.is_dir() or any(ch in source for ch in "*?["):
+        return ImageSequence(source)
+    return cv2.VideoCapture(str(path))
+
+
+class ImageSequence:
+    """Still images from a folder or glob, read like a video (one frame per image, sorted)."""
+
+    def __init__(self, pattern: str) -> None:
+        path = Path(pattern)
+        names = sorted(path.iterdir()) if path.is_dir() else sorted(map(Path, glob.glob(pattern)))
+        self.paths = [p for p in names if p.suffix.lower() in IMAGE_SUFFIXES]
+        self.index = 0
+
+    def isOpened(self) -> bool:
+        return bool(self.paths)
+
+    def grab(self) -> bool:
+        self.index += 1
+        return self.index <= len(self.paths)
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.index >= len(self.paths):
+            return False, None
+        image = cv2.imread(str(self.paths[self.index]), cv2.IMREAD_COLOR)
+        self.index += 1
+        return image is not None, image
+
+    def get(self, prop: int) -> float:
+        if prop == cv2.CAP_PROP_FRAME_COUNT:
+            return float(len(self.paths))
+        return 0.0  # no fps: every image is its own sample
+
+    def release(self) -> None:
+        self.index = len(self.paths)
+
+
+def frame_sharpness(image: np.ndarray) -> float:
+    """Variance of the Laplacian on a small grey copy: cheap, and higher means sharper."""
+    small = cv2.resize(image, (320, max(1, image.shape[0] * 320 // image.shape[1])),
+                       interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+
+
+class CaptureWorker(threading.Thread):
+    """Samples one camera into the shared frame queue until `stop` is set or the media ends."""
+
+    def __init__(self, camera: str, source: int | str, sampling: Sampling, frames: FrameQueue,
+                 stop: threading.Event, *, opener: Opener = open_capture,
+                 realtime: bool = True, wait_when_full: bool = False) -> None:
+        super().__init__(name=f"capture-{camera}", daemon=True)
+        self.camera = camera
+        self.source = source
+        self.sampling = sampling
+        self.frames = frames
+        self.stop = stop
+        self.opener = opener
+        self.realtime = realtime
+        self.wait_when_full = wait_when_full
+        self.stats = CameraStats()
+        self.total_frames = 0  # media length when known, for progress bars
+        self.position = 0
+
+    def run(self) -> None:
+        try:
+            if is_live(self.source):
+                self._run_live()
+            else:
+                self._run_media()
+        except Exception as exc:  # a worker must report, never die silently
+            self._set_state("down", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if self.stats.state not in ("ended", "down"):
+                self._set_state("stopped")
+
+    # live sources -------------------------------------------------------------------------
+    def _run_live(self) -> None:
+        capture: Capture | None = None
+        continuous = self.sampling.continuous
+        keep_open = continuous or self.sampling.every_s < RELEASE_BETWEEN_S
+        next_due = time.monotonic()
+        failures = 0
+        while not self.stop.is_set():
+            if not continuous and self.stop.wait(max(0.0, next_due - time.monotonic())):
+                break
+            next_due += 0.0 if continuous else self.sampling.every_s
+            capture = capture or self._open_live()
+            frame = self._burst(capture, 1 if continuous else self.sampling.burst, None)
+            if frame is None:
+                self._release(capture)
+                capture = None
+                self._emit_down()
+                failures += 1
+                if continuous and self.stop.wait(BACKOFF_S[min(failures, len(BACKOFF_S)) - 1]):
+                    break
+                continue
+            failures = 0
+            self._put(frame)
+            if not keep_open:
+                self._release(capture)
+                capture = None
+        self._release(capture)
+
+    def _open_live(self) -> Capture | None:
+        capture = self.opener(self.source)
+        if capture.isOpened():
+            return capture
+        capture.release()
+        return None
+
+    def _emit_down(self) -> None:
+        self._set_state("down", self.stats.error or f"cannot read from source {self.source!r}")
+        now = time.time()
+        self._put(Frame(self.camera, None, now, time.monotonic(), now, -1, error=self.stats.error))
+
+    # media sources ------------------------------------------------------------------------
+    def _run_media(self) -> None:
+        capture = self.opener(self.source)
+        if not capture.isOpened():
+            capture.release()
+            self._set_state("down", f"cannot open {self.source}")
+            now = time.time()
+            self._put(Frame(self.camera, None, now, time.monotonic(), 0.0, -1,
+                            error=self.stats.error))
+            return
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        self.total_frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        step = 1 if self.sampling.continuous or fps <= 0 else None
+        start = time.monotonic()
+        next_due = 0.0
+        try:
+            while not self.stop.is_set():
+                if step is None and not self._skip_to(capture, next_due, fps):
+                    break
+                frame = self._burst(capture, 1 if step else self.sampling.burst, fps)
+                if frame is None:
+                    break
+                next_due += self.sampling.every_s
+                if self.realtime and fps > 0:
+                    self.stop.wait(max(0.0, start + frame.source_time - time.monotonic()))
+                self._put(frame)
+        finally:
+            capture.release()
+        if not self.stop.is_set():
+            self._set_state("ended")
+
+    def _skip_to(self, capture: Capture, due_s: float, fps: float) -> bool:
+        """Advance without decoding to the first frame at or after `due_s` of media time."""
+        while self.position / fps < due_s - 1e-9:
+            if self.stop.is_set() or not capture.grab():
+                return False
+            self.position += 1
+        return True
+
+    # shared -------------------------------------------------------------------------------
+    def _burst(self, capture: Capture | None, count: int, fps: float | None) -> Frame | None:
+        """Read `count` frames and keep the sharpest; None when the source gives nothing."""
+        if capture is None:
+            return None
+        best: Frame | None = None
+        for _ in range(count):
+            ok, image = capture.read()
+            if not ok or image is None:
+                if fps is None:
+                    self.stats.error = f"no frame from source {self.source!r}"
+                break
+            index = self.position
+            self.position += 1
+            now = time.time()
+            source_time = index / fps if fps else (float(index) if fps is not None else now)
+            candidate = Frame(self.camera, image, now, time.monotonic(), source_time, index,
+                              frame_sharpness(image))
+            self._count_read(candidate)
+            if best is None or candidate.sharpness > best.sharpness:
+                best = candidate
+        return best
+
+    def _count_read(self, frame: Frame) -> None:
+        self.stats.frames_read += 1
+        self.stats.last_frame_time = frame.wall_time
+        self.stats.recent.append(frame.mono_time)
+        if self.stats.state == "down":
+            self.stats.reconnects += 1
+        if self.stats.state != "ok":
+            self._set_state("ok")
+
+    def _put(self, frame: Frame) -> None:
+        self.frames.put(frame, self.wait_when_full, self.stop)
+        self.stats.frames_dropped = self.frames.dropped.get(self.camera, 0)
+
+    def _set_state(self, state: str, error: str = "") -> None:
+        self.stats.state = state
+        self.stats.error = error
+
+    @staticmethod
+    def _release(capture: Capture | None) -> None:
+        if capture is not None:
+            capture.release()

@@ -1,0 +1,119 @@
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from monitor.capture import CaptureWorker, Frame, FrameQueue, ImageSequence, frame_sharpness
+from monitor.config import Sampling
+from tests.fakes import FakeCamera
+
+
+def textured(seed: int, blur: int = 0) -> np.ndarray:
+    image = np.random.default_rng(seed).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(image, (0, 0), blur) if blur else image
+
+
+def write_video(path: Path, frames: int, fps: float = 10.0) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120))
+    for i in range(frames):
+        image = np.full((120, 160, 3), 40, np.uint8)
+        cv2.putText(image, str(i), (20, 80), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def run_worker(worker: CaptureWorker, stop: threading.Event, seconds: float) -> None:
+    worker.start()
+    worker.join(seconds)
+    stop.set()
+    worker.join(5)
+    assert not worker.is_alive()
+
+
+def drain(queue: FrameQueue) -> list[Frame]:
+    return queue.take_all(0.0)
+
+
+def test_video_is_sampled_by_its_own_clock(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "cam.avi", frames=50, fps=10.0)
+    queue, stop = FrameQueue(100), threading.Event()
+    worker = CaptureWorker("cam0", str(video), Sampling(every_s=1.0, burst=1), queue, stop,
+                           realtime=False, wait_when_full=True)
+    run_worker(worker, stop, 10)
+    frames = drain(queue)
+    assert [f.frame_index for f in frames] == [0, 10, 20, 30, 40]
+    assert [f.source_time for f in frames] == pytest.approx([0, 1, 2, 3, 4])
+    assert worker.stats.state == "ended" and worker.total_frames == 50
+    assert worker.stats.frames_read == 5  # skipped frames are grabbed, not decoded
+
+
+def test_burst_keeps_the_sharpest_frame() -> None:
+    frames = [textured(1, blur=4), textured(2), textured(3, blur=2)]
+    assert frame_sharpness(frames[1]) > max(frame_sharpness(frames[0]), frame_sharpness(frames[2]))
+    queue, stop = FrameQueue(10), threading.Event()
+    camera = FakeCamera(frames)
+    worker = CaptureWorker("cam0", 0, Sampling(every_s=60, burst=3), queue, stop,
+                           opener=lambda _source: camera)
+    run_worker(worker, stop, 0.5)
+    (frame,) = drain(queue)
+    assert np.array_equal(frame.image, frames[1])
+    assert camera.released  # periodic sampling releases the device between samples
+
+
+def test_camera_that_drops_and_comes_back() -> None:
+    """Down: a camera_down frame per due sample and state down; back: counted reconnect.
+
+    Sampled often, the device stays open between samples; a failed read closes it and the
+    next due sample reopens it.
+    """
+    sessions = iter([FakeCamera([textured(1), None]), FakeCamera([], opened=False),
+                     FakeCamera([textured(2), textured(3)])])
+    queue, stop = FrameQueue(10), threading.Event()
+    worker = CaptureWorker("cam0", 0, Sampling(every_s=0.05, burst=1), queue, stop,
+                           opener=lambda _source: next(sessions))
+    worker.start()
+    deadline = time.monotonic() + 5
+    frames: list[Frame] = []
+    while len(frames) < 5 and time.monotonic() < deadline:
+        frames.extend(queue.take_all(0.1))
+    stop.set()
+    worker.join(5)
+    kinds = ["down" if f.image is None else "ok" for f in frames[:5]]
+    assert kinds == ["ok", "down", "down", "ok", "ok"]
+    assert frames[1].error and worker.stats.reconnects == 1
+    assert worker.stats.frames_read == 3
+
+
+def test_unreadable_video_reports_down(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    queue, stop = FrameQueue(10), threading.Event()
+    worker = CaptureWorker("cam0", str(bad), Sampling(), queue, stop, realtime=False)
+    run_worker(worker, stop, 5)
+    (frame,) = drain(queue)
+    assert frame.image is None and "cannot open" in frame.error
+    assert worker.stats.state == "down"
+
+
+def test_full_queue_drops_oldest_and_counts() -> None:
+    queue, stop = FrameQueue(2), threading.Event()
+    for i in range(5):
+        queue.put(Frame("cam0", None, 0.0, 0.0, float(i), i), block=False, stop=stop)
+    assert [f.frame_index for f in drain(queue)] == [3, 4]
+    assert queue.dropped == {"cam0": 3}
+
+
+def test_image_folder_source(tmp_path: Path) -> None:
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), textured(i))
+    (tmp_path / "notes.txt").write_text("ignored")
+    sequence = ImageSequence(str(tmp_path))
+    assert sequence.isOpened() and len(sequence.paths) == 3
+    queue, stop = FrameQueue(10), threading.Event()
+    worker = CaptureWorker("cam0", str(tmp_path), Sampling(burst=1), queue, stop, realtime=False)
+    run_worker(worker, stop, 5)
+    assert [f.frame_index for f in drain(queue)] == [0, 1, 2]
