@@ -1,0 +1,97 @@
+"""The CSV logger: one stable header, append-only, every record flushed as it is written.
+
+Reopening a file after a crash trims a torn last line (the only line a crash can break) and
+continues; a file with another header is refused rather than mixed. Sequence numbers are checked
+per publisher: missing ranges go to `<name>.gaps.csv` beside the records.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from pathlib import Path
+
+from monitor.records import CSV_COLUMNS, ScoreRecord, SequenceGap
+
+GAP_COLUMNS = ("publisher", "first_missing", "last_missing", "wall_time")
+
+
+class CsvLogError(ValueError):
+    """A CSV file that cannot be appended to; the message is one line for the user."""
+
+
+class CsvLogger:
+    def __init__(self, path: Path, fsync: bool = True) -> None:
+        self.path = path
+        self.gaps_path = path.with_suffix(".gaps.csv")
+        self.fsync = fsync
+        self.rows = 0
+        self.gaps: list[SequenceGap] = []
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.last_seq = _recover(path)
+        self._file = path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        if self._file.tell() == 0:
+            self._writer.writerow(CSV_COLUMNS)
+            self._file.flush()
+
+    def write(self, record: ScoreRecord) -> None:
+        self._check_sequence(record)
+        self._writer.writerow(record.csv_row())
+        self._file.flush()
+        self.rows += 1
+
+    def sync(self) -> None:
+        """Make what was written durable; called once per batch rather than per row."""
+        self._file.flush()
+        if self.fsync:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.sync()
+            self._file.close()
+
+    def _check_sequence(self, record: ScoreRecord) -> None:
+        last = self.last_seq.get(record.publisher)
+        self.last_seq[record.publisher] = record.seq
+        if last is None or record.seq <= last:  # first record, or the publisher restarted
+            return
+        if record.seq > last + 1:
+            self._write_gap(SequenceGap(record.publisher, last + 1, record.seq - 1, time.time()))
+
+    def _write_gap(self, gap: SequenceGap) -> None:
+        self.gaps.append(gap)
+        new = not self.gaps_path.exists() or self.gaps_path.stat().st_size == 0
+        with self.gaps_path.open("a", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(GAP_COLUMNS)
+            writer.writerow([gap.publisher, gap.first_missing, gap.last_missing,
+                             f"{gap.wall_time:.3f}"])
+
+
+def _recover(path: Path) -> dict[str, int]:
+    """Check the header, trim a torn last line, and return the last seq per publisher."""
+    if not path.exists() or path.stat().st_size == 0:
+        return {}
+    with path.open("rb+") as handle:
+        data = handle.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a crash mid-row: drop the partial row, keep every full one
+            handle.truncate(end)
+            data = data[:end]
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if not lines or next(csv.reader([lines[0]])) != list(CSV_COLUMNS):
+        raise CsvLogError(
+            f"{path}: existing file has another header (older mgs-monitor or not a score CSV); "
+            "write to a new file"
+        )
+    last: dict[str, int] = {}
+    pub, seq = CSV_COLUMNS.index("publisher"), CSV_COLUMNS.index("seq")
+    for row in csv.reader(io.StringIO("\n".join(lines[1:]))):
+        if len(row) == len(CSV_COLUMNS) and row[seq].isdigit():
+            last[row[pub]] = int(row[seq])
+    return last

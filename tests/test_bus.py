@@ -1,0 +1,58 @@
+import time
+
+import pytest
+import zmq
+
+from monitor.bus import BusError, Publisher, Subscriber
+from monitor.records import CameraReport
+from tests.records_util import score_record
+
+
+def receive_until(subscriber: Subscriber, count: int, seconds: float = 5.0) -> list:
+    got: list = []
+    deadline = time.monotonic() + seconds
+    while len(got) < count and time.monotonic() < deadline:
+        got.extend(subscriber.receive(100))
+    return got
+
+
+def test_records_travel_over_loopback(free_endpoint: str) -> None:
+    publisher = Publisher(free_endpoint)
+    subscriber = Subscriber(free_endpoint)
+    try:
+        time.sleep(0.3)  # let the subscription reach the publisher (slow joiner)
+        publisher.publish_score(score_record(7, mouse="cam1-c3"))
+        publisher.publish_camera(CameraReport("test", 1, time.time(), "cam1", "ok", 10))
+        got = receive_until(subscriber, 2)
+    finally:
+        subscriber.close()
+        publisher.close()
+    assert got[0].score.mouse == "cam1-c3" and got[0].score.seq == 7
+    assert got[0].score.face_box == (0.5, 0.5, 0.3, 0.3)
+    assert got[1].camera.camera == "cam1" and got[1].camera.frames_read == 10
+
+
+def test_malformed_messages_are_counted_not_parsed(free_endpoint: str) -> None:
+    raw = zmq.Context.instance().socket(zmq.PUB)
+    raw.bind(free_endpoint)
+    subscriber = Subscriber(free_endpoint)
+    try:
+        time.sleep(0.3)
+        raw.send_multipart([b"score", b"\x80\x04not json"])  # e.g. a pickle
+        raw.send_multipart([b"score", b'{"schema": 99}'])
+        raw.send_multipart([b"score", score_record(1).to_json()])
+        got = receive_until(subscriber, 1)
+    finally:
+        subscriber.close()
+        raw.close(linger=0)
+    assert [m.score.seq for m in got] == [1]
+    assert subscriber.malformed == 2 and "schema 99" in subscriber.last_error
+
+
+def test_port_in_use_is_one_clear_line(free_endpoint: str) -> None:
+    first = Publisher(free_endpoint)
+    try:
+        with pytest.raises(BusError, match="already in use"):
+            Publisher(free_endpoint)
+    finally:
+        first.close()

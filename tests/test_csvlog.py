@@ -1,0 +1,72 @@
+import csv
+from pathlib import Path
+
+import pytest
+
+from monitor.csvlog import CsvLogError, CsvLogger
+from monitor.records import CSV_COLUMNS
+from monitor.units import UNITS
+from tests.records_util import score_record
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_header_and_rows(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    logger = CsvLogger(path)
+    logger.write(score_record(1))
+    logger.write(score_record(2, status="no_face"))
+    logger.close()
+    assert path.read_text().splitlines()[0] == ",".join(CSV_COLUMNS)
+    first, second = rows(path)
+    assert first["status"] == "scored" and first["total"] == "3"
+    assert [first[u] for u in UNITS] == ["1", "1", "1", "0", "0"]
+    assert first["p_orbital_tightening_1"] == "0.7000" and first["model_kind"] == "demo"
+    assert second["status"] == "no_face" and second["total"] == "" and second[UNITS[0]] == ""
+
+
+def test_every_record_is_on_disk_before_close(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    logger = CsvLogger(path)
+    logger.write(score_record(1))
+    assert len(rows(path)) == 1  # flushed, not waiting for close
+    logger.close()
+
+
+def test_reopen_trims_a_torn_line_and_appends(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    logger = CsvLogger(path)
+    logger.write(score_record(1))
+    logger.close()
+    with path.open("a") as handle:
+        handle.write("1,test,2,17000")  # a crash in the middle of a row
+    logger = CsvLogger(path)
+    logger.write(score_record(2))
+    logger.close()
+    assert [r["seq"] for r in rows(path)] == ["1", "2"]
+    assert all(len(line.split(",")) == len(CSV_COLUMNS) for line in path.read_text().splitlines())
+
+
+def test_gaps_are_written_down_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    logger = CsvLogger(path)
+    for seq in (1, 2, 5):
+        logger.write(score_record(seq))
+    logger.close()
+    logger = CsvLogger(path)  # a restarted logger knows where it stopped
+    logger.write(score_record(9))
+    logger.write(score_record(1))  # publisher restarted: not a gap
+    logger.close()
+    gaps = rows(path.with_suffix(".gaps.csv"))
+    assert [(g["first_missing"], g["last_missing"]) for g in gaps] == [("3", "4"), ("6", "8")]
+
+
+def test_refuses_a_file_with_another_header(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    path.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(CsvLogError, match="scores.csv: existing file has another header"):
+        CsvLogger(path)
+    assert path.read_text() == "a,b,c\n1,2,3\n"
