@@ -1,0 +1,254 @@
+"""The live terminal dashboard: plain state fed by records, and a pure render of that state.
+
+`DashboardState` only stores what the records said; `render(state, now)` turns it into Rich
+renderables without reading clocks or globals, so the same state always draws the same screen
+and tests can check the text of a fixed-width console.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from monitor.records import CameraReport, ScoreRecord
+from monitor.units import MAX_TOTAL, UNITS
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+NEVER = "—"
+DEMO_BANNER = " DEMO MODELS — not a real pain model: scores are synthetic "
+ERROR_WIDTH = 40
+
+# Short headers in the order of monitor.units.UNITS: orbital_tightening -> OT, nose_bulge -> NB.
+UNIT_HEADERS: tuple[str, ...] = tuple("".join(w[0] for w in u.split("_")).upper() for u in UNITS)
+
+STATUS_STYLES = {
+    "scored": "green",
+    "no_face": "yellow",
+    "low_quality": "yellow",
+    "camera_down": "bold red",
+}
+CAMERA_STYLES = {
+    "ok": "green",
+    "down": "bold red",
+    "connecting": "yellow",
+    "ended": "yellow",
+    "stopped": "dim",
+}
+LEVEL_STYLES = {0: "green", 1: "yellow", 2: "red"}
+
+
+@dataclass
+class MouseView:
+    """What the dashboard remembers of one mouse: the latest record and the last scored one.
+
+    They differ when the camera lost the face: the last score stays on screen, marked stale,
+    so a gap in scoring never looks like a pain-free mouse.
+    """
+
+    latest: ScoreRecord
+    scored: ScoreRecord | None
+    totals: deque[float]
+
+    @property
+    def stale(self) -> bool:
+        return self.scored is not None and self.latest is not self.scored
+
+
+@dataclass
+class DashboardState:
+    """Plain data the pipeline or a subscriber updates; no rendering happens here."""
+
+    history: int = 30
+    title: str = "mgs-monitor"
+    demo: bool = False
+    dropped: dict[str, int] = field(default_factory=dict)
+    records_total: int = 0
+    gaps: int = 0
+    csv_path: str = ""
+    alert_threshold: float | None = None
+    mice: dict[str, MouseView] = field(default_factory=dict, init=False)
+    cameras: dict[str, CameraReport] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        if self.history < 1:
+            raise ValueError(f"history must be at least 1, not {self.history}")
+
+    def add_score(self, record: ScoreRecord) -> None:
+        """Keep the latest record per mouse; only scored records move the total and sparkline."""
+        is_scored = record.status == "scored" and record.total is not None
+        view = self.mice.get(record.mouse)
+        if view is None:
+            view = MouseView(latest=record, scored=None, totals=deque(maxlen=self.history))
+            self.mice[record.mouse] = view
+        view.latest = record
+        if is_scored:
+            view.scored = record
+            view.totals.append(float(record.total or 0))
+
+    def add_camera(self, report: CameraReport) -> None:
+        """Keep the latest health report per camera."""
+        self.cameras[report.camera] = report
+
+
+def sparkline(values: Sequence[float], low: float = 0, high: float = MAX_TOTAL) -> str:
+    """One block character per value, scaled from `low` (▁) to `high` (█); NaN is a blank."""
+    return "".join(_block(v, low, high) for v in values)
+
+
+def _block(value: float, low: float, high: float) -> str:
+    if math.isnan(value):
+        return " "
+    if high <= low:
+        return BLOCKS[0]
+    fraction = min(max((value - low) / (high - low), 0.0), 1.0)
+    return BLOCKS[round(fraction * (len(BLOCKS) - 1))]
+
+
+def format_age(seconds: float | None) -> str:
+    """Compact age for a narrow column: 12s, 3m, 2h, 4d; '—' when there is none to show."""
+    if seconds is None or math.isnan(seconds):
+        return NEVER
+    seconds = max(seconds, 0.0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def render(state: DashboardState, now: float) -> RenderableType:
+    """The whole screen for `state` at wall-clock `now` (the clock of record.wall_time)."""
+    parts: list[RenderableType] = [_header(state)]
+    if state.demo:
+        parts.append(Text(DEMO_BANNER, style="bold yellow on red"))
+    if state.mice:
+        parts.append(_mice_table(state, now))
+    else:
+        parts.append(Text("waiting for records…", style="dim italic"))
+    if state.cameras or state.dropped:
+        parts.append(_cameras_table(state))
+    return Group(*parts)
+
+
+def _header(state: DashboardState) -> Text:
+    threshold = NEVER if state.alert_threshold is None else f"{state.alert_threshold:g}"
+    header = Text(state.title, style="bold")
+    if state.demo:
+        header.append("  [DEMO]", style="bold red")
+    header.append(
+        f"   records {state.records_total}   gaps {state.gaps}   "
+        f"alert ≥ {threshold}   csv {state.csv_path or NEVER}",
+        style="cyan",
+    )
+    return header
+
+
+def _natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort cam2 before cam10."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", text) if p)
+
+
+def _mouse_key(view: MouseView) -> tuple[object, ...]:
+    record = view.latest
+    return (_natural_key(record.camera), record.cubicle, _natural_key(record.mouse))
+
+
+def _mice_table(state: DashboardState, now: float) -> Table:
+    table = Table(title="mice", title_justify="left", expand=False)
+    table.add_column("mouse", no_wrap=True, style="bold")
+    table.add_column("cam/cub", no_wrap=True)
+    table.add_column("total", no_wrap=True, overflow="ellipsis", max_width=48)
+    for header in UNIT_HEADERS:
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("trend", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("age", justify="right", no_wrap=True)
+    for view in sorted(state.mice.values(), key=_mouse_key):
+        table.add_row(*_mouse_row(view, state, now))
+    return table
+
+
+def _mouse_row(view: MouseView, state: DashboardState, now: float) -> list[Text]:
+    latest, scored = view.latest, view.scored
+    age = None if scored is None else now - scored.wall_time
+    return [
+        Text(latest.mouse),
+        Text(f"{latest.camera}/{latest.cubicle}"),
+        _total_cell(view, state.alert_threshold),
+        *_level_cells(scored, dim=view.stale),
+        Text(sparkline(list(view.totals)), style="cyan"),
+        Text(latest.status, style=STATUS_STYLES.get(latest.status, "")),
+        Text(format_age(age), style="dim" if view.stale else ""),
+    ]
+
+
+def _total_cell(view: MouseView, threshold: float | None) -> Text:
+    """Total of the last scored record: red at/above threshold, bold red with text if alerting."""
+    scored = view.scored
+    if scored is None or scored.total is None:
+        return Text(NEVER, style="dim")
+    if scored.alert:
+        cell = Text(f"{scored.total} {scored.alert}", style="bold red")
+    elif threshold is not None:
+        cell = Text(str(scored.total), style="red" if scored.total >= threshold else "green")
+    else:
+        cell = Text(str(scored.total))
+    if view.stale:
+        cell.stylize("dim")
+        cell.append(" stale", style="dim italic")
+    return cell
+
+
+def _level_cells(scored: ScoreRecord | None, dim: bool) -> list[Text]:
+    levels: Sequence[int | None] = (
+        scored.levels if scored is not None and scored.levels else [None] * len(UNITS)
+    )
+    cells = []
+    for level in levels:
+        if level is None:
+            cells.append(Text("·", style="dim"))
+            continue
+        style = LEVEL_STYLES.get(level, "")
+        cells.append(Text(str(level), style=f"{style} dim" if dim else style))
+    return cells
+
+
+def _cameras_table(state: DashboardState) -> Table:
+    table = Table(title="cameras", title_justify="left", expand=False)
+    table.add_column("camera", no_wrap=True, style="bold")
+    table.add_column("state", no_wrap=True)
+    for name in ("fps", "read", "dropped", "reconnects", "latency ms"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("last error", no_wrap=True, overflow="ellipsis")
+    names = sorted(set(state.cameras) | set(state.dropped), key=_natural_key)
+    for name in names:
+        table.add_row(*_camera_row(name, state.cameras.get(name), state.dropped.get(name, 0)))
+    return table
+
+
+def _camera_row(name: str, report: CameraReport | None, queue_dropped: int) -> list[Text]:
+    """A camera's drops are the reader's own plus frames the pipeline's bounded queues shed."""
+    if report is None:
+        return [Text(name), Text(NEVER, style="dim"), Text(NEVER), Text(NEVER),
+                Text(str(queue_dropped)), Text(NEVER), Text(NEVER), Text("")]
+    latency = NEVER if math.isnan(report.latency_ms) else f"{report.latency_ms:.0f}"
+    return [
+        Text(name),
+        Text(report.state, style=CAMERA_STYLES.get(report.state, "")),
+        Text(f"{report.fps:.1f}"),
+        Text(str(report.frames_read)),
+        Text(str(report.frames_dropped + queue_dropped)),
+        Text(str(report.reconnects)),
+        Text(latency),
+        Text(_truncate(report.error, ERROR_WIDTH), style="red"),
+    ]
+
+
+def _truncate(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

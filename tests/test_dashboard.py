@@ -1,0 +1,272 @@
+"""The dashboard draws what the records said: checked on the text of a fixed-width console."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+
+import pytest
+from rich.console import Console
+
+from monitor.dashboard import (
+    UNIT_HEADERS,
+    DashboardState,
+    format_age,
+    render,
+    sparkline,
+)
+from monitor.records import CameraReport, ScoreRecord
+
+NOW = 1_700_000_000.0
+
+
+def score(
+    mouse: str,
+    camera: str = "cam0",
+    cubicle: int = 1,
+    status: str = "scored",
+    levels: list[int] | None = None,
+    wall_time: float = NOW,
+    alert: str = "",
+    seq: int = 0,
+) -> ScoreRecord:
+    """A record as the pipeline publishes it; levels only when scored, as the contract says."""
+    scored = status == "scored"
+    levels = (levels or [0, 1, 2, 1, 0]) if scored else None
+    return ScoreRecord(
+        publisher="test",
+        seq=seq,
+        wall_time=wall_time,
+        mono_time=wall_time - NOW,
+        source_time=wall_time,
+        frame_index=seq,
+        camera=camera,
+        cubicle=cubicle,
+        mouse=mouse,
+        status=status,
+        face_box=(0.5, 0.5, 0.2, 0.2) if scored else None,
+        face_score=0.9 if scored else math.nan,
+        sharpness=120.0,
+        probs=[[1.0 if i == lv else 0.0 for i in range(3)] for lv in levels] if levels else None,
+        levels=levels,
+        total=sum(levels) if levels else None,
+        expected_total=float(sum(levels)) if levels else None,
+        pain=(sum(levels) >= 4) if levels else None,
+        alert=alert,
+        model_kind="demo",
+        scorer_id="scorer",
+        localizer_id="localizer",
+        latency_ms=12.0,
+    )
+
+
+def camera(
+    name: str = "cam0",
+    state: str = "ok",
+    dropped: int = 0,
+    reconnects: int = 0,
+    error: str = "",
+) -> CameraReport:
+    return CameraReport(
+        publisher="test",
+        seq=0,
+        wall_time=NOW,
+        camera=name,
+        state=state,
+        frames_read=1234,
+        frames_dropped=dropped,
+        reconnects=reconnects,
+        last_frame_time=NOW,
+        fps=14.96,
+        latency_ms=33.0,
+        error=error,
+    )
+
+
+def draw(state: DashboardState, now: float = NOW) -> str:
+    console = Console(width=160, record=True, file=io.StringIO(), color_system=None)
+    console.print(render(state, now))
+    return console.export_text()
+
+
+def row_of(text: str, mouse: str) -> str:
+    """The one table line that holds `mouse`."""
+    rows = [line for line in text.splitlines() if f" {mouse} " in line]
+    assert len(rows) == 1, f"{mouse!r} on {len(rows)} lines:\n{text}"
+    return rows[0]
+
+
+def cells(line: str) -> list[str]:
+    """The stripped cells of one table line (body rows use │, the header row ┃)."""
+    return [c.strip() for c in re.split("[│┃]", line.strip().strip("│┃"))]
+
+
+def styles_of(state: DashboardState, cell: str) -> list[str]:
+    """Inline CSS of every span whose text is exactly `cell`, to check colours without ANSI."""
+    console = Console(width=160, record=True, file=io.StringIO(), color_system="truecolor")
+    console.print(render(state, NOW))
+    html = console.export_html(inline_styles=True)
+    spans = re.findall(r'<span style="([^"]*)">([^<]*)</span>', html)
+    return [style for style, text in spans if text.strip() == cell]
+
+
+def test_empty_state_renders_a_waiting_message() -> None:
+    text = draw(DashboardState())
+    assert "waiting for records…" in text
+    assert "mgs-monitor" in text
+
+
+def test_mice_appear_once_sorted_by_camera_then_cubicle() -> None:
+    state = DashboardState()
+    for mouse, cam, cub in [("m-d", "cam10", 1), ("m-c", "cam2", 2), ("m-b", "cam2", 1),
+                            ("m-a", "cam0", 3)]:
+        state.add_score(score(mouse, camera=cam, cubicle=cub))
+    text = draw(state)
+    order = ["m-a", "m-b", "m-c", "m-d"]
+    for mouse in order:
+        assert text.count(mouse) == 1
+    assert [text.index(m) for m in order] == sorted(text.index(m) for m in order)
+    assert "cam2/1" in row_of(text, "m-b")
+    assert "cam10/1" in row_of(text, "m-d")
+
+
+def test_latest_scored_total_and_levels_are_shown() -> None:
+    state = DashboardState()
+    state.add_score(score("m1", levels=[0, 0, 0, 0, 0], wall_time=NOW - 20))
+    state.add_score(score("m1", levels=[2, 1, 0, 2, 1], wall_time=NOW - 5))
+    text = draw(state)
+    header = next(line for line in text.splitlines() if "mouse" in line)
+    assert cells(header)[3:8] == list(UNIT_HEADERS) == ["OT", "NB", "CB", "EP", "WC"]
+    row = cells(row_of(text, "m1"))
+    assert row[2] == "6"
+    assert row[3:8] == ["2", "1", "0", "2", "1"]
+    assert row[8] == "▁▅"
+    assert row[9] == "scored"
+    assert row[10] == "5s"
+
+
+def test_no_face_after_score_keeps_previous_total_as_stale() -> None:
+    state = DashboardState()
+    state.add_score(score("m1", levels=[1, 1, 1, 1, 0], wall_time=NOW - 180))
+    state.add_score(score("m1", status="no_face", wall_time=NOW - 1))
+    row = cells(row_of(draw(state), "m1"))
+    assert row[2] == "4 stale"
+    assert row[3:8] == ["1", "1", "1", "1", "0"]
+    assert row[8] == "▄"  # the unscored record adds nothing to the trend
+    assert row[9] == "no_face"
+    assert row[10] == "3m"
+
+
+def test_mouse_never_scored_shows_dashes() -> None:
+    state = DashboardState()
+    state.add_score(score("m1", status="camera_down"))
+    row = cells(row_of(draw(state), "m1"))
+    assert row[2] == "—"
+    assert row[9] == "camera_down"
+    assert row[10] == "—"
+
+
+def test_alert_text_is_shown_with_the_total() -> None:
+    state = DashboardState()
+    state.alert_threshold = 5
+    state.add_score(score("m1", levels=[2, 2, 2, 1, 1], alert="MGS 8 ≥ 5 for 3 samples"))
+    state.add_score(score("m2", camera="cam1", levels=[2, 2, 1, 0, 0]))
+    text = draw(state)
+    assert cells(row_of(text, "m1"))[2] == "8 MGS 8 ≥ 5 for 3 samples"
+    assert cells(row_of(text, "m2"))[2] == "5"
+    assert "alert ≥ 5" in text
+
+
+def test_totals_are_coloured_by_threshold_and_alert() -> None:
+    state = DashboardState()
+    state.alert_threshold = 5
+    state.add_score(score("m1", levels=[0, 0, 1, 0, 0]))
+    state.add_score(score("m2", camera="cam1", levels=[2, 2, 1, 0, 0]))
+    state.add_score(score("m3", camera="cam2", levels=[2, 2, 2, 2, 2], alert="ALERT"))
+    green, red = "color: #008000", "color: #800000"
+    assert any(green in style for style in styles_of(state, "1"))  # below threshold
+    assert any(red in style and "bold" not in style for style in styles_of(state, "5"))  # at it
+    assert any(red in style and "bold" in style for style in styles_of(state, "10 ALERT"))
+
+
+def test_demo_banner_only_when_demo() -> None:
+    state = DashboardState()
+    state.title = "mgs-monitor — 4 cameras"
+    state.records_total, state.gaps, state.csv_path = 1234, 3, "/data/mgs.csv"
+    text = draw(state)
+    assert "DEMO" not in text
+    header = text.splitlines()[0]
+    for part in ("mgs-monitor — 4 cameras", "records 1234", "gaps 3", "/data/mgs.csv"):
+        assert part in header
+    state.demo = True
+    text = draw(state)
+    assert "DEMO MODELS — not a real pain model" in text
+    assert "[DEMO]" in text.splitlines()[0]
+
+
+def test_cameras_table_shows_state_drops_and_reconnects() -> None:
+    state = DashboardState()
+    state.add_camera(camera("cam0", state="ok", dropped=2, reconnects=0))
+    state.add_camera(camera("cam1", state="down", dropped=5, reconnects=7, error="x" * 100))
+    state.add_camera(camera("cam1", state="down", dropped=6, reconnects=8, error="x" * 100))
+    state.dropped = {"cam1": 10, "cam9": 4}
+    text = draw(state)
+    cam0, cam1, cam9 = (cells(row_of(text, c)) for c in ("cam0", "cam1", "cam9"))
+    assert cam0[:7] == ["cam0", "ok", "15.0", "1234", "2", "0", "33"]
+    assert cam1[:7] == ["cam1", "down", "15.0", "1234", "16", "8", "33"]
+    assert cam1[7] == "x" * 39 + "…"
+    assert cam9[4] == "4"  # queue drops for a camera that has not reported yet
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([0, 10], "▁█"),
+        ([0, 5, 10], "▁▅█"),
+        ([-3, 15], "▁█"),
+        ([], ""),
+        ([math.nan, 10], " █"),
+    ],
+)
+def test_sparkline(values: list[float], expected: str) -> None:
+    assert sparkline(values) == expected
+
+
+def test_sparkline_has_one_char_per_value_and_custom_range() -> None:
+    values = [float(v) for v in range(11)]
+    line = sparkline(values)
+    assert len(line) == len(values)
+    assert line[0] == "▁" and line[-1] == "█"
+    assert list(line) == sorted(line)
+    assert sparkline([1, 2], low=1, high=2) == "▁█"
+    assert sparkline([4], low=4, high=4) == "▁"
+
+
+def test_history_bounds_the_sparkline() -> None:
+    state = DashboardState(history=3)
+    for i in range(6):
+        state.add_score(score("m1", levels=[2, 2, 2, 2, 2] if i < 3 else [0, 0, 0, 0, 0]))
+    assert cells(row_of(draw(state), "m1"))[8] == "▁▁▁"
+    with pytest.raises(ValueError):
+        DashboardState(history=0)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (None, "—"),
+        (math.nan, "—"),
+        (-4.0, "0s"),
+        (0.0, "0s"),
+        (12.7, "12s"),
+        (59.9, "59s"),
+        (60.0, "1m"),
+        (3599.0, "59m"),
+        (3600.0, "1h"),
+        (7300.0, "2h"),
+        (86400.0 * 3, "3d"),
+    ],
+)
+def test_format_age(seconds: float | None, expected: str) -> None:
+    assert format_age(seconds) == expected
