@@ -1,0 +1,428 @@
+"""`mgs-monitor`: watch cameras live, replay recordings, score images, attach dashboards/loggers.
+
+Every error a user can cause ends in one line naming the file, key or value (exit code 2);
+Ctrl-C or SIGTERM stops the cameras first, then drains scoring and logging (exit code 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from monitor import __version__
+from monitor.bus import BusError, Publisher, Subscriber
+from monitor.config import (
+    DEFAULT_ENDPOINT,
+    Camera,
+    ConfigError,
+    MonitorConfig,
+    build_config,
+    load_config,
+)
+from monitor.csvlog import CsvLogError, CsvLogger
+from monitor.dashboard import DashboardState, render
+from monitor.models import ModelError
+from monitor.pipeline import Models, Monitor, Outputs
+
+COMMANDS = ("run", "replay", "score", "dashboard", "log", "check-config", "demo")
+DEFAULT_MODELS = Path(os.environ.get("MGS_MODELS", "models"))
+EPILOG = """\
+examples:
+  mgs-monitor --cameras 4                  watch camera devices 0-3 (16 mice), sample every 120 s
+  mgs-monitor --config lab.yaml            cameras, cubicles, models and outputs from a YAML file
+  mgs-monitor replay a.mp4 b.mp4 --out scores.csv
+                                           score recorded videos, each video one camera
+  mgs-monitor score photos/ --out scores.csv
+                                           score still images of cubicle arrays (or --crops)
+  mgs-monitor dashboard                    attach a live dashboard to a running monitor
+  mgs-monitor log --out scores.csv         attach a CSV logger to a running monitor
+  mgs-monitor check-config lab.yaml        validate a config, naming every wrong key
+  mgs-monitor demo                         synthetic cameras and DEMO models, no hardware needed
+
+Run `mgs-monitor COMMAND --help` for the options of each command.
+"""
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used."""
+
+
+USER_ERRORS = (ConfigError, ModelError, BusError, CsvLogError, UsageError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        return int(args.func(args))
+    except USER_ERRORS as exc:
+        print(f"mgs-monitor: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["run", *argv]  # `mgs-monitor --cameras 4` means `mgs-monitor run --cameras 4`
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mgs-monitor", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Live Mouse Grimace Scale (MGS) monitor: cameras -> mouse faces -> five "
+        "action-unit scores (0-2 each, total 0-10) -> alerts, dashboard and CSV.",
+    )
+    parser.add_argument("--version", action="version", version=f"mgs-monitor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_replay(sub)
+    _add_score(sub)
+    _add_dashboard(sub)
+    _add_log(sub)
+    check = sub.add_parser("check-config", help="validate a YAML config and exit")
+    check.add_argument("config", type=Path, help="the YAML file")
+    check.set_defaults(func=cmd_check_config)
+    demo = sub.add_parser("demo", help="run on a synthetic four-camera scene with DEMO models")
+    demo.add_argument("--rebuild", action="store_true", help="rebuild demo models and scene")
+    demo.add_argument("--build-only", action="store_true", help="build, then exit")
+    demo.add_argument("--fast", action="store_true", help="replay as fast as possible")
+    _add_outputs(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _add_models(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("models (ignored where --config sets them)")
+    group.add_argument("--models", type=Path, default=DEFAULT_MODELS, metavar="DIR",
+                       help="folder with scorer.onnx and localizer.onnx (default: %(default)s, "
+                       "or $MGS_MODELS)")
+    group.add_argument("--cpu", action="store_true", help="use the CPU even if a GPU is present")
+
+
+def _add_sampling(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sampling (overrides the config)")
+    mode = group.add_mutually_exclusive_group()
+    mode.add_argument("--every", type=float, metavar="S", help="seconds between samples "
+                      "(default 120, the DeepMGS snapshot interval)")
+    mode.add_argument("--continuous", action="store_true", help="score every frame")
+    group.add_argument("--burst", type=int, metavar="K",
+                       help="frames grabbed per sample, sharpest kept (default 5)")
+
+
+def _add_outputs(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("outputs")
+    group.add_argument("--out", type=Path, metavar="CSV", help="CSV file for the records")
+    group.add_argument("--endpoint", help=f"ZeroMQ endpoint to publish on "
+                       f"(default {DEFAULT_ENDPOINT})")
+    group.add_argument("--no-publish", action="store_true", help="do not publish on ZeroMQ")
+    group.add_argument("--no-dashboard", action="store_true", help="no live dashboard")
+
+
+def _add_run(sub: Any) -> None:
+    run = sub.add_parser("run", help="watch cameras live (the default command)",
+                         description="Watch cameras live. Without --config, --cameras N opens "
+                         "devices 0..N-1, each a four-cubicle array (mice camK-c1..c4).")
+    run.add_argument("--cameras", type=int, default=1, metavar="N",
+                     help="camera devices 0..N-1 (default %(default)s)")
+    run.add_argument("--config", type=Path, help="YAML config (see `check-config`)")
+    _add_sampling(run)
+    _add_models(run)
+    _add_outputs(run)
+    run.set_defaults(func=cmd_run)
+
+
+def _add_replay(sub: Any) -> None:
+    replay = sub.add_parser("replay", help="score recorded videos, each video one camera",
+                            description="Run the monitor over recorded videos, sampling by each "
+                            "video's own clock, as fast as possible unless --realtime.")
+    replay.add_argument("videos", nargs="+", type=Path, help="video files (or image folders)")
+    replay.add_argument("--realtime", action="store_true", help="pace at recorded speed")
+    replay.add_argument("--config", type=Path,
+                        help="YAML config; its cameras give the cubicle layout of each video")
+    _add_sampling(replay)
+    _add_models(replay)
+    _add_outputs(replay)
+    replay.set_defaults(func=cmd_replay)
+
+
+def _add_score(sub: Any) -> None:
+    score = sub.add_parser("score", help="score still images or folders into a CSV")
+    score.add_argument("paths", nargs="+", type=Path, help="images or folders of images")
+    score.add_argument("--crops", action="store_true",
+                       help="images are face crops (skip the face localizer)")
+    score.add_argument("--out", type=Path, default=Path("scores.csv"), metavar="CSV",
+                       help="CSV file to write (default %(default)s)")
+    _add_models(score)
+    score.set_defaults(func=cmd_score)
+
+
+def _add_dashboard(sub: Any) -> None:
+    dash = sub.add_parser("dashboard", help="live dashboard of a running monitor (ZeroMQ)")
+    dash.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="default %(default)s")
+    dash.add_argument("--seconds", type=float, help="stop after this long")
+    dash.set_defaults(func=cmd_dashboard)
+
+
+def _add_log(sub: Any) -> None:
+    log = sub.add_parser("log", help="write a running monitor's records to CSV (ZeroMQ)")
+    log.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="default %(default)s")
+    log.add_argument("--out", type=Path, default=Path("mgs-records/scores.csv"), metavar="CSV",
+                     help="CSV file to append to (default %(default)s)")
+    log.add_argument("--seconds", type=float, help="stop after this long")
+    log.set_defaults(func=cmd_log)
+
+
+# configs ------------------------------------------------------------------------------------
+def config_from_args(args: argparse.Namespace, cameras: list[dict[str, Any]]) -> MonitorConfig:
+    """A config from --config (cameras replaced where given) with command-line overrides."""
+    raw: dict[str, Any] = {}
+    origin = "command line"
+    if getattr(args, "config", None):
+        raw = load_config(args.config).model_dump(mode="json", exclude_unset=True)
+        origin = str(args.config)
+    if cameras:
+        raw["cameras"] = cameras
+    raw.setdefault("models", {"scorer": str(args.models / "scorer.onnx"),
+                              "localizer": str(args.models / "localizer.onnx")})
+    if args.cpu:
+        raw["models"]["providers"] = ["CPUExecutionProvider"]
+    sampling = dict(raw.get("sampling", {}))
+    for key, value in (("every_s", args.every), ("burst", args.burst)):
+        if value is not None:
+            sampling[key] = value
+    if args.every is not None or args.continuous:
+        sampling["continuous"] = bool(args.continuous)
+    raw["sampling"] = sampling
+    if args.endpoint or args.no_publish:
+        raw["bus"] = {**raw.get("bus", {}), **({"endpoint": args.endpoint} if args.endpoint
+                                                else {}), "enabled": not args.no_publish}
+    return build_config(raw, origin=origin)
+
+
+def csv_path(config: MonitorConfig, out: Path | None) -> Path:
+    if out is not None:
+        return out
+    return config.csv.folder / f"scores-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+
+
+# commands -----------------------------------------------------------------------------------
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    mice = sum(len(c.cubicle_list()) for c in config.cameras)
+    print(f"{args.config}: ok ({len(config.cameras)} cameras, {mice} mice)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.cameras < 1:
+        raise UsageError(f"--cameras {args.cameras}: need at least one camera")
+    cameras = [] if args.config else [{"name": f"cam{i}", "source": i}
+                                      for i in range(args.cameras)]
+    config = config_from_args(args, cameras)
+    return run_monitor(config, args, realtime=True, replay=False)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    for video in args.videos:
+        if not video.exists():
+            raise UsageError(f"{video}: no such video file")
+    layouts = load_config(args.config).cameras if args.config else []
+    cameras = []
+    for i, video in enumerate(args.videos):
+        name = layouts[i].name if i < len(layouts) else f"cam{i}"
+        camera: dict[str, Any] = {"name": name, "source": str(video)}
+        cubicles = layouts[i].cubicles if i < len(layouts) else None
+        if cubicles is not None:
+            camera["cubicles"] = [c.model_dump(mode="json") for c in cubicles]
+        cameras.append(camera)
+    config = config_from_args(args, cameras)
+    return run_monitor(config, args, realtime=args.realtime, replay=True)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from monitor.stills import score_stills
+
+    return score_stills(args.paths, args.out, args.models, crops=args.crops, cpu=args.cpu)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from train.demo import build_demo
+    except ImportError as exc:
+        raise UsageError(f"the demo builds its models with PyTorch ({exc.name} missing): "
+                         "install with pip install -e '.[train]'") from exc
+    demo = build_demo(rebuild=args.rebuild)
+    if args.build_only:
+        print(f"demo ready in {demo.folder}")
+        return 0
+    config = build_config(demo.config(), origin=str(demo.folder))
+    return run_monitor(config, args, realtime=not args.fast, replay=True)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    subscriber = Subscriber(args.endpoint)
+    state = DashboardState()
+    state.title = f"mgs-monitor dashboard — {args.endpoint}"
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    try:
+        with Live(render(state, time.time()), refresh_per_second=4, screen=False) as live, \
+                _stop_on_signals() as stopping:
+            while not stopping() and (deadline is None or time.monotonic() < deadline):
+                for message in subscriber.receive(250):
+                    if message.score:
+                        state.add_score(message.score)
+                        state.demo = state.demo or message.score.model_kind == "demo"
+                    elif message.camera:
+                        state.add_camera(message.camera)
+                live.update(render(state, time.time()))
+    finally:
+        subscriber.close()
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    subscriber = Subscriber(args.endpoint, topics=(b"score",))
+    logger = CsvLogger(args.out)
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    console = Console(stderr=True)
+    console.print(f"logging {args.endpoint} to {args.out} (Ctrl-C to stop)")
+    try:
+        with _stop_on_signals() as stopping:
+            while not stopping() and (deadline is None or time.monotonic() < deadline):
+                wrote = False
+                for message in subscriber.receive(250):
+                    if message.score:
+                        logger.write(message.score)
+                        wrote = True
+                if wrote:
+                    logger.sync()
+    finally:
+        logger.close()
+        subscriber.close()
+    gaps = f", {len(logger.gaps)} gaps written to {logger.gaps_path}" if logger.gaps else ""
+    console.print(f"{logger.rows} records written to {args.out}{gaps}")
+    return 0
+
+
+# running the monitor ------------------------------------------------------------------------
+def run_monitor(config: MonitorConfig, args: argparse.Namespace, *, realtime: bool,
+                replay: bool) -> int:
+    models = Models.load(config)
+    out = csv_path(config, args.out)
+    publisher = Publisher(config.bus.endpoint) if config.bus.enabled else None
+    state = DashboardState()
+    try:
+        outputs = Outputs(csv=CsvLogger(out), publisher=publisher,
+                          on_score=state.add_score, on_camera=state.add_camera)
+    except BaseException:
+        if publisher:
+            publisher.close()
+        raise
+    monitor = Monitor(config, models, outputs, realtime=realtime, replay=replay)
+    state.title = _title(config, models, replay)
+    state.demo = models.is_demo
+    state.csv_path = str(out)
+    state.alert_threshold = monitor.analyzer.alerts.default
+    console = Console(stderr=True)
+    if models.is_demo:
+        console.print("[bold yellow]DEMO models (trained on synthetic faces): "
+                      "not a real pain model[/]")
+    show = not args.no_dashboard and console.is_terminal
+    _watch(monitor, state, console, show, replay)
+    if monitor.error is not None:
+        raise monitor.error
+    console.print(f"{monitor.records} records written to {out}")
+    return 0
+
+
+def _watch(monitor: Monitor, state: DashboardState, console: Console, show: bool,
+           replay: bool) -> None:
+    progress = _progress(monitor, console) if replay else None
+    monitor.start()
+    with _stop_on_signals(monitor.request_stop):
+        if not show and progress is None:
+            while not monitor.wait(0.5):
+                pass
+            return
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while not monitor.wait(0.25):
+                live.update(_screen(monitor, state, progress, show))
+            live.update(_screen(monitor, state, progress, show))
+
+
+def _screen(monitor: Monitor, state: DashboardState, progress: Progress | None,
+            show: bool) -> Group:
+    parts: list[Any] = []
+    if progress is not None:
+        for task, worker in zip(progress.tasks, monitor.workers, strict=True):
+            progress.update(task.id, completed=worker.position)
+        parts.append(progress)
+    if show:
+        state.dropped = dict(monitor.frames.dropped)
+        with monitor.outputs.lock:
+            parts.append(render(state, time.time()))
+    return Group(*parts)
+
+
+def _progress(monitor: Monitor, console: Console) -> Progress:
+    progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total} frames"),
+                        TimeRemainingColumn(), console=console)
+    for worker in monitor.workers:
+        progress.add_task(worker.camera, total=None)
+    original_start = monitor.start
+
+    def start() -> None:
+        original_start()
+        time.sleep(0.05)
+        for task, worker in zip(progress.tasks, monitor.workers, strict=True):
+            progress.update(task.id, total=worker.total_frames or None)
+
+    monitor.start = start  # type: ignore[method-assign]
+    return progress
+
+
+def _title(config: MonitorConfig, models: Models, replay: bool) -> str:
+    mice = sum(len(c.cubicle_list()) for c in config.cameras)
+    what = "replay" if replay else "live"
+    provider = models.scorer.providers[0].replace("ExecutionProvider", "")
+    return f"mgs-monitor {what} — {len(config.cameras)} cameras, {mice} mice, {provider}"
+
+
+@contextmanager
+def _stop_on_signals(on_stop: Any = None) -> Iterator[Any]:
+    """SIGINT/SIGTERM ask for a clean stop (main thread only); yields a 'stopping?' check."""
+    stopping = False
+
+    def handler(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        if on_stop is not None:
+            on_stop()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    signals = (signal.SIGINT, signal.SIGTERM) if in_main else ()
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield lambda: stopping
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+__all__ = ["Camera", "main"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
