@@ -67,6 +67,6 @@ def test_gaps_are_written_down_across_restarts(tmp_path: Path) -> None:
 def test_refuses_a_file_with_another_header(tmp_path: Path) -> None:
     path = tmp_path / "scores.csv"
     path.write_text("a,b,c\n1,2,3\n")
-    with pytest.raises(CsvLogError, match="scores.csv: existing file has another header"):
+    with pytest.raises(CsvLogError, match=r"scores\.csv: existing file has another header"):
         CsvLogger(path)
     assert path.read_text() == "a,b,c\n1,2,3\n"

@@ -32,27 +32,30 @@ class Preprocess(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float()
-        return (x - self.mean) / self.std
+        return (x - self.get_buffer("mean")) / self.get_buffer("std")
 
 
-def tiny_backbone(outputs: int, width: int = 16) -> nn.Module:
-    """A small CNN for tests and demo models: same interface, a fraction of the cost."""
+def tiny_features(width: int = 16) -> nn.Sequential:
+    """Four stride-2 conv blocks: a small CNN for tests and demo models."""
 
     def block(cin: int, cout: int) -> list[nn.Module]:
         return [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
-    return nn.Sequential(
-        *block(3, width), *block(width, width * 2), *block(width * 2, width * 4),
-        *block(width * 4, width * 4), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(width * 4, outputs),
-    )
+    return nn.Sequential(*block(3, width), *block(width, width * 2),
+                         *block(width * 2, width * 4), *block(width * 4, width * 4))
+
+
+def tiny_classifier(outputs: int, width: int = 16) -> nn.Module:
+    """Tiny features, global pooling, linear head: same interface as ResNet18, far cheaper."""
+    return nn.Sequential(tiny_features(width), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(width * 4, outputs))
 
 
 def unit_classifier(arch: str, weights: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """One unit's 3-level classifier; ResNet18 may start from ImageNet weights."""
     if arch == "tiny":
-        return tiny_backbone(len(LEVELS))
+        return tiny_classifier(len(LEVELS))
     if arch != "resnet18":
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     model = resnet18()
@@ -63,7 +66,7 @@ def unit_classifier(arch: str, weights: dict[str, torch.Tensor] | None = None) -
 
 
 class UnitScorer(nn.Module):
-    """Five unit classifiers over one uint8 batch; returns logits [N, 5, 3] (probs when exporting)."""
+    """Five unit classifiers over one uint8 batch; returns logits [N, 5, 3]."""
 
     def __init__(self, arch: str = "resnet18", input_size: int = 224,
                  weights: dict[str, torch.Tensor] | None = None) -> None:
@@ -90,14 +93,21 @@ class ScorerProbs(nn.Module):
 
 
 class FaceLocalizer(nn.Module):
-    """One box (cx, cy, w, h in 0-1) and a visibility logit per cubicle image."""
+    """One box (cx, cy, w, h in 0-1) and a visibility logit per cubicle image.
 
-    def __init__(self, input_size: int = 128, width: int = 16) -> None:
+    The head reads a 4x4 grid of features rather than a global average, so where the face is
+    survives until the box is regressed.
+    """
+
+    def __init__(self, input_size: int = 96, width: int = 16) -> None:
         super().__init__()
-        self.arch = "tiny"
+        self.arch = "tiny-grid"
         self.input_size = input_size
         self.preprocess = Preprocess()
-        self.body = tiny_backbone(5, width)
+        self.body = nn.Sequential(
+            tiny_features(width), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            nn.Linear(width * 4 * 16, 64), nn.ReLU(inplace=True), nn.Linear(64, 5),
+        )
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.body(self.preprocess(images))

@@ -1,0 +1,240 @@
+"""The whole chain on real files: videos -> faces -> scores -> CSV, ZeroMQ and dashboard."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from rich.console import Console
+
+from monitor.bus import Publisher
+from monitor.cli import main
+from monitor.config import build_config
+from monitor.csvlog import CsvLogger
+from monitor.dashboard import DashboardState, render
+from monitor.pipeline import Models, Monitor, Outputs
+from monitor.records import CameraReport
+from monitor.units import UNITS
+from tests.fakes import FakeCamera
+from train import synth
+from train.demo import DemoBuild
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def replay_args(demo: DemoBuild, out: Path, *extra: str) -> list[str]:
+    return ["replay", *map(str, demo.videos), "--models", str(demo.folder), "--every",
+            str(demo.spec.every_s), "--burst", "1", "--out", str(out), "--no-publish",
+            "--no-dashboard", *extra]
+
+
+def expected_samples(demo: DemoBuild) -> int:
+    return int(np.ceil(demo.spec.seconds / demo.spec.every_s))
+
+
+def test_replay_writes_a_row_for_every_mouse_and_sample(demo_small: DemoBuild,
+                                                         tmp_path: Path) -> None:
+    out = tmp_path / "scores.csv"
+    assert main(replay_args(demo_small, out)) == 0
+    rows = read_rows(out)
+    samples = expected_samples(demo_small)
+    mice = {f"cam{c}-c{k}" for c in range(demo_small.spec.cameras) for k in range(1, 5)}
+    assert len(rows) == len(mice) * samples
+    assert {r["mouse"] for r in rows} == mice
+    assert [int(r["seq"]) for r in rows] == list(range(1, len(rows) + 1))
+    for mouse in mice:
+        times = sorted(float(r["source_time"]) for r in rows if r["mouse"] == mouse)
+        assert times == pytest.approx([i * demo_small.spec.every_s for i in range(samples)])
+    scored = [r for r in rows if r["status"] == "scored"]
+    assert len(scored) >= len(rows) // 2
+    for row in scored:
+        levels = [int(row[u]) for u in UNITS]
+        assert int(row["total"]) == sum(levels)
+        probs = [float(row[f"p_{u}_{lv}"]) for u in UNITS for lv in range(3)]
+        assert sum(probs) == pytest.approx(5.0, abs=1e-3)
+        assert float(row["expected_total"]) == pytest.approx(
+            sum(lv * float(row[f"p_{u}_{lv}"]) for u in UNITS for lv in range(3)), abs=1e-2)
+    assert {r["model_kind"] for r in rows} == {"demo"}
+    assert {r["status"] for r in rows} <= {"scored", "no_face", "low_quality"}
+
+
+def test_unreadable_video_is_one_line_error(tmp_path: Path, demo_small: DemoBuild,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.mp4"
+    args = replay_args(demo_small, tmp_path / "s.csv")
+    args[1] = str(missing)
+    assert main(args) == 2
+    assert f"{missing}: no such video file" in capsys.readouterr().err
+
+
+def test_corrupt_video_gives_camera_down_rows(tmp_path: Path, demo_small: DemoBuild) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 4096)
+    out = tmp_path / "s.csv"
+    args = replay_args(demo_small, out)
+    args[1] = str(broken)
+    assert main(args) == 0
+    rows = read_rows(out)
+    down = [r for r in rows if r["camera"] == "cam0"]
+    assert [r["status"] for r in down] == ["camera_down"] * 4
+    assert len([r for r in rows if r["camera"] == "cam1"]) == 4 * expected_samples(demo_small)
+
+
+def test_missing_models_name_the_file(tmp_path: Path, demo_small: DemoBuild,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    args = replay_args(demo_small, tmp_path / "s.csv")
+    args[args.index("--models") + 1] = str(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'scorer.onnx'}: model file not found" in err and err.count("\n") == 1
+
+
+def cubicle_frame(levels: list[synth.Levels | None], seed: int) -> np.ndarray:
+    frame, _ = synth.draw_array_frame(levels, np.random.default_rng(seed), 640, 360)
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+
+
+def small_monitor(demo: DemoBuild, camera: FakeCamera | list[FakeCamera], outputs: Outputs,
+                  every_s: float = 0.05) -> Monitor:
+    config = build_config({**demo.config(), "cameras": [{"name": "cam0", "source": 0}],
+                           "sampling": {"every_s": every_s, "burst": 1}})
+    sessions = iter(camera if isinstance(camera, list) else [camera])
+    return Monitor(config, Models.load(config), outputs, opener=lambda _s: next(sessions))
+
+
+def run_until(monitor: Monitor, records: int, seconds: float = 20.0) -> None:
+    monitor.start()
+    deadline = time.monotonic() + seconds
+    while monitor.records < records and time.monotonic() < deadline:
+        time.sleep(0.02)
+    monitor.request_stop()
+    assert monitor.wait(10)
+    assert monitor.error is None
+
+
+def test_faceless_frame_is_no_face(demo_small: DemoBuild, tmp_path: Path) -> None:
+    faces = cubicle_frame([(0, 0, 0, 0, 0), (2, 2, 2, 2, 2), (1, 1, 1, 1, 1), (0, 1, 2, 1, 0)], 1)
+    empty = cubicle_frame([None] * 4, 1)  # every mouse turned away
+    out = tmp_path / "s.csv"
+    monitor = small_monitor(demo_small, FakeCamera([faces, empty]), Outputs(csv=CsvLogger(out)))
+    run_until(monitor, 8)
+    rows = read_rows(out)
+    assert [r["status"] for r in rows[4:8]] == ["no_face"] * 4
+    assert all(r["total"] == "" and r["orbital_tightening"] == "" for r in rows[4:8])
+    assert sum(r["status"] == "scored" for r in rows[:4]) >= 3
+
+
+def test_camera_drops_mid_run_and_comes_back(demo_small: DemoBuild, tmp_path: Path) -> None:
+    frame = cubicle_frame([(0, 0, 0, 0, 0)] * 4, 2)
+    reports: list[CameraReport] = []
+    out = tmp_path / "s.csv"
+    cameras = [FakeCamera([frame, None]), FakeCamera([], opened=False), FakeCamera([frame])]
+    monitor = small_monitor(demo_small, cameras,
+                            Outputs(csv=CsvLogger(out), on_camera=reports.append), every_s=0.3)
+    run_until(monitor, 16)
+    statuses = [r["status"] for r in read_rows(out)][:16]
+    assert statuses[4:12] == ["camera_down"] * 8
+    assert "camera_down" not in statuses[:4] + statuses[12:16]
+    states = [r.state for r in reports]
+    assert "down" in states and states.index("down") < len(states) - 1 - states[::-1].index("ok")
+    assert reports[-1].reconnects == 1 and reports[-1].frames_read == 2
+
+
+def test_dashboard_shows_what_the_csv_has(demo_small: DemoBuild, tmp_path: Path) -> None:
+    out = tmp_path / "s.csv"
+    state = DashboardState()
+    config = build_config({**demo_small.config(), "bus": {"enabled": False}})
+    monitor = Monitor(config, Models.load(config),
+                      Outputs(csv=CsvLogger(out), on_score=state.add_score,
+                              on_camera=state.add_camera), realtime=False, replay=True)
+    monitor.start()
+    assert monitor.wait(60) and monitor.error is None
+    console = Console(width=160, file=io.StringIO(), record=True)
+    console.print(render(state, time.time()))
+    lines = console.export_text().splitlines()
+    last: dict[str, dict[str, str]] = {}
+    for row in read_rows(out):
+        if row["status"] == "scored":
+            last[row["mouse"]] = row
+    assert len(last) == 4 * demo_small.spec.cameras
+    for mouse, row in last.items():
+        (line,) = [ln for ln in lines if f" {mouse} " in f" {ln} "]
+        cells = line.replace("│", " ").split()
+        levels = [row[u] for u in UNITS]
+        assert row["total"] in cells and " ".join(levels) in " ".join(cells)
+
+
+def test_records_reach_a_zeromq_logger(demo_small: DemoBuild, tmp_path: Path,
+                                       free_endpoint: str) -> None:
+    logged = tmp_path / "logged.csv"
+    logger = subprocess.Popen([sys.executable, "-m", "monitor", "log", "--endpoint",
+                               free_endpoint, "--out", str(logged)], stderr=subprocess.PIPE,
+                              text=True)
+    config = build_config({**demo_small.config(), "bus": {"endpoint": free_endpoint}})
+    local = tmp_path / "local.csv"
+    monitor = Monitor(config, Models.load(config),
+                      Outputs(csv=CsvLogger(local), publisher=Publisher(free_endpoint)),
+                      realtime=False, replay=True)
+    deadline = time.monotonic() + 30
+    while not logged.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the subscription reaches the publisher before the first record
+    monitor.start()
+    assert monitor.wait(30)
+    time.sleep(1.0)
+    logger.send_signal(signal.SIGINT)
+    _, err = logger.communicate(timeout=20)
+    assert logger.returncode == 0, err
+    assert read_rows(logged) == read_rows(local)
+    assert f"{len(read_rows(local))} records written" in err
+
+
+def test_sigterm_mid_run_loses_nothing(demo_small: DemoBuild, tmp_path: Path) -> None:
+    out = tmp_path / "scores.csv"
+    args = replay_args(demo_small, out, "--realtime")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "monitor", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or len(read_rows(out)) < 8):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    rows = read_rows(out)
+    assert 8 <= len(rows) < 4 * demo_small.spec.cameras * expected_samples(demo_small)
+    assert f"{len(rows)} records written" in err
+    assert [int(r["seq"]) for r in rows] == list(range(1, len(rows) + 1))
+
+
+def test_score_command_on_frames_and_crops(demo_small: DemoBuild, tmp_path: Path) -> None:
+    frames, crops = tmp_path / "frames", tmp_path / "crops"
+    frames.mkdir()
+    crops.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        cv2.imwrite(str(frames / f"f{i}.png"), cubicle_frame([(1, 1, 1, 1, 1)] * 4, i))
+        face = synth.draw_face((2, 2, 2, 2, 2), rng, 96)
+        cv2.imwrite(str(crops / f"c{i}.png"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    (frames / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "frames.csv"
+    base = ["--models", str(demo_small.folder)]
+    assert main(["score", str(frames), "--out", str(out), *base]) == 0
+    rows = read_rows(out)
+    assert len(rows) == 12 and {r["mouse"] for r in rows} >= {"f0-c1", "f2-c4"}
+    assert main(["score", str(crops), "--crops", "--out", str(tmp_path / "c.csv"), *base]) == 0
+    crop_rows = read_rows(tmp_path / "c.csv")
+    assert [r["status"] for r in crop_rows] == ["scored"] * 3
+    assert all(r["camera"].endswith(".png") for r in crop_rows)

@@ -1,0 +1,227 @@
+"""The demo: DEMO models trained on synthetic mouse faces, and a synthetic four-camera scene.
+
+Everything here is made by the project itself: faces from train/synth.py, models trained with
+train/fit.py and exported with export/onnx_export.py, marked `kind=demo` in their metadata so
+the dashboard and every CSV row say they are not real pain models. Built once, then cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from export.onnx_export import export_localizer, export_scorer
+from monitor.config import Faces
+from monitor.faces import face_crop
+from monitor.units import UNITS
+from train import synth
+from train.fit import LocalizerData, UnitData, fit_localizer, fit_units
+
+CUBICLES = 4
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """Sizes of a demo build; `small()` is the one tests use."""
+
+    localizer_size: int = 96
+    scorer_size: int = 64
+    localizer_images: int = 3000
+    localizer_epochs: int = 25
+    unit_faces: int = 4000
+    unit_epochs: int = 10
+    cameras: int = 4
+    width: int = 1920
+    height: int = 1080
+    fps: float = 2.0
+    seconds: float = 240.0
+    every_s: float = 4.0
+    seed: int = 7
+
+    @classmethod
+    def small(cls) -> DemoSpec:
+        return cls(localizer_size=64, scorer_size=48, localizer_images=1500,
+                   localizer_epochs=25, unit_faces=600, unit_epochs=6, cameras=2, width=640,
+                   height=360, fps=2.0, seconds=12.0, every_s=2.0)
+
+
+@dataclass
+class DemoBuild:
+    folder: Path
+    spec: DemoSpec
+    metrics: dict[str, Any]
+
+    @property
+    def videos(self) -> list[Path]:
+        return [self.folder / f"cam{k}.mp4" for k in range(self.spec.cameras)]
+
+    def config(self) -> dict[str, Any]:
+        """A monitor config for the scene: each video one camera, sampled by its own clock."""
+        return {
+            "cameras": [{"name": v.stem, "source": str(v)} for v in self.videos],
+            "models": {"scorer": str(self.folder / "scorer.onnx"),
+                       "localizer": str(self.folder / "localizer.onnx")},
+            "sampling": {"every_s": self.spec.every_s, "burst": 1},
+            "csv": {"folder": str(self.folder / "records")},
+            "publisher": "mgs-demo",
+        }
+
+
+def default_folder() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "mgs-monitor" / "demo"
+
+
+def build_demo(folder: Path | None = None, spec: DemoSpec | None = None,
+               rebuild: bool = False, quiet: bool = False) -> DemoBuild:
+    """Build whatever is missing (models, scene) and return the build; cached by spec."""
+    folder = folder or default_folder()
+    spec = spec or DemoSpec()
+    stamp = folder / "demo.json"
+    if not rebuild and stamp.exists():
+        saved = json.loads(stamp.read_text())
+        build = DemoBuild(folder, spec, saved.get("metrics", {}))
+        if saved.get("spec") == asdict(spec) and all(p.exists() for p in _outputs(build)):
+            return build
+    folder.mkdir(parents=True, exist_ok=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  disable=quiet) as progress:
+        metrics = _build_models(folder, spec, progress)
+        build = DemoBuild(folder, spec, metrics)
+        _build_scene(build, progress)
+    stamp.write_text(json.dumps({"spec": asdict(spec), "metrics": metrics}, indent=2))
+    return build
+
+
+def _outputs(build: DemoBuild) -> list[Path]:
+    return [build.folder / "scorer.onnx", build.folder / "localizer.onnx", *build.videos,
+            build.folder / "truth.csv"]
+
+
+# models -------------------------------------------------------------------------------------
+def _build_models(folder: Path, spec: DemoSpec, progress: Progress) -> dict[str, Any]:
+    rng = np.random.default_rng(spec.seed)
+    task = progress.add_task("demo faces", total=spec.localizer_images + spec.unit_faces)
+    loc = localizer_data(rng, spec.localizer_images, spec, lambda: progress.advance(task))
+    units = unit_data(rng, spec.unit_faces, spec, lambda: progress.advance(task))
+    loc_train, loc_val = _split(loc)
+    unit_train, unit_val = _split(units)
+    task = progress.add_task("train localizer", total=spec.localizer_epochs)
+    localizer, loc_metrics = fit_localizer(loc_train, loc_val, epochs=spec.localizer_epochs,
+                                           seed=spec.seed,
+                                           progress=lambda *_: progress.advance(task))
+    task = progress.add_task("train unit scorer", total=spec.unit_epochs)
+    scorer, unit_metrics = fit_units(unit_train, unit_val, epochs=spec.unit_epochs,
+                                     seed=spec.seed,
+                                     progress=lambda *_: progress.advance(task))
+    fingerprint = f"synthetic-seed{spec.seed}"
+    export_localizer(localizer, folder / "localizer.onnx", loc_val.images[:8], kind="demo",
+                     fingerprint=fingerprint, metrics=loc_metrics)
+    export_scorer(scorer, folder / "scorer.onnx", unit_val.crops[:8], kind="demo",
+                  fingerprint=fingerprint, metrics=unit_metrics)
+    return {"localizer": loc_metrics, "scorer": unit_metrics}
+
+
+def localizer_data(rng: np.random.Generator, count: int, spec: DemoSpec,
+                   tick: Any = None) -> LocalizerData:
+    """Cubicle views (80% with a face) resized exactly as the monitor resizes them."""
+    width, height = spec.width // CUBICLES, spec.height
+    images, boxes, present = [], [], []
+    for _ in range(count):
+        levels = synth.random_levels(rng) if rng.random() < 0.8 else None
+        image, box = synth.draw_cubicle(levels, rng, width, height)
+        size = (spec.localizer_size, spec.localizer_size)
+        images.append(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+        boxes.append(box or (0.0, 0.0, 0.0, 0.0))
+        present.append(1.0 if box else 0.0)
+        if tick:
+            tick()
+    return LocalizerData(np.stack(images), np.asarray(boxes, np.float32),
+                         np.asarray(present, np.float32))
+
+
+def unit_data(rng: np.random.Generator, count: int, spec: DemoSpec, tick: Any = None) -> UnitData:
+    """Face crops cut from cubicle views with the monitor's own crop, at the true box."""
+    width, height = spec.width // CUBICLES, spec.height
+    margin = Faces().margin
+    crops, levels = [], []
+    for _ in range(count):
+        unit_levels = synth.random_levels(rng)
+        image, box = synth.draw_cubicle(unit_levels, rng, width, height)
+        assert box is not None
+        crops.append(face_crop(image, np.asarray(box), margin, spec.scorer_size))
+        levels.append(unit_levels)
+        if tick:
+            tick()
+    return UnitData(np.stack(crops), np.asarray(levels, np.int64))
+
+
+def _split(data: Any, val_fraction: float = 0.15) -> tuple[Any, Any]:
+    arrays = asdict(data)
+    cut = int(len(next(iter(arrays.values()))) * (1 - val_fraction))
+    cls = type(data)
+    return (cls(**{k: v[:cut] for k, v in arrays.items()}),
+            cls(**{k: v[cut:] for k, v in arrays.items()}))
+
+
+# scene --------------------------------------------------------------------------------------
+def pain_course(t: float, duration: float, pain_mouse: bool) -> float:
+    """0-1 pain intensity: baseline, injection at 20%, rise to a peak, relief after analgesia."""
+    if not pain_mouse:
+        return 0.0
+    start, peak, relief = 0.2 * duration, 0.45 * duration, 0.75 * duration
+    if t < start:
+        return 0.0
+    if t < peak:
+        return (t - start) / (peak - start)
+    if t < relief:
+        return 1.0
+    return max(0.0, 1.0 - (t - relief) / (0.15 * duration))
+
+
+def scene_schedule(spec: DemoSpec, camera: int, rng: np.random.Generator
+                   ) -> tuple[list[list[synth.Levels | None]], list[dict[str, Any]]]:
+    """Per frame, per cubicle levels (None = face hidden) and the ground-truth rows."""
+    frames = int(spec.seconds * spec.fps)
+    schedule: list[list[synth.Levels | None]] = []
+    truth: list[dict[str, Any]] = []
+    held: list[synth.Levels] = [synth.random_levels(rng, 0.0) for _ in range(CUBICLES)]
+    for index in range(frames):
+        t = index / spec.fps
+        row: list[synth.Levels | None] = []
+        for cubicle in range(CUBICLES):
+            if index % max(1, int(spec.every_s * spec.fps)) == 0:
+                pain = pain_course(t, spec.seconds, pain_mouse=cubicle % 2 == 0)
+                held[cubicle] = synth.random_levels(rng, pain)
+            hidden = rng.random() < 0.08
+            row.append(None if hidden else held[cubicle])
+            truth.append({"camera": f"cam{camera}", "cubicle": cubicle + 1,
+                          "mouse": f"cam{camera}-c{cubicle + 1}", "frame_index": index,
+                          "source_time": round(t, 3), "visible": int(not hidden),
+                          "pain_mouse": int(cubicle % 2 == 0),
+                          **dict(zip(UNITS, held[cubicle], strict=True))})
+        schedule.append(row)
+    return schedule, truth
+
+
+def _build_scene(build: DemoBuild, progress: Progress) -> None:
+    spec = build.spec
+    rng = np.random.default_rng(spec.seed + 1)
+    task = progress.add_task("demo videos", total=spec.cameras)
+    rows: list[dict[str, Any]] = []
+    for camera, video in enumerate(build.videos):
+        schedule, truth = scene_schedule(spec, camera, rng)
+        synth.write_array_video(video, schedule, rng, fps=spec.fps, width=spec.width,
+                                height=spec.height)
+        rows.extend(truth)
+        progress.advance(task)
+    header = list(rows[0])
+    lines = [",".join(header)] + [",".join(str(r[k]) for k in header) for r in rows]
+    (build.folder / "truth.csv").write_text("\n".join(lines) + "\n")
