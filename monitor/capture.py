@@ -260,12 +260,12 @@ class CaptureWorker(threading.Thread):
             while not self.stop.is_set():
                 if step is None and not self._skip_to(capture, next_due, fps):
                     break
+                if self.realtime and fps > 0:  # pace before reading: latency stays honest
+                    self.stop.wait(max(0.0, start + self.position / fps - time.monotonic()))
                 frame = self._burst(capture, 1 if step else self.sampling.burst, fps)
                 if frame is None:
                     break
                 next_due += self.sampling.every_s
-                if self.realtime and fps > 0:
-                    self.stop.wait(max(0.0, start + frame.source_time - time.monotonic()))
                 self._put(frame)
         finally:
             capture.release()

@@ -35,6 +35,7 @@ from monitor.csvlog import CsvLogError, CsvLogger
 from monitor.dashboard import DashboardState, render
 from monitor.models import ModelError
 from monitor.pipeline import Models, Monitor, Outputs
+from monitor.records import TOPIC_SCORE, SequenceTracker
 
 COMMANDS = ("run", "replay", "score", "dashboard", "log", "check-config", "demo")
 DEFAULT_MODELS = Path(os.environ.get("MGS_MODELS", "models"))
@@ -274,6 +275,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     subscriber = Subscriber(args.endpoint)
     state = DashboardState()
     state.title = f"mgs-monitor dashboard — {args.endpoint}"
+    sequence = SequenceTracker()
     deadline = time.monotonic() + args.seconds if args.seconds else None
     try:
         with Live(render(state, time.time()), refresh_per_second=4, screen=False) as live, \
@@ -281,8 +283,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             while not stopping() and (deadline is None or time.monotonic() < deadline):
                 for message in subscriber.receive(250):
                     if message.score:
-                        state.add_score(message.score)
-                        state.demo = state.demo or message.score.model_kind == "demo"
+                        record = message.score
+                        state.add_score(record)
+                        state.records_total += 1
+                        state.gaps += sequence.check(record.publisher, record.seq) is not None
+                        state.demo = state.demo or record.model_kind == "demo"
                     elif message.camera:
                         state.add_camera(message.camera)
                 live.update(render(state, time.time()))
@@ -292,7 +297,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    subscriber = Subscriber(args.endpoint, topics=(b"score",))
+    subscriber = Subscriber(args.endpoint, topics=(TOPIC_SCORE,))
     logger = CsvLogger(args.out)
     deadline = time.monotonic() + args.seconds if args.seconds else None
     console = Console(stderr=True)
@@ -369,7 +374,7 @@ def _screen(monitor: Monitor, state: DashboardState, progress: Progress | None,
             progress.update(task.id, completed=worker.position)
         parts.append(progress)
     if show:
-        state.dropped = dict(monitor.frames.dropped)
+        state.records_total = monitor.records
         with monitor.outputs.lock:
             parts.append(render(state, time.time()))
     return Group(*parts)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import os
-import time
 from pathlib import Path
 
-from monitor.records import CSV_COLUMNS, ScoreRecord, SequenceGap
+from monitor.records import CSV_COLUMNS, ScoreRecord, SequenceGap, SequenceTracker
 
 GAP_COLUMNS = ("publisher", "first_missing", "last_missing", "wall_time")
 
@@ -30,7 +29,7 @@ class CsvLogger:
         self.rows = 0
         self.gaps: list[SequenceGap] = []
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.last_seq = _recover(path)
+        self.sequence = SequenceTracker(_recover(path))
         self._file = path.open("a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
         if self._file.tell() == 0:
@@ -38,7 +37,9 @@ class CsvLogger:
             self._file.flush()
 
     def write(self, record: ScoreRecord) -> None:
-        self._check_sequence(record)
+        gap = self.sequence.check(record.publisher, record.seq)
+        if gap is not None:
+            self._write_gap(gap)
         self._writer.writerow(record.csv_row())
         self._file.flush()
         self.rows += 1
@@ -53,14 +54,6 @@ class CsvLogger:
         if not self._file.closed:
             self.sync()
             self._file.close()
-
-    def _check_sequence(self, record: ScoreRecord) -> None:
-        last = self.last_seq.get(record.publisher)
-        self.last_seq[record.publisher] = record.seq
-        if last is None or record.seq <= last:  # first record, or the publisher restarted
-            return
-        if record.seq > last + 1:
-            self._write_gap(SequenceGap(record.publisher, last + 1, record.seq - 1, time.time()))
 
     def _write_gap(self, gap: SequenceGap) -> None:
         self.gaps.append(gap)

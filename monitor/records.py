@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -118,6 +119,21 @@ class SequenceGap:
     first_missing: int
     last_missing: int
     wall_time: float = field(default=0.0)
+
+
+class SequenceTracker:
+    """Notices missing sequence numbers per publisher; a publisher restart (seq going back) is
+    not a gap."""
+
+    def __init__(self, last: dict[str, int] | None = None) -> None:
+        self.last: dict[str, int] = dict(last or {})
+
+    def check(self, publisher: str, seq: int) -> SequenceGap | None:
+        last = self.last.get(publisher)
+        self.last[publisher] = seq
+        if last is None or seq <= last + 1:
+            return None
+        return SequenceGap(publisher, last + 1, seq - 1, time.time())
 
 
 class RecordError(ValueError):
