@@ -15,6 +15,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from export.onnx_export import export_localizer, export_scorer
@@ -23,6 +24,7 @@ from monitor.faces import face_crop
 from monitor.units import UNITS
 from train import synth
 from train.fit import LocalizerData, UnitData, fit_localizer, fit_units
+from train.models import FaceLocalizer
 
 CUBICLES = 4
 
@@ -107,16 +109,19 @@ def _outputs(build: DemoBuild) -> list[Path]:
 
 # models -------------------------------------------------------------------------------------
 def _build_models(folder: Path, spec: DemoSpec, progress: Progress) -> dict[str, Any]:
+    """Localizer first: the scorer then learns from crops cut at the localizer's own boxes,
+    so it sees faces framed the way the monitor will frame them."""
     rng = np.random.default_rng(spec.seed)
-    task = progress.add_task("demo faces", total=spec.localizer_images + spec.unit_faces)
-    loc = localizer_data(rng, spec.localizer_images, spec, lambda: progress.advance(task))
-    units = unit_data(rng, spec.unit_faces, spec, lambda: progress.advance(task))
-    loc_train, loc_val = _split(loc)
-    unit_train, unit_val = _split(units)
+    task = progress.add_task("demo cubicles", total=spec.localizer_images)
+    loc_train, loc_val = _split(localizer_data(rng, spec.localizer_images, spec,
+                                               lambda: progress.advance(task)))
     task = progress.add_task("train localizer", total=spec.localizer_epochs)
     localizer, loc_metrics = fit_localizer(loc_train, loc_val, epochs=spec.localizer_epochs,
                                            seed=spec.seed,
                                            progress=lambda *_: progress.advance(task))
+    task = progress.add_task("demo faces", total=spec.unit_faces)
+    unit_train, unit_val = _split(unit_data(rng, spec.unit_faces, spec, localizer,
+                                            lambda: progress.advance(task)))
     task = progress.add_task("train unit scorer", total=spec.unit_epochs)
     scorer, unit_metrics = fit_units(unit_train, unit_val, epochs=spec.unit_epochs,
                                      seed=spec.seed,
@@ -129,15 +134,25 @@ def _build_models(folder: Path, spec: DemoSpec, progress: Progress) -> dict[str,
     return {"localizer": loc_metrics, "scorer": unit_metrics}
 
 
+def camera_view(levels: synth.Levels | None, rng: np.random.Generator, spec: DemoSpec
+                ) -> tuple[np.ndarray, tuple[float, float, float, float] | None]:
+    """A cubicle as the camera delivers it: drawn, then lossy-compressed like a video frame."""
+    image, box = synth.draw_cubicle(levels, rng, spec.width // CUBICLES, spec.height)
+    quality = int(rng.integers(40, 95))
+    _, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+    assert decoded is not None
+    return decoded, box
+
+
 def localizer_data(rng: np.random.Generator, count: int, spec: DemoSpec,
                    tick: Any = None) -> LocalizerData:
     """Cubicle views (80% with a face) resized exactly as the monitor resizes them."""
-    width, height = spec.width // CUBICLES, spec.height
+    size = (spec.localizer_size, spec.localizer_size)
     images, boxes, present = [], [], []
     for _ in range(count):
-        levels = synth.random_levels(rng) if rng.random() < 0.8 else None
-        image, box = synth.draw_cubicle(levels, rng, width, height)
-        size = (spec.localizer_size, spec.localizer_size)
+        image, box = camera_view(synth.random_levels(rng) if rng.random() < 0.8 else None,
+                                 rng, spec)
         images.append(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
         boxes.append(box or (0.0, 0.0, 0.0, 0.0))
         present.append(1.0 if box else 0.0)
@@ -147,20 +162,32 @@ def localizer_data(rng: np.random.Generator, count: int, spec: DemoSpec,
                          np.asarray(present, np.float32))
 
 
-def unit_data(rng: np.random.Generator, count: int, spec: DemoSpec, tick: Any = None) -> UnitData:
-    """Face crops cut from cubicle views with the monitor's own crop, at the true box."""
-    width, height = spec.width // CUBICLES, spec.height
+def unit_data(rng: np.random.Generator, count: int, spec: DemoSpec,
+              localizer: FaceLocalizer | None = None, tick: Any = None) -> UnitData:
+    """Face crops cut with the monitor's own crop at the localizer's box (else the true box)."""
     margin = Faces().margin
-    crops, levels = [], []
-    for _ in range(count):
-        unit_levels = synth.random_levels(rng)
-        image, box = synth.draw_cubicle(unit_levels, rng, width, height)
-        assert box is not None
-        crops.append(face_crop(image, np.asarray(box), margin, spec.scorer_size))
-        levels.append(unit_levels)
-        if tick:
-            tick()
+    crops: list[np.ndarray] = []
+    levels: list[synth.Levels] = []
+    while len(crops) < count:
+        views = [(lv, *camera_view(lv, rng, spec))
+                 for lv in (synth.random_levels(rng) for _ in range(min(64, count - len(crops))))]
+        boxes = [np.asarray(box) for _, _, box in views]
+        if localizer is not None:
+            boxes = list(_predicted_boxes(localizer, [image for _, image, _ in views]))
+        for (unit_levels, image, _), box in zip(views, boxes, strict=True):
+            crops.append(face_crop(image, box, margin, spec.scorer_size))
+            levels.append(unit_levels)
+            if tick:
+                tick()
     return UnitData(np.stack(crops), np.asarray(levels, np.int64))
+
+
+@torch.no_grad()
+def _predicted_boxes(localizer: FaceLocalizer, images: list[np.ndarray]) -> np.ndarray:
+    size = (localizer.input_size, localizer.input_size)
+    batch = np.stack([cv2.resize(i, size, interpolation=cv2.INTER_AREA) for i in images])
+    box_logits, _ = localizer.eval()(torch.from_numpy(batch))
+    return torch.sigmoid(box_logits).numpy()
 
 
 def _split(data: Any, val_fraction: float = 0.15) -> tuple[Any, Any]:
