@@ -80,3 +80,9 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml: cannot read config" in capsys.readouterr().err
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(Path(__file__).parent.parent / "configs" / "example.yaml")
+    assert [c.name for c in config.cameras] == ["rack1", "rack2"]
+    assert config.alerts.overrides == {"M101": 3}
