@@ -18,6 +18,7 @@ from monitor.units import UNITS
 from train.models import FaceLocalizer, UnitScorer
 
 Progress = Callable[[int, float], None]  # (epoch, validation metric)
+BatchLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (indices, flip mask) -> loss
 
 
 @dataclass
@@ -50,23 +51,62 @@ def localizer_loss(model: FaceLocalizer, images: torch.Tensor, boxes: torch.Tens
     return visibility + 4.0 * (box_error.sum(1) * present).sum() / weight
 
 
-def train_localizer_epoch(model: FaceLocalizer, data: LocalizerData,
-                          optimizer: torch.optim.Optimizer, batch: int,
-                          generator: torch.Generator) -> float:
+def train_epoch(model: nn.Module, count: int, batch_loss: BatchLoss,
+                optimizer: torch.optim.Optimizer, batch: int, generator: torch.Generator) -> float:
+    """One pass in random batches, each half flipped left-right; returns the mean loss."""
     model.train()
-    images, boxes = torch.from_numpy(data.images), torch.from_numpy(data.boxes)
-    present = torch.from_numpy(data.present)
     total = 0.0
-    for idx in _batches(len(images), batch, generator):
+    for idx in _batches(count, batch, generator):
         flip = torch.rand(len(idx), generator=generator) < 0.5
-        flipped_boxes = boxes[idx].clone()
-        flipped_boxes[flip, 0] = 1.0 - flipped_boxes[flip, 0]
-        loss = localizer_loss(model, _flip(images[idx], flip), flipped_boxes, present[idx])
+        loss = batch_loss(idx, flip)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         total += loss.item() * len(idx)
-    return total / len(images)
+    return total / count
+
+
+def _localizer_batch_loss(model: FaceLocalizer, data: LocalizerData) -> BatchLoss:
+    images, boxes = torch.from_numpy(data.images), torch.from_numpy(data.boxes)
+    present = torch.from_numpy(data.present)
+
+    def batch_loss(idx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        flipped_boxes = boxes[idx].clone()
+        flipped_boxes[flip, 0] = 1.0 - flipped_boxes[flip, 0]
+        return localizer_loss(model, _flip(images[idx], flip), flipped_boxes, present[idx])
+
+    return batch_loss
+
+
+def _units_batch_loss(model: UnitScorer, data: UnitData) -> BatchLoss:
+    """Cross-entropy per unit, summed: the five classifiers share no weights, so each trains
+    exactly as it would alone."""
+    crops, levels = torch.from_numpy(data.crops), torch.from_numpy(data.levels)
+
+    def batch_loss(idx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        logits = model(_flip(crops[idx], flip))
+        return F.cross_entropy(logits.flatten(0, 1), levels[idx].flatten())
+
+    return batch_loss
+
+
+def _fit(model: nn.Module, count: int, batch_loss: BatchLoss,
+         evaluate: Callable[[], dict[str, float]], headline: Callable[[dict[str, float]], float],
+         *, epochs: int, seed: int, batch: int, lr: float,
+         progress: Progress | None) -> dict[str, float]:
+    """AdamW with a cosine schedule; evaluates after every epoch and returns the last metrics."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
+    metrics: dict[str, float] = {}
+    for epoch in range(epochs):
+        train_epoch(model, count, batch_loss, optimizer, batch, generator)
+        schedule.step()
+        metrics = evaluate()
+        if progress:
+            progress(epoch, headline(metrics))
+    model.eval()
+    return metrics
 
 
 @torch.no_grad()
@@ -95,36 +135,11 @@ def fit_localizer(train: LocalizerData, val: LocalizerData, *, epochs: int, seed
                   batch: int = 32, lr: float = 2e-3,
                   progress: Progress | None = None) -> tuple[FaceLocalizer, dict[str, float]]:
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     model = FaceLocalizer(input_size=train.images.shape[1])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
-    metrics: dict[str, float] = {}
-    for epoch in range(epochs):
-        train_localizer_epoch(model, train, optimizer, batch, generator)
-        schedule.step()
-        metrics = evaluate_localizer(model, val)
-        if progress:
-            progress(epoch, metrics["mean_iou"])
-    return model.eval(), metrics
-
-
-def train_units_epoch(model: UnitScorer, data: UnitData, optimizer: torch.optim.Optimizer,
-                      batch: int, generator: torch.Generator) -> float:
-    """Cross-entropy per unit, summed: the five classifiers share no weights, so each trains
-    exactly as it would alone."""
-    model.train()
-    crops, levels = torch.from_numpy(data.crops), torch.from_numpy(data.levels)
-    total = 0.0
-    for idx in _batches(len(crops), batch, generator):
-        flip = torch.rand(len(idx), generator=generator) < 0.5
-        logits = model(_flip(crops[idx], flip))
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1), levels[idx].flatten())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(idx)
-    return total / len(crops)
+    metrics = _fit(model, len(train.images), _localizer_batch_loss(model, train),
+                   lambda: evaluate_localizer(model, val), lambda m: m["mean_iou"],
+                   epochs=epochs, seed=seed, batch=batch, lr=lr, progress=progress)
+    return model, metrics
 
 
 @torch.no_grad()
@@ -148,15 +163,9 @@ def fit_units(train: UnitData, val: UnitData, *, epochs: int, arch: str = "tiny"
               batch: int = 32, lr: float = 2e-3,
               progress: Progress | None = None) -> tuple[UnitScorer, dict[str, float]]:
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     model = UnitScorer(arch, input_size=train.crops.shape[1])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
-    metrics: dict[str, float] = {}
-    for epoch in range(epochs):
-        train_units_epoch(model, train, optimizer, batch, generator)
-        schedule.step()
-        metrics = evaluate_units(model, val)
-        if progress:
-            progress(epoch, float(np.mean([metrics[f"accuracy_{u}"] for u in UNITS])))
-    return model.eval(), metrics
+    metrics = _fit(model, len(train.crops), _units_batch_loss(model, train),
+                   lambda: evaluate_units(model, val),
+                   lambda m: float(np.mean([m[f"accuracy_{u}"] for u in UNITS])),
+                   epochs=epochs, seed=seed, batch=batch, lr=lr, progress=progress)
+    return model, metrics
