@@ -10,7 +10,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from monitor.units import LEVELS, UNITS
 
@@ -24,8 +24,22 @@ TOPIC_CAMERA = b"camera"
 TOPIC_GAP = b"gap"
 
 
+class JsonRecord:
+    """Serialisation shared by the record types: plain JSON out, checked JSON in."""
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), allow_nan=True).encode()  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls: type[R], data: bytes) -> R:
+        return cls(**_checked_payload(cls, data))
+
+
+R = TypeVar("R", bound=JsonRecord)
+
+
 @dataclass
-class ScoreRecord:
+class ScoreRecord(JsonRecord):
     """One mouse, one sample. Probabilities/levels are empty unless status is `scored`."""
 
     publisher: str
@@ -53,13 +67,6 @@ class ScoreRecord:
     latency_ms: float = math.nan
     schema: int = SCHEMA_VERSION
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), allow_nan=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> ScoreRecord:
-        return cls(**_checked_payload(cls, data))
-
     def csv_row(self) -> list[str]:
         box = self.face_box or (math.nan,) * 4
         probs = self.probs or [[math.nan] * len(LEVELS)] * len(UNITS)
@@ -86,7 +93,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 
 @dataclass
-class CameraReport:
+class CameraReport(JsonRecord):
     """A camera's health, published every few seconds and whenever its state changes."""
 
     publisher: str
@@ -102,13 +109,6 @@ class CameraReport:
     latency_ms: float = math.nan
     error: str = ""
     schema: int = SCHEMA_VERSION
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), allow_nan=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> CameraReport:
-        return cls(**_checked_payload(cls, data))
 
 
 @dataclass
