@@ -363,7 +363,11 @@ def _watch(monitor: Monitor, state: DashboardState, console: Console, show: bool
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while not monitor.wait(0.25):
                 live.update(_screen(monitor, state, progress, show))
+        if not console.is_terminal:
+            console.line()  # a non-terminal Live leaves its last line open
             live.update(_screen(monitor, state, progress, show))
+        if not console.is_terminal:
+            console.line()  # a non-terminal Live leaves its last line open
 
 
 def _screen(monitor: Monitor, state: DashboardState, progress: Progress | None,

@@ -1,0 +1,77 @@
+"""Benchmark: how well the monitor's scores on the demo scene match its ground truth.
+
+Replays the demo videos through the real monitor (capture, localizer, scorer, alerts, CSV),
+joins every scored record with truth.csv, and reports per-unit agreement, Pearson r of totals,
+the scored fraction, and whether each pain mouse was flagged and each control was not.
+Prints a table and writes bench/results/demo_accuracy.json.
+
+    .venv/bin/python bench/demo_accuracy.py
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from monitor.cli import main as mgs_monitor
+from monitor.units import UNITS
+from train.demo import build_demo
+
+RESULTS = Path(__file__).parent / "results" / "demo_accuracy.json"
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def main() -> None:
+    demo = build_demo()
+    out = Path(tempfile.mkdtemp()) / "demo.csv"
+    args = ["replay", *map(str, demo.videos), "--models", str(demo.folder), "--every",
+            str(demo.spec.every_s), "--burst", "1", "--out", str(out), "--no-publish",
+            "--no-dashboard"]
+    assert mgs_monitor(args) == 0
+    truth = {(r["camera"], r["cubicle"], r["frame_index"]): r for r in read(demo.folder /
+                                                                            "truth.csv")}
+    rows = read(out)
+    scored = [(r, truth[(r["camera"], r["cubicle"], r["frame_index"])])
+              for r in rows if r["status"] == "scored"]
+    visible = [t for t in (truth[(r["camera"], r["cubicle"], r["frame_index"])] for r in rows)
+               if t["visible"] == "1"]
+    agreement = {u: float(np.mean([r[u] == t[u] for r, t in scored])) for u in UNITS}
+    got = np.array([int(r["total"]) for r, _ in scored])
+    want = np.array([sum(int(t[u]) for u in UNITS) for _, t in scored])
+    alerts: dict[str, bool] = defaultdict(bool)
+    pain_mouse: dict[str, bool] = {}
+    for row in rows:
+        key = (row["camera"], row["cubicle"], row["frame_index"])
+        alerts[row["mouse"]] |= row["alert"] == "pain"
+        pain_mouse[row["mouse"]] = truth[key]["pain_mouse"] == "1"
+    results = {
+        "records": len(rows), "scored": len(scored),
+        "scored_of_visible_faces": round(len(scored) / max(1, len(visible)), 3),
+        "unit_agreement": {u: round(a, 3) for u, a in agreement.items()},
+        "total_pearson_r": round(float(np.corrcoef(got, want)[0, 1]), 3),
+        "total_mean_abs_error": round(float(np.abs(got - want).mean()), 3),
+        "pain_mice_flagged": f"{sum(alerts[m] for m, p in pain_mouse.items() if p)}/"
+                             f"{sum(pain_mouse.values())}",
+        "controls_flagged": f"{sum(alerts[m] for m, p in pain_mouse.items() if not p)}/"
+                            f"{sum(not p for p in pain_mouse.values())}",
+        "demo_model_validation": demo.metrics,
+    }
+    for key, value in results.items():
+        if key != "demo_model_validation":
+            print(f"{key:26} {value}")
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
