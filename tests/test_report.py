@@ -1,0 +1,202 @@
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from monitor.units import UNITS
+from train.report import (
+    EvalInput,
+    clopper_pearson,
+    evaluate,
+    level_metrics,
+    pain_discrimination,
+    total_agreement,
+    write_report,
+)
+
+N_BOOT = 200
+Evaluated = tuple[EvalInput, dict[str, Any]]
+
+
+def from_confusion(matrix: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Truth and prediction arrays whose confusion (rows truth, cols predicted) is `matrix`."""
+    pairs = [(t, p) for t, row in enumerate(matrix) for p, count in enumerate(row)
+             for _ in range(count)]
+    truth, predicted = zip(*pairs, strict=True)
+    return np.array(truth), np.array(predicted)
+
+
+def test_clopper_pearson_matches_textbook_values() -> None:
+    assert clopper_pearson(7, 20) == pytest.approx((0.1539, 0.5922), abs=5e-5)
+    assert clopper_pearson(0, 10) == pytest.approx((0.0, 0.3085), abs=5e-5)
+    assert clopper_pearson(10, 10)[1] == 1.0
+    with pytest.raises(ValueError):
+        clopper_pearson(0, 0)
+
+
+def test_level_metrics_on_a_hand_made_confusion() -> None:
+    matrix = [[5, 1, 0], [2, 3, 1], [0, 1, 2]]
+    result = level_metrics(*from_confusion(matrix))
+    assert result["confusion"] == matrix and result["n"] == 15
+    assert result["accuracy"]["value"] == pytest.approx(10 / 15)
+    expected = {  # level: sensitivity, specificity, precision, F1, one-vs-rest accuracy
+        "0": (5 / 6, 7 / 9, 5 / 7, 10 / 13, 12 / 15),
+        "1": (3 / 6, 7 / 9, 3 / 5, 6 / 11, 10 / 15),
+        "2": (2 / 3, 11 / 12, 2 / 3, 4 / 6, 13 / 15),
+    }
+    for level, values in expected.items():
+        got = result["levels"][level]
+        names = ("sensitivity", "specificity", "precision", "f1", "accuracy")
+        assert tuple(got[name]["value"] for name in names) == pytest.approx(values)
+    sensitivity = result["levels"]["0"]["sensitivity"]
+    assert (sensitivity["k"], sensitivity["n"]) == (5, 6)
+    assert (sensitivity["ci_low"], sensitivity["ci_high"]) == pytest.approx(clopper_pearson(5, 6))
+    assert result["levels"]["0"]["f1"]["ci_low"] is None
+
+
+def test_perfect_prediction_gives_accuracy_one_and_none_for_undefined() -> None:
+    truth = np.array([0, 0, 0, 1, 1])
+    result = level_metrics(truth, truth.copy())
+    assert result["accuracy"]["value"] == 1.0
+    level2 = result["levels"]["2"]
+    assert level2["sensitivity"]["value"] is None and level2["precision"]["value"] is None
+    assert level2["f1"]["value"] is None
+    assert level2["specificity"]["value"] == 1.0
+    json.dumps(result, allow_nan=False)
+
+
+def test_level_metrics_rejects_unscored_levels() -> None:
+    with pytest.raises(ValueError):
+        level_metrics(np.array([0, -1]), np.array([0, 1]))
+
+
+def test_total_agreement_identical_and_shifted() -> None:
+    reference = np.array([0, 2, 3, 5, 7, 8, 10], float)
+    same = total_agreement(reference, reference.copy())
+    assert same["r"] == pytest.approx(1.0) and same["bias"] == 0.0 and same["sd"] == 0.0
+    shifted = total_agreement(reference, reference + 1)
+    assert shifted["bias"] == 1.0 and shifted["sd"] == 0.0
+    assert shifted["loa_low"] == 1.0 and shifted["loa_high"] == 1.0 and shifted["n"] == 7
+
+
+def test_total_agreement_hand_computed_and_nan_dropped() -> None:
+    result = total_agreement(np.array([1, 2, 3, 4, 9.0]), np.array([2, 2, 5, 4, np.nan]))
+    sd = np.sqrt(2.75 / 3)
+    assert result["n"] == 4
+    assert result["bias"] == pytest.approx(0.75) and result["sd"] == pytest.approx(sd)
+    assert result["loa_high"] == pytest.approx(0.75 + 1.96 * sd)
+    assert result["r_ci_low"] < result["r"] < result["r_ci_high"]
+    assert 0 < result["p_value"] < 1
+
+
+def test_pain_discrimination_perfect_separation() -> None:
+    scores = np.array([0, 1, 1, 2, 3, 3, 6, 7, 8, 8, 9, 10])
+    is_pain = scores >= 5
+    result = pain_discrimination(scores, is_pain, n_boot=N_BOOT)
+    auroc = result["auroc"]
+    assert (auroc["value"], auroc["ci_low"], auroc["ci_high"]) == pytest.approx((1, 1, 1))
+    assert result["auprc"]["value"] == 1.0
+    assert 3 < result["cutoff"] <= 6
+    assert result["sensitivity"]["value"] == 1.0 and result["specificity"]["value"] == 1.0
+    assert result["roc"]["thresholds"][0] is None  # sklearn's +inf, kept JSON-safe
+    json.dumps(result, allow_nan=False)
+
+
+def test_pain_discrimination_random_scores() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 11, 300).astype(float)
+    is_pain = rng.random(300) < 0.4
+    result = pain_discrimination(scores, is_pain, n_boot=N_BOOT)
+    auroc = result["auroc"]
+    assert abs(auroc["value"] - 0.5) < 0.1
+    assert auroc["ci_low"] < 0.5 < auroc["ci_high"]
+    assert result["auprc"]["ci_low"] < result["prevalence"] < result["auprc"]["ci_high"]
+
+
+def test_pain_discrimination_drops_nan_and_one_class_is_none() -> None:
+    result = pain_discrimination(np.array([1.0, np.nan, 5.0]), np.array([False, True, True]),
+                                 n_boot=N_BOOT)
+    assert result["n"] == 2 and result["n_pain"] == 1
+    single = pain_discrimination(np.array([1.0, 2.0]), np.array([True, True]), n_boot=N_BOOT)
+    assert single["auroc"] is None and single["cutoff"] is None
+
+
+def make_input(n: int = 60, pain: bool = True) -> EvalInput:
+    rng = np.random.default_rng(3)
+    condition = ["baseline" if i % 2 else "post-op" for i in range(n)]
+    is_pain = np.array([c == "post-op" for c in condition])
+    truth = np.clip(rng.integers(0, 2, (n, 5)) + is_pain[:, None], 0, 2)
+    model = np.where(rng.random((n, 5)) < 0.8, truth, rng.integers(0, 3, (n, 5)))
+    truth[[0, 5, 9], [1, 3, 3]] = -1
+    reference = truth.sum(1).astype(float)
+    raters = {name: reference + rng.normal(0, 1.0, n) for name in ("alice", "bob <b>")}
+    raters["alice"][[2, 4, 6]] = np.nan
+    return EvalInput(image=[f"img{i}.png" for i in range(n)], truth_levels=truth,
+                     model_levels=model, model_expected_total=model.sum(1) + rng.normal(0, 0.3, n),
+                     condition=condition, pain_conditions={"post-op"} if pain else set(),
+                     raters=raters, reference_name="majority", title="Test <run> & co")
+
+
+@pytest.fixture(scope="module")
+def evaluated() -> Evaluated:
+    data = make_input()
+    return data, evaluate(data, n_boot=N_BOOT)
+
+
+def test_evaluate_counts_exclusions_and_compares_everyone(evaluated: Evaluated) -> None:
+    results = evaluated[1]
+    assert results["n_images"] == 60 and results["n_complete"] == 57
+    assert results["unit_metrics"]["nose_bulge"]["n"] == 59
+    assert results["unit_metrics"]["ear_position"]["n"] == 58
+    assert list(results["agreement"]) == ["model", "model_expected", "alice", "bob <b>"]
+    assert results["agreement"]["model"]["n"] == 57 and results["agreement"]["alice"]["n"] == 54
+    assert results["agreement"]["bob <b>"]["r"] > 0.5
+    discrimination = results["discrimination"]
+    assert list(discrimination) == ["reference", "model", "model_expected", "alice", "bob <b>"]
+    assert discrimination["reference"]["auroc"]["value"] > 0.8
+    assert results["pain_cutoff"] == discrimination["model"]["cutoff"] is not None
+    json.dumps(results, allow_nan=False)
+
+
+def test_evaluate_without_pain_conditions() -> None:
+    results = evaluate(make_input(pain=False), n_boot=N_BOOT)
+    assert results["discrimination"] is None and results["pain_cutoff"] is None
+
+
+def test_eval_input_checks_shapes_and_reserved_names() -> None:
+    data = make_input()
+    with pytest.raises(ValueError, match="model_levels"):
+        EvalInput(data.image, data.truth_levels, data.model_levels[:-1],
+                  data.model_expected_total, data.condition)
+    with pytest.raises(ValueError, match="reserved"):
+        EvalInput(data.image, data.truth_levels, data.model_levels, data.model_expected_total,
+                  data.condition, raters={"model": data.model_expected_total})
+
+
+def test_write_report_writes_json_html_and_plots(tmp_path: Path,
+                                                 evaluated: Evaluated) -> None:
+    data, results = evaluated
+    cam = tmp_path / "gradcam" / "orbital.png"
+    cam.parent.mkdir()
+    plt.imsave(cam, np.zeros((8, 8)))
+    folder = tmp_path / "report"
+    page = write_report(folder, data, results, {"Grad-CAM": [cam]})
+    assert page == folder / "report.html"
+    text = (folder / "report.json").read_text()
+    assert "NaN" not in text and json.loads(text)["n_complete"] == 57
+    body = page.read_text()
+    assert all(unit in body for unit in UNITS) and "AUROC" in body
+    assert "Test &lt;run&gt; &amp; co" in body and "<run>" not in body
+    assert "bob &lt;b&gt;" in body and 'src="../gradcam/orbital.png"' in body
+    pngs = {p.name for p in folder.glob("*.png")}
+    assert {"confusion.png", "scatter_totals.png", "roc.png", "pr.png"} <= pngs
+    assert len([p for p in pngs if p.startswith("bland_altman_")]) == 4
+    assert all((folder / p).stat().st_size > 1000 and f'src="{p}"' in body for p in pngs)
+
+
+def test_write_report_without_pain_conditions_skips_curves(tmp_path: Path) -> None:
+    page = write_report(tmp_path, make_input(pain=False))
+    assert not (tmp_path / "roc.png").exists() and "AUROC" not in page.read_text()

@@ -1,0 +1,489 @@
+"""Evaluation report: what DeepMGS (Chiang et al., J Pers Med 2022, 12:851) reports, for new data.
+
+Per-unit level metrics (Table 2 style) with exact Clopper-Pearson CIs, agreement of the model's
+total and of every other human rater's total with the reference (Pearson r, Bland-Altman), and
+pain discrimination (AUROC/AUPRC with bootstrap CIs, Youden cut-off), so model and humans are
+measured the same way and sit side by side. Output is JSON (None, never NaN), PNGs and one HTML
+page that references them by relative path.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+from scipy.stats import pearsonr
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+from statsmodels.stats.proportion import proportion_confint
+
+from monitor.units import LEVELS, UNITS
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+Stat = dict[str, Any]
+RESERVED = ("model", "model_expected", "reference")  # result keys a rater name must not take
+LOA_Z = 1.96
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: an undefined number is None."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def clopper_pearson(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact binomial CI: it stays honest at the small counts of rare levels such as level 2."""
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials >= 1, got {successes}/{trials}")
+    low, high = proportion_confint(successes, trials, alpha=alpha, method="beta")
+    return float(low), float(high)
+
+
+def _proportion(k: int, n: int) -> Stat:
+    """k/n with its Clopper-Pearson 95% CI; all None when n = 0 (undefined)."""
+    if n == 0:
+        return {"value": None, "ci_low": None, "ci_high": None, "k": 0, "n": 0}
+    low, high = clopper_pearson(k, n)
+    return {"value": k / n, "ci_low": low, "ci_high": high, "k": k, "n": n}
+
+
+def _f1(tp: int, fp: int, fn: int) -> Stat:
+    """F1 = 2TP / (2TP + FP + FN), kept as k/n; no CI, since F1 is not a binomial proportion."""
+    n = 2 * tp + fp + fn
+    return {"value": 2 * tp / n if n else None, "ci_low": None, "ci_high": None,
+            "k": 2 * tp, "n": n}
+
+
+def _one_vs_rest(matrix: np.ndarray, i: int) -> dict[str, Stat]:
+    """Level i against the other two levels, from the 3x3 confusion (rows truth, cols model)."""
+    n = int(matrix.sum())
+    tp = int(matrix[i, i])
+    fn = int(matrix[i].sum()) - tp
+    fp = int(matrix[:, i].sum()) - tp
+    tn = n - tp - fn - fp
+    return {"sensitivity": _proportion(tp, tp + fn), "specificity": _proportion(tn, tn + fp),
+            "precision": _proportion(tp, tp + fp), "f1": _f1(tp, fp, fn),
+            "accuracy": _proportion(tp + tn, n)}
+
+
+def _levels(values: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1 or not np.isin(array, LEVELS).all():
+        raise ValueError(f"{name} must be a 1-D array of levels {LEVELS}")
+    return array.astype(int)
+
+
+def level_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    """Accuracy and per-level (one-vs-rest) metrics of one unit, as DeepMGS Table 2 gives them."""
+    truth, predicted = _levels(truth, "truth"), _levels(predicted, "predicted")
+    if truth.shape != predicted.shape:
+        raise ValueError(f"truth {truth.shape} and predicted {predicted.shape} differ")
+    labels = list(LEVELS)
+    matrix = (confusion_matrix(truth, predicted, labels=labels) if truth.size
+              else np.zeros((len(labels), len(labels)), int))
+    n = int(matrix.sum())
+    return {"n": n, "accuracy": _proportion(int(np.trace(matrix)), n),
+            "levels": {str(level): _one_vs_rest(matrix, i) for i, level in enumerate(labels)},
+            "confusion": matrix.tolist()}
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> Stat:
+    """r, its Fisher-z 95% CI and p; None where undefined (n < 3 or a constant total)."""
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"r": None, "r_ci_low": None, "r_ci_high": None, "p_value": None}
+    result = pearsonr(x, y)
+    ci = result.confidence_interval(0.95)
+    return {"r": _finite(result.statistic), "r_ci_low": _finite(ci.low),
+            "r_ci_high": _finite(ci.high), "p_value": _finite(result.pvalue)}
+
+
+def _bland_altman(diff: np.ndarray) -> Stat:
+    """Bias and 95% limits of agreement (bias +- 1.96 SD, SD with ddof=1); None when n < 2."""
+    if diff.size < 2:
+        return {"bias": None, "sd": None, "loa_low": None, "loa_high": None}
+    bias, sd = float(diff.mean()), float(diff.std(ddof=1))
+    return {"bias": bias, "sd": sd, "loa_low": bias - LOA_Z * sd, "loa_high": bias + LOA_Z * sd}
+
+
+def _pairs(reference: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both totals where both exist: NaN marks an image a rater did not score."""
+    ref, oth = np.asarray(reference, float), np.asarray(other, float)
+    if ref.shape != oth.shape or ref.ndim != 1:
+        raise ValueError(f"totals must be 1-D of one length, got {ref.shape} and {oth.shape}")
+    keep = np.isfinite(ref) & np.isfinite(oth)
+    return ref[keep], oth[keep]
+
+
+def total_agreement(reference: np.ndarray, other: np.ndarray) -> dict[str, Any]:
+    """Pearson r says whether totals rise together; Bland-Altman says by how much they differ.
+
+    Pairs with NaN on either side are dropped; `n` counts the pairs used. Bias = mean(other - ref).
+    """
+    ref, oth = _pairs(reference, other)
+    return {"n": int(ref.size), **_pearson(ref, oth), **_bland_altman(oth - ref)}
+
+
+def _bootstrap(score: np.ndarray, pain: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """[n_boot, 2] AUROC, AUPRC of stratified resamples: class counts kept, so none lacks one."""
+    if n_boot < 1:
+        raise ValueError("n_boot must be at least 1")
+    rng = np.random.default_rng(seed)
+    positive, negative = np.flatnonzero(pain), np.flatnonzero(~pain)
+    stats = np.empty((n_boot, 2))
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(positive, positive.size),
+                              rng.choice(negative, negative.size)])
+        stats[b] = (roc_auc_score(pain[idx], score[idx]),
+                    average_precision_score(pain[idx], score[idx]))
+    return stats
+
+
+def _with_ci(value: float, samples: np.ndarray) -> Stat:
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return {"value": float(value), "ci_low": float(low), "ci_high": float(high)}
+
+
+def _youden(score: np.ndarray, pain: np.ndarray) -> Stat:
+    """Cut-off t (score >= t means pain) maximising sensitivity + specificity - 1.
+
+    Sensitivity and specificity carry Clopper-Pearson CIs; they are optimistic, since t was chosen
+    on the same images. sklearn's first ROC threshold (inf, nobody is pain) is never chosen.
+    """
+    fpr, tpr, thresholds = roc_curve(pain, score)
+    best = 1 + int(np.argmax((tpr - fpr)[1:]))
+    cutoff = float(thresholds[best])
+    return {"cutoff": cutoff, "youden_j": float(tpr[best] - fpr[best]),
+            "sensitivity": _proportion(int((score[pain] >= cutoff).sum()), int(pain.sum())),
+            "specificity": _proportion(int((score[~pain] < cutoff).sum()), int((~pain).sum()))}
+
+
+def _curves(score: np.ndarray, pain: np.ndarray) -> Stat:
+    fpr, tpr, roc_t = roc_curve(pain, score)
+    precision, recall, pr_t = precision_recall_curve(pain, score)
+    return {"roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
+                    "thresholds": [_finite(t) for t in roc_t]},
+            "pr": {"precision": precision.tolist(), "recall": recall.tolist(),
+                   "thresholds": [_finite(t) for t in pr_t]}}
+
+
+def pain_discrimination(scores: np.ndarray, is_pain: np.ndarray, n_boot: int = 1000,
+                        seed: int = 0) -> dict[str, Any]:
+    """How well a total separates pain from no-pain images: AUROC/AUPRC and the Youden cut-off.
+
+    NaN scores (images a rater did not score) are dropped. With one class only, every metric is
+    None. CIs are percentile bootstrap, resampling within each class.
+    """
+    score, pain = np.asarray(scores, float), np.asarray(is_pain, bool)
+    if score.shape != pain.shape or score.ndim != 1:
+        raise ValueError(f"scores {score.shape} and is_pain {pain.shape} must be 1-D, same length")
+    score, pain = score[np.isfinite(score)], pain[np.isfinite(score)]
+    n, n_pain = int(score.size), int(pain.sum())
+    out: dict[str, Any] = {"n": n, "n_pain": n_pain, "prevalence": n_pain / n if n else None}
+    if n_pain in (0, n):
+        return out | {key: None for key in ("auroc", "auprc", "roc", "pr", "cutoff", "youden_j",
+                                            "sensitivity", "specificity")}
+    boot = _bootstrap(score, pain, n_boot, seed)
+    return out | {"auroc": _with_ci(roc_auc_score(pain, score), boot[:, 0]),
+                  "auprc": _with_ci(average_precision_score(pain, score), boot[:, 1]),
+                  **_curves(score, pain), **_youden(score, pain)}
+
+
+@dataclass
+class EvalInput:
+    """One evaluation set: truth, model output and other raters for N images.
+
+    truth_levels/model_levels: int [N, 5] in UNITS order, truth -1 = unit not scoreable.
+    raters: other humans' totals [N], NaN where they did not score an image.
+    """
+
+    image: list[str]
+    truth_levels: np.ndarray
+    model_levels: np.ndarray
+    model_expected_total: np.ndarray
+    condition: list[str]
+    pain_conditions: set[str] = field(default_factory=set)
+    raters: dict[str, np.ndarray] = field(default_factory=dict)
+    reference_name: str = "reference"
+    title: str = "MGS evaluation"
+
+    def __post_init__(self) -> None:
+        n = len(self.image)
+        shapes = {"truth_levels": (np.shape(self.truth_levels), (n, len(UNITS))),
+                  "model_levels": (np.shape(self.model_levels), (n, len(UNITS))),
+                  "model_expected_total": (np.shape(self.model_expected_total), (n,)),
+                  "condition": ((len(self.condition),), (n,))}
+        shapes |= {f"rater {name}": (np.shape(v), (n,)) for name, v in self.raters.items()}
+        for name, (got, want) in shapes.items():
+            if got != want:
+                raise ValueError(f"{name} has shape {got}, expected {want}")
+        if clash := set(self.raters) & set(RESERVED):
+            raise ValueError(f"rater names {sorted(clash)} are reserved")
+
+
+def _complete(data: EvalInput) -> np.ndarray:
+    """Images with all five units scored: only there is the reference total defined."""
+    return np.asarray((np.asarray(data.truth_levels) >= 0).all(axis=1))
+
+
+def _totals(data: EvalInput) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Reference total and every compared total (model, expected, raters) on complete images."""
+    complete = _complete(data)
+    reference = np.asarray(data.truth_levels)[complete].sum(axis=1).astype(float)
+    others = {"model": np.asarray(data.model_levels)[complete].sum(axis=1).astype(float),
+              "model_expected": np.asarray(data.model_expected_total, float)[complete]}
+    others |= {name: np.asarray(v, float)[complete] for name, v in data.raters.items()}
+    return reference, others
+
+
+def _unit_metrics(data: EvalInput) -> dict[str, Any]:
+    """Per unit, only images where that unit was scoreable (truth >= 0)."""
+    truth, model = np.asarray(data.truth_levels), np.asarray(data.model_levels)
+    return {unit: level_metrics(truth[truth[:, j] >= 0, j], model[truth[:, j] >= 0, j])
+            for j, unit in enumerate(UNITS)}
+
+
+def _discrimination(data: EvalInput, n_boot: int, seed: int) -> dict[str, Any] | None:
+    """Every total, the reference's included, on the same complete images."""
+    if not data.pain_conditions:
+        return None
+    reference, others = _totals(data)
+    is_pain = np.array([c in data.pain_conditions for c in data.condition])[_complete(data)]
+    return {key: pain_discrimination(values, is_pain, n_boot, seed)
+            for key, values in {"reference": reference, **others}.items()}
+
+
+def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Everything the report shows, as one JSON-able dict."""
+    reference, others = _totals(data)
+    discrimination = _discrimination(data, n_boot, seed)
+    return {"title": data.title, "reference_name": data.reference_name, "units": list(UNITS),
+            "n_images": len(data.image), "n_complete": int(_complete(data).sum()),
+            "conditions": dict(Counter(data.condition)),
+            "pain_conditions": sorted(data.pain_conditions),
+            "unit_metrics": _unit_metrics(data),
+            "agreement": {key: total_agreement(reference, v) for key, v in others.items()},
+            "discrimination": discrimination,
+            "pain_cutoff": discrimination["model"]["cutoff"] if discrimination else None}
+
+
+# ---- plots -------------------------------------------------------------------------------------
+
+def _label(key: str, results: dict[str, Any]) -> str:
+    names = {"model": "model (total)", "model_expected": "model (expected total)",
+             "reference": results["reference_name"]}
+    return str(names.get(key, key))
+
+
+def _save(fig: Any, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def _plot_confusion(folder: Path, results: dict[str, Any]) -> str:
+    fig, axes = plt.subplots(1, len(UNITS), figsize=(3.4 * len(UNITS), 3.6))
+    for ax, unit in zip(axes, UNITS, strict=True):
+        matrix = np.array(results["unit_metrics"][unit]["confusion"])
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center",
+                    color="white" if count > matrix.max() / 2 else "black")
+        ax.set(title=unit, xlabel="model level", ylabel=f"{results['reference_name']} level",
+               xticks=range(len(LEVELS)), yticks=range(len(LEVELS)))
+    return _save(fig, folder / "confusion.png")
+
+
+def _plot_bland_altman(path: Path, reference: np.ndarray, other: np.ndarray, stats: Stat,
+                       label: str, reference_name: str) -> str:
+    ref, oth = _pairs(reference, other)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter((ref + oth) / 2, oth - ref, alpha=0.4, s=18)
+    for key, style in (("bias", "-"), ("loa_low", "--"), ("loa_high", "--")):
+        if stats[key] is not None:
+            ax.axhline(stats[key], color="crimson", linestyle=style,
+                       label=f"{key} {stats[key]:.2f}")
+    ax.set(title=f"{label} vs {reference_name}", xlabel="mean of the two totals",
+           ylabel=f"{label} - {reference_name}")
+    if stats["bias"] is not None:
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _plot_scatter(folder: Path, reference: np.ndarray, others: dict[str, np.ndarray],
+                  results: dict[str, Any]) -> str:
+    fig, axes = plt.subplots(1, len(others), figsize=(3.6 * len(others), 3.6), squeeze=False)
+    for ax, (key, values) in zip(axes[0], others.items(), strict=True):
+        ref, oth = _pairs(reference, values)
+        ax.scatter(ref, oth, alpha=0.4, s=18)
+        ax.plot([0, 2 * len(UNITS)], [0, 2 * len(UNITS)], color="grey", linewidth=1)
+        ax.set(title=_label(key, results), xlabel=f"{results['reference_name']} total",
+               ylabel="total")
+    return _save(fig, folder / "scatter_totals.png")
+
+
+def _plot_curves(folder: Path, results: dict[str, Any]) -> list[str]:
+    """ROC and PR curves of every total on shared axes; none when there is nothing to plot."""
+    series = {k: v for k, v in (results["discrimination"] or {}).items() if v["roc"]}
+    if not series:
+        return []
+    roc_fig, roc_ax = plt.subplots(figsize=(5, 4.5))
+    pr_fig, pr_ax = plt.subplots(figsize=(5, 4.5))
+    for key, d in series.items():
+        label = _label(key, results)
+        roc_ax.plot(d["roc"]["fpr"], d["roc"]["tpr"],
+                    label=f"{label} (AUROC {d['auroc']['value']:.2f})")
+        pr_ax.plot(d["pr"]["recall"], d["pr"]["precision"],
+                   label=f"{label} (AUPRC {d['auprc']['value']:.2f})")
+    roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    pr_ax.axhline(next(iter(series.values()))["prevalence"], color="grey", linestyle=":")
+    roc_ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC: pain vs no pain")
+    pr_ax.set(xlabel="recall", ylabel="precision", title="Precision-recall: pain vs no pain")
+    roc_ax.legend(fontsize=8)
+    pr_ax.legend(fontsize=8)
+    return [_save(roc_fig, folder / "roc.png"), _save(pr_fig, folder / "pr.png")]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text)
+
+
+def _write_plots(folder: Path, data: EvalInput, results: dict[str, Any]) -> list[str]:
+    """All PNGs, file names relative to the folder, in the order the page shows them."""
+    reference, others = _totals(data)
+    names = [_plot_confusion(folder, results), _plot_scatter(folder, reference, others, results)]
+    names += [_plot_bland_altman(folder / f"bland_altman_{i}_{_slug(key)}.png", reference, values,
+                                 results["agreement"][key], _label(key, results),
+                                 results["reference_name"])
+              for i, (key, values) in enumerate(others.items())]
+    return names + _plot_curves(folder, results)
+
+
+# ---- HTML --------------------------------------------------------------------------------------
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def _ci(stat: Stat | None) -> str:
+    """'0.85 [0.78, 0.90]', plus k/n where the value is a proportion."""
+    if stat is None or stat["value"] is None:
+        return "n/a"
+    text = _num(stat["value"])
+    if stat["ci_low"] is not None:
+        text += f" [{_num(stat['ci_low'])}, {_num(stat['ci_high'])}]"
+    return text + (f" ({stat['k']}/{stat['n']})" if "k" in stat else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """Cells are escaped here, so callers pass plain text."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _unit_table(results: dict[str, Any]) -> str:
+    rows = []
+    for unit in UNITS:
+        metrics = results["unit_metrics"][unit]
+        for level, m in metrics["levels"].items():
+            rows.append([unit, _ci(metrics["accuracy"]), level, _ci(m["sensitivity"]),
+                         _ci(m["specificity"]), _ci(m["precision"]), _ci(m["f1"]),
+                         _ci(m["accuracy"])])
+    return _table(["unit", "accuracy", "level", "sensitivity", "specificity", "precision",
+                   "F1 (2TP/(2TP+FP+FN), no CI)", "level accuracy (one-vs-rest)"], rows)
+
+
+def _agreement_table(results: dict[str, Any]) -> str:
+    rows = [[_label(key, results), str(a["n"]),
+             f"{_num(a['r'])} [{_num(a['r_ci_low'])}, {_num(a['r_ci_high'])}]",
+             _p(a["p_value"]), _num(a["bias"]), _num(a["sd"]),
+             f"{_num(a['loa_low'])} to {_num(a['loa_high'])}"]
+            for key, a in results["agreement"].items()]
+    return _table(["total", "n", "Pearson r [95% CI]", "p", "bias (other - reference)", "SD",
+                   "95% limits of agreement"], rows)
+
+
+def _discrimination_table(results: dict[str, Any]) -> str:
+    rows = [[_label(key, results), f"{d['n']} ({d['n_pain']})", _ci(d["auroc"]), _ci(d["auprc"]),
+             _num(d["prevalence"]), _num(d["cutoff"]), _ci(d["sensitivity"]),
+             _ci(d["specificity"])]
+            for key, d in results["discrimination"].items()]
+    return _table(["total", "n (pain)", "AUROC [95% CI]", "AUPRC [95% CI]", "prevalence",
+                   "Youden cut-off (>=)", "sensitivity", "specificity"], rows)
+
+
+def _cutoff_text(results: dict[str, Any]) -> str:
+    model = results["discrimination"]["model"]
+    if model["cutoff"] is None:
+        return "<p>No cut-off: the complete images hold only one class.</p>"
+    text = (f"Model total >= {model['cutoff']:g} means pain: sensitivity "
+            f"{_ci(model['sensitivity'])}, specificity {_ci(model['specificity'])} "
+            "(Youden J; chosen on these images, so optimistic).")
+    return f"<p>{html.escape(text)}</p>"
+
+
+def _images(paths: list[str]) -> str:
+    return "".join(f'<img src="{html.escape(p, quote=True)}" alt="{html.escape(p, quote=True)}">'
+                   for p in paths)
+
+
+def _extra(folder: Path, extra_images: dict[str, list[Path]]) -> str:
+    return "".join(f"<h2>{html.escape(title)}</h2>"
+                   + _images([Path(os.path.relpath(p, folder)).as_posix() for p in paths])
+                   for title, paths in extra_images.items())
+
+
+STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+         "td,th{border:1px solid #bbb;padding:3px 6px;font-size:13px}th{background:#eee}"
+         "img{max-width:100%;margin:4px;border:1px solid #ddd}")
+
+
+def _html(folder: Path, results: dict[str, Any], plots: list[str],
+          extra_images: dict[str, list[Path]]) -> str:
+    title = html.escape(results["title"])
+    reference = html.escape(results["reference_name"])
+    sections = [f"<h1>{title}</h1>",
+                f"<p>{results['n_images']} images, {results['n_complete']} with all units "
+                f"scored; reference: {reference}.</p>",
+                "<h2>Per unit (95% Clopper-Pearson CIs)</h2>", _unit_table(results),
+                f"<h2>Total score agreement with {reference}</h2>", _agreement_table(results)]
+    if results["discrimination"]:
+        sections += ["<h2>Pain discrimination (95% bootstrap CIs)</h2>",
+                     _discrimination_table(results), _cutoff_text(results)]
+    sections += ["<h2>Plots</h2>", _images(plots), _extra(folder, extra_images)]
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
+
+
+def write_report(folder: Path, data: EvalInput, results: dict[str, Any] | None = None,
+                 extra_images: dict[str, list[Path]] | None = None) -> Path:
+    """report.json, the PNGs and report.html into folder; returns the HTML path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    results = evaluate(data) if results is None else results
+    (folder / "report.json").write_text(json.dumps(results, indent=1, allow_nan=False))
+    plots = _write_plots(folder, data, results)
+    page = folder / "report.html"
+    page.write_text(_html(folder, results, plots, extra_images or {}), encoding="utf-8")
+    return page
