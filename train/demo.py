@@ -38,7 +38,7 @@ class DemoSpec:
     localizer_images: int = 3000
     localizer_epochs: int = 25
     unit_faces: int = 4000
-    unit_epochs: int = 10
+    unit_epochs: int = 16
     cameras: int = 4
     width: int = 1920
     height: int = 1080

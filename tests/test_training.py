@@ -1,0 +1,112 @@
+"""mgs-train -> mgs-eval -> mgs-export on synthetic labelled faces, with tiny models."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.cli import cli as export_cli
+from monitor.models import SCORER, OnnxModel
+from monitor.units import UNITS
+from train import synth
+from train.evaluate import cli as eval_cli
+from train.labels import data_fingerprint, load_labels
+from train.train import cli as train_cli
+from train.train import get_args_parser
+from train.train import main as train_main
+
+TINY = ["--arch", "tiny", "--input-size", "32", "--weights", "none", "--batch-size", "16",
+        "--lr", "0.05"]
+
+
+@pytest.fixture(scope="module")
+def labels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("faces")
+    return synth.write_face_dataset(folder, 80, np.random.default_rng(0), size=64)
+
+
+@pytest.fixture(scope="module")
+def run(labels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    assert train_cli(["--labels", str(labels), *TINY, "--epochs", "2", "--output-dir",
+                      str(out)]) == 0
+    return out
+
+
+def test_run_folder_holds_checkpoints_split_and_predictions(run: Path, labels: Path) -> None:
+    fold = run / "fold0"
+    for name in ("scorer.pth", "split.json", "metrics.json", "predictions.csv",
+                 "unit_orbital_tightening.pth", "unit_whisker_change.pth"):
+        assert (fold / name).is_file(), name
+    split = json.loads((fold / "split.json").read_text())
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (60, 4, 16)
+    assert not set(split["train"]) & set(split["test"])
+    with (fold / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["image"] for r in rows] == split["test"]
+    assert all(int(r["pred_total"]) == sum(int(r[f"pred_{u}"]) for u in UNITS)
+               for r in rows)
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["args"]["arch"] == "tiny" and meta["summary"]
+
+
+def test_resume_continues_where_it_stopped(run: Path, labels: Path) -> None:
+    before = torch.load(run / "fold0" / "unit_nose_bulge.pth", weights_only=False)
+    assert before["state"]["epoch"] == 2 and before["args"]["epochs"] == 2
+    args = get_args_parser().parse_args(["--labels", str(labels), *TINY, "--epochs", "3",
+                                         "--output-dir", str(run), "--resume",
+                                         "--units", "nose_bulge"])
+    train_main(args)
+    after = torch.load(run / "fold0" / "unit_nose_bulge.pth", weights_only=False)
+    assert after["state"]["epoch"] == 3
+    assert after["state"]["history"][:2] == before["state"]["history"]
+
+
+def test_eval_then_export(run: Path, labels: Path, tmp_path: Path) -> None:
+    assert eval_cli(["--run", str(run), "--pain-conditions", "pain", "--bootstrap", "100",
+                     "--gradcam", "2"]) == 0
+    report = run / "report"
+    results = json.loads((report / "report.json").read_text())
+    assert results["pain_cutoff"] is not None
+    assert (report / "report.html").read_text().count("Grad-CAM") >= 1
+    assert len(list((report / "gradcam").glob("*.png"))) == 10
+    out = tmp_path / "scorer.onnx"
+    assert export_cli(["--run", str(run), "--report", str(report / "report.json"), "--out",
+                       str(out), "--kind", "demo"]) == 0
+    model = OnnxModel(out, SCORER, ["CPUExecutionProvider"])
+    assert model.info.pain_cutoff == pytest.approx(results["pain_cutoff"])
+    assert model.info.kind == "demo" and model.info.input_size == 32
+    items, _ = load_labels(labels)
+    assert model.info.extra["data_fingerprint"] == data_fingerprint(items)
+
+
+def test_a_unit_learns_its_feature(labels: Path, tmp_path: Path) -> None:
+    """Ear position is drawn boldly: a tiny model must beat chance clearly on held-out faces."""
+    args = get_args_parser().parse_args(["--labels", str(labels), *TINY, "--epochs", "12",
+                                         "--units", "ear_position", "--patience", "12",
+                                         "--output-dir", str(tmp_path)])
+    train_main(args)
+    with (tmp_path / "fold0" / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    accuracy = np.mean([r["pred_ear_position"] == r["truth_ear_position"] for r in rows])
+    assert accuracy >= 0.6
+
+
+def test_bad_labels_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "labels.csv"
+    bad.write_text("image,orbital_tightening\n")
+    assert train_cli(["--labels", str(bad), *TINY, "--output-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "labels.csv" in err and err.count("\n") == 1
+
+
+def test_unknown_unit_is_refused(labels: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert train_cli(["--labels", str(labels), *TINY, "--units", "tail",
+                      "--output-dir", str(tmp_path)]) == 2
+    assert "--units: unknown tail" in capsys.readouterr().err

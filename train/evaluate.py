@@ -1,0 +1,120 @@
+"""`mgs-eval`: the paper's statistics for a trained run, written as a report folder.
+
+Reads every fold's held-out predictions (so k-fold CV scores each image once), compares the
+model and every human rater with the ground truth, measures pain vs no pain discrimination for
+the conditions the user names, and adds Grad-CAM overlays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.units import UNITS
+from train.gradcam import write_gradcam
+from train.labels import LabelError, LabelledImage
+from train.report import EvalInput, evaluate, write_report
+from train.run import Run, RunError, crops_of, load_scorer
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mgs-eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Evaluate a trained run: per-unit metrics with Clopper-Pearson CIs, "
+        "agreement with raters (Pearson r, Bland-Altman), AUROC/AUPRC, Grad-CAM.")
+    parser.add_argument("--run", type=Path, required=True, help="mgs-train --output-dir")
+    parser.add_argument("--pain-conditions", default="",
+                        help="comma-separated condition names that mean pain (e.g. NTG)")
+    parser.add_argument("--out", type=Path, help="report folder (default: RUN/report)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--gradcam", type=int, default=4, help="Grad-CAM images per unit")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def read_predictions(run: Run) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for fold in run.folds:
+        with (fold / "predictions.csv").open(newline="") as handle:
+            rows.extend(csv.DictReader(handle))
+    if not rows:
+        raise RunError(f"{run.folder}: no held-out predictions (no trained fold has a test part)")
+    return rows
+
+
+def rater_totals(run: Run, images: list[str]) -> dict[str, np.ndarray]:
+    """Each human rater's total per image (NaN where the rater did not score all five units)."""
+    by_image: dict[str, LabelledImage] = {str(i.image): i for i in run.labels()}
+    names = sorted({name for item in by_image.values() for name in item.raters if name})
+    totals = {}
+    for name in names:
+        values = []
+        for image in images:
+            levels = by_image[image].raters.get(name) if image in by_image else None
+            if levels is None or any(v is None for v in levels):
+                values.append(np.nan)
+            else:
+                values.append(float(sum(v for v in levels if v is not None)))
+        totals[name] = np.asarray(values)
+    return totals
+
+
+def eval_input(run: Run, rows: list[dict[str, str]], pain: set[str]) -> EvalInput:
+    def levels(prefix: str) -> np.ndarray:
+        return np.array([[int(r[f"{prefix}_{u}"]) if r[f"{prefix}_{u}"] != "" else -1
+                          for u in UNITS] for r in rows], np.int64)
+
+    images = [r["image"] for r in rows]
+    return EvalInput(
+        image=images, truth_levels=levels("truth"), model_levels=levels("pred"),
+        model_expected_total=np.array([float(r["pred_expected_total"]) for r in rows]),
+        condition=[r["condition"] for r in rows], pain_conditions=pain,
+        raters=rater_totals(run, images), reference_name=str(run.args["rater"]),
+        title=f"MGS evaluation — {run.folder.name}",
+    )
+
+
+def gradcam_images(run: Run, folder: Path, count: int) -> dict[str, list[Path]]:
+    if count <= 0 or not run.folds:
+        return {}
+    fold = run.folds[0]
+    scorer, _ = load_scorer(fold)
+    items = run.test_items(fold)[:count]
+    if not items:
+        return {}
+    return write_gradcam(folder / "gradcam", scorer, crops_of(items, scorer.input_size),
+                         [str(i.image) for i in items], per_unit=count)
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    run = Run.open(args.run)
+    out = args.out or run.folder / "report"
+    pain = {c.strip() for c in args.pain_conditions.split(",") if c.strip()}
+    data = eval_input(run, read_predictions(run), pain)
+    results = evaluate(data, n_boot=args.bootstrap, seed=args.seed)
+    html = write_report(out, data, results, gradcam_images(run, out, args.gradcam))
+    print(f"report written to {html}")
+    if results.get("pain_cutoff") is not None:
+        print(f"pain cut-off on the total: {results['pain_cutoff']:g} (pass --report "
+              f"{out / 'report.json'} to mgs-export to make it the monitor's default)")
+    return results
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        main(args)
+    except (RunError, LabelError) as exc:
+        print(f"mgs-eval: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,70 @@
+"""Reading back a training run folder written by `mgs-train` (for mgs-eval and mgs-export)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from train.labels import LabelledImage, face_crop_for, load_labels
+from train.models import UnitScorer
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used; one line naming the file."""
+
+
+@dataclass
+class Run:
+    folder: Path
+    args: dict[str, Any]
+
+    @classmethod
+    def open(cls, folder: Path) -> Run:
+        path = folder / "run.json"
+        if not path.is_file():
+            raise RunError(f"{path}: not found; is {folder} an mgs-train --output-dir?")
+        return cls(folder, json.loads(path.read_text())["args"])
+
+    @property
+    def folds(self) -> list[Path]:
+        return sorted(p for p in self.folder.glob("fold*") if (p / "scorer.pth").is_file())
+
+    def fold(self, index: int) -> Path:
+        path = self.folder / f"fold{index}"
+        if not (path / "scorer.pth").is_file():
+            raise RunError(f"{path / 'scorer.pth'}: not found (fold {index} not trained)")
+        return path
+
+    def labels(self, rater: str | None = None) -> list[LabelledImage]:
+        """The run's labelled images, resolved with the run's rater (or another one)."""
+        items, _ = load_labels(Path(self.args["labels"]),
+                               images_root=_path(self.args.get("images_root")),
+                               rater=rater or self.args["rater"],
+                               boxes=_path(self.args.get("boxes")))
+        return items
+
+    def test_items(self, fold: Path) -> list[LabelledImage]:
+        names = json.loads((fold / "split.json").read_text())["test"]
+        by_image = {str(item.image): item for item in self.labels()}
+        return [by_image[name] for name in names if name in by_image]
+
+
+def load_scorer(fold: Path) -> tuple[UnitScorer, dict[str, Any]]:
+    path = fold / "scorer.pth"
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    scorer = UnitScorer(checkpoint["arch"], checkpoint["input_size"])
+    scorer.load_state_dict(checkpoint["model"])
+    return scorer.eval(), checkpoint
+
+
+def crops_of(items: list[LabelledImage], size: int) -> np.ndarray:
+    return np.stack([face_crop_for(item, size) for item in items])
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
