@@ -1,8 +1,9 @@
-"""`mgs-export`: turn a trained run into the scorer ONNX file the monitor runs.
+"""`mgs-export`: turn trained models into the ONNX files the monitor runs.
 
-The fused five-unit graph is written with its metadata (units, input size, normalisation, data
-fingerprint, per-unit validation metrics, kind, and the pain cut-off from an mgs-eval report)
-after a parity check against PyTorch on the run's own held-out crops.
+`--run` (mgs-train) gives `scorer.onnx`: the fused five-unit graph with its metadata (units,
+input size, normalisation, data fingerprint, per-unit validation metrics, kind, and the pain
+cut-off from an mgs-eval report), after a parity check against PyTorch on the run's own
+held-out crops. `--localizer` (mgs-train-localizer) gives `localizer.onnx` the same way.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from export.onnx_export import ExportError, export_scorer
+import torch
+
+from export.onnx_export import ExportError, export_localizer, export_scorer
 from monitor.units import UNITS
 from train.labels import LabelError
+from train.models import FaceLocalizer
 from train.run import Run, RunError, crops_of, load_scorer
 
 PARITY_CROPS = 16
@@ -25,17 +29,31 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mgs-export", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Export a trained run (mgs-train) as the monitor's scorer ONNX file.")
-    parser.add_argument("--run", type=Path, required=True, help="mgs-train --output-dir")
+    parser.add_argument("--run", type=Path, help="mgs-train --output-dir (the scorer)")
+    parser.add_argument("--localizer", type=Path,
+                        help="mgs-train-localizer --output-dir (the face localizer)")
     parser.add_argument("--fold", type=int, default=0, help="which fold's models to export")
     parser.add_argument("--report", type=Path,
                         help="mgs-eval report.json: its pain cut-off goes into the metadata")
-    parser.add_argument("--out", type=Path, default=Path("models/scorer.onnx"))
+    parser.add_argument("--out", type=Path, default=Path("models"),
+                        help="folder for scorer.onnx / localizer.onnx (mgs-monitor --models)")
     parser.add_argument("--kind", choices=("trained", "demo"), default="trained",
                         help="'demo' for models trained on synthetic faces")
     return parser
 
 
-def main(args: argparse.Namespace) -> Path:
+def main(args: argparse.Namespace) -> list[Path]:
+    if args.run is None and args.localizer is None:
+        raise RunError("nothing to export: give --run and/or --localizer")
+    written = []
+    if args.run is not None:
+        written.append(export_run(args))
+    if args.localizer is not None:
+        written.append(export_trained_localizer(args))
+    return written
+
+
+def export_run(args: argparse.Namespace) -> Path:
     run = Run.open(args.run)
     fold = run.fold(args.fold)
     scorer, checkpoint = load_scorer(fold)
@@ -48,12 +66,27 @@ def main(args: argparse.Namespace) -> Path:
     if args.report:
         cutoff = json.loads(args.report.read_text()).get("pain_cutoff")
     metrics = checkpoint["metrics"]
-    path = export_scorer(scorer, args.out, crops, kind=args.kind,
+    path = export_scorer(scorer, args.out / "scorer.onnx", crops, kind=args.kind,
                          fingerprint=metrics["fingerprint"], metrics=metrics["units"],
                          pain_cutoff=cutoff)
     print(f"{path}: five-unit scorer ({scorer.arch}, {scorer.input_size}px, kind={args.kind}"
           f"{f', pain cut-off {cutoff:g}' if cutoff is not None else ''}); parity checked on "
           f"{len(crops)} held-out crops")
+    return path
+
+
+def export_trained_localizer(args: argparse.Namespace) -> Path:
+    source = args.localizer / "localizer.pth"
+    if not source.is_file():
+        raise RunError(f"{source}: not found; is {args.localizer} an mgs-train-localizer run?")
+    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    localizer = FaceLocalizer(checkpoint["input_size"])
+    localizer.load_state_dict(checkpoint["model"])
+    path = export_localizer(localizer.eval(), args.out / "localizer.onnx",
+                            checkpoint["check_images"], kind=args.kind,
+                            fingerprint=checkpoint["fingerprint"], metrics=checkpoint["metrics"])
+    print(f"{path}: face localizer ({localizer.input_size}px, kind={args.kind}); parity checked "
+          f"on {len(checkpoint['check_images'])} held-out views")
     return path
 
 

@@ -6,16 +6,19 @@ import csv
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from export.cli import cli as export_cli
-from monitor.models import SCORER, OnnxModel
+from monitor.cli import main as monitor_main
+from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.units import UNITS
 from train import synth
 from train.evaluate import cli as eval_cli
 from train.labels import data_fingerprint, load_labels
+from train.localizer import cli as localizer_cli
 from train.train import cli as train_cli
 from train.train import get_args_parser
 from train.train import main as train_main
@@ -75,10 +78,9 @@ def test_eval_then_export(run: Path, labels: Path, tmp_path: Path) -> None:
     assert results["pain_cutoff"] is not None
     assert (report / "report.html").read_text().count("Grad-CAM") >= 1
     assert len(list((report / "gradcam").glob("*.png"))) == 10
-    out = tmp_path / "scorer.onnx"
     assert export_cli(["--run", str(run), "--report", str(report / "report.json"), "--out",
-                       str(out), "--kind", "demo"]) == 0
-    model = OnnxModel(out, SCORER, ["CPUExecutionProvider"])
+                       str(tmp_path), "--kind", "demo"]) == 0
+    model = OnnxModel(tmp_path / "scorer.onnx", SCORER, ["CPUExecutionProvider"])
     assert model.info.pain_cutoff == pytest.approx(results["pain_cutoff"])
     assert model.info.kind == "demo" and model.info.input_size == 32
     items, _ = load_labels(labels)
@@ -110,3 +112,50 @@ def test_unknown_unit_is_refused(labels: Path, tmp_path: Path,
     assert train_cli(["--labels", str(labels), *TINY, "--units", "tail",
                       "--output-dir", str(tmp_path)]) == 2
     assert "--units: unknown tail" in capsys.readouterr().err
+
+
+def cubicle_labels(folder: Path, count: int) -> Path:
+    """Cubicle pictures with face boxes in pixels, in the label CSV format."""
+    rng = np.random.default_rng(3)
+    (folder / "images").mkdir(parents=True)
+    lines = ["image," + ",".join(UNITS) + ",face_x,face_y,face_w,face_h"]
+    for i in range(count):
+        levels = synth.random_levels(rng)
+        image, box = synth.draw_cubicle(levels, rng, 160, 360)
+        assert box is not None
+        cx, cy, w, h = box
+        cv2.imwrite(str(folder / "images" / f"{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        pixels = ((cx - w / 2) * 160, (cy - h / 2) * 360, w * 160, h * 360)
+        lines.append(f"images/{i}.png," + ",".join(map(str, levels)) + ","
+                     + ",".join(f"{v:.1f}" for v in pixels))
+    path = folder / "labels.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_localizer_trains_from_boxes_and_exports(tmp_path: Path, run: Path) -> None:
+    labels_csv = cubicle_labels(tmp_path / "cubicles", 80)
+    out = tmp_path / "loc"
+    assert localizer_cli(["--labels", str(labels_csv), "--input-size", "48", "--epochs", "15",
+                          "--views", "3", "--output-dir", str(out)]) == 0
+    metrics = json.loads((out / "localizer_metrics.json").read_text())
+    assert metrics["mean_iou"] > 0.4 and metrics["visibility_accuracy"] > 0.7
+    models = tmp_path / "models"
+    assert export_cli(["--run", str(run), "--localizer", str(out), "--out", str(models)]) == 0
+    localizer = OnnxModel(models / "localizer.onnx", LOCALIZER, ["CPUExecutionProvider"])
+    assert localizer.info.kind == "trained" and localizer.info.input_size == 48
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    frame, _ = synth.draw_array_frame([(1, 1, 1, 1, 1)] * 4, np.random.default_rng(4), 640, 360)
+    cv2.imwrite(str(frames / "f.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    scores = tmp_path / "scores.csv"
+    assert monitor_main(["score", str(frames), "--models", str(models), "--out",
+                         str(scores)]) == 0
+    with scores.open() as handle:
+        assert {r["model_kind"] for r in csv.DictReader(handle)} == {"trained"}
+
+
+def test_localizer_needs_boxes(labels: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert localizer_cli(["--labels", str(labels), "--output-dir", str(tmp_path)]) == 2
+    assert "no labelled image has a face box" in capsys.readouterr().err

@@ -398,12 +398,17 @@ def _summary(where: str, rows: list[_Row], items: list[LabelledImage],
     return LabelSummary(where, len(rows), len(items), raters, levels, blank, dict(skipped))
 
 
+def read_rgb(path: Path) -> np.ndarray:
+    """A labelled image as RGB uint8 (LabelError if it cannot be decoded)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise LabelError(f"{path}: cannot be decoded as an image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def face_crop_for(item: LabelledImage, size: int) -> np.ndarray:
     """The RGB uint8 [size, size, 3] crop a model sees, cut as the live monitor cuts it."""
-    image = cv2.imread(str(item.image), cv2.IMREAD_COLOR)
-    if image is None:
-        raise LabelError(f"{item.image}: cannot be decoded as an image")
-    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    rgb = read_rgb(item.image)
     if item.box is None:  # already a face crop: resized whole (not padded), as DeepMGS does
         return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)
     return face_crop(rgb, np.asarray(item.box), Faces().margin, size)
