@@ -135,7 +135,7 @@ def _add_run(sub: Any) -> None:
                          description="Watch cameras live. Without --config, --cameras N opens "
                          "devices 0..N-1, each a four-cubicle array (mice camK-c1..c4).")
     run.add_argument("--cameras", type=int, default=1, metavar="N",
-                     help="camera devices 0..N-1 (default %(default)s)")
+                     help="camera devices 0..N-1 (default %(default)s; ignored with --config)")
     run.add_argument("--config", type=Path, help="YAML config (see `check-config`)")
     _add_sampling(run)
     _add_models(run)
@@ -375,7 +375,8 @@ def _screen(monitor: Monitor, state: DashboardState, progress: Progress | None,
     parts: list[Any] = []
     if progress is not None:
         for task, worker in zip(progress.tasks, monitor.workers, strict=True):
-            progress.update(task.id, completed=worker.position)
+            progress.update(task.id, completed=worker.position,
+                            total=worker.total_frames or None)
         parts.append(progress)
     if show:
         state.records_total = monitor.records
@@ -390,15 +391,6 @@ def _progress(monitor: Monitor, console: Console) -> Progress:
                         TimeRemainingColumn(), console=console)
     for worker in monitor.workers:
         progress.add_task(worker.camera, total=None)
-    original_start = monitor.start
-
-    def start() -> None:
-        original_start()
-        time.sleep(0.05)
-        for task, worker in zip(progress.tasks, monitor.workers, strict=True):
-            progress.update(task.id, total=worker.total_frames or None)
-
-    monitor.start = start  # type: ignore[method-assign]
     return progress
 
 

@@ -37,7 +37,7 @@ class DemoSpec:
     scorer_size: int = 64
     localizer_images: int = 3000
     localizer_epochs: int = 25
-    unit_faces: int = 4000
+    unit_faces: int = 6000
     unit_epochs: int = 16
     cameras: int = 4
     width: int = 1920
