@@ -1,0 +1,44 @@
+"""Event markers ("NTG injected", "buprenorphine") kept beside a score CSV.
+
+`mgs-monitor mark` appends to `<scores>.markers.csv`; `mgs-monitor report` draws them on each
+mouse's series. Mouse `*` marks every mouse.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+MARKER_COLUMNS = ("wall_time", "mouse", "text")
+SIDE_FILES = (".markers.csv", ".alerts.csv", ".gaps.csv")  # kept beside a score CSV
+
+
+class MarkerError(ValueError):
+    """A marker that cannot be recorded; one line for the user."""
+
+
+def markers_path(scores_csv: Path) -> Path:
+    return scores_csv.with_suffix(".markers.csv")
+
+
+def latest_scores(folder: Path) -> Path:
+    """The score CSV a running monitor writes: the newest scores-*.csv in its folder."""
+    candidates = sorted((p for p in folder.glob("scores*.csv")
+                         if not p.name.endswith(SIDE_FILES)), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise MarkerError(f"{folder}: no scores*.csv here; name the file with --csv")
+    return candidates[-1]
+
+
+def add_marker(scores_csv: Path, mouse: str, text: str, when: float | None = None) -> Path:
+    if not mouse.strip() or not text.strip():
+        raise MarkerError("a marker needs a mouse id (or '*') and a text")
+    path = markers_path(scores_csv)
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(MARKER_COLUMNS)
+        writer.writerow([f"{time.time() if when is None else when:.3f}", mouse, text])
+    return path

@@ -1,0 +1,432 @@
+"""Session report from score CSVs: per mouse, the total and unit levels over time with their
+uncertainty, event markers, alert spans and how often the face could be scored at all.
+
+Reads the logger's CSVs (several files of one session are joined), plus `<name>.markers.csv`
+(`wall_time,mouse,text`; mouse `*` = every mouse) and `<name>.alerts.csv`
+(`wall_time,mouse,rule,event,...`) beside them where present. Writes one PNG per mouse,
+`summary.json` and `index.html`. matplotlib is only needed for drawing, so reading and
+summarising work on the monitor's own dependencies.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from monitor.records import CSV_COLUMNS, STATUSES
+from monitor.units import LEVELS, MAX_TOTAL, UNITS
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+ALL_MICE = "*"
+ROLLING = 10  # samples in the scoreable-fraction window
+MARKER_COLUMNS = ("wall_time", "mouse", "text")
+ALERT_COLUMNS = ("wall_time", "mouse", "rule", "event")  # the ones read; more may follow
+_NUMBERS = ("total", "expected_total", *UNITS,
+            *(f"p_{unit}_{level}" for unit in UNITS for level in LEVELS))
+_INDEX = {name: CSV_COLUMNS.index(name) for name in
+          ("wall_time", "mouse", "camera", "status", "alert", *_NUMBERS)}
+
+
+class ReportError(ValueError):
+    """An input that cannot be reported on; the message is one line naming the file."""
+
+
+@dataclass
+class MouseSeries:
+    """One mouse's records in time order; numbers are NaN where the sample was not scored."""
+
+    mouse: str
+    camera: str  # of the latest record
+    time: np.ndarray  # wall_time, unix seconds
+    status: list[str]
+    total: np.ndarray
+    expected_total: np.ndarray
+    levels: np.ndarray  # [n, 5]
+    band_low: np.ndarray  # expected_total - 1 SD, clipped to 0..10
+    band_high: np.ndarray
+    markers: list[tuple[float, str]] = field(default_factory=list)
+    alerts: list[tuple[float, float, str]] = field(default_factory=list)  # start, end, rule
+
+
+class _Row(NamedTuple):
+    wall_time: float
+    mouse: str
+    camera: str
+    status: str
+    alert: str
+    numbers: list[float]  # _NUMBERS
+
+
+def read_series(csv_paths: list[Path]) -> dict[str, MouseSeries]:
+    """Every mouse in the CSVs (joined, each mouse sorted by wall_time), with its markers and
+    alert spans."""
+    if not csv_paths:
+        raise ReportError("no score CSVs given")
+    by_mouse: dict[str, list[_Row]] = {}
+    for path in csv_paths:
+        for row in _read_scores(path):
+            by_mouse.setdefault(row.mouse, []).append(row)
+    if not by_mouse:
+        raise ReportError(f"{', '.join(map(str, csv_paths))}: no records")
+    series = {mouse: _series(mouse, rows) for mouse, rows in sorted(by_mouse.items())}
+    markers = [m for path in csv_paths for m in _read_markers(_beside(path, "markers"))]
+    for item in series.values():
+        item.markers = sorted((t, text) for t, mouse, text in markers
+                              if mouse in (item.mouse, ALL_MICE))
+    alert_files = [_beside(p, "alerts") for p in csv_paths if _beside(p, "alerts").is_file()]
+    if alert_files:  # the alerts log is the record; the alert column is the fallback
+        events = sorted((e for f in alert_files for e in _read_alerts(f)), key=lambda e: e[0])
+        for item in series.values():
+            item.alerts = _event_spans(events, item.mouse, float(item.time[-1]))
+    return series
+
+
+def total_sd(probs: np.ndarray) -> np.ndarray:
+    """SD of the total from per-unit probabilities [..., units, levels], units independent:
+    how far the expected total could be off when the model is unsure."""
+    values = np.asarray(LEVELS, dtype=float)
+    mean = (probs * values).sum(axis=-1, keepdims=True)
+    variance = (probs * (values - mean) ** 2).sum(axis=-1)
+    return np.sqrt(variance.sum(axis=-1))
+
+
+def rolling_scoreable(status: list[str], window: int = ROLLING) -> np.ndarray:
+    """Fraction of the last `window` samples (fewer at the start) that were scored, so periods
+    of hidden faces stand out."""
+    csum = np.concatenate([[0.0], np.cumsum([s == "scored" for s in status])])
+    end = np.arange(1, len(status) + 1)
+    start = np.maximum(end - window, 0)
+    return (csum[end] - csum[start]) / (end - start)
+
+
+def summarize(series: MouseSeries) -> dict[str, Any]:
+    """Counts, scoreable fraction, total statistics and alert time; JSON-safe (None, not NaN)."""
+    scored = ~np.isnan(series.total)
+    not_scored = {status: 0 for status in STATUSES if status != "scored"}
+    for status in series.status:
+        if status != "scored":
+            not_scored[status] = not_scored.get(status, 0) + 1
+    totals = series.total[scored]
+    return {
+        "mouse": series.mouse,
+        "camera": series.camera,
+        "samples": len(series.status),
+        "scored": int(scored.sum()),
+        "not_scored": not_scored,
+        "scoreable_fraction": float(scored.mean()),
+        "mean_total": float(totals.mean()) if totals.size else None,
+        "max_total": float(totals.max()) if totals.size else None,
+        "first_time": float(series.time[0]),
+        "last_time": float(series.time[-1]),
+        "alerts": len(series.alerts),
+        "alert_seconds": _covered(series.alerts),
+    }
+
+
+def write_report(csv_paths: list[Path], out: Path) -> Path:
+    """`<mouse>.png` per mouse, `summary.json` and `index.html` into `out`; returns the HTML."""
+    _require_matplotlib()
+    series = read_series(csv_paths)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = {mouse: summarize(item) for mouse, item in series.items()}
+    images = {mouse: _plot(item, out) for mouse, item in series.items()}
+    (out / "summary.json").write_text(json.dumps(summaries, indent=1, allow_nan=False))
+    page = out / "index.html"
+    page.write_text(_html(csv_paths, summaries, images), encoding="utf-8")
+    return page
+
+
+# Reading
+
+
+def _beside(path: Path, kind: str) -> Path:
+    return path.with_suffix(f".{kind}.csv")
+
+
+def _rows(path: Path) -> list[list[str]]:
+    if not path.is_file():
+        raise ReportError(f"{path}: no such file")
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ReportError(f"{path}: cannot read ({exc})") from exc
+
+
+def _read_scores(path: Path) -> list[_Row]:
+    rows = _rows(path)
+    if not rows or rows[0] != list(CSV_COLUMNS):
+        raise ReportError(f"{path}: not an mgs-monitor score CSV (header differs)")
+    try:
+        # A live file can end in a half-written row: rows of another length are skipped.
+        return [_parse(row) for row in rows[1:] if len(row) == len(CSV_COLUMNS)]
+    except ValueError as exc:
+        raise ReportError(f"{path}: bad number ({exc})") from exc
+
+
+def _parse(row: list[str]) -> _Row:
+    i = _INDEX
+    numbers = [float(row[i[name]]) if row[i[name]] else math.nan for name in _NUMBERS]
+    return _Row(float(row[i["wall_time"]]), row[i["mouse"]], row[i["camera"]],
+                row[i["status"]], row[i["alert"]], numbers)
+
+
+def _series(mouse: str, rows: list[_Row]) -> MouseSeries:
+    rows = sorted(rows, key=lambda r: r.wall_time)
+    time = np.array([r.wall_time for r in rows])
+    status = [r.status for r in rows]
+    numbers = np.array([r.numbers for r in rows], dtype=float)
+    numbers[np.array(status) != "scored"] = np.nan
+    expected = numbers[:, 1]
+    sd = total_sd(numbers[:, 2 + len(UNITS):].reshape(len(rows), len(UNITS), len(LEVELS)))
+    return MouseSeries(
+        mouse=mouse, camera=rows[-1].camera, time=time, status=status, total=numbers[:, 0],
+        expected_total=expected, levels=numbers[:, 2:2 + len(UNITS)],
+        band_low=np.clip(expected - sd, 0, MAX_TOTAL),
+        band_high=np.clip(expected + sd, 0, MAX_TOTAL),
+        alerts=_column_spans(time, np.array([r.alert == "pain" for r in rows])),
+    )
+
+
+def _column_spans(time: np.ndarray, active: np.ndarray) -> list[tuple[float, float, str]]:
+    """Runs of the score CSV's `alert` column: until the first record after the run."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
+    last = len(time) - 1
+    return [(float(time[a]), float(time[min(b, last)]), "pain")
+            for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _table(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a small side CSV, with its needed columns checked."""
+    rows = _rows(path)
+    header = rows[0] if rows else []
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ReportError(f"{path}: missing columns {', '.join(missing)}")
+    return [(n, dict(zip(header, row, strict=True)))
+            for n, row in enumerate(rows[1:], start=2) if len(row) == len(header)]
+
+
+def _time(path: Path, line: int, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ReportError(f"{path}: line {line}: wall_time {text!r} is not a number") from None
+
+
+def _read_markers(path: Path) -> list[tuple[float, str, str]]:
+    if not path.is_file():
+        return []
+    return [(_time(path, n, row["wall_time"]), row["mouse"], row["text"])
+            for n, row in _table(path, MARKER_COLUMNS)]
+
+
+def _read_alerts(path: Path) -> list[tuple[float, str, str, str]]:
+    return [(_time(path, n, row["wall_time"]), row["mouse"], row["rule"], row["event"])
+            for n, row in _table(path, ALERT_COLUMNS)]
+
+
+def _event_spans(events: list[tuple[float, str, str, str]], mouse: str,
+                 last: float) -> list[tuple[float, float, str]]:
+    """raised -> next cleared per rule; `active` opens a span too, as a file can begin mid-alert;
+    an open span runs to the mouse's last record."""
+    opened: dict[str, float] = {}
+    spans = []
+    for time, who, rule, event in events:
+        if who != mouse:
+            continue
+        if event in ("raised", "active"):
+            opened.setdefault(rule, time)
+        elif event == "cleared" and rule in opened:
+            spans.append((opened.pop(rule), time, rule))
+    spans += [(start, max(start, last), rule) for rule, start in opened.items()]
+    return sorted(spans)
+
+
+def _covered(spans: list[tuple[float, float, str]]) -> float:
+    """Seconds under any alert: overlapping rules count once."""
+    total, reach = 0.0, -math.inf
+    for start, end, _ in sorted(spans):
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return total
+
+
+# Drawing
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ReportError("matplotlib is needed for reports: pip install matplotlib") from exc
+    matplotlib.use("Agg")
+
+
+def _png_name(mouse: str) -> str:
+    return re.sub(r"[^\w.-]", "_", mouse) + ".png"
+
+
+def _plain(text: str) -> str:
+    """Text shown literally: `$` would start matplotlib mathtext."""
+    return text.replace("$", r"\$")
+
+
+def _plot(series: MouseSeries, out: Path) -> str:
+    """Draw one mouse's three panels into `out`; returns the file name."""
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    x = mdates.date2num(np.round(series.time * 1e6).astype(np.int64).astype("datetime64[us]"))
+    fig, axes = plt.subplots(3, 1, sharex=True, figsize=(11, 7.5),
+                             gridspec_kw={"height_ratios": [3, 2.2, 0.8]})
+    try:
+        _plot_total(axes[0], x, series)
+        _plot_levels(axes[1], x, series)
+        _plot_scoreable(axes[2], x, series)
+        for ax in axes:
+            _plot_markers(ax, series, text=ax is axes[0])
+        _time_axis(axes)
+        fig.suptitle(_plain(f"{series.mouse} (camera {series.camera})"))
+        fig.tight_layout()
+        name = _png_name(series.mouse)
+        fig.savefig(out / name, dpi=90)
+    finally:
+        plt.close(fig)
+    return name
+
+
+def _bridged(x: np.ndarray, *columns: np.ndarray) -> list[np.ndarray]:
+    """Scored samples only, so a face hidden every other sample still gives a line; broken
+    where more than ROLLING samples in a row were not scored."""
+    keep = np.flatnonzero(~np.isnan(columns[0]))
+    breaks = np.flatnonzero(np.diff(keep) > ROLLING) + 1
+    return [np.insert(values[keep], breaks, np.nan) for values in (x, *columns)]
+
+
+def _plot_total(ax: Axes, x: np.ndarray, series: MouseSeries) -> None:
+    xs, expected, low, high = _bridged(x, series.expected_total, series.band_low,
+                                       series.band_high)
+    ax.fill_between(xs, low, high, color="tab:blue", alpha=0.2, lw=0, label="±1 SD")
+    ax.plot(xs, expected, color="tab:blue", lw=1, label="expected total")
+    ax.plot(x, series.total, ".", color="black", ms=3, label="total (scored)")
+    for i, (start, end, _) in enumerate(series.alerts):
+        ax.axvspan(_date(start), _date(end), color="red", alpha=0.15, lw=0,
+                   label="alert" if i == 0 else None)
+    ax.set_ylim(-0.3, MAX_TOTAL + 0.3)
+    ax.set_ylabel("MGS total")
+    ax.legend(loc="upper left", fontsize=7)
+
+
+def _plot_levels(ax: Axes, x: np.ndarray, series: MouseSeries) -> None:
+    """Units stacked top to bottom, each on its own 0..2 band."""
+    bases = [3 * (len(UNITS) - 1 - i) for i in range(len(UNITS))]
+    for i, base in enumerate(bases):
+        ax.step(x, base + series.levels[:, i], where="post", lw=1)
+        for level in (0, 2):
+            ax.axhline(base + level, color="0.85", lw=0.5)
+    ax.set_yticks([b + 1 for b in bases], [u.split("_")[0] for u in UNITS], fontsize=8)
+    ax.set_ylim(-0.5, 3 * len(UNITS) - 0.5)
+    ax.set_ylabel("levels 0-2")
+
+
+def _plot_scoreable(ax: Axes, x: np.ndarray, series: MouseSeries) -> None:
+    fraction = rolling_scoreable(series.status)
+    ax.fill_between(x, 0, fraction, step="post", color="tab:green", alpha=0.4, lw=0)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f"scored\n(last {ROLLING})", fontsize=8)
+
+
+def _plot_markers(ax: Axes, series: MouseSeries, text: bool) -> None:
+    for time, label in series.markers:
+        ax.axvline(_date(time), color="0.3", ls="--", lw=0.8)
+        if text:
+            ax.text(_date(time), 0.98, _plain(label), transform=ax.get_xaxis_transform(),
+                    rotation=90, ha="right", va="top", fontsize=7)
+
+
+def _date(time: float) -> float:
+    import matplotlib.dates as mdates
+
+    return float(mdates.date2num(np.datetime64(round(time * 1e6), "us")))
+
+
+def _time_axis(axes: np.ndarray) -> None:
+    """Local clock time on every panel (shared), labelled on the bottom one."""
+    import matplotlib.dates as mdates
+    from dateutil.tz import tzlocal
+
+    for ax in axes:
+        locator = mdates.AutoDateLocator(tz=tzlocal())
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tzlocal()))
+    axes[-1].set_xlabel("local time")
+
+
+# The page
+
+STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+         "td,th{border:1px solid #bbb;padding:3px 6px;font-size:13px}th{background:#eee}"
+         "img{max-width:100%;border:1px solid #ddd}")
+CAPTION = ("Top: total of each scored sample (points), expected total with ±1 SD band, event "
+           "markers (dashed), alert spans (red). Middle: the five unit levels. Bottom: fraction "
+           f"of the last {ROLLING} samples that were scored (low = face hidden or unusable).")
+
+
+def _clock(time: float) -> str:
+    return datetime.fromtimestamp(time).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _summary_table(summaries: dict[str, dict[str, Any]]) -> str:
+    statuses = list(dict.fromkeys(s for summary in summaries.values()
+                                  for s in summary["not_scored"]))
+    header = ["mouse", "camera", "samples", "scored", *statuses, "scoreable", "mean total",
+              "max total", "alerts", "alert time", "first", "last"]
+    rows = [[s["mouse"], s["camera"], str(s["samples"]), str(s["scored"]),
+             *(str(s["not_scored"].get(status, 0)) for status in statuses),
+             f"{100 * s['scoreable_fraction']:.1f}%", _number(s["mean_total"]),
+             _number(s["max_total"]), str(s["alerts"]), _duration(s["alert_seconds"]),
+             _clock(s["first_time"]), _clock(s["last_time"])] for s in summaries.values()]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _figure(mouse: str, camera: str, image: str) -> str:
+    src = html.escape(urllib.parse.quote(image), quote=True)
+    return (f"<h2>{html.escape(mouse)} <small>camera {html.escape(camera)}</small></h2>"
+            f'<img src="{src}" alt="{html.escape(mouse, quote=True)}">')
+
+
+def _html(csv_paths: list[Path], summaries: dict[str, dict[str, Any]],
+          images: dict[str, str]) -> str:
+    sources = ", ".join(path.name for path in csv_paths)
+    parts = [f"<h1>MGS monitor report</h1><p>{len(summaries)} mice from "
+             f"{html.escape(sources)}; times are local.</p>",
+             _summary_table(summaries), f"<p>{html.escape(CAPTION)}</p>",
+             *(_figure(mouse, summaries[mouse]["camera"], image)
+               for mouse, image in images.items())]
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>MGS monitor report"
+            f"</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
