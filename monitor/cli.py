@@ -33,11 +33,14 @@ from monitor.config import (
 )
 from monitor.csvlog import CsvLogError, CsvLogger
 from monitor.dashboard import DashboardState, render
+from monitor.markers import MarkerError, add_marker, latest_scores
 from monitor.models import ModelError
 from monitor.pipeline import Models, Monitor, Outputs
 from monitor.records import TOPIC_SCORE, SequenceTracker
+from monitor.report import ReportError, write_report
 
-COMMANDS = ("run", "replay", "score", "dashboard", "log", "check-config", "demo")
+COMMANDS = ("run", "replay", "score", "dashboard", "log", "check-config", "demo", "mark",
+            "report")
 DEFAULT_MODELS = Path(os.environ.get("MGS_MODELS", "models"))
 EPILOG = """\
 examples:
@@ -50,6 +53,8 @@ examples:
   mgs-monitor dashboard                    attach a live dashboard to a running monitor
   mgs-monitor log --out scores.csv         attach a CSV logger to a running monitor
   mgs-monitor check-config lab.yaml        validate a config, naming every wrong key
+  mgs-monitor mark M101 "NTG injected"     record an event marker beside the newest CSV
+  mgs-monitor report mgs-records/*.csv     per-mouse series plots and summary (HTML, PNG)
   mgs-monitor demo                         synthetic cameras and DEMO models, no hardware needed
 
 Run `mgs-monitor COMMAND --help` for the options of each command.
@@ -60,7 +65,8 @@ class UsageError(ValueError):
     """A command-line value that cannot be used."""
 
 
-USER_ERRORS = (ConfigError, ModelError, BusError, CsvLogError, UsageError)
+USER_ERRORS = (ConfigError, ModelError, BusError, CsvLogError, UsageError, MarkerError,
+               ReportError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a YAML config and exit")
     check.add_argument("config", type=Path, help="the YAML file")
     check.set_defaults(func=cmd_check_config)
+    _add_mark(sub)
+    _add_report(sub)
     demo = sub.add_parser("demo", help="run on a synthetic four-camera scene with DEMO models")
     demo.add_argument("--rebuild", action="store_true", help="rebuild demo models and scene")
     demo.add_argument("--build-only", action="store_true", help="build, then exit")
@@ -184,6 +192,25 @@ def _add_log(sub: Any) -> None:
     log.set_defaults(func=cmd_log)
 
 
+def _add_mark(sub: Any) -> None:
+    mark = sub.add_parser("mark", help="record an event marker (e.g. an injection) for a mouse")
+    mark.add_argument("mouse", help="mouse id, or '*' for every mouse")
+    mark.add_argument("text", help="what happened, e.g. 'NTG injected'")
+    where = mark.add_mutually_exclusive_group()
+    where.add_argument("--csv", type=Path, help="score CSV the marker belongs to")
+    where.add_argument("--folder", type=Path, default=Path("mgs-records"),
+                       help="use the newest scores*.csv here (default %(default)s)")
+    mark.set_defaults(func=cmd_mark)
+
+
+def _add_report(sub: Any) -> None:
+    report = sub.add_parser("report", help="per-mouse series plots and summary from CSVs")
+    report.add_argument("csv", nargs="+", type=Path, help="score CSVs of one session")
+    report.add_argument("--out", type=Path, default=Path("mgs-report"), metavar="DIR",
+                        help="folder for index.html and the PNGs (default %(default)s)")
+    report.set_defaults(func=cmd_report)
+
+
 # configs ------------------------------------------------------------------------------------
 def config_from_args(args: argparse.Namespace, cameras: list[dict[str, Any]]) -> MonitorConfig:
     """A config from --config (cameras replaced where given) with command-line overrides."""
@@ -255,6 +282,19 @@ def cmd_score(args: argparse.Namespace) -> int:
     from monitor.stills import score_stills
 
     return score_stills(args.paths, args.out, args.models, crops=args.crops, cpu=args.cpu)
+
+
+def cmd_mark(args: argparse.Namespace) -> int:
+    scores = args.csv or latest_scores(args.folder)
+    path = add_marker(scores, args.mouse, args.text)
+    print(f"marker for {args.mouse} written to {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    html = write_report(args.csv, args.out)
+    print(f"report written to {html}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
