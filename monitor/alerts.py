@@ -1,37 +1,367 @@
-"""Per-mouse pain flag and alert state on the total MGS, with hysteresis.
+"""Per-mouse alerts: sustained pain on a window of scored samples, and mice that cannot be seen.
 
-A mouse is flagged (`pain`) when its total reaches its threshold. Its alert is raised on a
-flagged sample and cleared only when the total falls `clear_margin` below the threshold, so a
-total hovering at the threshold does not flap.
+A single noisy snapshot must not page anyone at 3 a.m., and a mouse that has hidden its face for
+an hour must not look fine. So the `pain` rule judges the mean of the mouse's last `window` scored
+samples (raised at the threshold, cleared only below `clear_below`: hysteresis), optionally as a
+rise over the mouse's own baseline, while `no_face` and `camera_down` are alerts of their own.
+Time is the session clock, `record.source_time`, so a replayed recording alerts as it would have
+live and tests are deterministic.
+
+`AlertEngine.update` turns records into lifecycle events (raised, rate-limited `active` reminders,
+cleared); `HookRunner` runs the lab's pager command for them, off the pipeline thread.
 """
 
 from __future__ import annotations
 
-from monitor.config import Alerts
+import json
+import math
+import os
+import queue
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from statistics import fmean
+from typing import ClassVar
+
+from monitor.config import MAX_ALERT_SAMPLES, AlertRule, Alerts
+from monitor.records import ScoreRecord
+from monitor.units import UNITS
 
 DEFAULT_THRESHOLD = 4.0
+RULES = ("pain", "no_face", "camera_down")
+HOOK_EVENTS = ("raised", "cleared")
+EVENT_SCHEMA = 1
+HOOK_QUEUE_SIZE = 100
+
+Levels = tuple[int, ...]
+SCORED, UNSEEN, DOWN = "scored", "unseen", "camera_down"  # what one record says about a mouse
+
+
+@dataclass
+class AlertEvent:
+    """One step in an alert's life. The first seven CSV columns are a contract with readers."""
+
+    CSV_COLUMNS: ClassVar[tuple[str, ...]] = (
+        "wall_time", "mouse", "rule", "event", "value", "threshold", "detail",
+        "camera", "time", "since", "peak",
+    )
+
+    wall_time: float
+    time: float  # session clock: the record's source_time
+    mouse: str
+    camera: str
+    rule: str  # pain, no_face, camera_down
+    event: str  # raised, active, cleared
+    value: float  # pain: window value; no_face, camera_down: seconds
+    threshold: float
+    since: float  # session time the alert was raised
+    peak: float  # highest value while active
+    detail: str
+
+    def csv_row(self) -> list[str]:
+        return [_text(getattr(self, name)) for name in self.CSV_COLUMNS]
+
+    def to_json(self) -> bytes:
+        return json.dumps({"schema": EVENT_SCHEMA, **asdict(self)}).encode()
+
+    def env(self) -> dict[str, str]:
+        """The MGS_* variables a hook command gets."""
+        names = ("mouse", "camera", "rule", "event", "value", "threshold", "since", "peak",
+                 "time", "detail")
+        return {f"MGS_{name.upper()}": _text(getattr(self, name)) for name in names}
+
+
+@dataclass(frozen=True)
+class ResolvedRule:
+    """A mouse's rule with defaults merged and every limit a number (inf = rule off)."""
+
+    threshold: float
+    clear_below: float
+    units: tuple[str, ...] | None
+    window: int
+    min_valid: int
+    baseline_samples: int
+    no_face_after_s: float
+    camera_down_after_s: float
+
+    @classmethod
+    def resolve(cls, rule: AlertRule, model_cutoff: float | None) -> ResolvedRule:
+        threshold = next(t for t in (rule.threshold, model_cutoff, DEFAULT_THRESHOLD)
+                         if t is not None)
+        clear = threshold - 1.0 if rule.clear_below is None else min(rule.clear_below, threshold)
+        return cls(threshold, clear, tuple(rule.units) if rule.units else None, rule.window,
+                   rule.min_valid, rule.baseline_samples, _limit(rule.no_face_after_s),
+                   _limit(rule.camera_down_after_s))
+
+    def value(self, levels: Levels) -> float:
+        """The sample's total, or the sum of the rule's units."""
+        if self.units is None:
+            return float(sum(levels))
+        return float(sum(levels[UNITS.index(unit)] for unit in self.units))
+
+    def baseline(self, first: Sequence[Levels]) -> float | None:
+        """0 without a baseline; None until the mouse has its first n scored samples."""
+        if not self.baseline_samples:
+            return 0.0
+        if len(first) < self.baseline_samples:
+            return None
+        return fmean(self.value(s) for s in first[:self.baseline_samples])
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.units) if self.units else "total"
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One rule's view of a mouse after a record; value is nan when it cannot be judged."""
+
+    value: float
+    threshold: float
+    fire: bool
+    clear: bool
+    detail: str
+
+
+@dataclass
+class _Alert:
+    raised: AlertEvent  # its peak follows the value while the alert is active
+    reminded: float  # session time of the last raised/active event
+
+
+@dataclass
+class _Mouse:
+    """What the engine remembers of one mouse across records (and reloads)."""
+
+    recent: deque[Levels] = field(default_factory=lambda: deque(maxlen=MAX_ALERT_SAMPLES))
+    first: list[Levels] = field(default_factory=list)
+    last_time: float | None = None
+    last_kind: str = ""
+    unseen_s: float = 0.0  # seconds without a scored face, camera-down time not counted
+    down_since: float | None = None
+    alerts: dict[str, _Alert] = field(default_factory=dict)
+
+    def observe(self, t: float, kind: str, levels: Levels | None) -> None:
+        """Advance the clocks and the series by one record; time going back counts as none."""
+        elapsed = 0.0 if self.last_time is None else max(0.0, t - self.last_time)
+        if self.last_kind == SCORED:
+            self.unseen_s = 0.0
+        if self.last_kind != DOWN:
+            self.down_since = None
+        if kind == DOWN and self.down_since is None:
+            self.down_since = t
+        elif kind != DOWN and self.last_kind != DOWN:
+            self.unseen_s += elapsed
+        if levels is not None:
+            self.recent.append(levels)
+            if len(self.first) < MAX_ALERT_SAMPLES:
+                self.first.append(levels)
+        self.last_time, self.last_kind = t, kind
+
+    def readings(self, rule: ResolvedRule, t: float, kind: str) -> dict[str, _Reading]:
+        return {"pain": self._pain(rule), "no_face": self._no_face(rule, kind),
+                "camera_down": self._camera_down(rule, t, kind)}
+
+    def pain_flag(self, rule: ResolvedRule, levels: Levels | None) -> bool | None:
+        """This sample alone at or above the threshold; None if unscored or no baseline yet."""
+        base = rule.baseline(self.first)
+        if levels is None or base is None:
+            return None
+        return rule.value(levels) - base >= rule.threshold
+
+    def _pain(self, rule: ResolvedRule) -> _Reading:
+        window = [rule.value(s) for s in list(self.recent)[-rule.window:]]
+        base = rule.baseline(self.first)
+        limits = f"raise at {rule.threshold:g}, clear below {rule.clear_below:g}"
+        if len(window) < rule.min_valid or base is None:
+            waiting = (f"{len(window)} of {rule.min_valid} scored samples" if base is not None
+                       else f"baseline needs {rule.baseline_samples} scored samples")
+            return _Reading(math.nan, rule.threshold, False, False, f"{waiting}; {limits}")
+        value = fmean(window) - base
+        shown = ", ".join(f"{v:g}" for v in window)
+        rise = f", {value:+.2f} over baseline {base:.2f}" if rule.baseline_samples else ""
+        detail = f"{rule.label} mean {fmean(window):.2f} of ({shown}){rise}; {limits}"
+        return _Reading(value, rule.threshold, value >= rule.threshold,
+                        value < rule.clear_below, detail)
+
+    def _no_face(self, rule: ResolvedRule, kind: str) -> _Reading:
+        limit = rule.no_face_after_s
+        on = kind != SCORED and self.unseen_s > limit
+        what = "face scored after" if kind == SCORED else "no scored face for"
+        detail = f"{what} {self.unseen_s:.0f} s; {_limit_text(limit)}"
+        return _Reading(self.unseen_s, limit, on, not on, detail)
+
+    def _camera_down(self, rule: ResolvedRule, t: float, kind: str) -> _Reading:
+        limit = rule.camera_down_after_s
+        down_s = 0.0 if self.down_since is None else max(0.0, t - self.down_since)
+        on = kind == DOWN and down_s > limit
+        what = "camera down for" if kind == DOWN else "camera back after"
+        detail = f"{what} {down_s:.0f} s; {_limit_text(limit)}"
+        return _Reading(down_s, limit, on, not on, detail)
 
 
 class AlertEngine:
-    def __init__(self, alerts: Alerts, model_cutoff: float | None,
-                 clear_margin: float = 1.0) -> None:
-        self.default = alerts.threshold if alerts.threshold is not None else (
-            model_cutoff if model_cutoff is not None else DEFAULT_THRESHOLD)
-        self.overrides = dict(alerts.overrides)
-        self.clear_margin = clear_margin
-        self.active: set[str] = set()
+    """Per-mouse alert state fed one record at a time; safe to read from another thread."""
 
-    def threshold(self, mouse: str) -> float:
-        return self.overrides.get(mouse, self.default)
+    def __init__(self, alerts: Alerts, model_cutoff: float | None) -> None:
+        self._lock = threading.Lock()
+        self._mice: dict[str, _Mouse] = {}
+        self._configure(alerts, model_cutoff)
 
-    def update(self, mouse: str, total: int | None) -> tuple[bool | None, str]:
-        """(pain flag, alert text) after this sample; an unscored sample keeps the alert as is."""
-        if total is None:
-            return None, "pain" if mouse in self.active else ""
-        threshold = self.threshold(mouse)
-        pain = total >= threshold
-        if pain:
-            self.active.add(mouse)
-        elif total <= threshold - self.clear_margin:
-            self.active.discard(mouse)
-        return pain, "pain" if mouse in self.active else ""
+    def reload(self, alerts: Alerts, model_cutoff: float | None) -> None:
+        """New rules. Each mouse keeps its series, baseline and active alerts; an alert the new
+        rule no longer holds is cleared, with an event, on that mouse's next record."""
+        with self._lock:
+            self._configure(alerts, model_cutoff)
+
+    def rule_for(self, mouse: str) -> ResolvedRule:
+        rule = self._alerts.overrides.get(mouse, self._alerts.defaults)
+        return ResolvedRule.resolve(rule, self._model_cutoff)
+
+    def update(self, record: ScoreRecord) -> list[AlertEvent]:
+        """Feed one record of any status; sets its `pain` and `alert` and returns the events
+        it caused."""
+        with self._lock:
+            mouse = self._mice.setdefault(record.mouse, _Mouse())
+            rule = self.rule_for(record.mouse)
+            levels = tuple(record.levels) if record.status == SCORED and record.levels else None
+            kind = SCORED if levels is not None else (DOWN if record.status == DOWN else UNSEEN)
+            mouse.observe(record.source_time, kind, levels)
+            readings = mouse.readings(rule, record.source_time, kind)
+            events = [self._step(mouse, record, name, reading)
+                      for name, reading in readings.items()]
+            record.pain = mouse.pain_flag(rule, levels)
+            record.alert = ",".join(name for name in RULES if name in mouse.alerts)
+            return [event for event in events if event is not None]
+
+    def active(self, mouse: str) -> dict[str, AlertEvent]:
+        """The raised event of each active alert of a mouse (peak up to date), for dashboards."""
+        with self._lock:
+            state = self._mice.get(mouse)
+            alerts = state.alerts if state else {}
+            return {name: replace(alert.raised) for name, alert in alerts.items()}
+
+    def _configure(self, alerts: Alerts, model_cutoff: float | None) -> None:
+        self._alerts = alerts
+        self._model_cutoff = model_cutoff
+        self.default = ResolvedRule.resolve(alerts.defaults, model_cutoff).threshold
+
+    def _step(self, mouse: _Mouse, record: ScoreRecord, name: str,
+              reading: _Reading) -> AlertEvent | None:
+        """Raise, clear or remind: at most one event per rule per record."""
+        t = record.source_time
+        alert = mouse.alerts.get(name)
+        if alert is None:
+            if not reading.fire:
+                return None
+            raised = AlertEvent(record.wall_time, t, record.mouse, record.camera, name, "raised",
+                                reading.value, reading.threshold, t, reading.value, reading.detail)
+            mouse.alerts[name] = _Alert(raised, t)
+            return replace(raised)
+        alert.raised.peak = max(alert.raised.peak, reading.value)  # nan never wins
+        if reading.clear:
+            del mouse.alerts[name]
+            return _follow_up(alert, record, "cleared", reading)
+        if t - alert.reminded >= self._alerts.repeat_every_s:
+            alert.reminded = t
+            return _follow_up(alert, record, "active", reading)
+        return None
+
+
+@dataclass
+class HookStats:
+    """Outcomes of the hook runs so far; dropped counts events never run (queue full, closed)."""
+
+    ok: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    dropped: int = 0
+    last_error: str = ""
+
+
+class HookRunner:
+    """Runs the `on_alert` command for raised/cleared events on a thread of its own, so a slow or
+    hanging pager never delays scoring. No shell: the event goes in MGS_* variables."""
+
+    def __init__(self, argv: Sequence[str], timeout_s: float) -> None:
+        self.argv = list(argv)
+        self.timeout_s = timeout_s
+        self.stats = HookStats()
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[AlertEvent | None] = queue.Queue()
+        self._closed = False
+        self._abandoned = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="alert-hook", daemon=True)
+        self._thread.start()
+
+    def submit(self, event: AlertEvent) -> None:
+        """Queue a run for a raised or cleared event; a full queue drops (and counts) it."""
+        if event.event not in HOOK_EVENTS:
+            return
+        # Only close() and submit() put, from the pipeline thread, so the bound holds.
+        if self._closed or self._queue.qsize() >= HOOK_QUEUE_SIZE:
+            self._outcome("dropped", "")
+            return
+        self._queue.put(event)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Let queued runs finish for up to `timeout` seconds; whatever is left is dropped."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join(timeout)
+        self._abandoned.set()
+
+    def _work(self) -> None:
+        while (event := self._queue.get()) is not None:
+            if self._abandoned.is_set():
+                self._outcome("dropped", "")
+            else:
+                self._run(event)
+
+    def _run(self, event: AlertEvent) -> None:
+        program = self.argv[0]
+        try:
+            done = subprocess.run(self.argv, env=os.environ | event.env(),
+                                  timeout=self.timeout_s, stdin=subprocess.DEVNULL,
+                                  capture_output=True, check=False)
+        except subprocess.TimeoutExpired:
+            self._outcome("timed_out", f"{program} still running after {self.timeout_s:g} s: "
+                          "killed")
+        except OSError as exc:
+            self._outcome("failed", f"cannot run {program}: {exc.strerror or exc}")
+        else:
+            if done.returncode == 0:
+                self._outcome("ok", "")
+            else:
+                stderr = " ".join(done.stderr.decode(errors="replace").split())[-300:]
+                self._outcome("failed", f"{program} exited with {done.returncode}: {stderr}")
+
+    def _outcome(self, kind: str, error: str) -> None:
+        with self._lock:
+            setattr(self.stats, kind, getattr(self.stats, kind) + 1)
+            if error:
+                self.stats.last_error = error
+
+
+def _follow_up(alert: _Alert, record: ScoreRecord, kind: str, reading: _Reading) -> AlertEvent:
+    """An active or cleared event: the raised event brought up to this record."""
+    return replace(alert.raised, wall_time=record.wall_time, time=record.source_time,
+                   camera=record.camera, event=kind, value=reading.value, detail=reading.detail)
+
+
+def _limit(seconds: float | None) -> float:
+    return math.inf if seconds is None else seconds
+
+
+def _limit_text(limit: float) -> str:
+    return f"limit {limit:g} s" if math.isfinite(limit) else "rule off"
+
+
+def _text(value: object) -> str:
+    """Numbers as in the record CSV: three decimals, empty when unknown (nan)."""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.3f}"
+    return str(value)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import zmq
 
+from monitor.alerts import AlertEvent
 from monitor.records import (
+    TOPIC_ALERT,
     TOPIC_CAMERA,
     TOPIC_SCORE,
     CameraReport,
@@ -49,6 +51,9 @@ class Publisher:
 
     def publish_camera(self, report: CameraReport) -> None:
         self.socket.send_multipart([TOPIC_CAMERA, report.to_json()])
+
+    def publish_alert(self, event: AlertEvent) -> None:
+        self.socket.send_multipart([TOPIC_ALERT, event.to_json()])
 
     def close(self) -> None:
         self.socket.close(linger=CLOSE_LINGER_MS)

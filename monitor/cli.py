@@ -22,6 +22,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from monitor import __version__
+from monitor.alerts import HookRunner
 from monitor.bus import BusError, Publisher, Subscriber
 from monitor.config import (
     DEFAULT_ENDPOINT,
@@ -365,21 +366,15 @@ def run_monitor(config: MonitorConfig, args: argparse.Namespace, *, realtime: bo
                 replay: bool) -> int:
     models = Models.load(config)
     out = csv_path(config, args.out)
-    publisher = Publisher(config.bus.endpoint) if config.bus.enabled else None
+    console = Console(stderr=True)
     state = DashboardState()
-    try:
-        outputs = Outputs(csv=CsvLogger(out), publisher=publisher,
-                          on_score=state.add_score, on_camera=state.add_camera)
-    except BaseException:
-        if publisher:
-            publisher.close()
-        raise
-    monitor = Monitor(config, models, outputs, realtime=realtime, replay=replay)
+    outputs = _outputs(config, out, state, console)
+    monitor = Monitor(config, models, outputs, realtime=realtime, replay=replay,
+                      config_path=getattr(args, "config", None))
     state.title = _title(config, models, replay)
     state.demo = models.is_demo
     state.csv_path = str(out)
-    state.alert_threshold = monitor.analyzer.alerts.default
-    console = Console(stderr=True)
+    state.alert_threshold = monitor.alerts.default
     if models.is_demo:
         console.print("[bold yellow]DEMO models (trained on synthetic faces): "
                       "not a real pain model[/]")
@@ -391,11 +386,32 @@ def run_monitor(config: MonitorConfig, args: argparse.Namespace, *, realtime: bo
     return 0
 
 
+def _outputs(config: MonitorConfig, out: Path, state: DashboardState,
+             console: Console) -> Outputs:
+    """CSV, publisher, dashboard and alert hook; nothing is left open if one of them fails."""
+    logger = CsvLogger(out)
+    try:
+        publisher = Publisher(config.bus.endpoint) if config.bus.enabled else None
+    except BaseException:
+        logger.close()
+        raise
+    alerts = config.alerts
+    hooks = HookRunner(alerts.on_alert, alerts.hook_timeout_s) if alerts.on_alert else None
+
+    def notice(text: str) -> None:
+        state.notice = text
+        console.print(f"[magenta]{text}[/]")
+
+    return Outputs(csv=logger, publisher=publisher, on_score=state.add_score,
+                   on_camera=state.add_camera, on_alert=state.add_alert, on_notice=notice,
+                   hooks=hooks)
+
+
 def _watch(monitor: Monitor, state: DashboardState, console: Console, show: bool,
            replay: bool) -> None:
     progress = _progress(monitor, console) if replay else None
     monitor.start()
-    with _stop_on_signals(monitor.request_stop):
+    with _stop_on_signals(monitor.request_stop, monitor.request_reload):
         if not show and progress is None:
             while not monitor.wait(0.5):
                 pass
@@ -403,8 +419,6 @@ def _watch(monitor: Monitor, state: DashboardState, console: Console, show: bool
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while not monitor.wait(0.25):
                 live.update(_screen(monitor, state, progress, show))
-        if not console.is_terminal:
-            console.line()  # a non-terminal Live leaves its last line open
             live.update(_screen(monitor, state, progress, show))
         if not console.is_terminal:
             console.line()  # a non-terminal Live leaves its last line open
@@ -442,8 +456,9 @@ def _title(config: MonitorConfig, models: Models, replay: bool) -> str:
 
 
 @contextmanager
-def _stop_on_signals(on_stop: Any = None) -> Iterator[Any]:
-    """SIGINT/SIGTERM ask for a clean stop (main thread only); yields a 'stopping?' check."""
+def _stop_on_signals(on_stop: Any = None, on_reload: Any = None) -> Iterator[Any]:
+    """SIGINT/SIGTERM ask for a clean stop, SIGHUP for a reload of the alert rules (main thread
+    only); yields a 'stopping?' check."""
     stopping = False
 
     def handler(signum: int, _frame: Any) -> None:
@@ -455,6 +470,8 @@ def _stop_on_signals(on_stop: Any = None) -> Iterator[Any]:
     in_main = threading.current_thread() is threading.main_thread()
     signals = (signal.SIGINT, signal.SIGTERM) if in_main else ()
     previous = {sig: signal.signal(sig, handler) for sig in signals}
+    if in_main and on_reload is not None:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: on_reload())
     try:
         yield lambda: stopping
     finally:

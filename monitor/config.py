@@ -15,9 +15,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from monitor.units import UNITS
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5560"
 
@@ -109,17 +112,144 @@ class Faces(Strict):
     margin: float = Field(0.1, ge=0, le=1, description="Box enlargement before cropping.")
 
 
-class Alerts(Strict):
-    """Pain flag and alert thresholds on the total MGS (0-10)."""
+MAX_ALERT_SAMPLES = 1000
+
+
+class AlertRule(Strict):
+    """How one mouse is judged. The pain rule looks at a window of scored samples, never at one
+    noisy snapshot; the no-face and camera-down rules keep an unseen mouse from looking fine."""
 
     threshold: float | None = Field(
         None, ge=0, le=10,
-        description="Total at or above which a mouse is flagged; default from the scorer's "
-        "metadata (its pain cut-off), else 4.",
+        description="Window mean at or above which the pain alert is raised (a rise over the "
+        "mouse's baseline when baseline_samples > 0); default the scorer's pain cut-off from "
+        "its metadata, else 4.",
     )
-    overrides: dict[str, float] = Field(
-        default_factory=dict, description="Per-mouse thresholds: {mouse id: total}."
+    units: list[str] | None = Field(
+        None, min_length=1,
+        description="Sum only these action units (names as in monitor.units) instead of the "
+        "total; needs its own threshold.",
     )
+    window: int = Field(
+        3, ge=1, le=MAX_ALERT_SAMPLES,
+        description="Rolling window: the mean of the mouse's last n scored samples is judged.",
+    )
+    min_valid: int = Field(
+        2, ge=1,
+        description="Scored samples the window needs before the pain alert can be raised "
+        "(at most window).",
+    )
+    clear_below: float | None = Field(
+        None, ge=-10, le=10,
+        description="The pain alert clears when the window value falls below this; default "
+        "threshold - 1, so a mean hovering at the threshold does not flap.",
+    )
+    baseline_samples: int = Field(
+        0, ge=0, le=MAX_ALERT_SAMPLES,
+        description="If > 0, judge the rise over the mouse's own baseline (the mean of its "
+        "first n scored samples this session); needs its own threshold.",
+    )
+    no_face_after_s: float | None = Field(
+        3600.0, gt=0,
+        description="Raise 'no_face' when the mouse's records keep coming but none was scored "
+        "for this many seconds (camera-down time not counted); null = off.",
+    )
+    camera_down_after_s: float | None = Field(
+        600.0, gt=0,
+        description="Raise 'camera_down' when the mouse's records have said camera_down for "
+        "this many seconds; null = off.",
+    )
+
+    @field_validator("units")
+    @classmethod
+    def _known_units(cls, units: list[str] | None) -> list[str] | None:
+        unknown = [u for u in units or [] if u not in UNITS]
+        if unknown:
+            raise ValueError(f"unknown unit {unknown[0]!r}; units are {', '.join(UNITS)}")
+        if units is not None and len(set(units)) < len(units):
+            raise ValueError("a unit is listed twice")
+        return units
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlertRule:
+        if self.min_valid > self.window:
+            raise ValueError(f"min_valid {self.min_valid} is more than window {self.window}")
+        if self.threshold is None:
+            if self.units or self.baseline_samples:
+                raise ValueError("a units or baseline rule needs its own threshold: the scorer's "
+                                 "cut-off is for the absolute total")
+            return self
+        most = 2 * len(self.units or UNITS)
+        if self.threshold > most:
+            raise ValueError(f"threshold {self.threshold:g} can never be reached (at most {most})")
+        if self.clear_below is not None and self.clear_below > self.threshold:
+            raise ValueError(f"clear_below {self.clear_below:g} is above threshold "
+                             f"{self.threshold:g}")
+        return self
+
+
+class Alerts(Strict):
+    """Alert rules per mouse, and the command run when an alert is raised or cleared."""
+
+    threshold: float | None = Field(
+        None, ge=0, le=10,
+        description="Shorthand for defaults.threshold (older configs); give one or the other.",
+    )
+    defaults: AlertRule = Field(
+        default_factory=AlertRule, validate_default=True,
+        description="The rule of every mouse without an override.",
+    )
+    overrides: dict[str, AlertRule] = Field(
+        default_factory=dict,
+        description="Per-mouse changes {mouse id: only the rule keys that differ from "
+        "defaults}; a plain number is that mouse's threshold.",
+    )
+    repeat_every_s: float = Field(
+        1800.0, gt=0,
+        description="Seconds (session clock) between 'active' reminders of one open alert.",
+    )
+    on_alert: list[str] | None = Field(
+        None, min_length=1,
+        description="Command run without a shell on every raised or cleared alert, as a list "
+        "[program, arg, ...]; details in the environment (MGS_MOUSE, MGS_RULE, MGS_EVENT, ...).",
+    )
+    hook_timeout_s: float = Field(
+        10.0, gt=0, description="An on_alert command still running after this long is killed."
+    )
+
+    @field_validator("defaults")
+    @classmethod
+    def _shorthand_threshold(cls, defaults: AlertRule, info: ValidationInfo) -> AlertRule:
+        """`alerts: {threshold: 3}` keeps meaning what it meant before rules existed."""
+        threshold = info.data.get("threshold")
+        if threshold is None:
+            return defaults
+        if defaults.threshold is not None:
+            raise ValueError("give threshold or defaults.threshold, not both")
+        try:
+            return AlertRule.model_validate(
+                defaults.model_dump(exclude_unset=True) | {"threshold": threshold})
+        except ValidationError as exc:  # only the checks across keys can fail here
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+    @field_validator("overrides", mode="before")
+    @classmethod
+    def _over_defaults(cls, overrides: Any, info: ValidationInfo) -> Any:
+        """An override holds only what differs: each is validated as the rule it makes."""
+        if not isinstance(overrides, dict):
+            return overrides
+        defaults = info.data.get("defaults")  # absent when invalid: its own error says why
+        base = defaults.model_dump() if defaults is not None else {}
+        return {mouse: cls._merged(base, rule) for mouse, rule in overrides.items()}
+
+    @staticmethod
+    def _merged(base: dict[str, Any], rule: Any) -> Any:
+        """Defaults updated by one override; anything else is left for validation to refuse."""
+        if isinstance(rule, AlertRule):
+            rule = rule.model_dump(exclude_unset=True)
+        elif isinstance(rule, int | float) and not isinstance(rule, bool):
+            rule = {"threshold": rule}
+        return base | rule if isinstance(rule, dict) else rule
 
 
 class Bus(Strict):

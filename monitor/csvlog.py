@@ -21,10 +21,27 @@ class CsvLogError(ValueError):
     """A CSV file that cannot be appended to; the message is one line for the user."""
 
 
+class SideLog:
+    """An append-only CSV beside the score CSV (gaps, alerts): header once, rows flushed."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
+        self.path = path
+        self.columns = columns
+
+    def write(self, row: list[str]) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        with self.path.open("a", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(self.columns)
+            writer.writerow(row)
+
+
 class CsvLogger:
     def __init__(self, path: Path, fsync: bool = True) -> None:
         self.path = path
         self.gaps_path = path.with_suffix(".gaps.csv")
+        self._gap_log = SideLog(self.gaps_path, GAP_COLUMNS)
         self.fsync = fsync
         self.rows = 0
         self.gaps: list[SequenceGap] = []
@@ -57,12 +74,7 @@ class CsvLogger:
 
     def _write_gap(self, gap: SequenceGap) -> None:
         self.gaps.append(gap)
-        new = not self.gaps_path.exists() or self.gaps_path.stat().st_size == 0
-        with self.gaps_path.open("a", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            if new:
-                writer.writerow(GAP_COLUMNS)
-            writer.writerow([gap.publisher, gap.first_missing, gap.last_missing,
+        self._gap_log.write([gap.publisher, str(gap.first_missing), str(gap.last_missing),
                              f"{gap.wall_time:.3f}"])
 
 

@@ -11,12 +11,13 @@ import math
 import re
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from monitor.alerts import AlertEvent
 from monitor.records import CameraReport, ScoreRecord
 from monitor.units import MAX_TOTAL, UNITS
 
@@ -73,7 +74,9 @@ class DashboardState:
     gaps: int = 0
     csv_path: str = ""
     alert_threshold: float | None = None
+    notice: str = ""
     mice: dict[str, MouseView] = field(default_factory=dict, init=False)
+    alerts: dict[tuple[str, str], AlertEvent] = field(default_factory=dict, init=False)
     cameras: dict[str, CameraReport] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +98,19 @@ class DashboardState:
     def add_camera(self, report: CameraReport) -> None:
         """Keep the latest health report per camera."""
         self.cameras[report.camera] = report
+
+    def add_alert(self, event: AlertEvent) -> None:
+        """Active alerts by (mouse, rule): raised adds, active refreshes value/peak, cleared
+        removes."""
+        key = (event.mouse, event.rule)
+        if event.event == "cleared":
+            self.alerts.pop(key, None)
+            return
+        raised = self.alerts.get(key)
+        if raised is None or event.event == "raised":
+            self.alerts[key] = replace(event)
+        else:
+            raised.value, raised.peak = event.value, max(raised.peak, event.peak)
 
 
 def sparkline(values: Sequence[float], low: float = 0, high: float = MAX_TOTAL) -> str:
@@ -127,6 +143,10 @@ def render(state: DashboardState, now: float) -> RenderableType:
     parts: list[RenderableType] = [_header(state)]
     if state.demo:
         parts.append(Text(DEMO_BANNER, style="bold yellow on red"))
+    if state.notice:
+        parts.append(Text(state.notice, style="magenta"))
+    if state.alerts:
+        parts.append(_alerts_table(state, now))
     if state.mice:
         parts.append(_mice_table(state, now))
     else:
@@ -189,12 +209,13 @@ def _mouse_row(view: MouseView, state: DashboardState, now: float) -> list[Text]
 
 
 def _total_cell(view: MouseView, threshold: float | None) -> Text:
-    """Total of the last scored record: red at/above threshold, bold red with text if alerting."""
-    scored = view.scored
+    """Total of the last scored record: red at/above threshold, bold red with the alerts the
+    latest record carries (a no_face alert shows even before any score)."""
+    scored, alert = view.scored, view.latest.alert
     if scored is None or scored.total is None:
-        return Text(NEVER, style="dim")
-    if scored.alert:
-        cell = Text(f"{scored.total} {scored.alert}", style="bold red")
+        return Text(alert or NEVER, style="bold red" if alert else "dim")
+    if alert:
+        cell = Text(f"{scored.total} {alert}", style="bold red")
     elif threshold is not None:
         cell = Text(str(scored.total), style="red" if scored.total >= threshold else "green")
     else:
@@ -217,6 +238,19 @@ def _level_cells(scored: ScoreRecord | None, dim: bool) -> list[Text]:
         style = LEVEL_STYLES.get(level, "")
         cells.append(Text(str(level), style=f"{style} dim" if dim else style))
     return cells
+
+
+def _alerts_table(state: DashboardState, now: float) -> Table:
+    table = Table(title="alerts", title_justify="left", expand=False, style="red")
+    for name in ("mouse", "alert", "since", "value", "peak", "threshold", "detail"):
+        table.add_column(name, no_wrap=True)
+    for (mouse, rule), event in sorted(state.alerts.items(),
+                                       key=lambda kv: (_natural_key(kv[0][0]), kv[0][1])):
+        table.add_row(Text(mouse, style="bold"), Text(rule, style="bold red"),
+                      Text(format_age(now - event.wall_time)), Text(f"{event.value:.1f}"),
+                      Text(f"{event.peak:.1f}"), Text(f"{event.threshold:g}"),
+                      Text(_truncate(event.detail, ERROR_WIDTH)))
+    return table
 
 
 def _cameras_table(state: DashboardState) -> Table:

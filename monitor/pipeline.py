@@ -14,15 +14,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from monitor.alerts import AlertEngine
+from monitor.alerts import AlertEngine, AlertEvent, HookRunner
 from monitor.bus import Publisher
 from monitor.capture import CaptureWorker, Frame, FrameQueue, Opener, open_capture
-from monitor.config import Camera, MonitorConfig
-from monitor.csvlog import CsvLogger
+from monitor.config import Camera, ConfigError, MonitorConfig, load_config
+from monitor.csvlog import CsvLogger, SideLog
 from monitor.faces import FaceFinder, FaceResult, cubicle_pixels
 from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.records import CameraReport, ScoreRecord
@@ -58,7 +59,6 @@ class Analyzer:
         self.cameras = {c.name: c for c in config.cameras}
         self.scorer = Scorer(models.scorer)
         self.finder = FaceFinder(models.localizer, config.faces, self.scorer.input_size)
-        self.alerts = AlertEngine(config.alerts, models.scorer.info.pain_cutoff)
         self._seq = itertools.count(1)
         self.model_kind = "demo" if models.is_demo else "trained"
 
@@ -92,7 +92,6 @@ class Analyzer:
                 scores: UnitScores | None) -> ScoreRecord:
         """One record; without a face result the frame was missing, unless crops were scored."""
         status = face.status if face else ("scored" if scores else "camera_down")
-        pain, alert = self.alerts.update(mouse, scores.total if scores else None)
         return ScoreRecord(
             publisher=self.config.publisher, seq=next(self._seq), wall_time=time.time(),
             mono_time=time.monotonic(), source_time=frame.source_time,
@@ -102,7 +101,7 @@ class Analyzer:
             sharpness=face.sharpness if face else float("nan"),
             probs=scores.probs.round(5).tolist() if scores else None,
             levels=scores.levels if scores else None, total=scores.total if scores else None,
-            expected_total=scores.expected_total if scores else None, pain=pain, alert=alert,
+            expected_total=scores.expected_total if scores else None,
             model_kind=self.model_kind, scorer_id=self.models.scorer.info.model_id,
             localizer_id=self.models.localizer.info.model_id,
             latency_ms=(time.monotonic() - frame.mono_time) * 1000.0,
@@ -111,13 +110,41 @@ class Analyzer:
 
 @dataclass
 class Outputs:
-    """Where records go, in this order: the CSV (durable first), ZeroMQ, the dashboard."""
+    """Where records go, in this order: the CSV (durable first), ZeroMQ, the dashboard.
+
+    Alert events go to `<csv>.alerts.csv`, the `alert` topic, the dashboard and the hook."""
 
     csv: CsvLogger | None = None
     publisher: Publisher | None = None
     on_score: Callable[[ScoreRecord], None] | None = None
     on_camera: Callable[[CameraReport], None] | None = None
+    on_alert: Callable[[AlertEvent], None] | None = None
+    on_notice: Callable[[str], None] | None = None
+    hooks: HookRunner | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    alert_log: SideLog | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.csv is not None:
+            self.alert_log = SideLog(self.csv.path.with_suffix(".alerts.csv"),
+                                     AlertEvent.CSV_COLUMNS)
+
+    def alerts(self, events: list[AlertEvent]) -> None:
+        for event in events:
+            if self.alert_log:
+                self.alert_log.write(event.csv_row())
+            if self.publisher:
+                self.publisher.publish_alert(event)
+            if self.hooks and event.event in ("raised", "cleared"):
+                self.hooks.submit(event)
+            if self.on_alert:
+                with self.lock:
+                    self.on_alert(event)
+
+    def notice(self, text: str) -> None:
+        if self.on_notice:
+            with self.lock:
+                self.on_notice(text)
 
     def scores(self, records: list[ScoreRecord]) -> None:
         for record in records:
@@ -143,6 +170,8 @@ class Outputs:
             self.csv.close()
         if self.publisher:
             self.publisher.close()
+        if self.hooks:
+            self.hooks.close()
 
 
 class Monitor:
@@ -150,9 +179,13 @@ class Monitor:
 
     def __init__(self, config: MonitorConfig, models: Models, outputs: Outputs, *,
                  opener: Opener = open_capture, realtime: bool = True,
-                 replay: bool = False) -> None:
+                 replay: bool = False, config_path: Path | None = None) -> None:
         self.config = config
         self.analyzer = Analyzer(config, models)
+        self.alerts = AlertEngine(config.alerts, models.scorer.info.pain_cutoff)
+        self.config_path = config_path
+        self._config_mtime = _mtime(config_path)
+        self._reload = threading.Event()
         self.outputs = outputs
         self.frames = FrameQueue(config.queue_size * len(config.cameras))
         self.stop_sources = threading.Event()
@@ -173,6 +206,10 @@ class Monitor:
         for worker in self.workers:
             worker.start()
         self._thread.start()
+
+    def request_reload(self) -> None:
+        """Re-read the alert rules from the config file (SIGHUP); the series are kept."""
+        self._reload.set()
 
     def request_stop(self) -> None:
         """Stop the sources; the pipeline then drains what they already captured."""
@@ -197,6 +234,7 @@ class Monitor:
                 if sources_done and not frames and not len(self.frames):
                     break
                 self._report_cameras()
+                self._reload_if_asked()
             self._report_cameras(final=True)
         except BaseException as exc:  # surfaced by the CLI; capture is stopped, outputs closed
             self.error = exc
@@ -208,10 +246,29 @@ class Monitor:
 
     def _score(self, frames: list[Frame]) -> None:
         records = self.analyzer.process(frames)
+        events = [event for record in records for event in self.alerts.update(record)]
         self.outputs.scores(records)
+        self.outputs.alerts(events)
         self.records += len(records)
         for record in records:
             self.latency_ms[record.camera] = record.latency_ms
+
+    def _reload_if_asked(self) -> None:
+        """New alert rules on SIGHUP or when the config file changes; a bad file is refused
+        with the reason and the rules in force stay."""
+        mtime = _mtime(self.config_path)
+        if self.config_path is None or not (self._reload.is_set() or mtime != self._config_mtime):
+            return
+        self._reload.clear()
+        self._config_mtime = mtime
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            self.outputs.notice(f"config reload refused, old alert rules kept: {exc}")
+            return
+        self.alerts.reload(new.alerts, self.analyzer.models.scorer.info.pain_cutoff)
+        self.outputs.notice(f"{self.config_path}: alert rules reloaded "
+                            "(cameras and models need a restart)")
 
     def _report_cameras(self, final: bool = False) -> None:
         """A report per camera when its state changes, every few seconds, and at the end."""
@@ -231,3 +288,10 @@ class Monitor:
                 fps=stats.fps(), latency_ms=self.latency_ms.get(worker.camera, float("nan")),
                 error=stats.error,
             ))
+
+
+def _mtime(path: Path | None) -> float | None:
+    try:
+        return path.stat().st_mtime if path else None
+    except OSError:
+        return None

@@ -21,7 +21,7 @@ STATUSES = ("scored", "no_face", "low_quality", "camera_down")
 
 TOPIC_SCORE = b"score"
 TOPIC_CAMERA = b"camera"
-TOPIC_GAP = b"gap"
+TOPIC_ALERT = b"alert"
 
 
 class JsonRecord:

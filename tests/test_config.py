@@ -85,4 +85,5 @@ def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_example_config_is_valid() -> None:
     config = load_config(Path(__file__).parent.parent / "configs" / "example.yaml")
     assert [c.name for c in config.cameras] == ["rack1", "rack2"]
-    assert config.alerts.overrides == {"M101": 3}
+    assert config.alerts.overrides["M101"].threshold == 3
+    assert config.alerts.defaults.window == 3

@@ -9,6 +9,7 @@ import re
 import pytest
 from rich.console import Console
 
+from monitor.alerts import AlertEvent
 from monitor.dashboard import (
     UNIT_HEADERS,
     DashboardState,
@@ -270,3 +271,24 @@ def test_history_bounds_the_sparkline() -> None:
 )
 def test_format_age(seconds: float | None, expected: str) -> None:
     assert format_age(seconds) == expected
+
+
+def _alert(event: str, value: float, peak: float, wall: float) -> AlertEvent:
+    return AlertEvent(wall_time=wall, time=wall, mouse="cam0-c1", camera="cam0", rule="pain",
+                      event=event, value=value, threshold=4.0, since=wall, peak=peak,
+                      detail="window mean 5.0")
+
+
+def test_alerts_table_follows_the_lifecycle() -> None:
+    state = DashboardState()
+    state.add_alert(_alert("raised", 5.0, 5.0, 1000.0))
+    state.add_alert(_alert("active", 4.5, 6.0, 1600.0))
+    console = Console(width=160, file=io.StringIO(), record=True)
+    console.print(render(state, 1000.0 + 125))
+    text = console.export_text()
+    assert "alerts" in text and "cam0-c1" in text and "2m" in text  # since the raise
+    assert "6.0" in text and "4.5" in text  # peak kept, value refreshed
+    state.add_alert(_alert("cleared", 2.0, 6.0, 1700.0))
+    console = Console(width=160, file=io.StringIO(), record=True)
+    console.print(render(state, 1800.0))
+    assert "alerts" not in console.export_text()

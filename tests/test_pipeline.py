@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -18,7 +19,7 @@ from rich.console import Console
 
 from monitor.bus import Publisher
 from monitor.cli import main
-from monitor.config import build_config
+from monitor.config import build_config, load_config
 from monitor.csvlog import CsvLogger
 from monitor.dashboard import DashboardState, render
 from monitor.pipeline import Models, Monitor, Outputs
@@ -238,3 +239,56 @@ def test_score_command_on_frames_and_crops(demo_small: DemoBuild, tmp_path: Path
     crop_rows = read_rows(tmp_path / "c.csv")
     assert [r["status"] for r in crop_rows] == ["scored"] * 3
     assert all(r["camera"].endswith(".png") for r in crop_rows)
+
+
+def write_config(path: Path, demo: DemoBuild, alerts: str) -> Path:
+    cfg = demo.config()
+    path.write_text(f"""\
+cameras: [{{name: cam0, source: 0}}]
+models: {{scorer: {cfg['models']['scorer']}, localizer: {cfg['models']['localizer']}}}
+sampling: {{every_s: 0.05, burst: 1}}
+bus: {{enabled: false}}
+alerts: {alerts}
+""")
+    return path
+
+
+def test_alerts_are_logged_and_rules_reload_without_losing_state(demo_small: DemoBuild,
+                                                                   tmp_path: Path) -> None:
+    frame = cubicle_frame([(2, 2, 2, 2, 2)] * 4, 3)
+    config_path = write_config(tmp_path / "lab.yaml", demo_small,
+                               "{defaults: {threshold: 0, window: 1, min_valid: 1}}")
+    config = load_config(config_path)
+    notices: list[str] = []
+    out = tmp_path / "s.csv"
+    outputs = Outputs(csv=CsvLogger(out), on_notice=notices.append)
+    camera = FakeCamera([frame] * 400)
+    monitor = Monitor(config, Models.load(config), outputs, opener=lambda _s: camera,
+                      config_path=config_path)
+    monitor.start()
+    deadline = time.monotonic() + 20
+
+    def wait_for(condition: Callable[[], object]) -> None:
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert condition()
+
+    wait_for(lambda: monitor.records >= 8)
+    config_path.write_text("cameras: [\n")  # a broken edit
+    monitor.request_reload()
+    wait_for(lambda: notices)
+    assert "reload refused" in notices[0] and monitor.alerts.default == 0
+    write_config(config_path, demo_small, "{defaults: {threshold: 10, window: 1, min_valid: 1}}")
+    monitor.request_reload()
+    wait_for(lambda: len(notices) >= 2)
+    assert "alert rules reloaded" in notices[1] and monitor.alerts.default == 10
+    seen = monitor.records
+    wait_for(lambda: monitor.records >= seen + 8)
+    monitor.request_stop()
+    assert monitor.wait(10) and monitor.error is None
+    events = read_rows(out.with_suffix(".alerts.csv"))
+    scored_mice = {r["mouse"] for r in read_rows(out) if r["status"] == "scored"}
+    raised = {e["mouse"] for e in events if e["event"] == "raised"}
+    cleared = {e["mouse"] for e in events if e["event"] == "cleared"}
+    assert raised == scored_mice and cleared <= raised and cleared
+    assert all(e["rule"] == "pain" for e in events)
