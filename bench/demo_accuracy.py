@@ -11,18 +11,16 @@ Prints a table and writes bench/results/demo_accuracy.json.
 from __future__ import annotations
 
 import csv
-import json
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from figures import publish
 
 from monitor.cli import main as mgs_monitor
 from monitor.units import UNITS
 from train.demo import build_demo
-
-RESULTS = Path(__file__).parent / "results" / "demo_accuracy.json"
 
 
 def read(path: Path) -> list[dict[str, str]]:
@@ -65,12 +63,7 @@ def main() -> None:
                             f"{sum(not p for p in pain_mouse.values())}",
         "demo_model_validation": demo.metrics,
     }
-    for key, value in results.items():
-        if key != "demo_model_validation":
-            print(f"{key:26} {value}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(f"written to {RESULTS}")
+    publish("demo_accuracy", results, hidden=("demo_model_validation",))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ bench/results/monitor_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -21,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from figures import publish
 
 from export.onnx_export import export_scorer
 from monitor.capture import Frame
@@ -31,8 +31,6 @@ from monitor.pipeline import Analyzer, Models, Outputs
 from train import synth
 from train.demo import build_demo
 from train.models import UnitScorer
-
-RESULTS = Path(__file__).parent / "results" / "monitor_speed.json"
 
 
 def faces_per_second(model: OnnxModel, batch: int, repeats: int) -> float:
@@ -112,9 +110,7 @@ def main() -> None:
         t, lat = results["throughput_faces_per_s"][name], results["latency_ms"][name]
         print(f"{name:28} {t['batch1']:>11} {t['batch16']:>12} {lat['p50']:>12} "
               f"{lat['p95']:>8}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(f"written to {RESULTS}")
+    publish("monitor_speed", results, table=False)
 
 
 if __name__ == "__main__":

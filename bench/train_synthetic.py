@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from figures import publish
 
 from export.cli import cli as export_cli
 from monitor.units import UNITS
 from train import synth
 from train.evaluate import cli as eval_cli
 from train.train import cli as train_cli
-
-RESULTS = Path(__file__).parent / "results" / "train_synthetic.json"
 
 
 def main() -> None:
@@ -62,11 +61,7 @@ def main() -> None:
         "pain_cutoff": report["pain_cutoff"],
         "report": str(run / "report" / "report.html"),
     }
-    for key, value in results.items():
-        print(f"{key:18} {value}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(f"written to {RESULTS}")
+    publish("train_synthetic", results)
 
 
 if __name__ == "__main__":
