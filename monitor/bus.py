@@ -8,7 +8,7 @@ record schema, never unpickled.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import zmq
@@ -110,3 +110,31 @@ class Subscriber:
 
     def close(self) -> None:
         self.socket.close(linger=0)
+
+
+def run_proxy(sources: list[str], backend: str, stop: Callable[[], bool],
+              context: zmq.Context | None = None) -> None:
+    """Forward the records of every monitor in `sources` (their PUB endpoints, joined by an
+    XSUB socket) to every subscriber of `backend` (XPUB), so many capture hosts feed one
+    dashboard and logger. Runs until `stop()` is true."""
+    ctx = context or zmq.Context.instance()
+    xsub, xpub = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
+    try:
+        try:
+            xpub.bind(backend)
+            for source in sources:
+                xsub.connect(source)
+        except zmq.ZMQError as exc:
+            raise BusError(f"proxy cannot use {backend} / {', '.join(sources)}: {exc}") from exc
+        poller = zmq.Poller()
+        poller.register(xsub, zmq.POLLIN)
+        poller.register(xpub, zmq.POLLIN)
+        while not stop():
+            ready = dict(poller.poll(200))
+            if xsub in ready:  # data flows publishers -> subscribers
+                xpub.send_multipart(xsub.recv_multipart())
+            if xpub in ready:  # subscriptions flow subscribers -> publishers
+                xsub.send_multipart(xpub.recv_multipart())
+    finally:
+        xsub.close(linger=0)
+        xpub.close(linger=0)

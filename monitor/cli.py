@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from monitor import __version__
 from monitor.alerts import HookRunner
-from monitor.bus import BusError, Publisher, Subscriber
+from monitor.bus import BusError, Publisher, Subscriber, run_proxy
 from monitor.config import (
     DEFAULT_ENDPOINT,
     Camera,
@@ -41,7 +41,7 @@ from monitor.records import TOPIC_SCORE, SequenceTracker
 from monitor.report import ReportError, write_report
 
 COMMANDS = ("run", "replay", "score", "dashboard", "log", "check-config", "demo", "mark",
-            "report")
+            "report", "proxy")
 DEFAULT_MODELS = Path(os.environ.get("MGS_MODELS", "models"))
 EPILOG = """\
 examples:
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check_config)
     _add_mark(sub)
     _add_report(sub)
+    _add_proxy(sub)
     demo = sub.add_parser("demo", help="run on a synthetic four-camera scene with DEMO models")
     demo.add_argument("--rebuild", action="store_true", help="rebuild demo models and scene")
     demo.add_argument("--build-only", action="store_true", help="build, then exit")
@@ -191,6 +192,19 @@ def _add_log(sub: Any) -> None:
                      help="CSV file to append to (default %(default)s)")
     log.add_argument("--seconds", type=float, help="stop after this long")
     log.set_defaults(func=cmd_log)
+
+
+def _add_proxy(sub: Any) -> None:
+    proxy = sub.add_parser("proxy", help="join several monitors' records into one stream",
+                           description="An XSUB/XPUB proxy: it subscribes to every monitor "
+                           "named with --from and republishes everything on --backend, where "
+                           "one `dashboard` or `log` sees all capture hosts.")
+    proxy.add_argument("--from", dest="sources", action="append", required=True,
+                       metavar="ENDPOINT", help="a monitor's bus.endpoint (repeat for each)")
+    proxy.add_argument("--backend", default="tcp://127.0.0.1:5562",
+                       help="where dashboards and loggers connect (default %(default)s)")
+    proxy.add_argument("--seconds", type=float, help="stop after this long")
+    proxy.set_defaults(func=cmd_proxy)
 
 
 def _add_mark(sub: Any) -> None:
@@ -283,6 +297,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     from monitor.stills import score_stills
 
     return score_stills(args.paths, args.out, args.models, crops=args.crops, cpu=args.cpu)
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    print(f"proxy: {', '.join(args.sources)} -> {args.backend} (Ctrl-C to stop)",
+          file=sys.stderr)
+    with _stop_on_signals() as stopping:
+        run_proxy(args.sources, args.backend, lambda: stopping() or (
+            deadline is not None and time.monotonic() >= deadline))
+    return 0
 
 
 def cmd_mark(args: argparse.Namespace) -> int:

@@ -40,9 +40,14 @@ def random_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture
-def free_endpoint() -> Iterator[str]:
+def free_port_endpoint() -> str:
+    """A loopback TCP endpoint nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    yield f"tcp://127.0.0.1:{port}"
+    return f"tcp://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def free_endpoint() -> Iterator[str]:
+    yield free_port_endpoint()

@@ -1,10 +1,12 @@
+import threading
 import time
 
 import pytest
 import zmq
 
-from monitor.bus import BusError, Publisher, Subscriber
+from monitor.bus import BusError, Publisher, Subscriber, run_proxy
 from monitor.records import CameraReport
+from tests.conftest import free_port_endpoint
 from tests.records_util import score_record
 
 
@@ -56,3 +58,24 @@ def test_port_in_use_is_one_clear_line(free_endpoint: str) -> None:
             Publisher(free_endpoint)
     finally:
         first.close()
+
+
+def test_proxy_joins_two_publishers(free_endpoint: str) -> None:
+    first, second, backend = free_endpoint, free_port_endpoint(), free_port_endpoint()
+    stop = threading.Event()
+    proxy = threading.Thread(target=run_proxy, args=([first, second], backend, stop.is_set))
+    publishers = [Publisher(first), Publisher(second)]
+    proxy.start()
+    subscriber = Subscriber(backend)
+    try:
+        time.sleep(0.5)  # subscriptions travel subscriber -> proxy -> publishers
+        publishers[0].publish_score(score_record(1, publisher="hostA"))
+        publishers[1].publish_score(score_record(1, publisher="hostB"))
+        got = receive_until(subscriber, 2)
+    finally:
+        stop.set()
+        proxy.join(5)
+        subscriber.close()
+        for publisher in publishers:
+            publisher.close()
+    assert sorted(m.score.publisher for m in got) == ["hostA", "hostB"]
