@@ -31,6 +31,7 @@ from monitor.config import (
     MonitorConfig,
     build_config,
     load_config,
+    read_config_file,
 )
 from monitor.csvlog import CsvLogError, CsvLogger
 from monitor.dashboard import DashboardState, render
@@ -227,30 +228,43 @@ def _add_report(sub: Any) -> None:
 
 
 # configs ------------------------------------------------------------------------------------
-def config_from_args(args: argparse.Namespace, cameras: list[dict[str, Any]]) -> MonitorConfig:
-    """A config from --config (cameras replaced where given) with command-line overrides."""
-    raw: dict[str, Any] = {}
-    origin = "command line"
-    if getattr(args, "config", None):
-        raw = load_config(args.config).model_dump(mode="json", exclude_unset=True)
-        origin = str(args.config)
-    if cameras:
-        raw["cameras"] = cameras
-    raw.setdefault("models", {"scorer": str(args.models / "scorer.onnx"),
-                              "localizer": str(args.models / "localizer.onnx")})
-    if args.cpu:
+def config_from_args(args: argparse.Namespace, raw: dict[str, Any],
+                     origin: str = "command line") -> MonitorConfig:
+    """Command-line values laid over the settings `raw` (from a file, or built), validated once."""
+    if "models" not in raw:
+        raw["models"] = {"scorer": str(args.models / "scorer.onnx"),
+                         "localizer": str(args.models / "localizer.onnx")}
+    if getattr(args, "cpu", False):
         raw["models"]["providers"] = ["CPUExecutionProvider"]
-    sampling = dict(raw.get("sampling", {}))
-    for key, value in (("every_s", args.every), ("burst", args.burst)):
-        if value is not None:
-            sampling[key] = value
-    if args.every is not None or args.continuous:
-        sampling["continuous"] = bool(args.continuous)
-    raw["sampling"] = sampling
+    _sampling_flags(args, raw)
     if args.endpoint or args.no_publish:
         raw["bus"] = {**raw.get("bus", {}), **({"endpoint": args.endpoint} if args.endpoint
                                                 else {}), "enabled": not args.no_publish}
     return build_config(raw, origin=origin)
+
+
+def _sampling_flags(args: argparse.Namespace, raw: dict[str, Any]) -> None:
+    """--every/--continuous/--burst win over the config, per-camera sampling included."""
+    flags: dict[str, Any] = {}
+    if getattr(args, "every", None) is not None:
+        flags.update(every_s=args.every, continuous=False)
+    if getattr(args, "continuous", False):
+        flags["continuous"] = True
+    if getattr(args, "burst", None) is not None:
+        flags["burst"] = args.burst
+    if not flags:
+        return
+    raw["sampling"] = {**(raw.get("sampling") or {}), **flags}
+    for camera in raw.get("cameras") or []:
+        if isinstance(camera, dict) and isinstance(camera.get("sampling"), dict):
+            camera["sampling"] = {**camera["sampling"], **flags}
+
+
+def file_settings(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The --config file's settings (or none) and the origin errors should name."""
+    if getattr(args, "config", None):
+        return read_config_file(args.config), str(args.config)
+    return {}, "command line"
 
 
 def csv_path(config: MonitorConfig, out: Path | None) -> Path:
@@ -270,9 +284,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.cameras < 1:
         raise UsageError(f"--cameras {args.cameras}: need at least one camera")
-    cameras = [] if args.config else [{"name": f"cam{i}", "source": i}
-                                      for i in range(args.cameras)]
-    config = config_from_args(args, cameras)
+    raw, origin = file_settings(args)
+    if not args.config:
+        raw["cameras"] = [{"name": f"cam{i}", "source": i} for i in range(args.cameras)]
+    config = config_from_args(args, raw, origin)
     return run_monitor(config, args, realtime=True, replay=False)
 
 
@@ -280,16 +295,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for video in args.videos:
         if not video.exists():
             raise UsageError(f"{video}: no such video file")
-    layouts = load_config(args.config).cameras if args.config else []
+    raw, origin = file_settings(args)
+    in_file = raw.get("cameras")
+    layouts: list[Any] = in_file if isinstance(in_file, list) else []
     cameras = []
-    for i, video in enumerate(args.videos):
-        name = layouts[i].name if i < len(layouts) else f"cam{i}"
-        camera: dict[str, Any] = {"name": name, "source": str(video)}
-        cubicles = layouts[i].cubicles if i < len(layouts) else None
-        if cubicles is not None:
-            camera["cubicles"] = [c.model_dump(mode="json") for c in cubicles]
-        cameras.append(camera)
-    config = config_from_args(args, cameras)
+    for i, video in enumerate(args.videos):  # each video replaces the i-th camera's source
+        layout = layouts[i] if i < len(layouts) and isinstance(layouts[i], dict) else {}
+        cameras.append({**layout, "name": layout.get("name", f"cam{i}"), "source": str(video)})
+    raw["cameras"] = cameras
+    config = config_from_args(args, raw, origin)
     return run_monitor(config, args, realtime=args.realtime, replay=True)
 
 
@@ -332,7 +346,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.build_only:
         print(f"demo ready in {demo.folder}")
         return 0
-    config = build_config(demo.config(), origin=str(demo.folder))
+    config = config_from_args(args, demo.config(), origin=str(demo.folder))
     return run_monitor(config, args, realtime=not args.fast, replay=True)
 
 

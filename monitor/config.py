@@ -285,7 +285,11 @@ class MonitorConfig(Strict):
         return self
 
     def sampling_for(self, camera: Camera) -> Sampling:
-        return camera.sampling or self.sampling
+        """The global sampling with the keys this camera sets itself."""
+        if camera.sampling is None:
+            return self.sampling
+        own = camera.sampling.model_dump(exclude_unset=True)
+        return Sampling.model_validate(self.sampling.model_dump() | own)
 
 
 class ConfigError(ValueError):
@@ -294,15 +298,23 @@ class ConfigError(ValueError):
 
 def load_config(path: Path) -> MonitorConfig:
     """Read and validate a YAML config; relative model/CSV paths are relative to the file."""
+    return build_config(read_config_file(path), origin=str(path))
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The YAML settings as plain data, paths made relative to the file, not yet validated
+    (so command-line values can be laid over them before the one validation)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {_one_line(str(exc))}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    return build_config(_relative_to(raw, path.parent), origin=str(path))
+    return _relative_to(raw, path.parent)
 
 
 def build_config(raw: dict[str, Any], origin: str = "config") -> MonitorConfig:
@@ -326,7 +338,8 @@ def describe_errors(exc: ValidationError) -> str:
 
 
 def _relative_to(raw: dict[str, Any], base: Path) -> dict[str, Any]:
-    for camera in raw.get("cameras") or []:
+    cameras = raw.get("cameras")
+    for camera in cameras if isinstance(cameras, list) else []:
         source = camera.get("source") if isinstance(camera, dict) else None
         if isinstance(source, str) and "://" not in source:
             camera["source"] = str(base / Path(source).expanduser())

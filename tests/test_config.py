@@ -87,3 +87,38 @@ def test_example_config_is_valid() -> None:
     assert [c.name for c in config.cameras] == ["rack1", "rack2"]
     assert config.alerts.overrides["M101"].threshold == 3
     assert config.alerts.defaults.window == 3
+
+
+RACK2_SAMPLING = GOOD.replace("    cubicles:\n", "    sampling: {every_s: 30}\n    cubicles:\n")
+
+
+def test_camera_sampling_keeps_the_global_keys_it_does_not_set(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, RACK2_SAMPLING))
+    rack1, rack2 = config.cameras
+    assert config.sampling_for(rack2).every_s == 30 and config.sampling_for(rack2).burst == 3
+    assert config.sampling_for(rack1).every_s == 60
+
+
+def test_command_line_values_lay_over_the_file(tmp_path: Path) -> None:
+    from monitor.cli import config_from_args, file_settings, parse_args
+
+    text = RACK2_SAMPLING + "alerts: {threshold: 3, defaults: {window: 5}}\n"
+    path = write(tmp_path, text)
+    args = parse_args(["--config", str(path), "--every", "10"])
+    raw, origin = file_settings(args)
+    config = config_from_args(args, raw, origin)
+    assert [config.sampling_for(c).every_s for c in config.cameras] == [10, 10]
+    assert config.alerts.defaults.threshold == 3 and config.alerts.defaults.window == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [(b"cameras: 5\nmodels: {scorer: a, localizer: b}\n", "cameras: Input should be a valid list"),
+     (b"cameras: [\xff\xfe]\n", "not UTF-8 text")],
+)
+def test_odd_files_are_one_line(tmp_path: Path, data: bytes, expected: str) -> None:
+    path = tmp_path / "lab.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match=expected) as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
