@@ -77,40 +77,44 @@ class CameraStats:
 
 
 class FrameQueue:
-    """A bounded queue of frames shared by all cameras.
+    """Frames waiting to be scored, bounded per camera; the pipeline takes all cameras' at once.
 
-    Live capture never waits: when the queue is full the oldest frame is dropped and counted
-    against its camera. Replay waits instead, so every sample of a recording is scored.
+    Live capture never waits: when its camera's share is full, that camera's oldest frame is
+    dropped and counted, so a fast camera can never push out another camera's samples. Replay
+    waits instead, and once a stop is asked it keeps what was captured rather than drop it.
     """
 
-    def __init__(self, size: int) -> None:
-        self._frames: deque[Frame] = deque()
-        self._size = size
+    def __init__(self, size_per_camera: int) -> None:
+        self._frames: dict[str, deque[Frame]] = {}
+        self._size = size_per_camera
         self._cond = threading.Condition()
         self.dropped: dict[str, int] = {}
 
     def put(self, frame: Frame, block: bool, stop: threading.Event) -> None:
         with self._cond:
-            while block and len(self._frames) >= self._size and not stop.is_set():
+            queued = self._frames.setdefault(frame.camera, deque())
+            while block and len(queued) >= self._size and not stop.is_set():
                 self._cond.wait(0.1)
-            if len(self._frames) >= self._size:
-                old = self._frames.popleft()
-                self.dropped[old.camera] = self.dropped.get(old.camera, 0) + 1
-            self._frames.append(frame)
+            if not block and len(queued) >= self._size:
+                queued.popleft()
+                self.dropped[frame.camera] = self.dropped.get(frame.camera, 0) + 1
+            queued.append(frame)
             self._cond.notify_all()
 
     def take_all(self, timeout: float) -> list[Frame]:
-        """Everything queued now (waiting up to `timeout` for the first frame)."""
+        """Everything queued now, oldest first (waiting up to `timeout` for the first frame)."""
         with self._cond:
-            if not self._frames:
+            if not len(self):
                 self._cond.wait(timeout)
-            frames = list(self._frames)
-            self._frames.clear()
+            frames = sorted((f for q in self._frames.values() for f in q),
+                            key=lambda f: f.mono_time)
+            for queued in self._frames.values():
+                queued.clear()
             self._cond.notify_all()
             return frames
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return sum(len(q) for q in self._frames.values())
 
 
 def is_live(source: int | str) -> bool:
@@ -137,6 +141,7 @@ class ImageSequence:
         names = sorted(path.iterdir()) if path.is_dir() else sorted(map(Path, glob.glob(pattern)))
         self.paths = [p for p in names if p.suffix.lower() in IMAGE_SUFFIXES]
         self.index = 0
+        self.unreadable: list[Path] = []
 
     def isOpened(self) -> bool:
         return bool(self.paths)
@@ -146,11 +151,14 @@ class ImageSequence:
         return self.index <= len(self.paths)
 
     def read(self) -> tuple[bool, np.ndarray | None]:
-        if self.index >= len(self.paths):
-            return False, None
-        image = cv2.imread(str(self.paths[self.index]), cv2.IMREAD_COLOR)
-        self.index += 1
-        return image is not None, image
+        """The next readable image; unreadable files are skipped and counted, not an end."""
+        while self.index < len(self.paths):
+            image = cv2.imread(str(self.paths[self.index]), cv2.IMREAD_COLOR)
+            self.index += 1
+            if image is not None:
+                return True, image
+            self.unreadable.append(self.paths[self.index - 1])
+        return False, None
 
     def get(self, prop: int) -> float:
         if prop == cv2.CAP_PROP_FRAME_COUNT:
@@ -189,17 +197,23 @@ class CaptureWorker(threading.Thread):
         self.position = 0
 
     def run(self) -> None:
-        try:
-            if is_live(self.source):
-                self._run_live()
-            else:
-                self._run_media()
-        except Exception as exc:  # a worker must report, never die silently
-            self._set_state("down", f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            if self.stats.state not in ("ended", "down"):
-                self._set_state("stopped")
+        """Capture until stopped; an unexpected error is reported as the camera being down
+        (with camera_down records) and a live camera is tried again after a pause."""
+        live = is_live(self.source)
+        while not self.stop.is_set():
+            try:
+                self._run_live() if live else self._run_media()
+                break
+            except Exception as exc:  # any capture failure is a camera failure
+                self._set_state("down", f"{type(exc).__name__}: {exc}")
+                now = time.time()
+                self._put(Frame(self.camera, None, now, time.monotonic(), now, -1,
+                                error=self.stats.error))
+                pause = min(BACKOFF_S[-1], max(BACKOFF_S[0], self.sampling.every_s))
+                if not live or self.stop.wait(pause):
+                    break
+        if self.stats.state not in ("ended", "down"):
+            self._set_state("stopped")
 
     # live sources -------------------------------------------------------------------------
     def _run_live(self) -> None:

@@ -30,6 +30,7 @@ from monitor.records import CameraReport, ScoreRecord
 from monitor.scoring import Scorer, UnitScores
 
 CAMERA_REPORT_EVERY_S = 2.0
+STOP_GRACE_S = 5.0  # how long a stop waits for capture workers stuck in a driver call
 
 
 @dataclass
@@ -166,12 +167,17 @@ class Outputs:
                 self.on_camera(report)
 
     def close(self) -> None:
-        if self.csv:
-            self.csv.close()
-        if self.publisher:
-            self.publisher.close()
-        if self.hooks:
-            self.hooks.close()
+        """Close all outputs, the CSV first; re-raise the first failure after trying them all."""
+        failures = []
+        for close in (self.csv and self.csv.close, self.publisher and self.publisher.close,
+                      self.hooks and self.hooks.close):
+            try:
+                if close:
+                    close()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
 
 class Monitor:
@@ -187,7 +193,7 @@ class Monitor:
         self._config_mtime = _mtime(config_path)
         self._reload = threading.Event()
         self.outputs = outputs
-        self.frames = FrameQueue(config.queue_size * len(config.cameras))
+        self.frames = FrameQueue(config.queue_size)
         self.stop_sources = threading.Event()
         self.workers = [
             CaptureWorker(cam.name, cam.source, config.sampling_for(cam), self.frames,
@@ -199,6 +205,7 @@ class Monitor:
         self._reports = itertools.count(1)
         self._last_report: dict[str, tuple[str, float]] = {}
         self.latency_ms: dict[str, float] = {}
+        self._stop_asked: float | None = None
         self.records = 0
         self.error: BaseException | None = None
 
@@ -227,7 +234,7 @@ class Monitor:
     def _run(self) -> None:
         try:
             while True:
-                sources_done = not any(w.is_alive() for w in self.workers)
+                sources_done = self._sources_done()
                 frames = self.frames.take_all(timeout=0.2)
                 if frames:
                     self._score(frames)
@@ -240,9 +247,25 @@ class Monitor:
             self.error = exc
             self.stop_sources.set()
         finally:
-            for worker in self.workers:
-                worker.join(timeout=5.0)
+            self._close_outputs()
+
+    def _sources_done(self) -> bool:
+        """All workers finished, or a stop was asked long enough ago: a worker stuck in a
+        driver call (a dead stream, a wedged device) must not hold the shutdown."""
+        if not any(w.is_alive() for w in self.workers):
+            return True
+        if not self.stop_sources.is_set():
+            return False
+        if self._stop_asked is None:
+            self._stop_asked = time.monotonic()
+        return time.monotonic() - self._stop_asked > STOP_GRACE_S
+
+    def _close_outputs(self) -> None:
+        """Close every output even if one fails; the first failure becomes the run's error."""
+        try:
             self.outputs.close()
+        except Exception as exc:  # e.g. the disk filled up before the last flush
+            self.error = self.error or exc
 
     def _score(self, frames: list[Frame]) -> None:
         records = self.analyzer.process(frames)

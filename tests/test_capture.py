@@ -101,19 +101,51 @@ def test_unreadable_video_reports_down(tmp_path: Path) -> None:
 
 def test_full_queue_drops_oldest_and_counts() -> None:
     queue, stop = FrameQueue(2), threading.Event()
+    queue.put(Frame("slow", None, 0.0, 0.0, 0.0, 0), block=False, stop=stop)
     for i in range(5):
-        queue.put(Frame("cam0", None, 0.0, 0.0, float(i), i), block=False, stop=stop)
-    assert [f.frame_index for f in drain(queue)] == [3, 4]
-    assert queue.dropped == {"cam0": 3}
+        queue.put(Frame("fast", None, 0.0, float(i + 1), float(i), i), block=False, stop=stop)
+    frames = drain(queue)
+    assert [(f.camera, f.frame_index) for f in frames] == [("slow", 0), ("fast", 3), ("fast", 4)]
+    assert queue.dropped == {"fast": 3}  # a fast camera never pushes out another's sample
+
+
+def test_replay_keeps_captured_frames_when_stopped() -> None:
+    queue, stop = FrameQueue(1), threading.Event()
+    queue.put(Frame("cam0", None, 0.0, 0.0, 0.0, 0), block=True, stop=stop)
+    stop.set()
+    queue.put(Frame("cam0", None, 0.0, 1.0, 1.0, 1), block=True, stop=stop)
+    assert [f.frame_index for f in drain(queue)] == [0, 1] and not queue.dropped
 
 
 def test_image_folder_source(tmp_path: Path) -> None:
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), textured(i))
+    (tmp_path / "1b.png").write_bytes(b"not a picture")  # skipped, not the end of the folder
     (tmp_path / "notes.txt").write_text("ignored")
     sequence = ImageSequence(str(tmp_path))
-    assert sequence.isOpened() and len(sequence.paths) == 3
+    assert sequence.isOpened() and len(sequence.paths) == 4
     queue, stop = FrameQueue(10), threading.Event()
     worker = CaptureWorker("cam0", str(tmp_path), Sampling(burst=1), queue, stop, realtime=False)
     run_worker(worker, stop, 5)
     assert [f.frame_index for f in drain(queue)] == [0, 1, 2]
+
+
+class BrokenDriver(FakeCamera):
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        raise RuntimeError("driver fault")
+
+
+def test_a_crashing_driver_is_a_camera_down_and_is_retried() -> None:
+    sessions = iter([BrokenDriver([]), FakeCamera([textured(1)] * 3)])
+    queue, stop = FrameQueue(10), threading.Event()
+    worker = CaptureWorker("cam0", 0, Sampling(every_s=0.05, burst=1), queue, stop,
+                           opener=lambda _source: next(sessions))
+    worker.start()
+    frames: list[Frame] = []
+    deadline = time.monotonic() + 10
+    while not any(f.image is not None for f in frames) and time.monotonic() < deadline:
+        frames.extend(queue.take_all(0.1))
+    stop.set()
+    worker.join(5)
+    assert frames[0].image is None and "driver fault" in frames[0].error
+    assert any(f.image is not None for f in frames[1:])
