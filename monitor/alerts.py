@@ -26,7 +26,7 @@ from statistics import fmean
 from typing import ClassVar
 
 from monitor.config import MAX_ALERT_SAMPLES, AlertRule, Alerts
-from monitor.records import ScoreRecord
+from monitor.records import RecordError, ScoreRecord
 from monitor.units import UNITS
 
 DEFAULT_THRESHOLD = 4.0
@@ -65,6 +65,17 @@ class AlertEvent:
 
     def to_json(self) -> bytes:
         return json.dumps({"schema": EVENT_SCHEMA, **asdict(self)}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> AlertEvent:
+        """Parse a published event as plain data; another schema is refused."""
+        try:
+            payload = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RecordError(f"alert event is not JSON: {exc}") from exc
+        if not isinstance(payload, dict) or payload.pop("schema", None) != EVENT_SCHEMA:
+            raise RecordError(f"alert event schema is not {EVENT_SCHEMA}")
+        return cls(**payload)
 
     def env(self) -> dict[str, str]:
         """The MGS_* variables a hook command gets."""

@@ -61,16 +61,18 @@ class Publisher:
 
 @dataclass
 class Received:
-    """One parsed message: exactly one of `score` / `camera` is set."""
+    """One parsed message: exactly one of `score` / `camera` / `alert` is set."""
 
     score: ScoreRecord | None = None
     camera: CameraReport | None = None
+    alert: AlertEvent | None = None
 
 
 class Subscriber:
     """Receives records from one or more publishers; counts (and skips) malformed messages."""
 
-    def __init__(self, endpoint: str, topics: tuple[bytes, ...] = (TOPIC_SCORE, TOPIC_CAMERA),
+    def __init__(self, endpoint: str,
+                 topics: tuple[bytes, ...] = (TOPIC_SCORE, TOPIC_CAMERA, TOPIC_ALERT),
                  context: zmq.Context | None = None) -> None:
         self.socket = (context or zmq.Context.instance()).socket(zmq.SUB)
         self.socket.setsockopt(zmq.RCVHWM, 100000)
@@ -102,6 +104,8 @@ class Subscriber:
                 return Received(score=ScoreRecord.from_json(payload))
             if topic == TOPIC_CAMERA:
                 return Received(camera=CameraReport.from_json(payload))
+            if topic == TOPIC_ALERT:
+                return Received(alert=AlertEvent.from_json(payload))
             raise RecordError(f"unknown topic {topic!r}")
         except (RecordError, TypeError) as exc:
             self.malformed += 1

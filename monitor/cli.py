@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from monitor import __version__
-from monitor.alerts import HookRunner
+from monitor.alerts import AlertEvent, HookRunner
 from monitor.bus import BusError, Publisher, Subscriber, run_proxy
 from monitor.config import (
     DEFAULT_ENDPOINT,
@@ -33,13 +33,14 @@ from monitor.config import (
     load_config,
     read_config_file,
 )
-from monitor.csvlog import CsvLogError, CsvLogger
+from monitor.csvlog import CsvLogError, CsvLogger, SideLog
 from monitor.dashboard import DashboardState, render
 from monitor.markers import MarkerError, add_marker, latest_scores
 from monitor.models import ModelError
 from monitor.pipeline import Models, Monitor, Outputs
-from monitor.records import TOPIC_SCORE, SequenceTracker
+from monitor.records import TOPIC_ALERT, TOPIC_SCORE, SequenceTracker
 from monitor.report import ReportError, write_report
+from monitor.stills import StillsError, score_stills
 
 COMMANDS = ("run", "replay", "score", "dashboard", "log", "check-config", "demo", "mark",
             "report", "proxy")
@@ -68,7 +69,7 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (ConfigError, ModelError, BusError, CsvLogError, UsageError, MarkerError,
-               ReportError)
+               ReportError, StillsError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -308,8 +309,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from monitor.stills import score_stills
-
     return score_stills(args.paths, args.out, args.models, crops=args.crops, cpu=args.cpu)
 
 
@@ -369,6 +368,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
                         state.demo = state.demo or record.model_kind == "demo"
                     elif message.camera:
                         state.add_camera(message.camera)
+                    elif message.alert:
+                        state.add_alert(message.alert)
                 live.update(render(state, time.time()))
     finally:
         subscriber.close()
@@ -376,8 +377,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    subscriber = Subscriber(args.endpoint, topics=(TOPIC_SCORE,))
+    subscriber = Subscriber(args.endpoint, topics=(TOPIC_SCORE, TOPIC_ALERT))
     logger = CsvLogger(args.out)
+    alert_log = SideLog(args.out.with_suffix(".alerts.csv"), AlertEvent.CSV_COLUMNS)
     deadline = time.monotonic() + args.seconds if args.seconds else None
     console = Console(stderr=True)
     console.print(f"logging {args.endpoint} to {args.out} (Ctrl-C to stop)")
@@ -389,6 +391,8 @@ def cmd_log(args: argparse.Namespace) -> int:
                     if message.score:
                         logger.write(message.score)
                         wrote = True
+                    elif message.alert:
+                        alert_log.write(message.alert.csv_row())
                 if wrote:
                     logger.sync()
     finally:
@@ -412,7 +416,6 @@ def run_monitor(config: MonitorConfig, args: argparse.Namespace, *, realtime: bo
     state.title = _title(config, models, replay)
     state.demo = models.is_demo
     state.csv_path = str(out)
-    state.alert_threshold = monitor.alerts.default
     if models.is_demo:
         console.print("[bold yellow]DEMO models (trained on synthetic faces): "
                       "not a real pain model[/]")
@@ -427,11 +430,12 @@ def run_monitor(config: MonitorConfig, args: argparse.Namespace, *, realtime: bo
 def _outputs(config: MonitorConfig, out: Path, state: DashboardState,
              console: Console) -> Outputs:
     """CSV, publisher, dashboard and alert hook; nothing is left open if one of them fails."""
-    logger = CsvLogger(out)
+    publisher = Publisher(config.bus.endpoint) if config.bus.enabled else None
     try:
-        publisher = Publisher(config.bus.endpoint) if config.bus.enabled else None
+        logger = CsvLogger(out)
     except BaseException:
-        logger.close()
+        if publisher:
+            publisher.close()
         raise
     alerts = config.alerts
     hooks = HookRunner(alerts.on_alert, alerts.hook_timeout_s) if alerts.on_alert else None
@@ -472,6 +476,7 @@ def _screen(monitor: Monitor, state: DashboardState, progress: Progress | None,
         parts.append(progress)
     if show:
         state.records_total = monitor.records
+        state.alert_threshold = monitor.alerts.default  # follows a reload
         with monitor.outputs.lock:
             parts.append(render(state, time.time()))
     return Group(*parts)

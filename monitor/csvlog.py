@@ -8,13 +8,13 @@ per publisher: missing ranges go to `<name>.gaps.csv` beside the records.
 from __future__ import annotations
 
 import csv
-import io
 import os
 from pathlib import Path
 
 from monitor.records import CSV_COLUMNS, ScoreRecord, SequenceGap, SequenceTracker
 
 GAP_COLUMNS = ("publisher", "first_missing", "last_missing", "wall_time")
+TAIL_BYTES = 1 << 20  # read back on reopen: far more than the last row of every publisher
 
 
 class CsvLogError(ValueError):
@@ -45,9 +45,13 @@ class CsvLogger:
         self.fsync = fsync
         self.rows = 0
         self.gaps: list[SequenceGap] = []
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.sequence = SequenceTracker(_recover(path))
-        self._file = path.open("a", newline="", encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.sequence = SequenceTracker(_recover(path))
+            self._file = path.open("a", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise CsvLogError(f"{path}: cannot write records here: "
+                              f"{exc.strerror or exc}") from exc
         self._writer = csv.writer(self._file)
         if self._file.tell() == 0:
             self._writer.writerow(CSV_COLUMNS)
@@ -79,24 +83,34 @@ class CsvLogger:
 
 
 def _recover(path: Path) -> dict[str, int]:
-    """Check the header, trim a torn last line, and return the last seq per publisher."""
+    """Check the header, trim a torn last line, and return the last seq per publisher.
+
+    Only the end of the file is read, so reopening a file of weeks of records stays instant.
+    """
     if not path.exists() or path.stat().st_size == 0:
         return {}
     with path.open("rb+") as handle:
-        data = handle.read()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # a crash mid-row: drop the partial row, keep every full one
-            handle.truncate(end)
-            data = data[:end]
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    if not lines or next(csv.reader([lines[0]])) != list(CSV_COLUMNS):
-        raise CsvLogError(
-            f"{path}: existing file has another header (older mgs-monitor or not a score CSV); "
-            "write to a new file"
-        )
+        header = handle.readline()
+        if not header.endswith(b"\n"):  # a crash while the header was written
+            handle.truncate(0)
+            return {}
+        if next(csv.reader([header.decode("utf-8", errors="replace")])) != list(CSV_COLUMNS):
+            raise CsvLogError(
+                f"{path}: existing file has another header (older mgs-monitor or not a score "
+                "CSV); write to a new file"
+            )
+        start = max(len(header), path.stat().st_size - TAIL_BYTES)
+        handle.seek(start)
+        tail = handle.read()
+        end = tail.rfind(b"\n") + 1
+        if end < len(tail):  # a crash mid-row: drop the partial row, keep every full one
+            handle.truncate(start + end)
+    lines = tail[:end].decode("utf-8", errors="replace").splitlines()
+    if start > len(header) and lines:
+        lines = lines[1:]  # the read began inside a row
     last: dict[str, int] = {}
     pub, seq = CSV_COLUMNS.index("publisher"), CSV_COLUMNS.index("seq")
-    for row in csv.reader(io.StringIO("\n".join(lines[1:]))):
+    for row in csv.reader(lines):
         if len(row) == len(CSV_COLUMNS) and row[seq].isdigit():
             last[row[pub]] = int(row[seq])
     return last

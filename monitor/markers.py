@@ -6,9 +6,10 @@ mouse's series. Mouse `*` marks every mouse.
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
+
+from monitor.csvlog import SideLog
 
 MARKER_COLUMNS = ("wall_time", "mouse", "text")
 SIDE_FILES = (".markers.csv", ".alerts.csv", ".gaps.csv")  # kept beside a score CSV
@@ -35,10 +36,9 @@ def add_marker(scores_csv: Path, mouse: str, text: str, when: float | None = Non
     if not mouse.strip() or not text.strip():
         raise MarkerError("a marker needs a mouse id (or '*') and a text")
     path = markers_path(scores_csv)
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(MARKER_COLUMNS)
-        writer.writerow([f"{time.time() if when is None else when:.3f}", mouse, text])
+    try:
+        SideLog(path, MARKER_COLUMNS).write(
+            [f"{time.time() if when is None else when:.3f}", mouse, text])
+    except OSError as exc:
+        raise MarkerError(f"{path}: cannot write the marker: {exc.strerror or exc}") from exc
     return path

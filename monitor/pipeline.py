@@ -169,8 +169,10 @@ class Outputs:
     def close(self) -> None:
         """Close all outputs, the CSV first; re-raise the first failure after trying them all."""
         failures = []
+        hooks = self.hooks
+        finish_hooks = hooks and (lambda: hooks.close(timeout=hooks.timeout_s + 1.0))
         for close in (self.csv and self.csv.close, self.publisher and self.publisher.close,
-                      self.hooks and self.hooks.close):
+                      finish_hooks):
             try:
                 if close:
                     close()

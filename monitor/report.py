@@ -196,7 +196,7 @@ def _series(mouse: str, rows: list[_Row]) -> MouseSeries:
         expected_total=expected, levels=numbers[:, 2:2 + len(UNITS)],
         band_low=np.clip(expected - sd, 0, MAX_TOTAL),
         band_high=np.clip(expected + sd, 0, MAX_TOTAL),
-        alerts=_column_spans(time, np.array([r.alert == "pain" for r in rows])),
+        alerts=_column_spans(time, np.array(["pain" in r.alert.split(",") for r in rows])),
     )
 
 

@@ -19,11 +19,14 @@ from rich.progress import track
 from monitor.capture import IMAGE_SUFFIXES, Frame
 from monitor.config import build_config
 from monitor.csvlog import CsvLogger
-from monitor.models import ModelError
 from monitor.pipeline import Analyzer, Models
 from monitor.records import ScoreRecord
 
 BATCH = 16
+
+
+class StillsError(ValueError):
+    """Images that cannot be scored as asked; one line for the user."""
 STILLS_CAMERA = "image"
 
 
@@ -36,7 +39,7 @@ def find_images(paths: list[Path]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         else:
-            raise ModelError(f"{path}: no such image file or folder")
+            raise StillsError(f"{path}: no such image file or folder")
     return found
 
 
@@ -109,5 +112,5 @@ def _score_crops(analyzer: Analyzer, images: list[tuple[Path, np.ndarray]]) -> l
     for (path, _), scores in zip(images, analyzer.scorer.score(crops) if crops else [],
                                  strict=True):
         frame = Frame(str(path), None, now, time.monotonic(), 0.0, 0)
-        records.append(analyzer.record_for(frame, 0, path.stem, None, scores))
+        records.append(analyzer.record_for(frame, 1, path.stem, None, scores))
     return records

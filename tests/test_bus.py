@@ -4,6 +4,7 @@ import time
 import pytest
 import zmq
 
+from monitor.alerts import AlertEvent
 from monitor.bus import BusError, Publisher, Subscriber, run_proxy
 from monitor.records import CameraReport
 from tests.conftest import free_port_endpoint
@@ -79,3 +80,18 @@ def test_proxy_joins_two_publishers(free_endpoint: str) -> None:
         for publisher in publishers:
             publisher.close()
     assert sorted(m.score.publisher for m in got) == ["hostA", "hostB"]
+
+
+def test_alert_events_travel_and_parse(free_endpoint: str) -> None:
+    event = AlertEvent(wall_time=1.0, time=2.0, mouse="M1", camera="cam0", rule="pain",
+                       event="raised", value=5.0, threshold=4.0, since=2.0, peak=5.0,
+                       detail="window mean 5")
+    publisher, subscriber = Publisher(free_endpoint), Subscriber(free_endpoint)
+    try:
+        time.sleep(0.3)
+        publisher.publish_alert(event)
+        got = receive_until(subscriber, 1)
+    finally:
+        subscriber.close()
+        publisher.close()
+    assert got[0].alert == event

@@ -70,3 +70,30 @@ def test_refuses_a_file_with_another_header(tmp_path: Path) -> None:
     with pytest.raises(CsvLogError, match=r"scores\.csv: existing file has another header"):
         CsvLogger(path)
     assert path.read_text() == "a,b,c\n1,2,3\n"
+
+
+def test_unwritable_place_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(CsvLogError, match="cannot write records here") as err:
+        CsvLogger(tmp_path)  # a folder, not a file
+    assert "\n" not in str(err.value)
+
+
+def test_a_torn_header_starts_the_file_again(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    path.write_text("schema,publisher,se")
+    CsvLogger(path).close()
+    assert path.read_text().splitlines() == [",".join(CSV_COLUMNS)]
+
+
+def test_reopen_reads_only_the_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "scores.csv"
+    logger = CsvLogger(path)
+    for seq in range(1, 41):
+        logger.write(score_record(seq))
+    logger.close()
+    monkeypatch.setattr("monitor.csvlog.TAIL_BYTES", 1000)  # the read starts inside a row
+    logger = CsvLogger(path)
+    logger.write(score_record(43))
+    logger.close()
+    gaps = rows(path.with_suffix(".gaps.csv"))
+    assert [(g["first_missing"], g["last_missing"]) for g in gaps] == [("41", "42")]
