@@ -159,3 +159,13 @@ def test_localizer_needs_boxes(labels: Path, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
     assert localizer_cli(["--labels", str(labels), "--output-dir", str(tmp_path)]) == 2
     assert "no labelled image has a face box" in capsys.readouterr().err
+
+
+def test_same_seed_same_model(labels: Path, run: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    assert train_cli(["--labels", str(labels), *TINY, "--epochs", "2", "--units",
+                      "orbital_tightening", "--output-dir", str(again)]) == 0
+    first = torch.load(run / "fold0" / "unit_orbital_tightening.pth", weights_only=False)
+    second = torch.load(again / "fold0" / "unit_orbital_tightening.pth", weights_only=False)
+    assert first["state"]["history"] == second["state"]["history"]
+    assert all(torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
