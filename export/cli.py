@@ -18,6 +18,7 @@ import torch
 
 from export.onnx_export import ExportError, export_localizer, export_scorer
 from monitor.units import UNITS
+from train.command import run_command
 from train.labels import LabelError
 from train.models import FaceLocalizer
 from train.run import Run, RunError, crops_of, load_scorer
@@ -91,13 +92,7 @@ def export_trained_localizer(args: argparse.Namespace) -> Path:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    try:
-        main(args)
-    except (RunError, LabelError, ExportError, OSError) as exc:
-        print(f"mgs-export: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(get_args_parser(), main, (RunError, LabelError, ExportError, OSError), argv)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from monitor.units import UNITS
+from train.command import run_command
 from train.gradcam import write_gradcam
 from train.labels import LabelError, LabelledImage
 from train.report import EvalInput, evaluate, write_report
@@ -107,13 +108,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    try:
-        main(args)
-    except (RunError, LabelError) as exc:
-        print(f"mgs-eval: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(get_args_parser(), main, (RunError, LabelError), argv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from train.command import run_command
 from train.fit import LocalizerData, fit_localizer
 from train.labels import (
     LabelError,
@@ -131,13 +132,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    try:
-        main(args)
-    except (LabelError, ValueError) as exc:
-        print(f"mgs-train-localizer: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(get_args_parser(), main, (LabelError, ValueError), argv)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from torchvision.transforms import v2
 
 from monitor.scoring import summarize
 from monitor.units import LEVELS, UNITS
+from train.command import run_command
 from train.labels import (
     LabelError,
     LabelledImage,
@@ -340,13 +341,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    try:
-        main(args)
-    except (LabelError, ValueError) as exc:
-        print(f"mgs-train: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(get_args_parser(), main, (LabelError, ValueError), argv)
 
 
 if __name__ == "__main__":
