@@ -8,10 +8,13 @@ record schema, never unpickled.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import zmq
+import zmq.auth
 
 from monitor.alerts import AlertEvent
 from monitor.records import (
@@ -30,11 +33,47 @@ class BusError(RuntimeError):
     """The bus cannot be set up; the message is one line for the user."""
 
 
+LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1")
+
+
+def is_local(endpoint: str) -> bool:
+    """Loopback TCP, or a transport that never leaves the machine (ipc, inproc)."""
+    scheme, _, rest = endpoint.partition("://")
+    return scheme in ("ipc", "inproc") or rest.startswith(LOOPBACK_HOSTS)
+
+
+def make_keys(folder: Path) -> tuple[Path, Path]:
+    """A CURVE keypair for a publisher: `server.key_secret` stays with the monitor,
+    `server.key` (public) goes to every subscriber."""
+    folder.mkdir(parents=True, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(str(folder), "server")
+    os.chmod(secret, 0o600)
+    return Path(public), Path(secret)
+
+
+def _certificate(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
+    try:
+        public, secret_key = zmq.auth.load_certificate(str(path))
+    except (OSError, ValueError) as exc:
+        raise BusError(f"{path}: not a CURVE certificate from `mgs-monitor keys` ({exc})") from exc
+    if secret and secret_key is None:
+        raise BusError(f"{path}: holds no secret key; give the *.key_secret file")
+    return public, secret_key
+
+
 class Publisher:
-    def __init__(self, endpoint: str, context: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, context: zmq.Context | None = None, *,
+                 secret_key: Path | None = None, insecure: bool = False) -> None:
+        if not (is_local(endpoint) or secret_key or insecure):
+            raise BusError(f"{endpoint} reaches beyond this machine: give bus.secret_key (make "
+                           "one with `mgs-monitor keys DIR`) or, knowingly, bus.insecure: true")
         self.endpoint = endpoint
         self.socket = (context or zmq.Context.instance()).socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, 10000)
+        if secret_key is not None:
+            public, secret = _certificate(secret_key, secret=True)
+            self.socket.curve_server = True
+            self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
         try:
             self.socket.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -73,9 +112,12 @@ class Subscriber:
 
     def __init__(self, endpoint: str,
                  topics: tuple[bytes, ...] = (TOPIC_SCORE, TOPIC_CAMERA, TOPIC_ALERT),
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, *, server_key: Path | None = None) -> None:
         self.socket = (context or zmq.Context.instance()).socket(zmq.SUB)
         self.socket.setsockopt(zmq.RCVHWM, 100000)
+        if server_key is not None:  # only a publisher holding the matching secret is heard
+            self.socket.curve_serverkey = _certificate(server_key, secret=False)[0]
+            self.socket.curve_publickey, self.socket.curve_secretkey = zmq.curve_keypair()
         for topic in topics:
             self.socket.setsockopt(zmq.SUBSCRIBE, topic)
         try:
@@ -121,6 +163,9 @@ def run_proxy(sources: list[str], backend: str, stop: Callable[[], bool],
     """Forward the records of every monitor in `sources` (their PUB endpoints, joined by an
     XSUB socket) to every subscriber of `backend` (XPUB), so many capture hosts feed one
     dashboard and logger. Runs until `stop()` is true."""
+    if not is_local(backend):
+        raise BusError(f"{backend}: the proxy republishes without encryption, so it binds only "
+                       "on this machine")
     ctx = context or zmq.Context.instance()
     xsub, xpub = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
     try:

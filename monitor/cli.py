@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from monitor import __version__
 from monitor.alerts import AlertEvent, HookRunner
-from monitor.bus import BusError, Publisher, Subscriber, run_proxy
+from monitor.bus import BusError, Publisher, Subscriber, make_keys, run_proxy
 from monitor.config import (
     DEFAULT_ENDPOINT,
     Camera,
@@ -43,7 +43,7 @@ from monitor.report import ReportError, write_report
 from monitor.stills import StillsError, score_stills
 
 COMMANDS = ("run", "replay", "score", "dashboard", "log", "check-config", "demo", "mark",
-            "report", "proxy")
+            "report", "proxy", "keys")
 DEFAULT_MODELS = Path(os.environ.get("MGS_MODELS", "models"))
 EPILOG = """\
 examples:
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mark(sub)
     _add_report(sub)
     _add_proxy(sub)
+    _add_keys(sub)
     demo = sub.add_parser("demo", help="run on a synthetic four-camera scene with DEMO models")
     demo.add_argument("--rebuild", action="store_true", help="rebuild demo models and scene")
     demo.add_argument("--build-only", action="store_true", help="build, then exit")
@@ -139,6 +140,8 @@ def _add_outputs(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--endpoint", help=f"ZeroMQ endpoint to publish on "
                        f"(default {DEFAULT_ENDPOINT})")
     group.add_argument("--no-publish", action="store_true", help="do not publish on ZeroMQ")
+    group.add_argument("--insecure", action="store_true",
+                       help="allow publishing beyond this machine without CURVE keys")
     group.add_argument("--no-dashboard", action="store_true", help="no live dashboard")
 
 
@@ -183,6 +186,7 @@ def _add_score(sub: Any) -> None:
 def _add_dashboard(sub: Any) -> None:
     dash = sub.add_parser("dashboard", help="live dashboard of a running monitor (ZeroMQ)")
     dash.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="default %(default)s")
+    _add_server_key(dash)
     dash.add_argument("--seconds", type=float, help="stop after this long")
     dash.set_defaults(func=cmd_dashboard)
 
@@ -190,10 +194,23 @@ def _add_dashboard(sub: Any) -> None:
 def _add_log(sub: Any) -> None:
     log = sub.add_parser("log", help="write a running monitor's records to CSV (ZeroMQ)")
     log.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="default %(default)s")
+    _add_server_key(log)
     log.add_argument("--out", type=Path, default=Path("mgs-records/scores.csv"), metavar="CSV",
                      help="CSV file to append to (default %(default)s)")
     log.add_argument("--seconds", type=float, help="stop after this long")
     log.set_defaults(func=cmd_log)
+
+
+def _add_server_key(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server-key", type=Path, metavar="FILE",
+                        help="the monitor's public CURVE certificate (server.key from "
+                        "`mgs-monitor keys`) when it publishes with bus.secret_key")
+
+
+def _add_keys(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="make a CURVE keypair for publishing beyond this machine")
+    keys.add_argument("folder", type=Path, help="where to write server.key and server.key_secret")
+    keys.set_defaults(func=cmd_keys)
 
 
 def _add_proxy(sub: Any) -> None:
@@ -238,9 +255,14 @@ def config_from_args(args: argparse.Namespace, raw: dict[str, Any],
     if getattr(args, "cpu", False):
         raw["models"]["providers"] = ["CPUExecutionProvider"]
     _sampling_flags(args, raw)
-    if args.endpoint or args.no_publish:
-        raw["bus"] = {**raw.get("bus", {}), **({"endpoint": args.endpoint} if args.endpoint
-                                                else {}), "enabled": not args.no_publish}
+    bus = dict(raw.get("bus") or {})
+    if args.endpoint:
+        bus["endpoint"] = args.endpoint
+    if args.no_publish:
+        bus["enabled"] = False
+    if args.insecure:
+        bus["insecure"] = True
+    raw["bus"] = bus
     return build_config(raw, origin=origin)
 
 
@@ -312,6 +334,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     return score_stills(args.paths, args.out, args.models, crops=args.crops, cpu=args.cpu)
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    public, secret = make_keys(args.folder)
+    print(f"secret (keep with the monitor, bus.secret_key): {secret}\n"
+          f"public (give to dashboards and loggers, --server-key): {public}")
+    return 0
+
+
 def cmd_proxy(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.seconds if args.seconds else None
     print(f"proxy: {', '.join(args.sources)} -> {args.backend} (Ctrl-C to stop)",
@@ -350,7 +379,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    subscriber = Subscriber(args.endpoint)
+    subscriber = Subscriber(args.endpoint, server_key=args.server_key)
     state = DashboardState()
     state.title = f"mgs-monitor dashboard — {args.endpoint}"
     sequence = SequenceTracker()
@@ -377,7 +406,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    subscriber = Subscriber(args.endpoint, topics=(TOPIC_SCORE, TOPIC_ALERT))
+    subscriber = Subscriber(args.endpoint, topics=(TOPIC_SCORE, TOPIC_ALERT),
+                            server_key=args.server_key)
     logger = CsvLogger(args.out)
     alert_log = SideLog(args.out.with_suffix(".alerts.csv"), AlertEvent.CSV_COLUMNS)
     deadline = time.monotonic() + args.seconds if args.seconds else None
@@ -430,7 +460,9 @@ def run_monitor(config: MonitorConfig, args: argparse.Namespace, *, realtime: bo
 def _outputs(config: MonitorConfig, out: Path, state: DashboardState,
              console: Console) -> Outputs:
     """CSV, publisher, dashboard and alert hook; nothing is left open if one of them fails."""
-    publisher = Publisher(config.bus.endpoint) if config.bus.enabled else None
+    bus = config.bus
+    publisher = (Publisher(bus.endpoint, secret_key=bus.secret_key, insecure=bus.insecure)
+                 if bus.enabled else None)
     try:
         logger = CsvLogger(out)
     except BaseException:

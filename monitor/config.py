@@ -257,6 +257,11 @@ class Bus(Strict):
 
     endpoint: str = Field(DEFAULT_ENDPOINT, description="ZeroMQ PUB endpoint to bind.")
     enabled: bool = Field(True, description="Publish records on ZeroMQ.")
+    secret_key: Path | None = Field(
+        None, description="CURVE secret certificate (from `mgs-monitor keys`): encrypts the "
+        "stream; needed to bind beyond this machine.")
+    insecure: bool = Field(
+        False, description="Allow binding beyond this machine without CURVE keys.")
 
 
 class Logging(Strict):
@@ -348,6 +353,9 @@ def _relative_to(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         for key in ("scorer", "localizer"):
             if isinstance(models.get(key), str):
                 models[key] = str(base / Path(models[key]).expanduser())
+    bus = raw.get("bus")
+    if isinstance(bus, dict) and isinstance(bus.get("secret_key"), str):
+        bus["secret_key"] = str(base / Path(bus["secret_key"]).expanduser())
     csv = raw.get("csv")
     if isinstance(csv, dict) and isinstance(csv.get("folder"), str):
         csv["folder"] = str(base / Path(csv["folder"]).expanduser())

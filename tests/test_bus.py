@@ -1,11 +1,12 @@
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import zmq
 
 from monitor.alerts import AlertEvent
-from monitor.bus import BusError, Publisher, Subscriber, run_proxy
+from monitor.bus import BusError, Publisher, Subscriber, is_local, make_keys, run_proxy
 from monitor.records import CameraReport
 from tests.conftest import free_port_endpoint
 from tests.records_util import score_record
@@ -95,3 +96,38 @@ def test_alert_events_travel_and_parse(free_endpoint: str) -> None:
         subscriber.close()
         publisher.close()
     assert got[0].alert == event
+
+
+def test_curve_keys_encrypt_and_only_the_right_key_hears(tmp_path: Path,
+                                                         free_endpoint: str) -> None:
+    public, secret = make_keys(tmp_path / "keys")
+    _, other = make_keys(tmp_path / "other")
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"
+    publisher = Publisher(free_endpoint, secret_key=secret)
+    good = Subscriber(free_endpoint, server_key=public)
+    wrong = Subscriber(free_endpoint, server_key=other.with_suffix(".key"))
+    plain = Subscriber(free_endpoint)
+    try:
+        time.sleep(0.5)
+        for seq in (1, 2, 3):
+            publisher.publish_score(score_record(seq))
+        got = receive_until(good, 3)
+        assert [m.score.seq for m in got] == [1, 2, 3]
+        assert not list(wrong.receive(300)) and not list(plain.receive(300))
+    finally:
+        for socket in (good, wrong, plain):
+            socket.close()
+        publisher.close()
+
+
+def test_binding_beyond_this_machine_needs_keys() -> None:
+    with pytest.raises(BusError, match="reaches beyond this machine"):
+        Publisher("tcp://0.0.0.0:5999")
+    assert is_local("tcp://127.0.0.1:5560") and is_local("ipc:///tmp/x")
+    assert not is_local("tcp://10.1.2.3:5560") and not is_local("tcp://*:5560")
+
+
+def test_a_public_key_is_not_a_secret(tmp_path: Path, free_endpoint: str) -> None:
+    public, _ = make_keys(tmp_path)
+    with pytest.raises(BusError, match="holds no secret key"):
+        Publisher(free_endpoint, secret_key=public)
