@@ -41,6 +41,7 @@ from monitor.pipeline import Models, Monitor, Outputs
 from monitor.records import TOPIC_ALERT, TOPIC_SCORE, SequenceTracker
 from monitor.report import ReportError, write_report
 from monitor.stills import StillsError, score_stills
+from monitor.systemd import Watchdog, notify
 
 COMMANDS = ("run", "replay", "score", "dashboard", "log", "check-config", "demo", "mark",
             "report", "proxy", "keys")
@@ -413,9 +414,12 @@ def cmd_log(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.seconds if args.seconds else None
     console = Console(stderr=True)
     console.print(f"logging {args.endpoint} to {args.out} (Ctrl-C to stop)")
+    notify("READY=1")
+    watchdog = Watchdog()
     try:
         with _stop_on_signals() as stopping:
             while not stopping() and (deadline is None or time.monotonic() < deadline):
+                watchdog.ping(time.monotonic())
                 wrote = False
                 for message in subscriber.receive(250):
                     if message.score:
@@ -485,13 +489,21 @@ def _watch(monitor: Monitor, state: DashboardState, console: Console, show: bool
            replay: bool) -> None:
     progress = _progress(monitor, console) if replay else None
     monitor.start()
-    with _stop_on_signals(monitor.request_stop, monitor.request_reload):
+    notify("READY=1")
+    watchdog = Watchdog()
+
+    def stop() -> None:
+        notify("STOPPING=1")
+        monitor.request_stop()
+
+    with _stop_on_signals(stop, monitor.request_reload):
         if not show and progress is None:
             while not monitor.wait(0.5):
-                pass
+                watchdog.ping(monitor.last_loop)
             return
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while not monitor.wait(0.25):
+                watchdog.ping(monitor.last_loop)
                 live.update(_screen(monitor, state, progress, show))
             live.update(_screen(monitor, state, progress, show))
         if not console.is_terminal:

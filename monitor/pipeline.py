@@ -208,6 +208,7 @@ class Monitor:
         self._last_report: dict[str, tuple[str, float]] = {}
         self.latency_ms: dict[str, float] = {}
         self._stop_asked: float | None = None
+        self.last_loop = time.monotonic()  # for the systemd watchdog
         self.records = 0
         self.error: BaseException | None = None
 
@@ -244,6 +245,7 @@ class Monitor:
                     break
                 self._report_cameras()
                 self._reload_if_asked()
+                self.last_loop = time.monotonic()
             self._report_cameras(final=True)
         except BaseException as exc:  # surfaced by the CLI; capture is stopped, outputs closed
             self.error = exc
