@@ -28,6 +28,7 @@ from monitor.config import Sampling
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RELEASE_BETWEEN_S = 10.0  # periodic live sources sampled less often than this are closed between
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+STREAM_TIMEOUT_MS = 10000  # open/read limit for RTSP/HTTP streams
 
 
 class Capture(Protocol):
@@ -125,8 +126,11 @@ def open_capture(source: int | str) -> Capture:
     """Open any supported source with OpenCV (image folders and globs as an image sequence)."""
     if isinstance(source, int):
         return cv2.VideoCapture(source)
-    if "://" in source:
-        return cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+    if "://" in source:  # a stream that stalls without closing must time out, not hang
+        return cv2.VideoCapture(source, cv2.CAP_FFMPEG, [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+        ])
     path = Path(source)
     if path.is_dir() or any(ch in source for ch in "*?["):
         return ImageSequence(source)

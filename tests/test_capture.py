@@ -1,3 +1,4 @@
+import socket
 import threading
 import time
 from pathlib import Path
@@ -149,3 +150,24 @@ def test_a_crashing_driver_is_a_camera_down_and_is_retried() -> None:
     worker.join(5)
     assert frames[0].image is None and "driver fault" in frames[0].error
     assert any(f.image is not None for f in frames[1:])
+
+
+def test_a_stalled_stream_times_out_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real HTTP stream on loopback that accepts and then never sends a byte."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    held: list[object] = []
+    threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+    monkeypatch.setattr("monitor.capture.STREAM_TIMEOUT_MS", 1000)
+    queue, stop = FrameQueue(10), threading.Event()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/stream.mjpg"
+    worker = CaptureWorker("cam0", url, Sampling(every_s=60, burst=1), queue, stop)
+    started = time.monotonic()
+    worker.start()
+    frames = queue.take_all(15)
+    stop.set()
+    worker.join(15)
+    server.close()
+    assert frames and frames[0].image is None and worker.stats.state == "down"
+    assert time.monotonic() - started < 10
