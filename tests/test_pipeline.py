@@ -23,7 +23,7 @@ from monitor.config import build_config, load_config
 from monitor.csvlog import CsvLogger
 from monitor.dashboard import DashboardState, render
 from monitor.pipeline import Models, Monitor, Outputs
-from monitor.records import CameraReport
+from monitor.records import CSV_COLUMNS, CameraReport
 from monitor.units import UNITS
 from tests.fakes import FakeCamera
 from train import synth
@@ -292,3 +292,48 @@ def test_alerts_are_logged_and_rules_reload_without_losing_state(demo_small: Dem
     cleared = {e["mouse"] for e in events if e["event"] == "cleared"}
     assert raised == scored_mice and cleared <= raised and cleared
     assert all(e["rule"] == "pain" for e in events)
+
+
+def start_logger(endpoint: str, out: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "monitor", "log", "--endpoint", endpoint,
+                             "--out", str(out)], stderr=subprocess.PIPE, text=True)
+
+
+def wait_rows(path: Path, count: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and len(read_rows(path)) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached {count} rows")
+
+
+def test_logger_killed_and_restarted_writes_the_exact_gap(demo_small: DemoBuild, tmp_path: Path,
+                                                          free_endpoint: str) -> None:
+    logged, local = tmp_path / "logged.csv", tmp_path / "local.csv"
+    logger = start_logger(free_endpoint, logged)
+    wait_rows(logged, 0)
+    time.sleep(2.0)  # the new process has subscribed before the first record
+    config = build_config({**demo_small.config(), "bus": {"endpoint": free_endpoint}})
+    monitor = Monitor(config, Models.load(config),
+                      Outputs(csv=CsvLogger(local), publisher=Publisher(free_endpoint)),
+                      realtime=True, replay=True)
+    monitor.start()
+    wait_rows(logged, 8)
+    logger.send_signal(signal.SIGKILL)
+    logger.wait(10)
+    time.sleep(2.5)  # at least one sample goes by unlogged
+    logger = start_logger(free_endpoint, logged)
+    assert monitor.wait(60) and monitor.error is None
+    time.sleep(1.0)
+    logger.send_signal(signal.SIGINT)
+    assert logger.wait(20) == 0
+    everything = [int(r["seq"]) for r in read_rows(local)]
+    assert everything == list(range(1, len(everything) + 1))  # in-process: nothing lost
+    lines = logged.read_text().splitlines()
+    assert all(len(next(csv.reader([line]))) == len(CSV_COLUMNS) for line in lines)
+    have = {int(r["seq"]) for r in read_rows(logged)}
+    gaps = read_rows(logged.with_suffix(".gaps.csv"))
+    in_gaps = {s for g in gaps for s in range(int(g["first_missing"]), int(g["last_missing"]) + 1)}
+    assert in_gaps and not in_gaps & have
+    assert have | in_gaps == set(everything)
