@@ -7,13 +7,19 @@ per publisher: missing ranges go to `<name>.gaps.csv` beside the records.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import time
+from collections import deque
 from pathlib import Path
+from typing import TextIO
 
 from monitor.records import CSV_COLUMNS, ScoreRecord, SequenceGap, SequenceTracker
 
 GAP_COLUMNS = ("publisher", "first_missing", "last_missing", "wall_time")
+MAX_BACKLOG = 200_000  # records held in memory while the disk refuses them (~100 MB)
+RETRY_S = 5.0  # how often a failing disk is tried again
 TAIL_BYTES = 1 << 20  # read back on reopen: far more than the last row of every publisher
 
 
@@ -38,6 +44,13 @@ class SideLog:
 
 
 class CsvLogger:
+    """Appends score records to one CSV, flushing each; never loses one to a full disk.
+
+    A write that fails (disk full, storage gone) keeps the record in a bounded backlog and
+    marks the logger as failing; later writes retry, reopening the file (which trims a torn
+    row) and writing the backlog first, skipping rows that did reach the disk.
+    """
+
     def __init__(self, path: Path, fsync: bool = True) -> None:
         self.path = path
         self.gaps_path = path.with_suffix(".gaps.csv")
@@ -45,41 +58,100 @@ class CsvLogger:
         self.fsync = fsync
         self.rows = 0
         self.gaps: list[SequenceGap] = []
+        self.error = ""  # the last write failure, "" while writing works
+        self.dropped = 0  # records lost because the backlog overflowed
+        self._backlog: deque[list[str]] = deque()
+        self._retry_at = 0.0
+        self._file: TextIO | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.sequence = SequenceTracker(_recover(path))
-            self._file = path.open("a", newline="", encoding="utf-8")
+            self.sequence = SequenceTracker(self._open())
         except OSError as exc:
             raise CsvLogError(f"{path}: cannot write records here: "
                               f"{exc.strerror or exc}") from exc
-        self._writer = csv.writer(self._file)
-        if self._file.tell() == 0:
-            self._writer.writerow(CSV_COLUMNS)
-            self._file.flush()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._backlog)
 
     def write(self, record: ScoreRecord) -> None:
         gap = self.sequence.check(record.publisher, record.seq)
         if gap is not None:
             self._write_gap(gap)
-        self._writer.writerow(record.csv_row())
-        self._file.flush()
-        self.rows += 1
+        if len(self._backlog) >= MAX_BACKLOG:
+            self._backlog.popleft()
+            self.dropped += 1
+        self._backlog.append(record.csv_row())
+        self._drain()
 
     def sync(self) -> None:
         """Make what was written durable; called once per batch rather than per row."""
-        self._file.flush()
-        if self.fsync:
-            os.fsync(self._file.fileno())
+        self._drain()
+        if self._file is None:
+            return
+        try:
+            self._file.flush()
+            if self.fsync:
+                os.fsync(self._file.fileno())
+        except OSError as exc:
+            self._failed(exc)
 
     def close(self) -> None:
-        if not self._file.closed:
-            self.sync()
+        self._retry_at = 0.0
+        self.sync()
+        if self._file is not None:
             self._file.close()
+            self._file = None
+        if self._backlog:
+            raise CsvLogError(f"{self.path}: {len(self._backlog)} records could not be "
+                              f"written ({self.error})")
+
+    def _open(self) -> dict[str, int]:
+        last = _recover(self.path)
+        self._file = self.path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        if self._file.tell() == 0:
+            self._writer.writerow(CSV_COLUMNS)
+            self._file.flush()
+        return last
+
+    def _drain(self) -> None:
+        if self._file is None and time.monotonic() < self._retry_at:
+            return
+        try:
+            if self._file is None:
+                self._skip_written(self._open())
+            assert self._file is not None
+            while self._backlog:
+                self._writer.writerow(self._backlog[0])
+                self._file.flush()
+                self._backlog.popleft()
+                self.rows += 1
+            self.error = ""
+        except OSError as exc:
+            self._failed(exc)
+
+    def _skip_written(self, last: dict[str, int]) -> None:
+        """Rows whose flush failed after they reached the disk are not written twice."""
+        while self._backlog and int(self._backlog[0][2]) <= last.get(self._backlog[0][1], -1):
+            self._backlog.popleft()
+            self.rows += 1
+
+    def _failed(self, exc: OSError) -> None:
+        self.error = f"cannot write {self.path}: {exc.strerror or exc}"
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        self._retry_at = time.monotonic() + RETRY_S
 
     def _write_gap(self, gap: SequenceGap) -> None:
         self.gaps.append(gap)
-        self._gap_log.write([gap.publisher, str(gap.first_missing), str(gap.last_missing),
-                             f"{gap.wall_time:.3f}"])
+        try:
+            self._gap_log.write([gap.publisher, str(gap.first_missing), str(gap.last_missing),
+                                 f"{gap.wall_time:.3f}"])
+        except OSError as exc:  # the records matter more; the gap stays in self.gaps
+            self.error = f"cannot write {self.gaps_path}: {exc.strerror or exc}"
 
 
 def _recover(path: Path) -> dict[str, int]:

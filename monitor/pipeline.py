@@ -124,6 +124,7 @@ class Outputs:
     hooks: HookRunner | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     alert_log: SideLog | None = field(init=False, default=None)
+    _csv_error: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
         if self.csv is not None:
@@ -133,7 +134,10 @@ class Outputs:
     def alerts(self, events: list[AlertEvent]) -> None:
         for event in events:
             if self.alert_log:
-                self.alert_log.write(event.csv_row())
+                try:
+                    self.alert_log.write(event.csv_row())
+                except OSError as exc:  # published and shown all the same
+                    self.notice(f"cannot write {self.alert_log.path}: {exc.strerror or exc}")
             if self.publisher:
                 self.publisher.publish_alert(event)
             if self.hooks and event.event in ("raised", "cleared"):
@@ -158,6 +162,17 @@ class Outputs:
                     self.on_score(record)
         if self.csv and records:
             self.csv.sync()
+            self._csv_state()
+
+    def _csv_state(self) -> None:
+        """Say when the CSV stops taking records (disk full) and when it resumes."""
+        assert self.csv is not None
+        error = self.csv.error
+        if error == self._csv_error:
+            return
+        self._csv_error = error
+        self.notice(f"{error}; {self.csv.backlog} records held in memory, scoring goes on"
+                    if error else f"{self.csv.path}: writing resumed, nothing lost")
 
     def camera(self, report: CameraReport) -> None:
         if self.publisher:

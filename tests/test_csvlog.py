@@ -1,4 +1,6 @@
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,40 @@ def test_reopen_reads_only_the_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     logger.close()
     gaps = rows(path.with_suffix(".gaps.csv"))
     assert [(g["first_missing"], g["last_missing"]) for g in gaps] == [("41", "42")]
+
+
+FULL_DISK = """
+import os, resource, signal, sys
+from pathlib import Path
+import monitor.csvlog as csvlog
+from tests.records_util import score_record
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+csvlog.RETRY_S = 0.0
+path = Path(sys.argv[1])
+logger = csvlog.CsvLogger(path)
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 1200, hard))  # the disk fills
+for seq in range(1, 21):
+    logger.write(score_record(seq))
+    logger.sync()
+print(logger.backlog, logger.error)
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # space again
+logger.write(score_record(21))
+logger.close()
+print(logger.backlog, logger.error or "ok")
+"""
+
+
+def test_a_full_disk_holds_records_and_writes_them_when_there_is_space(tmp_path: Path) -> None:
+    """A real write limit (RLIMIT_FSIZE) in a child process stands in for a full disk."""
+    path = tmp_path / "scores.csv"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(path)], capture_output=True,
+                          text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    full, after = done.stdout.splitlines()
+    held, error = full.split(" ", 1)
+    assert int(held) > 0 and "cannot write" in error
+    assert after == "0 ok"
+    assert [int(r["seq"]) for r in rows(path)] == list(range(1, 22))  # each once, in order
+    assert all(len(line.split(",")) == len(CSV_COLUMNS) for line in path.read_text().splitlines())
