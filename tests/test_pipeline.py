@@ -177,21 +177,31 @@ def test_dashboard_shows_what_the_csv_has(demo_small: DemoBuild, tmp_path: Path)
         assert row["total"] in cells and " ".join(levels) in " ".join(cells)
 
 
+def start_logger(endpoint: str, out: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "monitor", "log", "--endpoint", endpoint,
+                             "--out", str(out)], stderr=subprocess.PIPE, text=True)
+
+
+def wait_rows(path: Path, count: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and len(read_rows(path)) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached {count} rows")
+
+
 def test_records_reach_a_zeromq_logger(demo_small: DemoBuild, tmp_path: Path,
                                        free_endpoint: str) -> None:
-    logged = tmp_path / "logged.csv"
-    logger = subprocess.Popen([sys.executable, "-m", "monitor", "log", "--endpoint",
-                               free_endpoint, "--out", str(logged)], stderr=subprocess.PIPE,
-                              text=True)
+    logged, local = tmp_path / "logged.csv", tmp_path / "local.csv"
+    publisher = Publisher(free_endpoint)  # bound first: the logger's subscription arrives
+    logger = start_logger(free_endpoint, logged)
+    wait_rows(logged, 0)
+    time.sleep(1.0)  # ... before the first record is published
     config = build_config({**demo_small.config(), "bus": {"endpoint": free_endpoint}})
-    local = tmp_path / "local.csv"
     monitor = Monitor(config, Models.load(config),
-                      Outputs(csv=CsvLogger(local), publisher=Publisher(free_endpoint)),
+                      Outputs(csv=CsvLogger(local), publisher=publisher),
                       realtime=False, replay=True)
-    deadline = time.monotonic() + 30
-    while not logged.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)  # the subscription reaches the publisher before the first record
     monitor.start()
     assert monitor.wait(30)
     time.sleep(1.0)
@@ -294,29 +304,16 @@ def test_alerts_are_logged_and_rules_reload_without_losing_state(demo_small: Dem
     assert all(e["rule"] == "pain" for e in events)
 
 
-def start_logger(endpoint: str, out: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "monitor", "log", "--endpoint", endpoint,
-                             "--out", str(out)], stderr=subprocess.PIPE, text=True)
-
-
-def wait_rows(path: Path, count: int, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if path.exists() and len(read_rows(path)) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never reached {count} rows")
-
-
 def test_logger_killed_and_restarted_writes_the_exact_gap(demo_small: DemoBuild, tmp_path: Path,
                                                           free_endpoint: str) -> None:
     logged, local = tmp_path / "logged.csv", tmp_path / "local.csv"
+    publisher = Publisher(free_endpoint)  # bound first: the logger's subscription arrives
     logger = start_logger(free_endpoint, logged)
     wait_rows(logged, 0)
-    time.sleep(2.0)  # the new process has subscribed before the first record
+    time.sleep(1.0)  # ... before the first record is published
     config = build_config({**demo_small.config(), "bus": {"endpoint": free_endpoint}})
     monitor = Monitor(config, Models.load(config),
-                      Outputs(csv=CsvLogger(local), publisher=Publisher(free_endpoint)),
+                      Outputs(csv=CsvLogger(local), publisher=publisher),
                       realtime=True, replay=True)
     monitor.start()
     wait_rows(logged, 8)
