@@ -334,3 +334,29 @@ def test_logger_killed_and_restarted_writes_the_exact_gap(demo_small: DemoBuild,
     in_gaps = {s for g in gaps for s in range(int(g["first_missing"]), int(g["last_missing"]) + 1)}
     assert in_gaps and not in_gaps & have
     assert have | in_gaps == set(everything)
+
+
+def test_grayscale_and_odd_sized_frames_are_scored(demo_small: DemoBuild, tmp_path: Path) -> None:
+    """Infrared cameras give grey frames; odd sizes must still split into four cubicles."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    colour = cubicle_frame([(1, 1, 1, 1, 1)] * 4, 7)
+    cv2.imwrite(str(folder / "grey.png"), cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(folder / "odd.png"), cv2.resize(colour, (641, 357)))
+    out = tmp_path / "s.csv"
+    assert main(["score", str(folder), "--out", str(out), "--models",
+                 str(demo_small.folder)]) == 0
+    rows = read_rows(out)
+    assert sorted({r["mouse"] for r in rows}) == sorted(
+        f"{name}-c{k}" for name in ("grey", "odd") for k in range(1, 5))
+    assert all(r["status"] in ("scored", "no_face", "low_quality") for r in rows)
+
+
+def test_zero_length_video_gives_camera_down_rows(tmp_path: Path, demo_small: DemoBuild) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    out = tmp_path / "s.csv"
+    args = replay_args(demo_small, out)
+    args[1] = str(empty)
+    assert main(args) == 0
+    assert [r["status"] for r in read_rows(out) if r["camera"] == "cam0"] == ["camera_down"] * 4
