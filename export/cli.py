@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from export.onnx_export import ExportError, export_localizer, export_scorer
+from export.quantize import MIN_AGREEMENT, quantize_scorer
 from monitor.units import UNITS
 from train.command import run_command
 from train.labels import LabelError
@@ -24,6 +25,7 @@ from train.models import FaceLocalizer
 from train.run import Run, RunError, crops_of, load_scorer
 
 PARITY_CROPS = 16
+CALIBRATION_CROPS = 200
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -38,6 +40,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="mgs-eval report.json: its pain cut-off goes into the metadata")
     parser.add_argument("--out", type=Path, default=Path("models"),
                         help="folder for scorer.onnx / localizer.onnx (mgs-monitor --models)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write scorer-int8.onnx (static quantisation calibrated on "
+                        "training crops)")
+    parser.add_argument("--int8-min-agreement", type=float, default=MIN_AGREEMENT,
+                        help="refuse the int8 scorer below this level agreement with fp32")
     parser.add_argument("--kind", choices=("trained", "demo"), default="trained",
                         help="'demo' for models trained on synthetic faces")
     return parser
@@ -73,7 +80,19 @@ def export_run(args: argparse.Namespace) -> Path:
     print(f"{path}: five-unit scorer ({scorer.arch}, {scorer.input_size}px, kind={args.kind}"
           f"{f', pain cut-off {cutoff:g}' if cutoff is not None else ''}); parity checked on "
           f"{len(crops)} held-out crops")
+    if args.int8:
+        export_int8(run, fold, path, scorer.input_size, args.int8_min_agreement)
     return path
+
+
+def export_int8(run: Run, fold: Path, fp32: Path, size: int, min_agreement: float) -> Path:
+    calibration = crops_of(run.items_of(fold, "train")[:CALIBRATION_CROPS], size)
+    held_out = crops_of((run.test_items(fold) or run.labels())[:CALIBRATION_CROPS], size)
+    out = fp32.with_name("scorer-int8.onnx")
+    agreement = quantize_scorer(fp32, out, calibration, held_out, min_agreement)
+    print(f"{out}: int8 scorer, unit levels agree with fp32 on {agreement:.1%} of "
+          f"{len(held_out)} held-out crops")
+    return out
 
 
 def export_trained_localizer(args: argparse.Namespace) -> Path:

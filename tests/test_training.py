@@ -169,3 +169,19 @@ def test_same_seed_same_model(labels: Path, run: Path, tmp_path: Path) -> None:
     second = torch.load(again / "fold0" / "unit_orbital_tightening.pth", weights_only=False)
     assert first["state"]["history"] == second["state"]["history"]
     assert all(torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
+
+
+def test_int8_scorer_is_gated_on_agreement(run: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--run", str(run), "--out", str(tmp_path), "--int8"]
+    assert export_cli([*base, "--int8-min-agreement", "1.01"]) == 2  # cannot be met
+    assert "not written" in capsys.readouterr().err
+    assert not (tmp_path / "scorer-int8.onnx").exists()
+    assert export_cli([*base, "--int8-min-agreement", "0"]) == 0
+    int8 = OnnxModel(tmp_path / "scorer-int8.onnx", SCORER, ["CPUExecutionProvider"])
+    fp32 = OnnxModel(tmp_path / "scorer.onnx", SCORER, ["CPUExecutionProvider"])
+    assert int8.info.extra["precision"] == "int8"
+    assert int8.info.model_id != fp32.info.model_id and int8.info.units == fp32.info.units
+    agreement = float(int8.info.extra["int8_agreement"])
+    assert 0.0 <= agreement <= 1.0
+    assert f"{agreement:.1%}" in capsys.readouterr().out

@@ -49,7 +49,11 @@ class Run:
         return items
 
     def test_items(self, fold: Path) -> list[LabelledImage]:
-        names = json.loads((fold / "split.json").read_text())["test"]
+        return self.items_of(fold, "test")
+
+    def items_of(self, fold: Path, part: str) -> list[LabelledImage]:
+        """The labelled images of one part (train, val, test) of a fold's split."""
+        names = json.loads((fold / "split.json").read_text())[part]
         by_image = {str(item.image): item for item in self.labels()}
         return [by_image[name] for name in names if name in by_image]
 
