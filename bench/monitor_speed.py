@@ -2,7 +2,8 @@
 
 Compares, in one run on one machine: five eager PyTorch ResNet18 (the way the paper's code
 runs), five separate onnxruntime sessions, the fused five-unit graph the monitor runs (paper
-size, 224x224) and the tiny demo scorer; against the fp32 bound from a measured sgemm rate.
+size, 224x224), its int8 version, and the tiny demo scorer in fp32 and int8; against the fp32
+bound from a measured sgemm rate.
 Prints a table and writes bench/results/monitor_speed.json.
 
     .venv/bin/python bench/monitor_speed.py [--repeats 20]
@@ -28,6 +29,7 @@ from figures import publish
 from torch import nn
 
 from export.onnx_export import export_scorer
+from export.quantize import quantize_scorer
 from monitor.capture import Frame
 from monitor.config import build_config
 from monitor.csvlog import CsvLogger
@@ -133,6 +135,27 @@ def baselines(repeats: int) -> dict[str, dict[str, float]]:
                                ("five onnxruntime sessions", separate))}
 
 
+def synthetic_faces(count: int, size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([synth.draw_face(synth.random_levels(rng), rng, size) for _ in range(count)])
+
+
+def int8_scorers(fp32: dict[str, Path], cache: Path, results: dict) -> dict[str, Path]:
+    """int8 versions calibrated on synthetic faces; agreement is only meaningful for the
+    trained demo scorer (the paper-size one here has random weights: speed only)."""
+    made = {}
+    for name, path in list(fp32.items()):
+        size = OnnxModel(path, SCORER, ["CPUExecutionProvider"]).info.input_size
+        out = cache / f"int8-{path.parent.name}-{path.stem}.onnx"
+        agreement = quantize_scorer(path, out, synthetic_faces(64, size, 1),
+                                    synthetic_faces(500, size, 2), min_agreement=0.0)
+        label = f"{name.split(' (')[0]} int8"
+        made[label] = out
+        if "demo" in name:
+            results["int8_demo_level_agreement"] = round(agreement, 4)
+    return made
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
@@ -150,6 +173,7 @@ def main() -> None:
     results["sgemm_gflops"] = round(gflops, 1)
     results["fp32_bound_faces_per_s"] = round(bound, 1)
     results["throughput_faces_per_s"] = baselines(args.repeats)
+    scorers.update(int8_scorers(scorers, cache, results))
     for name, path in scorers.items():
         model = OnnxModel(path, SCORER, providers)
         results["throughput_faces_per_s"][name] = {
@@ -166,7 +190,8 @@ def main() -> None:
         results["latency_ms"][name] = {"p50": round(statistics.median(lat), 1),
                                        "p95": round(float(np.percentile(lat, 95)), 1)}
     print(f"machine: {results['machine']}; sgemm {gflops:.1f} GFLOP/s -> fp32 bound "
-          f"{bound:.1f} faces/s (five ResNet18 at 224)")
+          f"{bound:.1f} faces/s (five ResNet18 at 224); int8 demo scorer agrees with fp32 on "
+          f"{results['int8_demo_level_agreement']:.1%} of unit levels")
     print(f"{'scorer':30} {'faces/s b1':>11} {'faces/s b16':>12} {'1-frame p50':>12} "
           f"{'p95 ms':>8}")
     for name, t in results["throughput_faces_per_s"].items():

@@ -36,6 +36,7 @@ from monitor.config import (
 from monitor.csvlog import CsvLogError, CsvLogger, SideLog
 from monitor.dashboard import DashboardState, render
 from monitor.markers import MarkerError, add_marker, latest_scores
+from monitor.memory import keep_frames_out_of_the_heap
 from monitor.models import ModelError
 from monitor.pipeline import Models, Monitor, Outputs
 from monitor.records import TOPIC_ALERT, TOPIC_SCORE, SequenceTracker
@@ -75,6 +76,7 @@ USER_ERRORS = (ConfigError, ModelError, BusError, CsvLogError, UsageError, Marke
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    keep_frames_out_of_the_heap()
     try:
         return int(args.func(args))
     except USER_ERRORS as exc:

@@ -63,3 +63,10 @@ def test_weights_from_a_local_file(tmp_path: Path) -> None:
     torch.save({"something": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="not a torchvision ResNet18 state dict"):
         load_imagenet_weights(str(tmp_path / "other.pth"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_frame_buffers_are_kept_out_of_the_heap() -> None:
+    from monitor.memory import keep_frames_out_of_the_heap
+
+    assert keep_frames_out_of_the_heap()

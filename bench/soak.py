@@ -1,0 +1,82 @@
+"""Soak benchmark: the monitor replaying the demo scene over and over, memory and files watched.
+
+Runs the real pipeline (4 cameras, 16 mice, localizer, scorer, alerts, CSV) on the demo videos
+in a loop for `--minutes`, as fast as it goes, one Monitor per pass with the models loaded
+once, and samples resident memory and open file descriptors every `--every` seconds. Both must
+stay flat: the report gives the first, last and highest values and the growth over the second
+half of the run.
+
+    .venv/bin/python bench/soak.py --minutes 10      # hours: --minutes 240
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from figures import publish
+
+from monitor.config import build_config
+from monitor.csvlog import CsvLogger
+from monitor.memory import keep_frames_out_of_the_heap
+from monitor.pipeline import Models, Monitor, Outputs
+from train.demo import build_demo
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
+    args = parser.parse_args()
+    keep_frames_out_of_the_heap()  # as mgs-monitor's main() does
+    demo = build_demo()
+    folder = Path(tempfile.mkdtemp())
+    config = build_config({**demo.config(), "bus": {"enabled": False},
+                           "sampling": {"every_s": 1.0, "burst": 1}})
+    models = Models.load(config)
+    samples: list[tuple[float, float, int]] = []
+    started = time.monotonic()
+    deadline = started + args.minutes * 60
+    passes = records = 0
+    next_sample = started
+    while time.monotonic() < deadline:
+        outputs = Outputs(csv=CsvLogger(folder / f"pass{passes % 2}.csv"))
+        monitor = Monitor(config, models, outputs, realtime=False, replay=True)
+        monitor.start()
+        while not monitor.wait(1.0):
+            if time.monotonic() >= next_sample:
+                samples.append((time.monotonic() - started, rss_mb(), open_files()))
+                next_sample += args.every
+        records += monitor.records
+        passes += 1
+        (folder / f"pass{passes % 2}.csv").unlink(missing_ok=True)
+    half = [s for s in samples if s[0] >= samples[-1][0] / 2]
+    results = {
+        "minutes": args.minutes, "passes": passes, "records": records,
+        "records_per_s": round(records / (time.monotonic() - started), 1),
+        "rss_mb": {"first": round(samples[0][1], 1), "last": round(samples[-1][1], 1),
+                   "max": round(max(s[1] for s in samples), 1),
+                   "second_half_growth": round(half[-1][1] - half[0][1], 1)},
+        "open_files": {"first": samples[0][2], "last": samples[-1][2],
+                       "max": max(s[2] for s in samples)},
+        "samples": [[round(t), round(m, 1), f] for t, m, f in samples],
+    }
+    publish("soak", results, hidden=("samples",))
+
+
+if __name__ == "__main__":
+    main()
