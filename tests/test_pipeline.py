@@ -191,18 +191,26 @@ def wait_rows(path: Path, count: int, seconds: float = 30) -> None:
     raise AssertionError(f"{path} never reached {count} rows")
 
 
+def monitor_with_logger(demo: DemoBuild, endpoint: str, local: Path, logged: Path,
+                        realtime: bool) -> tuple[Monitor, subprocess.Popen[str]]:
+    """A started replay publishing to a `mgs-monitor log` process that is already listening."""
+    publisher = Publisher(endpoint)  # bound first: the logger's subscription arrives
+    logger = start_logger(endpoint, logged)
+    wait_rows(logged, 0)
+    time.sleep(1.0)  # ... before the first record is published
+    config = build_config({**demo.config(), "bus": {"endpoint": endpoint}})
+    monitor = Monitor(config, Models.load(config),
+                      Outputs(csv=CsvLogger(local), publisher=publisher),
+                      realtime=realtime, replay=True)
+    monitor.start()
+    return monitor, logger
+
+
 def test_records_reach_a_zeromq_logger(demo_small: DemoBuild, tmp_path: Path,
                                        free_endpoint: str) -> None:
     logged, local = tmp_path / "logged.csv", tmp_path / "local.csv"
-    publisher = Publisher(free_endpoint)  # bound first: the logger's subscription arrives
-    logger = start_logger(free_endpoint, logged)
-    wait_rows(logged, 0)
-    time.sleep(1.0)  # ... before the first record is published
-    config = build_config({**demo_small.config(), "bus": {"endpoint": free_endpoint}})
-    monitor = Monitor(config, Models.load(config),
-                      Outputs(csv=CsvLogger(local), publisher=publisher),
-                      realtime=False, replay=True)
-    monitor.start()
+    monitor, logger = monitor_with_logger(demo_small, free_endpoint, local, logged,
+                                          realtime=False)
     assert monitor.wait(30)
     time.sleep(1.0)
     logger.send_signal(signal.SIGINT)
@@ -307,15 +315,8 @@ def test_alerts_are_logged_and_rules_reload_without_losing_state(demo_small: Dem
 def test_logger_killed_and_restarted_writes_the_exact_gap(demo_small: DemoBuild, tmp_path: Path,
                                                           free_endpoint: str) -> None:
     logged, local = tmp_path / "logged.csv", tmp_path / "local.csv"
-    publisher = Publisher(free_endpoint)  # bound first: the logger's subscription arrives
-    logger = start_logger(free_endpoint, logged)
-    wait_rows(logged, 0)
-    time.sleep(1.0)  # ... before the first record is published
-    config = build_config({**demo_small.config(), "bus": {"endpoint": free_endpoint}})
-    monitor = Monitor(config, Models.load(config),
-                      Outputs(csv=CsvLogger(local), publisher=publisher),
-                      realtime=True, replay=True)
-    monitor.start()
+    monitor, logger = monitor_with_logger(demo_small, free_endpoint, local, logged,
+                                          realtime=True)
     wait_rows(logged, 8)
     logger.send_signal(signal.SIGKILL)
     logger.wait(10)
