@@ -171,8 +171,10 @@ class Outputs:
         if error == self._csv_error:
             return
         self._csv_error = error
+        lost = (f"{self.csv.dropped} records lost when the backlog overflowed"
+                if self.csv.dropped else "nothing lost")
         self.notice(f"{error}; {self.csv.backlog} records held in memory, scoring goes on"
-                    if error else f"{self.csv.path}: writing resumed, nothing lost")
+                    if error else f"{self.csv.path}: writing resumed, {lost}")
 
     def camera(self, report: CameraReport) -> None:
         if self.publisher:
