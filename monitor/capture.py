@@ -64,7 +64,6 @@ class CameraStats:
 
     state: str = "connecting"
     frames_read: int = 0
-    frames_dropped: int = 0
     reconnects: int = 0
     last_frame_time: float | None = None
     error: str = ""
@@ -332,7 +331,6 @@ class CaptureWorker(threading.Thread):
 
     def _put(self, frame: Frame) -> None:
         self.frames.put(frame, self.wait_when_full, self.stop)
-        self.stats.frames_dropped = self.frames.dropped.get(self.camera, 0)
 
     def _set_state(self, state: str, error: str = "") -> None:
         self.stats.state = state
