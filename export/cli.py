@@ -14,8 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from export.half import halve_scorer
 from export.onnx_export import ExportError, export_localizer, export_scorer
 from export.quantize import MIN_AGREEMENT, quantize_scorer
 from monitor.units import UNITS
@@ -45,6 +47,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "training crops)")
     parser.add_argument("--int8-min-agreement", type=float, default=MIN_AGREEMENT,
                         help="refuse the int8 scorer below this level agreement with fp32")
+    parser.add_argument("--fp16", action="store_true",
+                        help="also write scorer-fp16.onnx, for GPUs (CUDA tensor cores); on the "
+                        "CPU fp16 is not faster than fp32")
+    parser.add_argument("--fp16-min-agreement", type=float, default=MIN_AGREEMENT,
+                        help="refuse the fp16 scorer below this level agreement with fp32")
     parser.add_argument("--kind", choices=("trained", "demo"), default="trained",
                         help="'demo' for models trained on synthetic faces")
     return parser
@@ -82,17 +89,34 @@ def export_run(args: argparse.Namespace) -> Path:
           f"{len(crops)} held-out crops")
     if args.int8:
         export_int8(run, fold, path, scorer.input_size, args.int8_min_agreement)
+    if args.fp16:
+        export_fp16(run, fold, path, scorer.input_size, args.fp16_min_agreement)
     return path
 
 
 def export_int8(run: Run, fold: Path, fp32: Path, size: int, min_agreement: float) -> Path:
     calibration = crops_of(run.items_of(fold, "train")[:CALIBRATION_CROPS], size)
-    held_out = crops_of((run.test_items(fold) or run.labels())[:CALIBRATION_CROPS], size)
+    held_out = held_out_crops(run, fold, size)
     out = fp32.with_name("scorer-int8.onnx")
     agreement = quantize_scorer(fp32, out, calibration, held_out, min_agreement)
     print(f"{out}: int8 scorer, unit levels agree with fp32 on {agreement:.1%} of "
           f"{len(held_out)} held-out crops")
     return out
+
+
+def export_fp16(run: Run, fold: Path, fp32: Path, size: int, min_agreement: float) -> Path:
+    held_out = held_out_crops(run, fold, size)
+    out = fp32.with_name("scorer-fp16.onnx")
+    agreement = halve_scorer(fp32, out, held_out, min_agreement)
+    print(f"{out}: fp16 scorer (for GPUs), unit levels agree with fp32 on {agreement:.1%} of "
+          f"{len(held_out)} held-out crops")
+    return out
+
+
+def held_out_crops(run: Run, fold: Path, size: int) -> np.ndarray:
+    """The fold's test crops (all labelled crops when it has none) that reduced scorers are
+    checked on against fp32."""
+    return crops_of((run.test_items(fold) or run.labels())[:CALIBRATION_CROPS], size)
 
 
 def export_trained_localizer(args: argparse.Namespace) -> Path:

@@ -120,6 +120,24 @@ def check_parity(module: torch.nn.Module, onnx_bytes: bytes, images: np.ndarray)
     return worst
 
 
+def write_variant(model: onnx.ModelProto, fp32: Path, out: Path, **changes: str) -> Path:
+    """Save a converted scorer (int8, fp16) with fp32's metadata plus `changes` and its own id.
+
+    The id hashes the converted graph, so the monitor's records tell the variants apart; the
+    file appears atomically, like every model this package writes.
+    """
+    meta = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
+    meta.update(changes)
+    meta["model_id"] = hashlib.sha256(model.SerializeToString()).hexdigest()[:12]
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, meta)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(out)
+    return out
+
+
 def _model_id(graph: onnx.ModelProto, meta: dict[str, str]) -> str:
     digest = hashlib.sha256(graph.SerializeToString())
     digest.update(json.dumps(meta, sort_keys=True).encode())

@@ -8,7 +8,6 @@ least `min_agreement` of the time; its metadata is the fp32 file's plus `precisi
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from export.onnx_export import ExportError
+from export.onnx_export import ExportError, write_variant
 
 MIN_AGREEMENT = 0.98
 
@@ -51,15 +50,7 @@ def quantize_scorer(fp32: Path, out: Path, calibration: np.ndarray, held_out: np
             raise ExportError(f"int8 scorer agrees with fp32 on {agreement:.1%} of unit levels "
                               f"(< {min_agreement:.0%}); not written")
         model = onnx.load(str(raw))
-    meta = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
-    meta.update(precision="int8", int8_agreement=f"{agreement:.4f}")
-    meta["model_id"] = hashlib.sha256(model.SerializeToString()).hexdigest()[:12]
-    del model.metadata_props[:]
-    onnx.helper.set_model_props(model, meta)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(out.suffix + ".tmp")
-    onnx.save(model, str(tmp_out))
-    tmp_out.replace(out)
+    write_variant(model, fp32, out, precision="int8", int8_agreement=f"{agreement:.4f}")
     return agreement
 
 

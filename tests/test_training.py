@@ -185,3 +185,15 @@ def test_int8_scorer_is_gated_on_agreement(run: Path, tmp_path: Path,
     agreement = float(int8.info.extra["int8_agreement"])
     assert 0.0 <= agreement <= 1.0
     assert f"{agreement:.1%}" in capsys.readouterr().out
+
+
+def test_fp16_scorer_is_written_next_to_fp32(run: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--run", str(run), "--out", str(tmp_path), "--fp16"]
+    assert export_cli([*base, "--fp16-min-agreement", "1.01"]) == 2  # cannot be met
+    assert "fp16 scorer agrees with fp32" in capsys.readouterr().err
+    assert not (tmp_path / "scorer-fp16.onnx").exists()
+    assert export_cli(base) == 0
+    fp16 = OnnxModel(tmp_path / "scorer-fp16.onnx", SCORER, ["CPUExecutionProvider"])
+    assert fp16.info.extra["precision"] == "fp16"
+    assert f"{float(fp16.info.extra['fp16_agreement']):.1%}" in capsys.readouterr().out
