@@ -97,7 +97,8 @@ class Models(Strict):
     localizer: Path = Field(description="Face localizer ONNX file (mgs-export).")
     providers: list[str] = Field(
         ["CUDAExecutionProvider", "CPUExecutionProvider"],
-        description="onnxruntime providers in order of preference; missing ones are skipped.",
+        description="onnxruntime providers in order of preference; missing ones are skipped. "
+        "TensorrtExecutionProvider is used only when listed here (put it first).",
     )
     threads: int = Field(0, ge=0, description="Intra-op threads; 0 = one per CPU core.")
 

@@ -21,6 +21,8 @@ from monitor.units import LEVELS, UNITS
 FORMAT_VERSION = "1"
 SCORER = "scorer"
 LOCALIZER = "localizer"
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+ProviderEntry = tuple[str, dict[str, Any]]
 
 
 class ModelError(ValueError):
@@ -46,20 +48,41 @@ class ModelInfo:
 
 
 class OnnxModel:
-    """An onnxruntime session over a validated model file, warmed up and ready."""
+    """An onnxruntime session over a validated model file, warmed up and ready.
 
-    def __init__(self, path: Path, role: str, providers: list[str], threads: int = 0) -> None:
+    `bind` runs through IO binding; None = when the session's first provider is a GPU one.
+    """
+
+    def __init__(self, path: Path, role: str, providers: list[str], threads: int = 0,
+                 bind: bool | None = None) -> None:
         self.session = _open_session(path, providers, threads)
         self.info = _read_info(path, role, self.session)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = self.session.get_providers()
+        on_gpu = self.providers[0] in GPU_PROVIDERS
+        self.bind = on_gpu if bind is None else bind
+        self.device = "cuda" if on_gpu else "cpu"
         self.run(np.zeros((1, self.info.input_size, self.info.input_size, 3), np.uint8))
 
     def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Run a uint8 [N, S, S, 3] RGB batch; returns the outputs by name."""
+        if self.bind:
+            return self._run_bound(images)
         outputs = self.session.run(self.output_names, {self.input_name: images})
         return dict(zip(self.output_names, outputs, strict=True))
+
+    def _run_bound(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        # Outputs are bound to the device, so they stay there until the one copy at the end and
+        # onnxruntime takes them from its device arena instead of allocating host buffers and
+        # copying each output back inside every run. The binding is made per call: a binding
+        # reused across calls would reuse last call's outputs, whose batch size may differ.
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.input_name, images)
+        for name in self.output_names:
+            binding.bind_output(name, self.device)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self.output_names, binding.copy_outputs_to_cpu(), strict=True))
 
 
 def available_providers(wanted: list[str]) -> list[str]:
@@ -69,6 +92,29 @@ def available_providers(wanted: list[str]) -> list[str]:
     return [*chosen, "CPUExecutionProvider"]
 
 
+def provider_entries(names: list[str]) -> list[ProviderEntry]:
+    """(name, options) for each chosen provider, as InferenceSession takes them."""
+    return [(name, _provider_options(name)) for name in names]
+
+
+def _provider_options(name: str) -> dict[str, Any]:
+    if name == "TensorrtExecutionProvider":
+        # TensorRT takes minutes to build an engine; the cache makes every later start fast.
+        return {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(tensorrt_cache())}
+    if name == "CUDAExecutionProvider":
+        # EXHAUSTIVE (the default) benchmarks cuDNN's algorithms for every new input shape,
+        # seconds each time, and the monitor's batch size varies with the faces found.
+        return {"cudnn_conv_algo_search": "HEURISTIC"}
+    return {}
+
+
+def tensorrt_cache() -> Path:
+    """Where TensorRT engines are kept between starts: $XDG_CACHE_HOME/mgs-monitor/tensorrt."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mgs-monitor" / "tensorrt"
+
+
 def _open_session(path: Path, providers: list[str], threads: int) -> ort.InferenceSession:
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
@@ -76,10 +122,11 @@ def _open_session(path: Path, providers: list[str], threads: int) -> ort.Inferen
     options.intra_op_num_threads = threads or (os.cpu_count() or 1)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    entries = provider_entries(available_providers(providers))
+    if any(name == "TensorrtExecutionProvider" for name, _ in entries):
+        tensorrt_cache().mkdir(parents=True, exist_ok=True)
     try:
-        return ort.InferenceSession(
-            str(path), sess_options=options, providers=available_providers(providers)
-        )
+        return ort.InferenceSession(str(path), sess_options=options, providers=entries)
     except Exception as exc:  # onnxruntime raises several private exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a loadable ONNX model ({first[:200]})") from exc

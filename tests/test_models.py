@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from export.onnx_export import ExportError, export_scorer
-from monitor.models import LOCALIZER, SCORER, ModelError, OnnxModel
+from monitor.models import (
+    LOCALIZER,
+    SCORER,
+    ModelError,
+    OnnxModel,
+    provider_entries,
+    tensorrt_cache,
+)
 from monitor.units import UNITS
 from train.models import UnitScorer
 
@@ -116,3 +123,37 @@ def test_export_parity_and_metadata(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.run(images)["probs"], want, atol=1e-4)
     shutil.copy(path, tmp_path / "copy.onnx")
     assert load(tmp_path / "copy.onnx").info.model_id == loaded.info.model_id
+
+
+@pytest.mark.parametrize(("role", "name"), [(SCORER, "scorer.onnx"),
+                                            (LOCALIZER, "localizer.onnx")])
+def test_io_binding_gives_the_plain_run_outputs(random_models: Path, role: str, name: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = OnnxModel(random_models / name, role, CPU, threads=1)
+    bound = OnnxModel(random_models / name, role, CPU, threads=1, bind=True)
+    assert not plain.bind and bound.bind and bound.device == "cpu"
+    monkeypatch.setattr(bound.session, "run", None)  # the bound model must not take this path
+    for n in (3, 1):  # a new batch size must not trip over the last call's outputs
+        images = np.random.default_rng(n).integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
+        want, got = plain.run(images), bound.run(images)
+        assert got.keys() == want.keys()
+        for key in want:
+            assert got[key].dtype == want[key].dtype
+            np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_provider_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    names = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert provider_entries(names) == [
+        ("TensorrtExecutionProvider", {
+            "trt_fp16_enable": True, "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(tmp_path / "mgs-monitor" / "tensorrt")}),
+        ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}),
+        ("CPUExecutionProvider", {}),
+    ]
+    assert provider_entries(["CPUExecutionProvider"]) == [("CPUExecutionProvider", {})]
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert tensorrt_cache() == tmp_path / "home" / ".cache" / "mgs-monitor" / "tensorrt"
+    assert not (tmp_path / "mgs-monitor").exists()  # made only when TensorRT is used
