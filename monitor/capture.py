@@ -173,9 +173,11 @@ class ImageSequence:
 
 
 def frame_sharpness(image: np.ndarray) -> float:
-    """Variance of the Laplacian on a small grey copy: cheap, and higher means sharper."""
-    small = cv2.resize(image, (320, max(1, image.shape[0] * 320 // image.shape[1])),
-                       interpolation=cv2.INTER_AREA)
+    """Variance of the Laplacian on every k-th pixel (~320 wide): higher means sharper. Only
+    compared within a burst; the strided view ranks a frame above its blurred copies as well
+    as an averaged copy does, at a fifth of the cost (bench/resize.py)."""
+    step = max(1, image.shape[1] // 320)
+    small = np.ascontiguousarray(image[::step, ::step])
     grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
     return float(cv2.Laplacian(grey, cv2.CV_32F).var())
 

@@ -15,6 +15,7 @@ from monitor.config import Cubicle, Faces
 from monitor.models import OnnxModel
 
 QUALITY_SIZE = 96  # face crops are judged for blur at one fixed size, whatever the camera
+PRESHRINK = 4  # cubicles are shrunk bilinearly to this many times the localizer's input first
 
 
 @dataclass
@@ -35,6 +36,20 @@ def cubicle_pixels(shape: tuple[int, ...], cubicle: Cubicle) -> tuple[int, int, 
     x0, y0 = round(x * width), round(y * height)
     x1, y1 = min(width, round((x + w) * width)), min(height, round((y + h) * height))
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+
+def localizer_view(region: np.ndarray, size: int) -> np.ndarray:
+    """A cubicle region as the localizer sees it, in training and in the monitor alike.
+
+    Shrinking ~10x by pixel averaging (INTER_AREA) at a non-integer factor is slow; a bilinear
+    step to 4x the size first and then averaging is 4x cheaper and keeps the localizer's
+    decisions (bench/resize.py: 100% same visibility, box IoU 0.98 against AREA alone), while
+    bilinear alone aliases (94%, IoU 0.71)."""
+    height, width = region.shape[:2]
+    if min(height, width) > PRESHRINK * size:
+        region = cv2.resize(region, (PRESHRINK * size, PRESHRINK * size),
+                            interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def face_crop(region: np.ndarray, box: np.ndarray, margin: float, size: int) -> np.ndarray:
@@ -66,11 +81,13 @@ class FaceFinder:
         self.input_size = localizer.info.input_size
 
     def find(self, regions: list[np.ndarray]) -> list[FaceResult]:
-        """One result per RGB cubicle region, in order."""
+        """One result per BGR cubicle region (as OpenCV decodes it), in order; crops are RGB.
+
+        Only the small localizer inputs and face crops are turned to RGB, never whole frames:
+        a batch of many 1080p frames would otherwise hold a converted copy of each."""
         if not regions:
             return []
-        size = (self.input_size, self.input_size)
-        batch = np.stack([cv2.resize(r, size, interpolation=cv2.INTER_AREA) for r in regions])
+        batch = np.stack([_rgb(localizer_view(r, self.input_size)) for r in regions])
         out = self.localizer.run(batch)
         return [self._judge(region, box, float(score))
                 for region, box, score in zip(regions, out["box"], out["score"], strict=True)]
@@ -79,8 +96,12 @@ class FaceFinder:
         box_t = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
         if score < self.faces.min_score:
             return FaceResult("no_face", box_t, score, float("nan"))
-        crop = face_crop(region, box, self.faces.margin, self.crop_size)
+        crop = _rgb(face_crop(region, box, self.faces.margin, self.crop_size))
         sharpness = crop_sharpness(crop)
         if sharpness < self.faces.min_sharpness:
             return FaceResult("low_quality", box_t, score, sharpness)
         return FaceResult("scored", box_t, score, sharpness, crop)
+
+
+def _rgb(bgr: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from monitor.alerts import AlertEngine, AlertEvent, HookRunner
@@ -69,10 +68,9 @@ class Analyzer:
         for frame in frames:
             if frame.image is None:
                 continue
-            rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
             for index, cubicle in enumerate(self._camera(frame).cubicle_list()):
-                x0, y0, x1, y1 = cubicle_pixels(rgb.shape, cubicle)
-                regions.append(rgb[y0:y1, x0:x1])
+                x0, y0, x1, y1 = cubicle_pixels(frame.image.shape, cubicle)
+                regions.append(frame.image[y0:y1, x0:x1])
                 slots.append((frame, index))
         faces = self.finder.find(regions)
         crops = [f.crop for f in faces if f.crop is not None]

@@ -31,7 +31,9 @@ def summarize(probs: np.ndarray) -> UnitScores:
 class Scorer:
     """All face crops due at once (across cameras) go through the scorer as one batch."""
 
-    def __init__(self, model: OnnxModel, max_batch: int = 64) -> None:
+    # Batches of 16 already run at the fused scorer's full rate (bench/monitor_speed.py);
+    # larger ones only grow onnxruntime's memory arena (~0.7 GB more at 64 for ResNet18 x5).
+    def __init__(self, model: OnnxModel, max_batch: int = 16) -> None:
         self.model = model
         self.max_batch = max_batch
 

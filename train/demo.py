@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from export.onnx_export import export_localizer, export_scorer
 from monitor.config import Faces
-from monitor.faces import face_crop
+from monitor.faces import face_crop, localizer_view
 from monitor.units import UNITS
 from train import synth
 from train.fit import LocalizerData, UnitData, fit_localizer, fit_units
@@ -46,6 +46,7 @@ class DemoSpec:
     seconds: float = 240.0
     every_s: float = 4.0
     seed: int = 7
+    build: int = 2  # raise when a build would come out different (e.g. how cubicles are resized)
 
     @classmethod
     def small(cls) -> DemoSpec:
@@ -149,12 +150,11 @@ def localizer_data(rng: np.random.Generator, count: int, spec: DemoSpec,
                    tick: Any = None) -> LocalizerData:
     """Cubicle views resized exactly as the monitor resizes them; 35% show no face, as
     turned-away mice are the negatives the localizer most easily gets wrong."""
-    size = (spec.localizer_size, spec.localizer_size)
     images, boxes, present = [], [], []
     for _ in range(count):
         image, box = camera_view(synth.random_levels(rng) if rng.random() < 0.65 else None,
                                  rng, spec)
-        images.append(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+        images.append(localizer_view(image, spec.localizer_size))
         boxes.append(box or (0.0, 0.0, 0.0, 0.0))
         present.append(1.0 if box else 0.0)
         if tick:
@@ -185,8 +185,7 @@ def unit_data(rng: np.random.Generator, count: int, spec: DemoSpec,
 
 @torch.no_grad()
 def _predicted_boxes(localizer: FaceLocalizer, images: list[np.ndarray]) -> np.ndarray:
-    size = (localizer.input_size, localizer.input_size)
-    batch = np.stack([cv2.resize(i, size, interpolation=cv2.INTER_AREA) for i in images])
+    batch = np.stack([localizer_view(i, localizer.input_size) for i in images])
     box_logits, _ = localizer.eval()(torch.from_numpy(batch))
     return torch.sigmoid(box_logits).numpy()
 

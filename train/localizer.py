@@ -15,11 +15,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from rich.progress import Progress
 
+from monitor.faces import localizer_view
 from train.command import run_command
 from train.fit import LocalizerData, fit_localizer
 from train.labels import (
@@ -90,13 +90,13 @@ def localizer_views(items: list[LabelledImage], size: int, views: int,
         height, width = image.shape[:2]
         for _ in range(views):
             (x0, y0, x1, y1), box = face_window(width, height, item.box, rng)
-            images.append(_resized(image[y0:y1, x0:x1], size))
+            images.append(localizer_view(image[y0:y1, x0:x1], size))
             boxes.append(box)
             present.append(1.0)
         empty = empty_window(width, height, item.box)
         if empty is not None:
             x0, y0, x1, y1 = empty
-            images.append(_resized(image[y0:y1, x0:x1], size))
+            images.append(localizer_view(image[y0:y1, x0:x1], size))
             boxes.append((0.0, 0.0, 0.0, 0.0))
             present.append(0.0)
     if not images:
@@ -104,10 +104,6 @@ def localizer_views(items: list[LabelledImage], size: int, views: int,
                          "--boxes JSON or a YOLO folder")
     return LocalizerData(np.stack(images), np.asarray(boxes, np.float32),
                          np.asarray(present, np.float32))
-
-
-def _resized(region: np.ndarray, size: int) -> np.ndarray:
-    return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
