@@ -455,6 +455,8 @@ def run_monitor(config: MonitorConfig, args: argparse.Namespace, *, realtime: bo
     if models.is_demo:
         console.print("[bold yellow]DEMO models (trained on synthetic faces): "
                       "not a real pain model[/]")
+    if models.mismatch():
+        console.print(f"[yellow]{models.mismatch()}[/]")
     show = not args.no_dashboard and console.is_terminal
     _watch(monitor, state, console, show, replay)
     if monitor.error is not None:
@@ -541,7 +543,8 @@ def _title(config: MonitorConfig, models: Models, replay: bool) -> str:
     mice = sum(len(c.cubicle_list()) for c in config.cameras)
     what = "replay" if replay else "live"
     provider = models.scorer.providers[0].replace("ExecutionProvider", "")
-    return f"mgs-monitor {what} — {len(config.cameras)} cameras, {mice} mice, {provider}"
+    return (f"mgs-monitor {what} — {len(config.cameras)} cameras, {mice} mice, {provider} "
+            f"{models.precision}")
 
 
 @contextmanager

@@ -49,6 +49,17 @@ class Models:
     def is_demo(self) -> bool:
         return self.scorer.info.is_demo or self.localizer.info.is_demo
 
+    @property
+    def precision(self) -> str:
+        return self.scorer.info.extra.get("precision", "fp32")
+
+    def mismatch(self) -> str:
+        """A line for the user when the scorer file does not suit the device it runs on."""
+        if self.precision == "fp16" and self.scorer.providers[0] == "CPUExecutionProvider":
+            return ("fp16 scorer running on the CPU: slower than the fp32 file, which is the "
+                    "one to use without a GPU")
+        return ""
+
 
 class Analyzer:
     """Frames in, one record per cubicle out: localize all cubicles, score all faces at once."""

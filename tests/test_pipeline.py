@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from export.half import halve_scorer
 from monitor.bus import Publisher
 from monitor.cli import main
 from monitor.config import build_config, load_config
@@ -69,6 +71,21 @@ def test_replay_writes_a_row_for_every_mouse_and_sample(demo_small: DemoBuild,
             sum(lv * float(row[f"p_{u}_{lv}"]) for u in UNITS for lv in range(3)), abs=1e-2)
     assert {r["model_kind"] for r in rows} == {"demo"}
     assert {r["status"] for r in rows} <= {"scored", "no_face", "low_quality"}
+
+
+def test_fp16_scorer_on_the_cpu_runs_and_says_it_is_the_slow_choice(
+        demo_small: DemoBuild, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    models = tmp_path / "models"
+    size = demo_small.spec.scorer_size
+    halve_scorer(demo_small.folder / "scorer.onnx", models / "scorer.onnx",
+                 np.zeros((2, size, size, 3), np.uint8), min_agreement=0.0)
+    shutil.copy(demo_small.folder / "localizer.onnx", models / "localizer.onnx")
+    out = tmp_path / "scores.csv"
+    args = replay_args(demo_small, out)
+    args[args.index("--models") + 1] = str(models)
+    assert main(args) == 0
+    assert "fp16 scorer running on the CPU" in capsys.readouterr().err
+    assert any(r["status"] == "scored" for r in read_rows(out))
 
 
 def test_unreadable_video_is_one_line_error(tmp_path: Path, demo_small: DemoBuild,
