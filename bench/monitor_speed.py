@@ -3,10 +3,12 @@
 Compares, in one run on one machine: five eager PyTorch ResNet18 (the way the paper's code
 runs), five separate onnxruntime sessions, the fused five-unit graph the monitor runs (paper
 size, 224x224), its int8 version, and the tiny demo scorer in fp32 and int8; against the fp32
-bound from a measured sgemm rate.
+bound from this CPU's measured multiply-add rate. Latency is timed for one camera's frame and
+for four cameras due at once (one batch of 16 faces).
 Prints a table and writes bench/results/monitor_speed.json.
 
     .venv/bin/python bench/monitor_speed.py [--repeats 20]
+    .venv/bin/python bench/monitor_speed.py --gpu      # with onnxruntime-gpu and a GPU
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -26,8 +29,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from figures import publish
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from export.half import halve_scorer
 from export.onnx_export import export_scorer
 from export.quantize import quantize_scorer
 from monitor.capture import Frame
@@ -36,7 +41,7 @@ from monitor.csvlog import CsvLogger
 from monitor.models import SCORER, OnnxModel
 from monitor.pipeline import Analyzer, Models, Outputs
 from train import synth
-from train.demo import build_demo
+from train.demo import DemoBuild, build_demo
 from train.models import Preprocess, UnitScorer, unit_classifier
 
 RESNET18_GFLOP = 3.64  # one forward pass at 224x224 (1.82 G multiply-adds)
@@ -62,64 +67,98 @@ def paper_scorer(folder: Path) -> Path:
     return path
 
 
-def frame_latency_ms(config_raw: dict, frame_bgr: np.ndarray, repeats: int,
+def frame_latency_ms(config_raw: dict, frame_bgr: np.ndarray, cameras: int, repeats: int,
                      csv: Path) -> list[float]:
-    """Capture timestamp -> record flushed to the CSV, for one frame, through the real Analyzer."""
-    config = build_config(config_raw)
+    """Capture timestamp -> every record flushed to the CSV, for one frame from each of
+    `cameras` cameras due at the same moment, through the real Analyzer (one batch)."""
+    config = build_config({**config_raw, "cameras": config_raw["cameras"][:cameras]})
     analyzer = Analyzer(config, Models.load(config))
     outputs = Outputs(csv=CsvLogger(csv))
-    camera = config.cameras[0].name
     latencies = []
     for i in range(repeats + 1):
-        frame = Frame(camera, frame_bgr, time.time(), time.monotonic(), float(i), i)
-        outputs.scores(analyzer.process([frame]))
-        latencies.append((time.monotonic() - frame.mono_time) * 1000.0)
+        due = time.monotonic()
+        frames = [Frame(c.name, frame_bgr, time.time(), due, float(i), i)
+                  for c in config.cameras]
+        outputs.scores(analyzer.process(frames))
+        latencies.append((time.monotonic() - due) * 1000.0)
     outputs.close()
     return latencies[1:]  # the first call pays one-off allocations
 
 
-def fp32_bound_faces_per_s(size: int = 2048, repeats: int = 10) -> tuple[float, float]:
-    """Measured sgemm GFLOP/s and the faces/s it allows for five ResNet18 at 224x224."""
-    a, b = torch.rand(size, size), torch.rand(size, size)
-    torch.mm(a, b)
+def dense_gflops(repeats: int = 10) -> dict[str, float]:
+    """fp32 multiply-add rate of this CPU through onnxruntime's own kernels (MLAS): a square
+    sgemm and the 3x3 convolution ResNet18 is made of (MLAS's NCHWc convolution kernels run
+    nearer the hardware peak than its sgemm does, so the better of the two is the bound)."""
+    size, channels, side, batch = 2048, 256, 14, 16
+    sgemm = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [size, size]) for n in "ab"],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])])
+    weights = np.random.default_rng(0).random((channels, channels, 3, 3), np.float32)
+    conv = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "conv3x3",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, channels, side, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, channels, side, side])],
+        [numpy_helper.from_array(weights, "w")])
+    square = np.random.default_rng(1).random((size, size), np.float32)
+    image = np.random.default_rng(2).random((batch, channels, side, side), np.float32)
+    cases = {"sgemm 2048": (sgemm, {"a": square, "b": square}, 2 * size**3),
+             "conv3x3 256ch": (conv, {"x": image}, 2 * channels**2 * 9 * side**2 * batch)}
+    rates = {}
+    for name, (graph, feeds, flop) in cases.items():
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        session = ort.InferenceSession(model.SerializeToString(), _cpu_options(),
+                                       providers=["CPUExecutionProvider"])
+        seconds = _seconds(partial(session.run, None, feeds), repeats)
+        rates[name] = round(flop * repeats / seconds / 1e9, 1)
+    return rates
+
+
+def _cpu_options() -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    return options
+
+
+def _seconds(call: Callable[[], object], repeats: int) -> float:
+    """Wall time of `repeats` calls after one warm-up call."""
+    call()
     start = time.perf_counter()
     for _ in range(repeats):
-        torch.mm(a, b)
-    gflops = 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
-    return gflops, gflops / (5 * RESNET18_GFLOP)
+        call()
+    return time.perf_counter() - start
 
 
 def timed(run: Callable[[np.ndarray], object], batch: int, repeats: int,
           size: int = 224) -> float:
     """Faces per second of `run` on random uint8 batches, after one warm-up call."""
     images = np.random.default_rng(0).integers(0, 255, (batch, size, size, 3), dtype=np.uint8)
-    run(images)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        run(images)
-    return round(batch * repeats / (time.perf_counter() - start), 1)
+    return round(batch * repeats / _seconds(lambda: run(images), repeats), 1)
 
 
-def baselines(repeats: int) -> dict[str, dict[str, float]]:
-    """The paper's way (five eager PyTorch models) and five separate onnxruntime sessions."""
+def baselines(repeats: int, providers: list[str]) -> dict[str, dict[str, float]]:
+    """The paper's way (five eager PyTorch models, on the GPU when one is used) and five
+    separate onnxruntime sessions."""
     torch.manual_seed(0)
-    units = [nn.Sequential(Preprocess(), unit_classifier("resnet18")).eval() for _ in range(5)]
+    device = "cuda" if providers[0] != "CPUExecutionProvider" else "cpu"
+    units = [nn.Sequential(Preprocess(), unit_classifier("resnet18")).eval().to(device)
+             for _ in range(5)]
 
     @torch.no_grad()
     def eager(images: np.ndarray) -> object:
-        batch = torch.from_numpy(images)
-        return [torch.softmax(unit(batch), -1) for unit in units]
+        batch = torch.from_numpy(images).to(device)
+        return [torch.softmax(unit(batch), -1).cpu() for unit in units]  # .cpu() waits for it
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(units[0], (torch.zeros((2, 224, 224, 3), dtype=torch.uint8),),
+        program = torch.onnx.export(units[0].cpu(),
+                                    (torch.zeros((2, 224, 224, 3), dtype=torch.uint8),),
                                     dynamic_shapes={"input": {0: torch.export.Dim("N")}},
                                     dynamo=True, verbose=False)
+    units[0].to(device)
     assert program is not None
     graph = program.model_proto.SerializeToString()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
-    sessions = [ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    sessions = [ort.InferenceSession(graph, _cpu_options(), providers=providers)
                 for _ in range(5)]
     name = sessions[0].get_inputs()[0].name
 
@@ -152,49 +191,99 @@ def int8_scorers(fp32: dict[str, Path], cache: Path, results: dict) -> dict[str,
     return made
 
 
+def fp16_scorers(fp32: dict[str, Path], cache: Path) -> dict[str, Path]:
+    """Half-precision versions, for GPU runs (speed only: agreement is checked by export)."""
+    made = {}
+    for name, path in fp32.items():
+        size = OnnxModel(path, SCORER, ["CPUExecutionProvider"]).info.input_size
+        out = cache / f"fp16-{path.parent.name}-{path.stem}.onnx"
+        halve_scorer(path, out, synthetic_faces(8, size, 2), min_agreement=0.0)
+        made[f"{name.split(' (')[0]} fp16"] = out
+    return made
+
+
+def gpu_providers() -> list[str]:
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise SystemExit("--gpu: this onnxruntime has no CUDAExecutionProvider "
+                         "(pip install '.[gpu]' on a machine with an NVIDIA GPU)")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def machine(gpu: bool) -> dict[str, object]:
+    found: dict[str, object] = {"cpu": cpu_name(), "cores": os.cpu_count(),
+                                "python": platform.python_version()}
+    if gpu:
+        found["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "?"
+    return found
+
+
+def scorer_latency(scorers: dict[str, Path], demo: DemoBuild, providers: list[str],
+                   repeats: int, cache: Path) -> dict[str, dict]:
+    """p50/p95 capture->CSV latency per scorer, for one camera and for four due together."""
+    rgb, _ = synth.draw_array_frame([(1, 1, 1, 1, 1)] * 4, np.random.default_rng(1))
+    frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    latency: dict[str, dict] = {}
+    for name, path in scorers.items():
+        raw = {**demo.config(), "models": {"scorer": str(path),
+                                           "localizer": str(demo.folder / "localizer.onnx"),
+                                           "providers": providers}}
+        latency[name] = {}
+        for cameras in (1, 4):
+            lat = frame_latency_ms(raw, frame, cameras, max(5, repeats // cameras),
+                                   cache / "latency.csv")
+            latency[name][f"{cameras}cam"] = {"p50": round(statistics.median(lat), 1),
+                                              "p95": round(float(np.percentile(lat, 95)), 1)}
+    return latency
+
+
+def print_table(results: dict) -> None:
+    bound = results.get("fp32_bound_faces_per_s")
+    print(f"machine: {results['machine']}")
+    if bound:
+        print(f"fp32 multiply-add rate {results['dense_gflops']} GFLOP/s -> fp32 bound "
+              f"{bound:.1f} faces/s (five ResNet18 at 224); int8 demo scorer agrees with fp32 "
+              f"on {results['int8_demo_level_agreement']:.1%} of unit levels")
+    print(f"{'scorer':30} {'faces/s b1':>11} {'b16':>7} {'b16/bound':>10} "
+          f"{'1 cam p50/p95 ms':>17} {'4 cams p50/p95 ms':>18}")
+    for name, t in results["throughput_faces_per_s"].items():
+        paper = "224" in name or "ResNet18" in name
+        ratio = f"{t['batch16'] / bound:.2f}" if bound and paper else ""
+        lat = results["latency_ms"].get(name, {})
+        cells = [f"{lat[k]['p50']:.0f}/{lat[k]['p95']:.0f}" if k in lat else ""
+                 for k in ("1cam", "4cam")]
+        print(f"{name:30} {t['batch1']:>11} {t['batch16']:>7} {ratio:>10} {cells[0]:>17} "
+              f"{cells[1]:>18}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--gpu", action="store_true",
+                        help="CUDA provider, eager PyTorch on the GPU, fp16 instead of int8 "
+                        "(writes monitor_speed_gpu.json)")
     args = parser.parse_args()
+    providers = gpu_providers() if args.gpu else ["CPUExecutionProvider"]
     demo = build_demo()
     cache = Path(tempfile.gettempdir()) / "mgs-bench"
     cache.mkdir(exist_ok=True)
-    providers = ["CPUExecutionProvider"]
     scorers = {"resnet18x5@224 (paper)": paper_scorer(cache),
                "tiny x5@64 (demo)": demo.folder / "scorer.onnx"}
-    results: dict = {"machine": {"cpu": cpu_name(),
-                                 "cores": os.cpu_count(), "python": platform.python_version()},
-                     "throughput_faces_per_s": {}, "latency_ms": {}}
-    gflops, bound = fp32_bound_faces_per_s()
-    results["sgemm_gflops"] = round(gflops, 1)
-    results["fp32_bound_faces_per_s"] = round(bound, 1)
-    results["throughput_faces_per_s"] = baselines(args.repeats)
-    scorers.update(int8_scorers(scorers, cache, results))
+    results: dict = {"machine": machine(args.gpu), "providers": providers}
+    if not args.gpu:  # the bound is the CPU's; a GPU's would need its own measurement
+        results["dense_gflops"] = dense_gflops()
+        peak = max(results["dense_gflops"].values())
+        results["fp32_bound_faces_per_s"] = round(peak / (5 * RESNET18_GFLOP), 1)
+    results["throughput_faces_per_s"] = baselines(args.repeats, providers)
+    scorers.update(fp16_scorers(scorers, cache) if args.gpu
+                   else int8_scorers(scorers, cache, results))
     for name, path in scorers.items():
         model = OnnxModel(path, SCORER, providers)
         results["throughput_faces_per_s"][name] = {
             f"batch{b}": faces_per_second(model, b, max(2, args.repeats // b * 4))
             for b in (1, 16)}
-    rgb, _ = synth.draw_array_frame([(1, 1, 1, 1, 1)] * 4, np.random.default_rng(1))
-    frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    for name, path in scorers.items():
-        raw = {**demo.config(), "models": {"scorer": str(path),
-                                           "localizer": str(demo.folder / "localizer.onnx"),
-                                           "providers": providers}}
-        raw["cameras"] = raw["cameras"][:1]
-        lat = frame_latency_ms(raw, frame, args.repeats, cache / f"latency-{len(name)}.csv")
-        results["latency_ms"][name] = {"p50": round(statistics.median(lat), 1),
-                                       "p95": round(float(np.percentile(lat, 95)), 1)}
-    print(f"machine: {results['machine']}; sgemm {gflops:.1f} GFLOP/s -> fp32 bound "
-          f"{bound:.1f} faces/s (five ResNet18 at 224); int8 demo scorer agrees with fp32 on "
-          f"{results['int8_demo_level_agreement']:.1%} of unit levels")
-    print(f"{'scorer':30} {'faces/s b1':>11} {'faces/s b16':>12} {'1-frame p50':>12} "
-          f"{'p95 ms':>8}")
-    for name, t in results["throughput_faces_per_s"].items():
-        lat = results["latency_ms"].get(name, {"p50": "", "p95": ""})
-        print(f"{name:30} {t['batch1']:>11} {t['batch16']:>12} {lat['p50']:>12} "
-              f"{lat['p95']:>8}")
-    publish("monitor_speed", results, table=False)
+    results["latency_ms"] = scorer_latency(scorers, demo, providers, args.repeats, cache)
+    print_table(results)
+    publish("monitor_speed_gpu" if args.gpu else "monitor_speed", results, table=False)
 
 
 if __name__ == "__main__":
