@@ -37,7 +37,7 @@ from monitor.csvlog import CsvLogError, CsvLogger, SideLog
 from monitor.dashboard import DashboardState, render
 from monitor.markers import MarkerError, add_marker, latest_scores
 from monitor.memory import keep_frames_out_of_the_heap
-from monitor.models import ModelError
+from monitor.models import ModelError, runtime_conflict
 from monitor.pipeline import Models, Monitor, Outputs
 from monitor.records import TOPIC_ALERT, TOPIC_SCORE, SequenceTracker
 from monitor.report import ReportError, write_report
@@ -455,8 +455,9 @@ def run_monitor(config: MonitorConfig, args: argparse.Namespace, *, realtime: bo
     if models.is_demo:
         console.print("[bold yellow]DEMO models (trained on synthetic faces): "
                       "not a real pain model[/]")
-    if models.mismatch():
-        console.print(f"[yellow]{models.mismatch()}[/]")
+    for advice in (models.mismatch(), runtime_conflict()):
+        if advice:
+            console.print(f"[yellow]{advice}[/]")
     show = not args.no_dashboard and console.is_terminal
     _watch(monitor, state, console, show, replay)
     if monitor.error is not None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,24 @@ class OnnxModel:
             binding.bind_output(name, self.device)
         self.session.run_with_iobinding(binding)
         return dict(zip(self.output_names, binding.copy_outputs_to_cpu(), strict=True))
+
+
+def runtime_conflict(installed: Callable[[str], bool] | None = None) -> str:
+    """A line for the user when both onnxruntime builds are installed: they share one module,
+    and whichever was installed last decides whether the GPU providers exist."""
+    is_installed = installed or _distribution_installed
+    if is_installed("onnxruntime") and is_installed("onnxruntime-gpu"):
+        return ("onnxruntime and onnxruntime-gpu are both installed and the GPU may go unused: "
+                "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu")
+    return ""
+
+
+def _distribution_installed(name: str) -> bool:
+    try:
+        metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def available_providers(wanted: list[str]) -> list[str]:

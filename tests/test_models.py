@@ -15,6 +15,7 @@ from monitor.models import (
     ModelError,
     OnnxModel,
     provider_entries,
+    runtime_conflict,
     tensorrt_cache,
 )
 from monitor.units import UNITS
@@ -157,3 +158,11 @@ def test_provider_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert tensorrt_cache() == tmp_path / "home" / ".cache" / "mgs-monitor" / "tensorrt"
     assert not (tmp_path / "mgs-monitor").exists()  # made only when TensorRT is used
+
+
+def test_both_onnxruntime_builds_installed_is_named_with_the_fix() -> None:
+    both = runtime_conflict(lambda name: name in ("onnxruntime", "onnxruntime-gpu"))
+    assert "onnxruntime-gpu are both installed" in both and "pip uninstall" in both
+    assert runtime_conflict(lambda name: name == "onnxruntime") == ""
+    assert runtime_conflict(lambda name: name == "onnxruntime-gpu") == ""
+    assert runtime_conflict() == ""  # this environment has the CPU build only
