@@ -171,29 +171,18 @@ def test_same_seed_same_model(labels: Path, run: Path, tmp_path: Path) -> None:
     assert all(torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
 
 
-def test_int8_scorer_is_gated_on_agreement(run: Path, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["--run", str(run), "--out", str(tmp_path), "--int8"]
-    assert export_cli([*base, "--int8-min-agreement", "1.01"]) == 2  # cannot be met
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_reduced_scorer_is_gated_on_agreement(precision: str, run: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--run", str(run), "--out", str(tmp_path), f"--{precision}"]
+    assert export_cli([*base, f"--{precision}-min-agreement", "1.01"]) == 2  # cannot be met
     assert "not written" in capsys.readouterr().err
-    assert not (tmp_path / "scorer-int8.onnx").exists()
-    assert export_cli([*base, "--int8-min-agreement", "0"]) == 0
-    int8 = OnnxModel(tmp_path / "scorer-int8.onnx", SCORER, ["CPUExecutionProvider"])
+    assert not (tmp_path / f"scorer-{precision}.onnx").exists()
+    assert export_cli([*base, f"--{precision}-min-agreement", "0"]) == 0
+    reduced = OnnxModel(tmp_path / f"scorer-{precision}.onnx", SCORER, ["CPUExecutionProvider"])
     fp32 = OnnxModel(tmp_path / "scorer.onnx", SCORER, ["CPUExecutionProvider"])
-    assert int8.info.extra["precision"] == "int8"
-    assert int8.info.model_id != fp32.info.model_id and int8.info.units == fp32.info.units
-    agreement = float(int8.info.extra["int8_agreement"])
+    assert reduced.info.extra["precision"] == precision
+    assert reduced.info.model_id != fp32.info.model_id and reduced.info.units == fp32.info.units
+    agreement = float(reduced.info.extra[f"{precision}_agreement"])
     assert 0.0 <= agreement <= 1.0
     assert f"{agreement:.1%}" in capsys.readouterr().out
-
-
-def test_fp16_scorer_is_written_next_to_fp32(run: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["--run", str(run), "--out", str(tmp_path), "--fp16"]
-    assert export_cli([*base, "--fp16-min-agreement", "1.01"]) == 2  # cannot be met
-    assert "fp16 scorer agrees with fp32" in capsys.readouterr().err
-    assert not (tmp_path / "scorer-fp16.onnx").exists()
-    assert export_cli(base) == 0
-    fp16 = OnnxModel(tmp_path / "scorer-fp16.onnx", SCORER, ["CPUExecutionProvider"])
-    assert fp16.info.extra["precision"] == "fp16"
-    assert f"{float(fp16.info.extra['fp16_agreement']):.1%}" in capsys.readouterr().out
