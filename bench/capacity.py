@@ -36,8 +36,8 @@ SAMPLE_EVERY_S = 120.0  # the DeepMGS snapshot interval
 
 
 def int8_scorer(fp32: Path) -> Path:
-    """The paper-size scorer quantised (cached: calibration takes a minute)."""
-    out = fp32.with_name(f"{fp32.stem}-int8.onnx")
+    """The paper-size scorer quantised (cached, under the name monitor_speed.py gives it)."""
+    out = fp32.with_name(f"int8-{fp32.parent.name}-{fp32.stem}.onnx")
     if not out.exists():
         quantize_scorer(fp32, out, synthetic_faces(64, 224, 1), synthetic_faces(64, 224, 2),
                         min_agreement=0.0)
