@@ -109,7 +109,7 @@ def dense_gflops(repeats: int = 10) -> dict[str, float]:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
         session = ort.InferenceSession(model.SerializeToString(), _cpu_options(),
                                        providers=["CPUExecutionProvider"])
-        seconds = _seconds(partial(session.run, None, feeds), repeats)
+        seconds = seconds_for(partial(session.run, None, feeds), repeats)
         rates[name] = round(flop * repeats / seconds / 1e9, 1)
     return rates
 
@@ -120,7 +120,7 @@ def _cpu_options() -> ort.SessionOptions:
     return options
 
 
-def _seconds(call: Callable[[], object], repeats: int) -> float:
+def seconds_for(call: Callable[[], object], repeats: int) -> float:
     """Wall time of `repeats` calls after one warm-up call."""
     call()
     start = time.perf_counter()
@@ -133,7 +133,7 @@ def timed(run: Callable[[np.ndarray], object], batch: int, repeats: int,
           size: int = 224) -> float:
     """Faces per second of `run` on random uint8 batches, after one warm-up call."""
     images = np.random.default_rng(0).integers(0, 255, (batch, size, size, 3), dtype=np.uint8)
-    return round(batch * repeats / _seconds(lambda: run(images), repeats), 1)
+    return round(batch * repeats / seconds_for(lambda: run(images), repeats), 1)
 
 
 def baselines(repeats: int, providers: list[str]) -> dict[str, dict[str, float]]:
@@ -204,8 +204,9 @@ def fp16_scorers(fp32: dict[str, Path], cache: Path) -> dict[str, Path]:
 
 def gpu_providers() -> list[str]:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise SystemExit("--gpu: this onnxruntime has no CUDAExecutionProvider "
-                         "(pip install '.[gpu]' on a machine with an NVIDIA GPU)")
+        raise SystemExit("--gpu: this onnxruntime has no CUDAExecutionProvider (on a machine "
+                         "with an NVIDIA GPU: pip uninstall -y onnxruntime && "
+                         "pip install onnxruntime-gpu)")
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 

@@ -25,7 +25,7 @@ from functools import partial
 import cv2
 import numpy as np
 from figures import publish
-from monitor_speed import cpu_name
+from monitor_speed import cpu_name, seconds_for
 
 from monitor.config import Cubicle
 from monitor.faces import cubicle_pixels, localizer_view
@@ -62,11 +62,7 @@ def resize_all(resize: Resize, regions: list[np.ndarray], size: int) -> list[np.
 
 
 def ms_per_call(call: Callable[[], object], repeats: int = 30) -> float:
-    call()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        call()
-    return round((time.perf_counter() - start) / repeats * 1000.0, 3)
+    return round(seconds_for(call, repeats) / repeats * 1000.0, 3)
 
 
 def demo_frames(videos: list, count: int) -> list[np.ndarray]:
