@@ -29,8 +29,8 @@ from pathlib import Path
 from figures import publish
 from monitor_speed import cpu_name, paper_scorer, synthetic_faces
 
+from demo.build import build_demo
 from export.quantize import quantize_scorer
-from train.demo import build_demo
 
 SAMPLE_EVERY_S = 120.0  # the DeepMGS snapshot interval
 

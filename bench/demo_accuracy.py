@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from figures import publish
 
+from demo.build import build_demo
 from monitor.cli import main as mgs_monitor
 from monitor.units import UNITS
-from train.demo import build_demo
 
 
 def read(path: Path) -> list[dict[str, str]]:

@@ -32,16 +32,16 @@ from figures import publish
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from demo.build import DemoBuild, build_demo
 from export.half import halve_scorer
 from export.onnx_export import export_scorer
 from export.quantize import quantize_scorer
 from monitor.capture import Frame
 from monitor.config import build_config
-from monitor.csvlog import CsvLogger
 from monitor.models import SCORER, OnnxModel
-from monitor.pipeline import Analyzer, Models, Outputs
+from monitor.pipeline import Analyzer, Models
+from monitor.sinks import open_sinks
 from train import synth
-from train.demo import DemoBuild, build_demo
 from train.models import Preprocess, UnitScorer, unit_classifier
 
 RESNET18_GFLOP = 3.64  # one forward pass at 224x224 (1.82 G multiply-adds)
@@ -69,19 +69,19 @@ def paper_scorer(folder: Path) -> Path:
 
 def frame_latency_ms(config_raw: dict, frame_bgr: np.ndarray, cameras: int, repeats: int,
                      csv: Path) -> list[float]:
-    """Capture timestamp -> every record flushed to the CSV, for one frame from each of
-    `cameras` cameras due at the same moment, through the real Analyzer (one batch)."""
-    config = build_config({**config_raw, "cameras": config_raw["cameras"][:cameras]})
+    """Capture timestamp -> every record flushed to the CSV and published, for one frame from
+    each of `cameras` cameras due at the same moment, through the real Analyzer (one batch)."""
+    config = build_config({**config_raw, "cameras": config_raw["cameras"][:cameras],
+                           "bus": {"enabled": False}})
     analyzer = Analyzer(config, Models.load(config))
-    outputs = Outputs(csv=CsvLogger(csv))
     latencies = []
-    for i in range(repeats + 1):
-        due = time.monotonic()
-        frames = [Frame(c.name, frame_bgr, time.time(), due, float(i), i)
-                  for c in config.cameras]
-        outputs.scores(analyzer.process(frames))
-        latencies.append((time.monotonic() - due) * 1000.0)
-    outputs.close()
+    with open_sinks(config, csv, "inproc://bench-latency", print) as sinks:
+        for i in range(repeats + 1):
+            due = time.monotonic()
+            frames = [Frame(c.name, frame_bgr, time.time(), due, float(i), i)
+                      for c in config.cameras]
+            sinks.scores(analyzer.process(frames))
+            latencies.append((time.monotonic() - due) * 1000.0)
     return latencies[1:]  # the first call pays one-off allocations
 
 

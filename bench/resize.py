@@ -27,10 +27,10 @@ import numpy as np
 from figures import publish
 from monitor_speed import cpu_name, seconds_for
 
+from demo.build import CUBICLES, build_demo
 from monitor.config import Cubicle
 from monitor.faces import cubicle_pixels, localizer_view
 from monitor.models import LOCALIZER, OnnxModel
-from train.demo import CUBICLES, build_demo
 
 Resize = Callable[[np.ndarray, int], np.ndarray]
 

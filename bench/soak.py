@@ -19,11 +19,10 @@ from pathlib import Path
 
 from figures import publish
 
+from demo.build import build_demo
 from monitor.config import build_config
-from monitor.csvlog import CsvLogger
 from monitor.memory import keep_frames_out_of_the_heap
-from monitor.pipeline import Models, Monitor, Outputs
-from train.demo import build_demo
+from monitor.pipeline import Models, Monitor
 
 
 def rss_mb() -> float:
@@ -54,8 +53,8 @@ def main() -> None:
     passes = records = 0
     next_sample = started
     while time.monotonic() < deadline:
-        outputs = Outputs(csv=CsvLogger(folder / f"pass{passes % 2}.csv"))
-        monitor = Monitor(config, models, outputs, realtime=False, replay=True)
+        monitor = Monitor(config, models, folder / f"pass{passes % 2}.csv", realtime=False,
+                          replay=True)
         monitor.start()
         while not monitor.wait(1.0):
             if time.monotonic() >= next_sample:

@@ -13,7 +13,6 @@ cleared); `HookRunner` runs the lab's pager command for them, off the pipeline t
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import queue
@@ -21,67 +20,20 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from statistics import fmean
-from typing import ClassVar
 
 from monitor.config import MAX_ALERT_SAMPLES, AlertRule, Alerts
-from monitor.records import RecordError, ScoreRecord
+from monitor.schema import AlertEvent, HookCounts, ScoreRecord
 from monitor.units import UNITS
 
 DEFAULT_THRESHOLD = 4.0
 RULES = ("pain", "no_face", "camera_down")
 HOOK_EVENTS = ("raised", "cleared")
-EVENT_SCHEMA = 1
 HOOK_QUEUE_SIZE = 100
 
 Levels = tuple[int, ...]
 SCORED, UNSEEN, DOWN = "scored", "unseen", "camera_down"  # what one record says about a mouse
-
-
-@dataclass
-class AlertEvent:
-    """One step in an alert's life. The first seven CSV columns are a contract with readers."""
-
-    CSV_COLUMNS: ClassVar[tuple[str, ...]] = (
-        "wall_time", "mouse", "rule", "event", "value", "threshold", "detail",
-        "camera", "time", "since", "peak",
-    )
-
-    wall_time: float
-    time: float  # session clock: the record's source_time
-    mouse: str
-    camera: str
-    rule: str  # pain, no_face, camera_down
-    event: str  # raised, active, cleared
-    value: float  # pain: window value; no_face, camera_down: seconds
-    threshold: float
-    since: float  # session time the alert was raised
-    peak: float  # highest value while active
-    detail: str
-
-    def csv_row(self) -> list[str]:
-        return [_text(getattr(self, name)) for name in self.CSV_COLUMNS]
-
-    def to_json(self) -> bytes:
-        return json.dumps({"schema": EVENT_SCHEMA, **asdict(self)}).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> AlertEvent:
-        """Parse a published event as plain data; another schema is refused."""
-        try:
-            payload = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RecordError(f"alert event is not JSON: {exc}") from exc
-        if not isinstance(payload, dict) or payload.pop("schema", None) != EVENT_SCHEMA:
-            raise RecordError(f"alert event schema is not {EVENT_SCHEMA}")
-        return cls(**payload)
-
-    def env(self) -> dict[str, str]:
-        """The MGS_* variables a hook command gets."""
-        names = ("mouse", "camera", "rule", "event", "value", "threshold", "since", "peak",
-                 "time", "detail")
-        return {f"MGS_{name.upper()}": _text(getattr(self, name)) for name in names}
 
 
 @dataclass(frozen=True)
@@ -214,45 +166,40 @@ class _Mouse:
 
 
 class AlertEngine:
-    """Per-mouse alert state fed one record at a time; safe to read from another thread."""
+    """Per-mouse alert state fed one record at a time, by the pipeline thread that owns it."""
 
     def __init__(self, alerts: Alerts, model_cutoff: float | None) -> None:
-        self._lock = threading.Lock()
         self._mice: dict[str, _Mouse] = {}
         self._configure(alerts, model_cutoff)
 
     def reload(self, alerts: Alerts, model_cutoff: float | None) -> None:
         """New rules. Each mouse keeps its series, baseline and active alerts; an alert the new
         rule no longer holds is cleared, with an event, on that mouse's next record."""
-        with self._lock:
-            self._configure(alerts, model_cutoff)
+        self._configure(alerts, model_cutoff)
 
     def rule_for(self, mouse: str) -> ResolvedRule:
         rule = self._alerts.overrides.get(mouse, self._alerts.defaults)
         return ResolvedRule.resolve(rule, self._model_cutoff)
 
-    def update(self, record: ScoreRecord) -> list[AlertEvent]:
-        """Feed one record of any status; sets its `pain` and `alert` and returns the events
-        it caused."""
-        with self._lock:
-            mouse = self._mice.setdefault(record.mouse, _Mouse())
-            rule = self.rule_for(record.mouse)
-            levels = tuple(record.levels) if record.status == SCORED and record.levels else None
-            kind = SCORED if levels is not None else (DOWN if record.status == DOWN else UNSEEN)
-            mouse.observe(record.source_time, kind, levels)
-            readings = mouse.readings(rule, record.source_time, kind)
-            events = [self._step(mouse, record, name, reading)
-                      for name, reading in readings.items()]
-            record.pain = mouse.pain_flag(rule, levels)
-            record.alert = ",".join(name for name in RULES if name in mouse.alerts)
-            return [event for event in events if event is not None]
+    def update(self, record: ScoreRecord) -> tuple[ScoreRecord, list[AlertEvent]]:
+        """Feed one record of any status: the record with its `pain` and `alert` set, and the
+        events it caused."""
+        mouse = self._mice.setdefault(record.mouse, _Mouse())
+        rule = self.rule_for(record.mouse)
+        levels = tuple(record.levels) if record.status == SCORED and record.levels else None
+        kind = SCORED if levels is not None else (DOWN if record.status == DOWN else UNSEEN)
+        mouse.observe(record.source_time, kind, levels)
+        readings = mouse.readings(rule, record.source_time, kind)
+        events = [self._step(mouse, record, name, reading) for name, reading in readings.items()]
+        judged = record.model_copy(update={
+            "pain": mouse.pain_flag(rule, levels),
+            "alert": ",".join(name for name in RULES if name in mouse.alerts)})
+        return judged, [event for event in events if event is not None]
 
     def active(self, mouse: str) -> dict[str, AlertEvent]:
-        """The raised event of each active alert of a mouse (peak up to date), for dashboards."""
-        with self._lock:
-            state = self._mice.get(mouse)
-            alerts = state.alerts if state else {}
-            return {name: replace(alert.raised) for name, alert in alerts.items()}
+        """The raised event of each active alert of a mouse, its peak up to date."""
+        state = self._mice.get(mouse)
+        return {name: alert.raised for name, alert in (state.alerts if state else {}).items()}
 
     def _configure(self, alerts: Alerts, model_cutoff: float | None) -> None:
         self._alerts = alerts
@@ -267,11 +214,14 @@ class AlertEngine:
         if alert is None:
             if not reading.fire:
                 return None
-            raised = AlertEvent(record.wall_time, t, record.mouse, record.camera, name, "raised",
-                                reading.value, reading.threshold, t, reading.value, reading.detail)
+            raised = AlertEvent(wall_time=record.wall_time, time=t, mouse=record.mouse,
+                                camera=record.camera, rule=name, event="raised",
+                                value=reading.value, threshold=reading.threshold, since=t,
+                                peak=reading.value, detail=reading.detail)
             mouse.alerts[name] = _Alert(raised, t)
-            return replace(raised)
-        alert.raised.peak = max(alert.raised.peak, reading.value)  # nan never wins
+            return raised
+        if reading.value > alert.raised.peak:  # nan never wins
+            alert.raised = alert.raised.model_copy(update={"peak": reading.value})
         if reading.clear:
             del mouse.alerts[name]
             return _follow_up(alert, record, "cleared", reading)
@@ -281,17 +231,6 @@ class AlertEngine:
         return None
 
 
-@dataclass
-class HookStats:
-    """Outcomes of the hook runs so far; dropped counts events never run (queue full, closed)."""
-
-    ok: int = 0
-    failed: int = 0
-    timed_out: int = 0
-    dropped: int = 0
-    last_error: str = ""
-
-
 class HookRunner:
     """Runs the `on_alert` command for raised/cleared events on a thread of its own, so a slow or
     hanging pager never delays scoring. No shell: the event goes in MGS_* variables."""
@@ -299,13 +238,19 @@ class HookRunner:
     def __init__(self, argv: Sequence[str], timeout_s: float) -> None:
         self.argv = list(argv)
         self.timeout_s = timeout_s
-        self.stats = HookStats()
+        self._counts = HookCounts()
         self._lock = threading.Lock()
         self._queue: queue.Queue[AlertEvent | None] = queue.Queue()
         self._closed = False
         self._abandoned = threading.Event()
         self._thread = threading.Thread(target=self._work, name="alert-hook", daemon=True)
         self._thread.start()
+
+    @property
+    def stats(self) -> HookCounts:
+        """The outcomes so far, read under the lock the hook thread writes them under."""
+        with self._lock:
+            return self._counts
 
     def submit(self, event: AlertEvent) -> None:
         """Queue a run for a raised or cleared event; a full queue drops (and counts) it."""
@@ -335,7 +280,7 @@ class HookRunner:
     def _run(self, event: AlertEvent) -> None:
         program = self.argv[0]
         try:
-            done = subprocess.run(self.argv, env=os.environ | event.env(),
+            done = subprocess.run(self.argv, env=os.environ | hook_env(event),
                                   timeout=self.timeout_s, stdin=subprocess.DEVNULL,
                                   capture_output=True, check=False)
         except subprocess.TimeoutExpired:
@@ -352,15 +297,25 @@ class HookRunner:
 
     def _outcome(self, kind: str, error: str) -> None:
         with self._lock:
-            setattr(self.stats, kind, getattr(self.stats, kind) + 1)
+            counts = self._counts
+            update: dict[str, object] = {kind: getattr(counts, kind) + 1}
             if error:
-                self.stats.last_error = error
+                update["last_error"] = error
+            self._counts = counts.model_copy(update=update)
+
+
+def hook_env(event: AlertEvent) -> dict[str, str]:
+    """The MGS_* variables a hook command gets."""
+    names = ("mouse", "camera", "rule", "event", "value", "threshold", "since", "peak", "time",
+             "detail")
+    return {f"MGS_{name.upper()}": _text(getattr(event, name)) for name in names}
 
 
 def _follow_up(alert: _Alert, record: ScoreRecord, kind: str, reading: _Reading) -> AlertEvent:
     """An active or cleared event: the raised event brought up to this record."""
-    return replace(alert.raised, wall_time=record.wall_time, time=record.source_time,
-                   camera=record.camera, event=kind, value=reading.value, detail=reading.detail)
+    return alert.raised.model_copy(update={
+        "wall_time": record.wall_time, "time": record.source_time, "camera": record.camera,
+        "event": kind, "value": reading.value, "detail": reading.detail})
 
 
 def _limit(seconds: float | None) -> float:

@@ -1,8 +1,8 @@
-"""ZeroMQ publishing and subscribing of records.
+"""ZeroMQ publishing and subscribing of the monitor's messages (monitor/schema.py).
 
-Messages are two frames, [topic, JSON]; topics are prefixes (`score`, `camera`). Each socket is
-used by the one thread that created it. Messages are parsed as data and checked against the
-record schema, never unpickled.
+Messages are two frames, [topic, JSON]; topics are prefixes (`score`, `camera`, `alert`,
+`status`). Each socket is made, used and closed by one thread. Messages are parsed as data and
+checked against their schema, never unpickled.
 """
 
 from __future__ import annotations
@@ -10,21 +10,12 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 import zmq.auth
 
-from monitor.alerts import AlertEvent
-from monitor.records import (
-    TOPIC_ALERT,
-    TOPIC_CAMERA,
-    TOPIC_SCORE,
-    CameraReport,
-    RecordError,
-    ScoreRecord,
-)
+from monitor.schema import MESSAGE_TYPES, Message, MessageError, decode, encode
 
 CLOSE_LINGER_MS = 1000  # time given to queued messages when a publisher shuts down
 
@@ -62,22 +53,33 @@ def _certificate(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
 
 
 class Publisher:
+    """A PUB socket bound to `endpoint` and to any `also` endpoints (e.g. the in-process view of
+    the monitor's own dashboard); loopback and in-process endpoints need no keys."""
+
     def __init__(self, endpoint: str, context: zmq.Context | None = None, *,
-                 secret_key: Path | None = None, insecure: bool = False) -> None:
+                 secret_key: Path | None = None, insecure: bool = False,
+                 also: tuple[str, ...] = ()) -> None:
         if not (is_local(endpoint) or secret_key or insecure):
             raise BusError(f"{endpoint} reaches beyond this machine: give bus.secret_key (make "
                            "one with `mgs-monitor keys DIR`) or, knowingly, bus.insecure: true")
         self.endpoint = endpoint
         self.socket = (context or zmq.Context.instance()).socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, 10000)
-        if secret_key is not None:
-            public, secret = _certificate(secret_key, secret=True)
-            self.socket.curve_server = True
-            self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
+        try:
+            if secret_key is not None:
+                public, secret = _certificate(secret_key, secret=True)
+                self.socket.curve_server = True
+                self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
+            for where in (endpoint, *also):
+                self._bind(where)
+        except BaseException:
+            self.socket.close(linger=0)
+            raise
+
+    def _bind(self, endpoint: str) -> None:
         try:
             self.socket.bind(endpoint)
         except zmq.ZMQError as exc:
-            self.socket.close(linger=0)
             if exc.errno == errno.EADDRINUSE:
                 raise BusError(
                     f"{endpoint} is already in use (another mgs-monitor?); choose another with "
@@ -85,77 +87,56 @@ class Publisher:
                 ) from exc
             raise BusError(f"cannot bind {endpoint}: {exc}") from exc
 
-    def publish_score(self, record: ScoreRecord) -> None:
-        self.socket.send_multipart([TOPIC_SCORE, record.to_json()])
-
-    def publish_camera(self, report: CameraReport) -> None:
-        self.socket.send_multipart([TOPIC_CAMERA, report.to_json()])
-
-    def publish_alert(self, event: AlertEvent) -> None:
-        self.socket.send_multipart([TOPIC_ALERT, event.to_json()])
+    def publish(self, message: Message) -> None:
+        self.socket.send_multipart(encode(message))
 
     def close(self) -> None:
         self.socket.close(linger=CLOSE_LINGER_MS)
 
 
-@dataclass
-class Received:
-    """One parsed message: exactly one of `score` / `camera` / `alert` is set."""
-
-    score: ScoreRecord | None = None
-    camera: CameraReport | None = None
-    alert: AlertEvent | None = None
-
-
 class Subscriber:
-    """Receives records from one or more publishers; counts (and skips) malformed messages."""
+    """Receives messages from one or more publishers; counts (and skips) malformed ones."""
 
-    def __init__(self, endpoint: str,
-                 topics: tuple[bytes, ...] = (TOPIC_SCORE, TOPIC_CAMERA, TOPIC_ALERT),
+    def __init__(self, endpoint: str, topics: tuple[bytes, ...] = tuple(MESSAGE_TYPES),
                  context: zmq.Context | None = None, *, server_key: Path | None = None) -> None:
         self.socket = (context or zmq.Context.instance()).socket(zmq.SUB)
         self.socket.setsockopt(zmq.RCVHWM, 100000)
-        if server_key is not None:  # only a publisher holding the matching secret is heard
-            self.socket.curve_serverkey = _certificate(server_key, secret=False)[0]
-            self.socket.curve_publickey, self.socket.curve_secretkey = zmq.curve_keypair()
-        for topic in topics:
-            self.socket.setsockopt(zmq.SUBSCRIBE, topic)
         try:
+            if server_key is not None:  # only a publisher holding the matching secret is heard
+                self.socket.curve_serverkey = _certificate(server_key, secret=False)[0]
+                self.socket.curve_publickey, self.socket.curve_secretkey = zmq.curve_keypair()
+            for topic in topics:
+                self.socket.setsockopt(zmq.SUBSCRIBE, topic)
             self.socket.connect(endpoint)
         except zmq.ZMQError as exc:
             self.socket.close(linger=0)
             raise BusError(f"cannot connect to {endpoint}: {exc}") from exc
+        except BaseException:
+            self.socket.close(linger=0)
+            raise
         self.malformed = 0
         self.last_error = ""
 
-    def receive(self, timeout_ms: int) -> Iterator[Received]:
+    def receive(self, timeout_ms: int) -> Iterator[Message]:
         """Everything that arrives within `timeout_ms` of the first wait, parsed."""
         wait = timeout_ms
         while self.socket.poll(wait, zmq.POLLIN):
             wait = 0
-            parsed = self._parse(self.socket.recv_multipart())
-            if parsed is not None:
-                yield parsed
-
-    def _parse(self, frames: list[bytes]) -> Received | None:
-        try:
-            if len(frames) != 2:
-                raise RecordError(f"expected 2 message frames, got {len(frames)}")
-            topic, payload = frames
-            if topic == TOPIC_SCORE:
-                return Received(score=ScoreRecord.from_json(payload))
-            if topic == TOPIC_CAMERA:
-                return Received(camera=CameraReport.from_json(payload))
-            if topic == TOPIC_ALERT:
-                return Received(alert=AlertEvent.from_json(payload))
-            raise RecordError(f"unknown topic {topic!r}")
-        except (RecordError, TypeError) as exc:
-            self.malformed += 1
-            self.last_error = str(exc)
-            return None
+            frames = self.socket.recv_multipart()
+            try:
+                yield decode(frames)
+            except MessageError as exc:
+                self.malformed += 1
+                self.last_error = str(exc)
 
     def close(self) -> None:
         self.socket.close(linger=0)
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def run_proxy(sources: list[str], backend: str, stop: Callable[[], bool],

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -58,22 +58,19 @@ class Frame:
     error: str = ""
 
 
-@dataclass
-class CameraStats:
-    """Health counters of one camera, read by the pipeline for camera reports."""
+@dataclass(frozen=True)
+class CameraHealth:
+    """One consistent reading of a camera's health: made by its worker under the worker's
+    lock, read by the pipeline as a whole, never field by field."""
 
-    state: str = "connecting"
+    state: str = "connecting"  # connecting, ok, down, ended, stopped
+    error: str = ""
     frames_read: int = 0
     reconnects: int = 0
     last_frame_time: float | None = None
-    error: str = ""
-    recent: deque[float] = field(default_factory=lambda: deque(maxlen=30))
-
-    def fps(self) -> float:
-        if len(self.recent) < 2:
-            return 0.0
-        span = self.recent[-1] - self.recent[0]
-        return (len(self.recent) - 1) / span if span > 0 else 0.0
+    fps: float = 0.0
+    position: int = 0  # frames into recorded media, for progress bars
+    total_frames: int = 0  # media length when known
 
 
 class FrameQueue:
@@ -87,8 +84,8 @@ class FrameQueue:
     def __init__(self, size_per_camera: int) -> None:
         self._frames: dict[str, deque[Frame]] = {}
         self._size = size_per_camera
-        self._cond = threading.Condition()
-        self.dropped: dict[str, int] = {}
+        self._cond = threading.Condition()  # one lock for the frames and the drop counts
+        self._dropped: dict[str, int] = {}
 
     def put(self, frame: Frame, block: bool, stop: threading.Event) -> None:
         with self._cond:
@@ -97,14 +94,14 @@ class FrameQueue:
                 self._cond.wait(0.1)
             if not block and len(queued) >= self._size:
                 queued.popleft()
-                self.dropped[frame.camera] = self.dropped.get(frame.camera, 0) + 1
+                self._dropped[frame.camera] = self._dropped.get(frame.camera, 0) + 1
             queued.append(frame)
             self._cond.notify_all()
 
     def take_all(self, timeout: float) -> list[Frame]:
         """Everything queued now, oldest first (waiting up to `timeout` for the first frame)."""
         with self._cond:
-            if not len(self):
+            if not self._queued():
                 self._cond.wait(timeout)
             frames = sorted((f for q in self._frames.values() for f in q),
                             key=lambda f: f.mono_time)
@@ -113,7 +110,16 @@ class FrameQueue:
             self._cond.notify_all()
             return frames
 
+    def drops(self) -> dict[str, int]:
+        """Frames dropped so far per camera (a copy)."""
+        with self._cond:
+            return dict(self._dropped)
+
     def __len__(self) -> int:
+        with self._cond:  # a worker may be adding its camera's queue right now
+            return self._queued()
+
+    def _queued(self) -> int:
         return sum(len(q) for q in self._frames.values())
 
 
@@ -197,9 +203,15 @@ class CaptureWorker(threading.Thread):
         self.opener = opener
         self.realtime = realtime
         self.wait_when_full = wait_when_full
-        self.stats = CameraStats()
-        self.total_frames = 0  # media length when known, for progress bars
-        self.position = 0
+        # Written by this thread only, read by the pipeline through health(): under the lock.
+        self._lock = threading.Lock()
+        self._health = CameraHealth()
+        self._recent: deque[float] = deque(maxlen=30)  # monotonic times of the latest reads
+        self._position = 0  # frames read or grabbed; only this thread moves it
+
+    def health(self) -> CameraHealth:
+        with self._lock:
+            return replace(self._health, position=self._position)
 
     def run(self) -> None:
         """Capture until stopped; an unexpected error is reported as the camera being down
@@ -210,14 +222,14 @@ class CaptureWorker(threading.Thread):
                 self._run_live() if live else self._run_media()
                 break
             except Exception as exc:  # any capture failure is a camera failure
-                self._set_state("down", f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}"
+                self._set_state("down", error)
                 now = time.time()
-                self._put(Frame(self.camera, None, now, time.monotonic(), now, -1,
-                                error=self.stats.error))
+                self._put(Frame(self.camera, None, now, time.monotonic(), now, -1, error=error))
                 pause = min(BACKOFF_S[-1], max(BACKOFF_S[0], self.sampling.every_s))
                 if not live or self.stop.wait(pause):
                     break
-        if self.stats.state not in ("ended", "down"):
+        if self.health().state not in ("ended", "down"):
             self._set_state("stopped")
 
     # live sources -------------------------------------------------------------------------
@@ -235,8 +247,9 @@ class CaptureWorker(threading.Thread):
             frame = self._burst(capture, 1 if continuous else self.sampling.burst, None)
             if frame is None:
                 self._release(capture)
+                reason = "no frame from" if capture else "cannot open"
+                self._emit_down(f"{reason} source {self.source!r}")
                 capture = None
-                self._emit_down()
                 failures += 1
                 if continuous and self.stop.wait(BACKOFF_S[min(failures, len(BACKOFF_S)) - 1]):
                     break
@@ -255,23 +268,25 @@ class CaptureWorker(threading.Thread):
         capture.release()
         return None
 
-    def _emit_down(self) -> None:
-        self._set_state("down", self.stats.error or f"cannot read from source {self.source!r}")
+    def _emit_down(self, error: str) -> None:
+        self._set_state("down", error)
         now = time.time()
-        self._put(Frame(self.camera, None, now, time.monotonic(), now, -1, error=self.stats.error))
+        self._put(Frame(self.camera, None, now, time.monotonic(), now, -1, error=error))
 
     # media sources ------------------------------------------------------------------------
     def _run_media(self) -> None:
         capture = self.opener(self.source)
         if not capture.isOpened():
             capture.release()
-            self._set_state("down", f"cannot open {self.source}")
+            error = f"cannot open {self.source}"
+            self._set_state("down", error)
             now = time.time()
-            self._put(Frame(self.camera, None, now, time.monotonic(), 0.0, -1,
-                            error=self.stats.error))
+            self._put(Frame(self.camera, None, now, time.monotonic(), 0.0, -1, error=error))
             return
         fps = capture.get(cv2.CAP_PROP_FPS)
-        self.total_frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        with self._lock:
+            self._health = replace(self._health,
+                                   total_frames=int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         step = 1 if self.sampling.continuous or fps <= 0 else None
         start = time.monotonic()
         next_due = 0.0
@@ -280,7 +295,7 @@ class CaptureWorker(threading.Thread):
                 if step is None and not self._skip_to(capture, next_due, fps):
                     break
                 if self.realtime and fps > 0:  # pace before reading: latency stays honest
-                    self.stop.wait(max(0.0, start + self.position / fps - time.monotonic()))
+                    self.stop.wait(max(0.0, start + self._position / fps - time.monotonic()))
                 frame = self._burst(capture, 1 if step else self.sampling.burst, fps)
                 if frame is None:
                     break
@@ -293,10 +308,10 @@ class CaptureWorker(threading.Thread):
 
     def _skip_to(self, capture: Capture, due_s: float, fps: float) -> bool:
         """Advance without decoding to the first frame at or after `due_s` of media time."""
-        while self.position / fps < due_s - 1e-9:
+        while self._position / fps < due_s - 1e-9:
             if self.stop.is_set() or not capture.grab():
                 return False
-            self.position += 1
+            self._advance()
         return True
 
     # shared -------------------------------------------------------------------------------
@@ -308,11 +323,8 @@ class CaptureWorker(threading.Thread):
         for _ in range(count):
             ok, image = capture.read()
             if not ok or image is None:
-                if fps is None:
-                    self.stats.error = f"no frame from source {self.source!r}"
                 break
-            index = self.position
-            self.position += 1
+            index = self._advance()
             now = time.time()
             source_time = index / fps if fps else (float(index) if fps is not None else now)
             candidate = Frame(self.camera, image, now, time.monotonic(), source_time, index,
@@ -323,22 +335,36 @@ class CaptureWorker(threading.Thread):
         return best
 
     def _count_read(self, frame: Frame) -> None:
-        self.stats.frames_read += 1
-        self.stats.last_frame_time = frame.wall_time
-        self.stats.recent.append(frame.mono_time)
-        if self.stats.state == "down":
-            self.stats.reconnects += 1
-        if self.stats.state != "ok":
-            self._set_state("ok")
+        self._recent.append(frame.mono_time)
+        with self._lock:
+            health = self._health
+            self._health = replace(
+                health, state="ok", error="", frames_read=health.frames_read + 1,
+                last_frame_time=frame.wall_time, fps=_rate(self._recent),
+                reconnects=health.reconnects + (health.state == "down"))
 
     def _put(self, frame: Frame) -> None:
         self.frames.put(frame, self.wait_when_full, self.stop)
 
+    def _advance(self) -> int:
+        """The index of the frame just read or grabbed; the published position moves on."""
+        with self._lock:
+            self._position += 1
+            return self._position - 1
+
     def _set_state(self, state: str, error: str = "") -> None:
-        self.stats.state = state
-        self.stats.error = error
+        with self._lock:  # state and error change together
+            self._health = replace(self._health, state=state, error=error)
 
     @staticmethod
     def _release(capture: Capture | None) -> None:
         if capture is not None:
             capture.release()
+
+
+def _rate(times: deque[float]) -> float:
+    """Frames per second over the recent read times."""
+    if len(times) < 2:
+        return 0.0
+    span = times[-1] - times[0]
+    return (len(times) - 1) / span if span > 0 else 0.0

@@ -1,51 +1,47 @@
 """`mgs-monitor`: watch cameras live, replay recordings, score images, attach dashboards/loggers.
 
-Every error a user can cause ends in one line naming the file, key or value (exit code 2);
-Ctrl-C or SIGTERM stops the cameras first, then drains scoring and logging (exit code 0).
+This module parses the command line and hands each command to the module that does it (run,
+dashboard_service, log_service, stills, report, markers, bus). Commands of other packages join
+through the `mgs_monitor.commands` entry point (the demo's does). Every error a user can cause
+ends in one line naming the file, key or value (exit code 2); Ctrl-C or SIGTERM stops the
+cameras first, then drains scoring and logging (exit code 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
 from monitor import __version__
-from monitor.alerts import AlertEvent, HookRunner
-from monitor.bus import BusError, Publisher, Subscriber, make_keys, run_proxy
+from monitor.bus import BusError, make_keys, run_proxy
 from monitor.config import (
     DEFAULT_ENDPOINT,
-    Camera,
     ConfigError,
     MonitorConfig,
     build_config,
     load_config,
     read_config_file,
 )
-from monitor.csvlog import CsvLogError, CsvLogger, SideLog
-from monitor.dashboard import DashboardState, render
+from monitor.csvlog import CsvLogError
+from monitor.dashboard_service import run_dashboard
+from monitor.log_service import run_logger
 from monitor.markers import MarkerError, add_marker, latest_scores
 from monitor.memory import keep_frames_out_of_the_heap
-from monitor.models import ModelError, runtime_conflict
-from monitor.pipeline import Models, Monitor, Outputs
-from monitor.records import TOPIC_ALERT, TOPIC_SCORE, SequenceTracker
+from monitor.models import ModelError
 from monitor.report import ReportError, write_report
+from monitor.run import run_monitor
 from monitor.stills import StillsError, score_stills
-from monitor.systemd import Watchdog, notify
+from monitor.stopping import stop_on_signals
 
-COMMANDS = ("run", "replay", "score", "dashboard", "log", "check-config", "demo", "mark",
-            "report", "proxy", "keys")
+PLUGIN_GROUP = "mgs_monitor.commands"  # entry points: f(subparsers) adding a command
+COMMANDS = ("run", "replay", "score", "dashboard", "log", "check-config", "mark", "report",
+            "proxy", "keys")
 DEFAULT_MODELS = Path(os.environ.get("MGS_MODELS", "models"))
 EPILOG = """\
 examples:
@@ -85,12 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+    parser, commands = build_parser()
+    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]  # `mgs-monitor --cameras 4` means `mgs-monitor run --cameras 4`
-    return build_parser().parse_args(argv)
+    return parser.parse_args(argv)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
+    """The parser, and the names of its commands (ours and those of installed plugins)."""
     parser = argparse.ArgumentParser(
         prog="mgs-monitor", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Live Mouse Grimace Scale (MGS) monitor: cameras -> mouse faces -> five "
@@ -110,13 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_proxy(sub)
     _add_keys(sub)
-    demo = sub.add_parser("demo", help="run on a synthetic four-camera scene with DEMO models")
-    demo.add_argument("--rebuild", action="store_true", help="rebuild demo models and scene")
-    demo.add_argument("--build-only", action="store_true", help="build, then exit")
-    demo.add_argument("--fast", action="store_true", help="replay as fast as possible")
-    _add_outputs(demo)
-    demo.set_defaults(func=cmd_demo)
-    return parser
+    for plugin in metadata.entry_points(group=PLUGIN_GROUP):
+        plugin.load()(sub)
+    return parser, set(sub.choices)
 
 
 def _add_models(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +131,7 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
                        help="frames grabbed per sample, sharpest kept (default 5)")
 
 
-def _add_outputs(parser: argparse.ArgumentParser) -> None:
+def add_outputs(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("outputs")
     group.add_argument("--out", type=Path, metavar="CSV", help="CSV file for the records")
     group.add_argument("--endpoint", help=f"ZeroMQ endpoint to publish on "
@@ -157,7 +151,7 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--config", type=Path, help="YAML config (see `check-config`)")
     _add_sampling(run)
     _add_models(run)
-    _add_outputs(run)
+    add_outputs(run)
     run.set_defaults(func=cmd_run)
 
 
@@ -171,7 +165,7 @@ def _add_replay(sub: Any) -> None:
                         help="YAML config; its cameras give the cubicle layout of each video")
     _add_sampling(replay)
     _add_models(replay)
-    _add_outputs(replay)
+    add_outputs(replay)
     replay.set_defaults(func=cmd_replay)
 
 
@@ -314,7 +308,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.config:
         raw["cameras"] = [{"name": f"cam{i}", "source": i} for i in range(args.cameras)]
     config = config_from_args(args, raw, origin)
-    return run_monitor(config, args, realtime=True, replay=False)
+    return run_monitor(config, csv_path(config, args.out), replay=False, realtime=True,
+                       config_path=args.config, dashboard=not args.no_dashboard)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -330,7 +325,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         cameras.append({**layout, "name": layout.get("name", f"cam{i}"), "source": str(video)})
     raw["cameras"] = cameras
     config = config_from_args(args, raw, origin)
-    return run_monitor(config, args, realtime=args.realtime, replay=True)
+    return run_monitor(config, csv_path(config, args.out), replay=True,
+                       realtime=args.realtime, config_path=args.config,
+                       dashboard=not args.no_dashboard)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -348,7 +345,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.seconds if args.seconds else None
     print(f"proxy: {', '.join(args.sources)} -> {args.backend} (Ctrl-C to stop)",
           file=sys.stderr)
-    with _stop_on_signals() as stopping:
+    with stop_on_signals() as stopping:
         run_proxy(args.sources, args.backend, lambda: stopping() or (
             deadline is not None and time.monotonic() >= deadline))
     return 0
@@ -367,212 +364,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    try:
-        from train.demo import build_demo
-    except ImportError as exc:
-        raise UsageError(f"the demo builds its models with PyTorch ({exc.name} missing): "
-                         "install with pip install -e '.[train]'") from exc
-    demo = build_demo(rebuild=args.rebuild)
-    if args.build_only:
-        print(f"demo ready in {demo.folder}")
-        return 0
-    config = config_from_args(args, demo.config(), origin=str(demo.folder))
-    return run_monitor(config, args, realtime=not args.fast, replay=True)
-
-
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    subscriber = Subscriber(args.endpoint, server_key=args.server_key)
-    state = DashboardState()
-    state.title = f"mgs-monitor dashboard — {args.endpoint}"
-    sequence = SequenceTracker()
-    deadline = time.monotonic() + args.seconds if args.seconds else None
-    try:
-        with Live(render(state, time.time()), refresh_per_second=4, screen=False) as live, \
-                _stop_on_signals() as stopping:
-            while not stopping() and (deadline is None or time.monotonic() < deadline):
-                for message in subscriber.receive(250):
-                    if message.score:
-                        record = message.score
-                        state.add_score(record)
-                        state.records_total += 1
-                        state.gaps += sequence.check(record.publisher, record.seq) is not None
-                        state.demo = state.demo or record.model_kind == "demo"
-                    elif message.camera:
-                        state.add_camera(message.camera)
-                    elif message.alert:
-                        state.add_alert(message.alert)
-                live.update(render(state, time.time()))
-    finally:
-        subscriber.close()
-    return 0
+    return run_dashboard(args.endpoint, args.server_key, args.seconds)
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    subscriber = Subscriber(args.endpoint, topics=(TOPIC_SCORE, TOPIC_ALERT),
-                            server_key=args.server_key)
-    logger = CsvLogger(args.out)
-    alert_log = SideLog(args.out.with_suffix(".alerts.csv"), AlertEvent.CSV_COLUMNS)
-    deadline = time.monotonic() + args.seconds if args.seconds else None
-    console = Console(stderr=True)
-    console.print(f"logging {args.endpoint} to {args.out} (Ctrl-C to stop)")
-    notify("READY=1")
-    watchdog = Watchdog()
-    try:
-        with _stop_on_signals() as stopping:
-            while not stopping() and (deadline is None or time.monotonic() < deadline):
-                watchdog.ping(time.monotonic())
-                wrote = False
-                for message in subscriber.receive(250):
-                    if message.score:
-                        logger.write(message.score)
-                        wrote = True
-                    elif message.alert:
-                        alert_log.write(message.alert.csv_row())
-                if wrote:
-                    logger.sync()
-    finally:
-        logger.close()
-        subscriber.close()
-    gaps = f", {len(logger.gaps)} gaps written to {logger.gaps_path}" if logger.gaps else ""
-    console.print(f"{logger.rows} records written to {args.out}{gaps}")
-    return 0
-
-
-# running the monitor ------------------------------------------------------------------------
-def run_monitor(config: MonitorConfig, args: argparse.Namespace, *, realtime: bool,
-                replay: bool) -> int:
-    models = Models.load(config)
-    out = csv_path(config, args.out)
-    console = Console(stderr=True)
-    state = DashboardState()
-    outputs = _outputs(config, out, state, console)
-    monitor = Monitor(config, models, outputs, realtime=realtime, replay=replay,
-                      config_path=getattr(args, "config", None))
-    state.title = _title(config, models, replay)
-    state.demo = models.is_demo
-    state.csv_path = str(out)
-    if models.is_demo:
-        console.print("[bold yellow]DEMO models (trained on synthetic faces): "
-                      "not a real pain model[/]")
-    for advice in (models.mismatch(), runtime_conflict()):
-        if advice:
-            console.print(f"[yellow]{advice}[/]")
-    show = not args.no_dashboard and console.is_terminal
-    _watch(monitor, state, console, show, replay)
-    if monitor.error is not None:
-        raise monitor.error
-    console.print(f"{monitor.records} records written to {out}")
-    return 0
-
-
-def _outputs(config: MonitorConfig, out: Path, state: DashboardState,
-             console: Console) -> Outputs:
-    """CSV, publisher, dashboard and alert hook; nothing is left open if one of them fails."""
-    bus = config.bus
-    publisher = (Publisher(bus.endpoint, secret_key=bus.secret_key, insecure=bus.insecure)
-                 if bus.enabled else None)
-    try:
-        logger = CsvLogger(out)
-    except BaseException:
-        if publisher:
-            publisher.close()
-        raise
-    alerts = config.alerts
-    hooks = HookRunner(alerts.on_alert, alerts.hook_timeout_s) if alerts.on_alert else None
-
-    def notice(text: str) -> None:
-        state.notice = text
-        console.print(f"[magenta]{text}[/]")
-
-    return Outputs(csv=logger, publisher=publisher, on_score=state.add_score,
-                   on_camera=state.add_camera, on_alert=state.add_alert, on_notice=notice,
-                   hooks=hooks)
-
-
-def _watch(monitor: Monitor, state: DashboardState, console: Console, show: bool,
-           replay: bool) -> None:
-    progress = _progress(monitor, console) if replay else None
-    monitor.start()
-    notify("READY=1")
-    watchdog = Watchdog()
-
-    def stop() -> None:
-        notify("STOPPING=1")
-        monitor.request_stop()
-
-    with _stop_on_signals(stop, monitor.request_reload):
-        if not show and progress is None:
-            while not monitor.wait(0.5):
-                watchdog.ping(monitor.last_loop)
-            return
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
-            while not monitor.wait(0.25):
-                watchdog.ping(monitor.last_loop)
-                live.update(_screen(monitor, state, progress, show))
-            live.update(_screen(monitor, state, progress, show))
-        if not console.is_terminal:
-            console.line()  # a non-terminal Live leaves its last line open
-
-
-def _screen(monitor: Monitor, state: DashboardState, progress: Progress | None,
-            show: bool) -> Group:
-    parts: list[Any] = []
-    if progress is not None:
-        for task, worker in zip(progress.tasks, monitor.workers, strict=True):
-            progress.update(task.id, completed=worker.position,
-                            total=worker.total_frames or None)
-        parts.append(progress)
-    if show:
-        state.records_total = monitor.records
-        state.alert_threshold = monitor.alerts.default  # follows a reload
-        with monitor.outputs.lock:
-            parts.append(render(state, time.time()))
-    return Group(*parts)
-
-
-def _progress(monitor: Monitor, console: Console) -> Progress:
-    progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                        TextColumn("{task.completed}/{task.total} frames"),
-                        TimeRemainingColumn(), console=console)
-    for worker in monitor.workers:
-        progress.add_task(worker.camera, total=None)
-    return progress
-
-
-def _title(config: MonitorConfig, models: Models, replay: bool) -> str:
-    mice = sum(len(c.cubicle_list()) for c in config.cameras)
-    what = "replay" if replay else "live"
-    provider = models.scorer.providers[0].replace("ExecutionProvider", "")
-    return (f"mgs-monitor {what} — {len(config.cameras)} cameras, {mice} mice, {provider} "
-            f"{models.precision}")
-
-
-@contextmanager
-def _stop_on_signals(on_stop: Any = None, on_reload: Any = None) -> Iterator[Any]:
-    """SIGINT/SIGTERM ask for a clean stop, SIGHUP for a reload of the alert rules (main thread
-    only); yields a 'stopping?' check."""
-    stopping = False
-
-    def handler(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-        if on_stop is not None:
-            on_stop()
-
-    in_main = threading.current_thread() is threading.main_thread()
-    signals = (signal.SIGINT, signal.SIGTERM) if in_main else ()
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    if in_main and on_reload is not None:
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: on_reload())
-    try:
-        yield lambda: stopping
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-__all__ = ["Camera", "main"]
+    return run_logger(args.endpoint, args.server_key, args.out, args.seconds)
 
 
 if __name__ == "__main__":

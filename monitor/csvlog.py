@@ -15,9 +15,19 @@ from collections import deque
 from pathlib import Path
 from typing import TextIO
 
-from monitor.records import CSV_COLUMNS, ScoreRecord, SequenceGap, SequenceTracker
+from monitor.schema import (
+    CSV_COLUMNS,
+    GAP_COLUMNS,
+    SCORE_COLUMNS,
+    Column,
+    ScoreRecord,
+    SequenceGap,
+    SequenceTracker,
+    csv_header,
+    csv_row,
+    side_file,
+)
 
-GAP_COLUMNS = ("publisher", "first_missing", "last_missing", "wall_time")
 MAX_BACKLOG = 200_000  # records held in memory while the disk refuses them (~100 MB)
 RETRY_S = 5.0  # how often a failing disk is tried again
 TAIL_BYTES = 1 << 20  # read back on reopen: far more than the last row of every publisher
@@ -28,19 +38,20 @@ class CsvLogError(ValueError):
 
 
 class SideLog:
-    """An append-only CSV beside the score CSV (gaps, alerts): header once, rows flushed."""
+    """An append-only CSV beside the score CSV (gaps, alerts, markers): header once, each row
+    written and closed at once."""
 
-    def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
+    def __init__(self, path: Path, columns: tuple[Column, ...]) -> None:
         self.path = path
         self.columns = columns
 
-    def write(self, row: list[str]) -> None:
+    def write(self, item: object) -> None:
         new = not self.path.exists() or self.path.stat().st_size == 0
         with self.path.open("a", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             if new:
-                writer.writerow(self.columns)
-            writer.writerow(row)
+                writer.writerow(csv_header(self.columns))
+            writer.writerow(csv_row(self.columns, item))
 
 
 class CsvLogger:
@@ -53,7 +64,7 @@ class CsvLogger:
 
     def __init__(self, path: Path, fsync: bool = True) -> None:
         self.path = path
-        self.gaps_path = path.with_suffix(".gaps.csv")
+        self.gaps_path = side_file(path, "gaps")
         self._gap_log = SideLog(self.gaps_path, GAP_COLUMNS)
         self.fsync = fsync
         self.rows = 0
@@ -81,7 +92,7 @@ class CsvLogger:
         if len(self._backlog) >= MAX_BACKLOG:
             self._backlog.popleft()
             self.dropped += 1
-        self._backlog.append(record.csv_row())
+        self._backlog.append(csv_row(SCORE_COLUMNS, record))
         self._drain()
 
     def sync(self) -> None:
@@ -148,8 +159,7 @@ class CsvLogger:
     def _write_gap(self, gap: SequenceGap) -> None:
         self.gaps.append(gap)
         try:
-            self._gap_log.write([gap.publisher, str(gap.first_missing), str(gap.last_missing),
-                                 f"{gap.wall_time:.3f}"])
+            self._gap_log.write(gap)
         except OSError as exc:  # the records matter more; the gap stays in self.gaps
             self.error = f"cannot write {self.gaps_path}: {exc.strerror or exc}"
 

@@ -1,8 +1,9 @@
-"""The live terminal dashboard: plain state fed by records, and a pure render of that state.
+"""The live terminal dashboard: plain state built from messages, and a pure render of it.
 
-`DashboardState` only stores what the records said; `render(state, now)` turns it into Rich
-renderables without reading clocks or globals, so the same state always draws the same screen
-and tests can check the text of a fixed-width console.
+`DashboardState.apply` stores what the messages said (records, camera and status reports, alert
+events), whichever monitor sent them and however they travelled; `render(state, now)` turns it
+into Rich renderables without reading clocks or globals, so the same state always draws the
+same screen and tests can check the text of a fixed-width console.
 """
 
 from __future__ import annotations
@@ -11,14 +12,20 @@ import math
 import re
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from monitor.alerts import AlertEvent
-from monitor.records import CameraReport, ScoreRecord
+from monitor.schema import (
+    AlertEvent,
+    CameraReport,
+    Message,
+    ScoreRecord,
+    SequenceTracker,
+    StatusReport,
+)
 from monitor.units import MAX_TOTAL, UNITS
 
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -64,7 +71,7 @@ class MouseView:
 
 @dataclass
 class DashboardState:
-    """Plain data the pipeline or a subscriber updates; no rendering happens here."""
+    """Plain data a subscriber updates from messages; no rendering happens here."""
 
     history: int = 30
     title: str = "mgs-monitor"
@@ -72,16 +79,53 @@ class DashboardState:
     dropped: dict[str, int] = field(default_factory=dict)
     records_total: int = 0
     gaps: int = 0
+    malformed: int = 0
     csv_path: str = ""
     alert_threshold: float | None = None
     notice: str = ""
     mice: dict[str, MouseView] = field(default_factory=dict, init=False)
     alerts: dict[tuple[str, str], AlertEvent] = field(default_factory=dict, init=False)
     cameras: dict[str, CameraReport] = field(default_factory=dict, init=False)
+    statuses: dict[str, StatusReport] = field(default_factory=dict, init=False)
+    sequence: SequenceTracker = field(default_factory=SequenceTracker, init=False)
 
     def __post_init__(self) -> None:
         if self.history < 1:
             raise ValueError(f"history must be at least 1, not {self.history}")
+
+    def apply(self, message: Message) -> None:
+        """Take in one message of any type."""
+        if isinstance(message, ScoreRecord):
+            self.add_score(message)
+            self.gaps += self.sequence.check(message.publisher, message.seq) is not None
+            self.demo = self.demo or message.model_kind == "demo"
+        elif isinstance(message, CameraReport):
+            self.add_camera(message)
+        elif isinstance(message, AlertEvent):
+            self.add_alert(message)
+        elif isinstance(message, StatusReport):
+            self.add_status(message)
+
+    def add_status(self, report: StatusReport) -> None:
+        """The header follows the monitors' own reports: with one monitor its title, CSV and
+        threshold; with several (through a proxy) their sums and what they agree on."""
+        self.statuses[report.publisher] = report
+        reports = list(self.statuses.values())
+        self.records_total = sum(r.records for r in reports)
+        self.demo = self.demo or report.model_kind == "demo"
+        self.dropped = {camera: count for r in reports for camera, count in r.queue_dropped.items()}
+        thresholds = {r.alert_threshold for r in reports}
+        self.alert_threshold = thresholds.pop() if len(thresholds) == 1 else None
+        if len(reports) == 1:
+            self.title, self.csv_path = report.title, report.csv_path
+        else:
+            self.title = f"mgs-monitor — {len(reports)} monitors"
+            self.csv_path = f"{len(reports)} files"
+        noticed = [r for r in reports if r.notice]
+        if noticed:
+            latest = max(noticed, key=lambda r: r.notice_time or 0.0)
+            self.notice = latest.notice if len(reports) == 1 else (
+                f"{latest.publisher}: {latest.notice}")
 
     def add_score(self, record: ScoreRecord) -> None:
         """Keep the latest record per mouse; only scored records move the total and sparkline."""
@@ -108,9 +152,10 @@ class DashboardState:
             return
         raised = self.alerts.get(key)
         if raised is None or event.event == "raised":
-            self.alerts[key] = replace(event)
+            self.alerts[key] = event
         else:
-            raised.value, raised.peak = event.value, max(raised.peak, event.peak)
+            self.alerts[key] = raised.model_copy(update={
+                "value": event.value, "peak": max(raised.peak, event.peak)})
 
 
 def sparkline(values: Sequence[float], low: float = 0, high: float = MAX_TOTAL) -> str:
@@ -145,6 +190,7 @@ def render(state: DashboardState, now: float) -> RenderableType:
         parts.append(Text(DEMO_BANNER, style="bold yellow on red"))
     if state.notice:
         parts.append(Text(state.notice, style="magenta"))
+    parts.extend(_health_lines(state))
     if state.alerts:
         parts.append(_alerts_table(state, now))
     if state.mice:
@@ -166,7 +212,26 @@ def _header(state: DashboardState) -> Text:
         f"alert ≥ {threshold}   csv {state.csv_path or NEVER}",
         style="cyan",
     )
+    if state.malformed:
+        header.append(f"   malformed messages {state.malformed}", style="bold red")
     return header
+
+
+def _health_lines(state: DashboardState) -> list[Text]:
+    """What a monitor could not do, per monitor: hook runs that failed, records held back."""
+    lines = []
+    for publisher, report in sorted(state.statuses.items()):
+        who = f"{publisher}: " if len(state.statuses) > 1 else ""
+        hooks = report.hooks
+        if hooks.failed or hooks.timed_out or hooks.dropped:
+            lines.append(Text(f"{who}alert hook runs: {hooks.ok} ok, {hooks.failed} failed, "
+                              f"{hooks.timed_out} timed out, {hooks.dropped} dropped — "
+                              f"{_truncate(hooks.last_error, 80)}", style="bold red"))
+        if report.csv_error or report.csv_backlog or report.csv_dropped:
+            lines.append(Text(f"{who}CSV: {report.csv_backlog} records held in memory, "
+                              f"{report.csv_dropped} lost — {report.csv_error or 'writing'}",
+                              style="bold red"))
+    return lines
 
 
 def _natural_key(text: str) -> tuple[tuple[int, int | str], ...]:

@@ -10,23 +10,17 @@ import time
 from pathlib import Path
 
 from monitor.csvlog import SideLog
-
-MARKER_COLUMNS = ("wall_time", "mouse", "text")
-SIDE_FILES = (".markers.csv", ".alerts.csv", ".gaps.csv")  # kept beside a score CSV
+from monitor.schema import MARKER_COLUMNS, Marker, is_side_file, side_file
 
 
 class MarkerError(ValueError):
     """A marker that cannot be recorded; one line for the user."""
 
 
-def markers_path(scores_csv: Path) -> Path:
-    return scores_csv.with_suffix(".markers.csv")
-
-
 def latest_scores(folder: Path) -> Path:
     """The score CSV a running monitor writes: the newest scores-*.csv in its folder."""
-    candidates = sorted((p for p in folder.glob("scores*.csv")
-                         if not p.name.endswith(SIDE_FILES)), key=lambda p: p.stat().st_mtime)
+    candidates = sorted((p for p in folder.glob("scores*.csv") if not is_side_file(p)),
+                        key=lambda p: p.stat().st_mtime)
     if not candidates:
         raise MarkerError(f"{folder}: no scores*.csv here; name the file with --csv")
     return candidates[-1]
@@ -35,10 +29,10 @@ def latest_scores(folder: Path) -> Path:
 def add_marker(scores_csv: Path, mouse: str, text: str, when: float | None = None) -> Path:
     if not mouse.strip() or not text.strip():
         raise MarkerError("a marker needs a mouse id (or '*') and a text")
-    path = markers_path(scores_csv)
+    path = side_file(scores_csv, "markers")
     try:
-        SideLog(path, MARKER_COLUMNS).write(
-            [f"{time.time() if when is None else when:.3f}", mouse, text])
+        SideLog(path, MARKER_COLUMNS).write(Marker(time.time() if when is None else when,
+                                                   mouse, text))
     except OSError as exc:
         raise MarkerError(f"{path}: cannot write the marker: {exc.strerror or exc}") from exc
     return path

@@ -1,10 +1,12 @@
-"""The monitor's data flow: capture workers -> faces -> batched scoring -> records -> outputs.
+"""The monitor's data flow: capture workers -> faces -> batched scoring -> records -> sinks.
 
 `Analyzer` is the pure part (frames in, records out). `Monitor` owns the threads: one capture
-worker per camera and one pipeline thread that scores whatever frames are due across all
-cameras as one batch, then writes each record to the CSV (durable first), the ZeroMQ publisher
-and the dashboard state. Shutdown stops the sources first, drains the queue, and closes the
-outputs last, so nothing scored is lost.
+worker per camera, and one pipeline thread that scores whatever frames are due across all
+cameras as one batch, judges them for alerts, and sends the records, events and reports to its
+sinks (the CSV first, then the publisher, then the alert hook; monitor/sinks.py). The pipeline
+reaches the rest of the world only through those messages: a dashboard in this process
+subscribes to `Monitor.view_endpoint` like any other subscriber. Shutdown stops the sources
+first, drains the queue, and closes the sinks last, so nothing scored is lost.
 """
 
 from __future__ import annotations
@@ -12,24 +14,23 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from monitor.alerts import AlertEngine, AlertEvent, HookRunner
-from monitor.bus import Publisher
+from monitor.alerts import AlertEngine
 from monitor.capture import CaptureWorker, Frame, FrameQueue, Opener, open_capture
 from monitor.config import Camera, ConfigError, MonitorConfig, load_config
-from monitor.csvlog import CsvLogger, SideLog
 from monitor.faces import FaceFinder, FaceResult, cubicle_pixels
 from monitor.models import LOCALIZER, SCORER, OnnxModel
-from monitor.records import CameraReport, ScoreRecord
+from monitor.schema import CameraReport, ScoreRecord, StatusReport
 from monitor.scoring import Scorer, UnitScores
+from monitor.sinks import Sinks, open_sinks
 
-CAMERA_REPORT_EVERY_S = 2.0
+REPORT_EVERY_S = 2.0  # camera and status reports, besides those sent on every change
 STOP_GRACE_S = 5.0  # how long a stop waits for capture workers stuck in a driver call
+_views = itertools.count(1)  # in-process endpoints, one per Monitor
 
 
 @dataclass
@@ -48,6 +49,10 @@ class Models:
     @property
     def is_demo(self) -> bool:
         return self.scorer.info.is_demo or self.localizer.info.is_demo
+
+    @property
+    def kind(self) -> str:
+        return "demo" if self.is_demo else "trained"
 
     @property
     def precision(self) -> str:
@@ -71,7 +76,6 @@ class Analyzer:
         self.scorer = Scorer(models.scorer)
         self.finder = FaceFinder(models.localizer, config.faces, self.scorer.input_size)
         self._seq = itertools.count(1)
-        self.model_kind = "demo" if models.is_demo else "trained"
 
     def process(self, frames: list[Frame]) -> list[ScoreRecord]:
         slots: list[tuple[Frame, int]] = []  # (frame, cubicle index) per region, in order
@@ -112,115 +116,32 @@ class Analyzer:
             probs=scores.probs.round(5).tolist() if scores else None,
             levels=scores.levels if scores else None, total=scores.total if scores else None,
             expected_total=scores.expected_total if scores else None,
-            model_kind=self.model_kind, scorer_id=self.models.scorer.info.model_id,
+            model_kind=self.models.kind, scorer_id=self.models.scorer.info.model_id,
             localizer_id=self.models.localizer.info.model_id,
             latency_ms=(time.monotonic() - frame.mono_time) * 1000.0,
         )
 
 
-@dataclass
-class Outputs:
-    """Where records go, in this order: the CSV (durable first), ZeroMQ, the dashboard.
-
-    Alert events go to `<csv>.alerts.csv`, the `alert` topic, the dashboard and the hook."""
-
-    csv: CsvLogger | None = None
-    publisher: Publisher | None = None
-    on_score: Callable[[ScoreRecord], None] | None = None
-    on_camera: Callable[[CameraReport], None] | None = None
-    on_alert: Callable[[AlertEvent], None] | None = None
-    on_notice: Callable[[str], None] | None = None
-    hooks: HookRunner | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    alert_log: SideLog | None = field(init=False, default=None)
-    _csv_error: str = field(init=False, default="")
-
-    def __post_init__(self) -> None:
-        if self.csv is not None:
-            self.alert_log = SideLog(self.csv.path.with_suffix(".alerts.csv"),
-                                     AlertEvent.CSV_COLUMNS)
-
-    def alerts(self, events: list[AlertEvent]) -> None:
-        for event in events:
-            if self.alert_log:
-                try:
-                    self.alert_log.write(event.csv_row())
-                except OSError as exc:  # published and shown all the same
-                    self.notice(f"cannot write {self.alert_log.path}: {exc.strerror or exc}")
-            if self.publisher:
-                self.publisher.publish_alert(event)
-            if self.hooks and event.event in ("raised", "cleared"):
-                self.hooks.submit(event)
-            if self.on_alert:
-                with self.lock:
-                    self.on_alert(event)
-
-    def notice(self, text: str) -> None:
-        if self.on_notice:
-            with self.lock:
-                self.on_notice(text)
-
-    def scores(self, records: list[ScoreRecord]) -> None:
-        for record in records:
-            if self.csv:
-                self.csv.write(record)
-            if self.publisher:
-                self.publisher.publish_score(record)
-            if self.on_score:
-                with self.lock:
-                    self.on_score(record)
-        if self.csv and records:
-            self.csv.sync()
-            self._csv_state()
-
-    def _csv_state(self) -> None:
-        """Say when the CSV stops taking records (disk full) and when it resumes."""
-        assert self.csv is not None
-        error = self.csv.error
-        if error == self._csv_error:
-            return
-        self._csv_error = error
-        lost = (f"{self.csv.dropped} records lost when the backlog overflowed"
-                if self.csv.dropped else "nothing lost")
-        self.notice(f"{error}; {self.csv.backlog} records held in memory, scoring goes on"
-                    if error else f"{self.csv.path}: writing resumed, {lost}")
-
-    def camera(self, report: CameraReport) -> None:
-        if self.publisher:
-            self.publisher.publish_camera(report)
-        if self.on_camera:
-            with self.lock:
-                self.on_camera(report)
-
-    def close(self) -> None:
-        """Close all outputs, the CSV first; re-raise the first failure after trying them all."""
-        failures = []
-        hooks = self.hooks
-        finish_hooks = hooks and (lambda: hooks.close(timeout=hooks.timeout_s + 1.0))
-        for close in (self.csv and self.csv.close, self.publisher and self.publisher.close,
-                      finish_hooks):
-            try:
-                if close:
-                    close()
-            except Exception as exc:
-                failures.append(exc)
-        if failures:
-            raise failures[0]
-
-
 class Monitor:
-    """Runs the capture workers and the pipeline thread until stopped or the media ends."""
+    """Runs the capture workers and the pipeline thread until stopped or the media ends.
 
-    def __init__(self, config: MonitorConfig, models: Models, outputs: Outputs, *,
+    The pipeline thread owns everything after the frame queue: the analyzer, the alert engine
+    and the sinks, which it opens and closes itself. Other threads reach it only through
+    `request_stop` / `request_reload` and the messages it publishes; `records` and `error` are
+    read once it has finished (`wait`)."""
+
+    def __init__(self, config: MonitorConfig, models: Models, csv_path: Path | None, *,
                  opener: Opener = open_capture, realtime: bool = True,
                  replay: bool = False, config_path: Path | None = None) -> None:
         self.config = config
+        self.csv_path = csv_path
         self.analyzer = Analyzer(config, models)
         self.alerts = AlertEngine(config.alerts, models.scorer.info.pain_cutoff)
+        self.title = monitor_title(config, models, replay)
+        self.view_endpoint = f"inproc://mgs-monitor-view-{next(_views)}"
         self.config_path = config_path
         self._config_mtime = _mtime(config_path)
         self._reload = threading.Event()
-        self.outputs = outputs
         self.frames = FrameQueue(config.queue_size)
         self.stop_sources = threading.Event()
         self.workers = [
@@ -230,18 +151,25 @@ class Monitor:
             for cam in config.cameras
         ]
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
+        self._opened = threading.Event()
         self._reports = itertools.count(1)
         self._last_report: dict[str, tuple[str, float]] = {}
-        self.latency_ms: dict[str, float] = {}
+        self._next_status = 0.0
+        self._notice: tuple[str, float | None] = ("", None)
+        self._hook_failures = 0
+        self._latency_ms: dict[str, float] = {}
         self._stop_asked: float | None = None
-        self.last_loop = time.monotonic()  # for the systemd watchdog
         self.records = 0
         self.error: BaseException | None = None
 
     def start(self) -> None:
-        for worker in self.workers:
-            worker.start()
+        """Open the sinks and start the cameras; a sink that cannot be opened (CSV, port) is
+        raised here, before any camera starts."""
         self._thread.start()
+        self._opened.wait()
+        if self.error is not None:
+            self._thread.join()
+            raise self.error
 
     def request_reload(self) -> None:
         """Re-read the alert rules from the config file (SIGHUP); the series are kept."""
@@ -251,10 +179,6 @@ class Monitor:
         """Stop the sources; the pipeline then drains what they already captured."""
         self.stop_sources.set()
 
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the pipeline to finish; True when it has."""
         self._thread.join(timeout)
@@ -262,22 +186,31 @@ class Monitor:
 
     def _run(self) -> None:
         try:
-            while True:
-                sources_done = self._sources_done()
-                frames = self.frames.take_all(timeout=0.2)
-                if frames:
-                    self._score(frames)
-                if sources_done and not frames and not len(self.frames):
-                    break
-                self._report_cameras()
-                self._reload_if_asked()
-                self.last_loop = time.monotonic()
-            self._report_cameras(final=True)
-        except BaseException as exc:  # surfaced by the CLI; capture is stopped, outputs closed
+            with open_sinks(self.config, self.csv_path, self.view_endpoint,
+                            self._post_notice) as sinks:
+                for worker in self.workers:
+                    worker.start()
+                self._opened.set()
+                self._loop(sinks)
+        except BaseException as exc:  # surfaced by the caller; capture is stopped
             self.error = exc
             self.stop_sources.set()
         finally:
-            self._close_outputs()
+            self._opened.set()
+
+    def _loop(self, sinks: Sinks) -> None:
+        while True:
+            sources_done = self._sources_done()
+            frames = self.frames.take_all(timeout=0.2)
+            if frames:
+                self._score(sinks, frames)
+            if sources_done and not frames and not len(self.frames):
+                break
+            self._report_cameras(sinks)
+            self._reload_if_asked()
+            self._report_status(sinks)
+        self._report_cameras(sinks, final=True)
+        self._report_status(sinks, final=True)
 
     def _sources_done(self) -> bool:
         """All workers finished, or a stop was asked long enough ago: a worker stuck in a
@@ -290,21 +223,19 @@ class Monitor:
             self._stop_asked = time.monotonic()
         return time.monotonic() - self._stop_asked > STOP_GRACE_S
 
-    def _close_outputs(self) -> None:
-        """Close every output even if one fails; the first failure becomes the run's error."""
-        try:
-            self.outputs.close()
-        except Exception as exc:  # e.g. the disk filled up before the last flush
-            self.error = self.error or exc
-
-    def _score(self, frames: list[Frame]) -> None:
-        records = self.analyzer.process(frames)
-        events = [event for record in records for event in self.alerts.update(record)]
-        self.outputs.scores(records)
-        self.outputs.alerts(events)
+    def _score(self, sinks: Sinks, frames: list[Frame]) -> None:
+        judged = [self.alerts.update(record) for record in self.analyzer.process(frames)]
+        records = [record for record, _ in judged]
+        sinks.scores(records)
+        sinks.alerts([event for _, events in judged for event in events])
         self.records += len(records)
         for record in records:
-            self.latency_ms[record.camera] = record.latency_ms
+            self._latency_ms[record.camera] = record.latency_ms
+
+    def _post_notice(self, text: str) -> None:
+        """Something a person should read: it goes out in a status report at once."""
+        self._notice = (text, time.time())
+        self._next_status = 0.0
 
     def _reload_if_asked(self) -> None:
         """New alert rules on SIGHUP or when the config file changes; a bad file is refused
@@ -317,30 +248,61 @@ class Monitor:
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
-            self.outputs.notice(f"config reload refused, old alert rules kept: {exc}")
+            self._post_notice(f"config reload refused, old alert rules kept: {exc}")
             return
         self.alerts.reload(new.alerts, self.analyzer.models.scorer.info.pain_cutoff)
-        self.outputs.notice(f"{self.config_path}: alert rules reloaded "
-                            "(cameras and models need a restart)")
+        self._post_notice(f"{self.config_path}: alert rules reloaded "
+                          "(cameras and models need a restart)")
 
-    def _report_cameras(self, final: bool = False) -> None:
+    def _report_cameras(self, sinks: Sinks, final: bool = False) -> None:
         """A report per camera when its state changes, every few seconds, and at the end."""
         now = time.monotonic()
         for worker in self.workers:
-            stats = worker.stats
+            health = worker.health()
             last_state, last_time = self._last_report.get(worker.camera, ("", 0.0))
-            due = stats.state != last_state or now - last_time >= CAMERA_REPORT_EVERY_S
+            due = health.state != last_state or now - last_time >= REPORT_EVERY_S
             if not (due or final):
                 continue
-            self._last_report[worker.camera] = (stats.state, now)
-            self.outputs.camera(CameraReport(
+            self._last_report[worker.camera] = (health.state, now)
+            sinks.publish(CameraReport(
                 publisher=self.config.publisher, seq=next(self._reports), wall_time=time.time(),
-                camera=worker.camera, state=stats.state, frames_read=stats.frames_read,
-                frames_dropped=self.frames.dropped.get(worker.camera, 0),
-                reconnects=stats.reconnects, last_frame_time=stats.last_frame_time,
-                fps=stats.fps(), latency_ms=self.latency_ms.get(worker.camera, float("nan")),
-                error=stats.error,
+                camera=worker.camera, state=health.state, frames_read=health.frames_read,
+                reconnects=health.reconnects, last_frame_time=health.last_frame_time,
+                fps=health.fps, latency_ms=self._latency_ms.get(worker.camera, float("nan")),
+                error=health.error, position=health.position, total_frames=health.total_frames,
             ))
+
+    def _report_status(self, sinks: Sinks, final: bool = False) -> None:
+        """The monitor's own state every few seconds, at once after a notice, and at the end."""
+        hooks = sinks.hook_counts()
+        if hooks.failed + hooks.timed_out > self._hook_failures:
+            self._hook_failures = hooks.failed + hooks.timed_out
+            self._post_notice(f"alert hook failing ({hooks.failed} failed, {hooks.timed_out} "
+                              f"timed out so far): {hooks.last_error}")
+        now = time.monotonic()
+        if now < self._next_status and not final:
+            return
+        self._next_status = now + REPORT_EVERY_S
+        csv = sinks.csv
+        notice, notice_time = self._notice
+        sinks.publish(StatusReport(
+            publisher=self.config.publisher, seq=next(self._reports), wall_time=time.time(),
+            title=self.title, model_kind=self.analyzer.models.kind,
+            alert_threshold=self.alerts.default, records=self.records,
+            csv_path=str(csv.path) if csv else "", csv_backlog=csv.backlog if csv else 0,
+            csv_dropped=csv.dropped if csv else 0, csv_error=csv.error if csv else "",
+            queue_dropped=self.frames.drops(), hooks=hooks, notice=notice,
+            notice_time=notice_time,
+        ))
+
+
+def monitor_title(config: MonitorConfig, models: Models, replay: bool) -> str:
+    """What runs, as the dashboard's header says it: mode, cameras, mice, device, precision."""
+    mice = sum(len(c.cubicle_list()) for c in config.cameras)
+    what = "replay" if replay else "live"
+    provider = models.scorer.providers[0].replace("ExecutionProvider", "")
+    return (f"mgs-monitor {what} — {len(config.cameras)} cameras, {mice} mice, {provider} "
+            f"{models.precision}")
 
 
 def _mtime(path: Path | None) -> float | None:

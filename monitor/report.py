@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from monitor.records import CSV_COLUMNS, STATUSES
+from monitor.schema import (
+    ALERT_COLUMNS,
+    CSV_COLUMNS,
+    MARKER_COLUMNS,
+    STATUSES,
+    csv_header,
+    side_file,
+)
 from monitor.units import LEVELS, MAX_TOTAL, UNITS
 
 if TYPE_CHECKING:
@@ -31,8 +38,7 @@ if TYPE_CHECKING:
 
 ALL_MICE = "*"
 ROLLING = 10  # samples in the scoreable-fraction window
-MARKER_COLUMNS = ("wall_time", "mouse", "text")
-ALERT_COLUMNS = ("wall_time", "mouse", "rule", "event")  # the ones read; more may follow
+ALERT_COLUMNS_READ = csv_header(ALERT_COLUMNS)[:4]  # wall_time, mouse, rule, event
 _NUMBERS = ("total", "expected_total", *UNITS,
             *(f"p_{unit}_{level}" for unit in UNITS for level in LEVELS))
 _INDEX = {name: CSV_COLUMNS.index(name) for name in
@@ -81,11 +87,12 @@ def read_series(csv_paths: list[Path]) -> dict[str, MouseSeries]:
     if not by_mouse:
         raise ReportError(f"{', '.join(map(str, csv_paths))}: no records")
     series = {mouse: _series(mouse, rows) for mouse, rows in sorted(by_mouse.items())}
-    markers = [m for path in csv_paths for m in _read_markers(_beside(path, "markers"))]
+    markers = [m for path in csv_paths for m in _read_markers(side_file(path, "markers"))]
     for item in series.values():
         item.markers = sorted((t, text) for t, mouse, text in markers
                               if mouse in (item.mouse, ALL_MICE))
-    alert_files = [_beside(p, "alerts") for p in csv_paths if _beside(p, "alerts").is_file()]
+    alert_files = [side_file(p, "alerts") for p in csv_paths
+                   if side_file(p, "alerts").is_file()]
     if alert_files:  # the alerts log is the record; the alert column is the fallback
         events = sorted((e for f in alert_files for e in _read_alerts(f)), key=lambda e: e[0])
         for item in series.values():
@@ -149,10 +156,6 @@ def write_report(csv_paths: list[Path], out: Path) -> Path:
 
 
 # Reading
-
-
-def _beside(path: Path, kind: str) -> Path:
-    return path.with_suffix(f".{kind}.csv")
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -230,12 +233,12 @@ def _read_markers(path: Path) -> list[tuple[float, str, str]]:
     if not path.is_file():
         return []
     return [(_time(path, n, row["wall_time"]), row["mouse"], row["text"])
-            for n, row in _table(path, MARKER_COLUMNS)]
+            for n, row in _table(path, csv_header(MARKER_COLUMNS))]
 
 
 def _read_alerts(path: Path) -> list[tuple[float, str, str, str]]:
     return [(_time(path, n, row["wall_time"]), row["mouse"], row["rule"], row["event"])
-            for n, row in _table(path, ALERT_COLUMNS)]
+            for n, row in _table(path, ALERT_COLUMNS_READ)]
 
 
 def _event_spans(events: list[tuple[float, str, str, str]], mouse: str,

@@ -20,7 +20,7 @@ from monitor.capture import IMAGE_SUFFIXES, Frame
 from monitor.config import build_config
 from monitor.csvlog import CsvLogger
 from monitor.pipeline import Analyzer, Models
-from monitor.records import ScoreRecord
+from monitor.schema import ScoreRecord
 
 BATCH = 16
 
@@ -95,12 +95,10 @@ def _score_frames(analyzer: Analyzer, images: list[tuple[Path, np.ndarray]]) -> 
     now = time.time()
     frames = [Frame(STILLS_CAMERA, image, now, time.monotonic(), 0.0, i)
               for i, (_, image) in enumerate(images)]
-    records = analyzer.process(frames)
-    for record in records:
-        path = images[record.frame_index][0]
-        record.camera, record.mouse = str(path), f"{path.stem}-c{record.cubicle}"
-        record.frame_index = 0
-    return records
+    return [record.model_copy(update={
+        "camera": str(images[record.frame_index][0]),
+        "mouse": f"{images[record.frame_index][0].stem}-c{record.cubicle}", "frame_index": 0})
+        for record in analyzer.process(frames)]
 
 
 def _score_crops(analyzer: Analyzer, images: list[tuple[Path, np.ndarray]]) -> list[ScoreRecord]:

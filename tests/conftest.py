@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from demo.build import DemoBuild, DemoSpec, build_demo
 from export.onnx_export import export_localizer, export_scorer
-from train.demo import DemoBuild, DemoSpec, build_demo
 from train.models import FaceLocalizer, UnitScorer
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import numpy as np
 
 
@@ -30,3 +33,29 @@ class FakeCamera:
 
     def release(self) -> None:
         self.released = True
+
+
+class HeldCamera:
+    """A camera device that starts delivering frames (here: a real video, decoded by OpenCV)
+    only once `started` is set, so a test can attach subscribers before the first sample."""
+
+    def __init__(self, capture: Any, started: threading.Event) -> None:
+        self.capture = capture
+        self.started = started
+
+    def isOpened(self) -> bool:
+        return bool(self.capture.isOpened())
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        self.started.wait()
+        return self.capture.read()  # type: ignore[no-any-return]
+
+    def grab(self) -> bool:
+        self.started.wait()
+        return bool(self.capture.grab())
+
+    def get(self, prop: int) -> float:
+        return float(self.capture.get(prop))
+
+    def release(self) -> None:
+        self.capture.release()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from monitor.records import ScoreRecord
+from monitor.schema import ScoreRecord
 
 
 def score_record(seq: int, mouse: str = "cam0-c1", publisher: str = "test",

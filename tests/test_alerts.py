@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from monitor.alerts import AlertEngine, AlertEvent, HookRunner
+from monitor.alerts import AlertEngine, HookRunner
 from monitor.config import AlertRule, Alerts, ConfigError, build_config
-from monitor.records import ScoreRecord
+from monitor.schema import ALERT_COLUMNS, AlertEvent, ScoreRecord, csv_header, csv_row
 
 STEP = 120.0
 
@@ -44,7 +43,7 @@ def feed(eng: AlertEngine, mouse: str, totals: list[int | None], start: float = 
     events = []
     for i, total in enumerate(totals):
         rec = record(mouse, start + i * STEP, total, "scored" if total is not None else status)
-        events += [(i, e) for e in eng.update(rec)]
+        events += [(i, e) for e in eng.update(rec)[1]]
     return events
 
 
@@ -96,8 +95,8 @@ def test_unit_subset_rule() -> None:
     spread = [0, 2, 1, 0, 1]  # total 4 as well, none of it on them
     events = []
     for i, levels in enumerate([spread, spread, squint, squint]):
-        events += eng.update(record("M1", i * STEP, levels=levels))
-        events += eng.update(record("M2", i * STEP, levels=spread))
+        events += eng.update(record("M1", i * STEP, levels=levels))[1]
+        events += eng.update(record("M2", i * STEP, levels=spread))[1]
     assert [(e.mouse, e.time) for e in events] == [("M1", 3 * STEP)]  # (0+4+4)/3 >= 2.5
     assert "orbital_tightening+ear_position" in events[0].detail
     assert eng.rule_for("M1").units == ("orbital_tightening", "ear_position")
@@ -151,8 +150,9 @@ def test_record_pain_and_alert_fields() -> None:
     seen = []
     for i, total in enumerate([5, 2, 6, None, None, None]):
         rec = record("M1", i * STEP, total, "scored" if total is not None else "no_face")
-        eng.update(rec)
-        seen.append((rec.pain, rec.alert))
+        judged, _ = eng.update(rec)
+        assert rec.pain is None and rec.alert == ""  # the record fed in stays as it was
+        seen.append((judged.pain, judged.alert))
     assert seen == [(True, ""), (False, ""), (True, "pain"), (None, "pain"),
                     (None, "pain,no_face"), (None, "pain,no_face")]
     assert set(eng.active("M1")) == {"pain", "no_face"} and eng.active("other") == {}
@@ -240,9 +240,9 @@ def test_reload_turning_a_rule_off_clears_its_alert() -> None:
 def test_event_csv_and_json() -> None:
     eng = engine(defaults={"threshold": 4})
     (_, event), = feed(eng, "M1", [5, 5])
-    assert AlertEvent.CSV_COLUMNS[:7] == (
+    assert csv_header(ALERT_COLUMNS)[:7] == (
         "wall_time", "mouse", "rule", "event", "value", "threshold", "detail")
-    row = dict(zip(AlertEvent.CSV_COLUMNS, event.csv_row(), strict=True))
+    row = dict(zip(csv_header(ALERT_COLUMNS), csv_row(ALERT_COLUMNS, event), strict=True))
     assert row["mouse"] == "M1" and row["rule"] == "pain" and row["event"] == "raised"
     assert float(row["value"]) == 5 and float(row["threshold"]) == 4
     assert float(row["wall_time"]) == pytest.approx(1e9 + STEP)
@@ -261,7 +261,7 @@ def test_hook_runs_without_shell_with_event_in_environment(tmp_path: Path) -> No
     script = ("import json, os, sys; json.dump({k: v for k, v in os.environ.items() "
               "if k.startswith('MGS_')}, open(sys.argv[1], 'w'))")
     runner = HookRunner([sys.executable, "-c", script, str(out)], timeout_s=10)
-    runner.submit(replace(raised_event(), event="active"))  # reminders page no one
+    runner.submit(raised_event().model_copy(update={"event": "active"}))  # pages no one
     runner.submit(raised_event())
     runner.close(timeout=10)
     env = json.loads(out.read_text())

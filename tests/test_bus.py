@@ -1,3 +1,4 @@
+import json
 import threading
 import time
 from pathlib import Path
@@ -5,9 +6,16 @@ from pathlib import Path
 import pytest
 import zmq
 
-from monitor.alerts import AlertEvent
 from monitor.bus import BusError, Publisher, Subscriber, is_local, make_keys, run_proxy
-from monitor.records import CameraReport
+from monitor.schema import (
+    AlertEvent,
+    CameraReport,
+    HookCounts,
+    MessageError,
+    StatusReport,
+    decode,
+    encode,
+)
 from tests.conftest import free_port_endpoint
 from tests.records_util import score_record
 
@@ -25,15 +33,18 @@ def test_records_travel_over_loopback(free_endpoint: str) -> None:
     subscriber = Subscriber(free_endpoint)
     try:
         time.sleep(0.3)  # let the subscription reach the publisher (slow joiner)
-        publisher.publish_score(score_record(7, mouse="cam1-c3"))
-        publisher.publish_camera(CameraReport("test", 1, time.time(), "cam1", "ok", 10))
+        publisher.publish(score_record(7, mouse="cam1-c3"))
+        publisher.publish(CameraReport(publisher="test", seq=1, wall_time=time.time(),
+                                       camera="cam1", state="ok", frames_read=10))
         got = receive_until(subscriber, 2)
     finally:
         subscriber.close()
         publisher.close()
-    assert got[0].score.mouse == "cam1-c3" and got[0].score.seq == 7
-    assert got[0].score.face_box == (0.5, 0.5, 0.3, 0.3)
-    assert got[1].camera.camera == "cam1" and got[1].camera.frames_read == 10
+    assert got[0] == score_record(7, mouse="cam1-c3").model_copy(
+        update={"wall_time": got[0].wall_time, "mono_time": got[0].mono_time})
+    assert got[0].face_box == (0.5, 0.5, 0.3, 0.3) and got[0].probs[0] == (0.2, 0.7, 0.1)
+    assert isinstance(got[1], CameraReport)
+    assert got[1].camera == "cam1" and got[1].frames_read == 10
 
 
 def test_malformed_messages_are_counted_not_parsed(free_endpoint: str) -> None:
@@ -44,13 +55,47 @@ def test_malformed_messages_are_counted_not_parsed(free_endpoint: str) -> None:
         time.sleep(0.3)
         raw.send_multipart([b"score", b"\x80\x04not json"])  # e.g. a pickle
         raw.send_multipart([b"score", b'{"schema": 99}'])
+        wrong_type = json.loads(score_record(2).to_json()) | {"seq": "2"}
+        raw.send_multipart([b"score", json.dumps(wrong_type).encode()])
         raw.send_multipart([b"score", score_record(1).to_json()])
         got = receive_until(subscriber, 1)
     finally:
         subscriber.close()
         raw.close(linger=0)
-    assert [m.score.seq for m in got] == [1]
-    assert subscriber.malformed == 2 and "schema 99" in subscriber.last_error
+    assert [m.seq for m in got] == [1]
+    assert subscriber.malformed == 3
+    assert subscriber.last_error == "score record: seq: Input should be a valid integer"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"schema": 2}, "score record schema 2 is not 1; update mgs-monitor on the older side"),
+    ({"mood": "calm"}, "score record: mood: unknown field"),
+    ({"levels": [0, 1, 3, 0, 0]}, "levels.2: Input should be less than or equal to 2"),
+    ({"levels": [0, 1]}, "levels: Tuple should have at least 5 items"),
+    ({"status": "guessed"}, "status: Input should be 'scored', 'no_face'"),
+    ({"face_score": "0.9"}, "face_score: Input should be a valid number"),
+])
+def test_messages_are_checked_field_by_field(change: dict, message: str) -> None:
+    payload = json.loads(score_record(1).to_json()) | change
+    with pytest.raises(MessageError) as refused:
+        decode([b"score", json.dumps(payload).encode()])
+    assert message in str(refused.value)
+
+
+def test_every_message_type_survives_the_wire() -> None:
+    event = AlertEvent(wall_time=1.0, time=2.0, mouse="M1", camera="cam0", rule="pain",
+                       event="raised", value=5.0, threshold=4.0, since=2.0, peak=5.0,
+                       detail="window mean 5")
+    status = StatusReport(publisher="p", seq=3, wall_time=1.0, title="t", model_kind="demo",
+                          alert_threshold=4.0, records=10, queue_dropped={"cam0": 2},
+                          hooks=HookCounts(failed=1, last_error="no pager"), notice="n")
+    camera = CameraReport(publisher="p", seq=4, wall_time=1.0, camera="cam0", state="down",
+                          error="gone", position=5, total_frames=9)
+    for message in (score_record(1), event, status, camera):
+        back = decode(encode(message))
+        assert type(back) is type(message) and back.to_json() == message.to_json()  # NaN != NaN
+    with pytest.raises(MessageError, match="unknown topic"):
+        decode([b"gossip", b"{}"])
 
 
 def test_port_in_use_is_one_clear_line(free_endpoint: str) -> None:
@@ -71,8 +116,8 @@ def test_proxy_joins_two_publishers(free_endpoint: str) -> None:
     subscriber = Subscriber(backend)
     try:
         time.sleep(0.5)  # subscriptions travel subscriber -> proxy -> publishers
-        publishers[0].publish_score(score_record(1, publisher="hostA"))
-        publishers[1].publish_score(score_record(1, publisher="hostB"))
+        publishers[0].publish(score_record(1, publisher="hostA"))
+        publishers[1].publish(score_record(1, publisher="hostB"))
         got = receive_until(subscriber, 2)
     finally:
         stop.set()
@@ -80,7 +125,7 @@ def test_proxy_joins_two_publishers(free_endpoint: str) -> None:
         subscriber.close()
         for publisher in publishers:
             publisher.close()
-    assert sorted(m.score.publisher for m in got) == ["hostA", "hostB"]
+    assert sorted(m.publisher for m in got) == ["hostA", "hostB"]
 
 
 def test_alert_events_travel_and_parse(free_endpoint: str) -> None:
@@ -90,12 +135,12 @@ def test_alert_events_travel_and_parse(free_endpoint: str) -> None:
     publisher, subscriber = Publisher(free_endpoint), Subscriber(free_endpoint)
     try:
         time.sleep(0.3)
-        publisher.publish_alert(event)
+        publisher.publish(event)
         got = receive_until(subscriber, 1)
     finally:
         subscriber.close()
         publisher.close()
-    assert got[0].alert == event
+    assert got == [event]
 
 
 def test_curve_keys_encrypt_and_only_the_right_key_hears(tmp_path: Path,
@@ -110,9 +155,9 @@ def test_curve_keys_encrypt_and_only_the_right_key_hears(tmp_path: Path,
     try:
         time.sleep(0.5)
         for seq in (1, 2, 3):
-            publisher.publish_score(score_record(seq))
+            publisher.publish(score_record(seq))
         got = receive_until(good, 3)
-        assert [m.score.seq for m in got] == [1, 2, 3]
+        assert [m.seq for m in got] == [1, 2, 3]
         assert not list(wrong.receive(300)) and not list(plain.receive(300))
     finally:
         for socket in (good, wrong, plain):

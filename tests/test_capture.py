@@ -1,4 +1,5 @@
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -48,8 +49,9 @@ def test_video_is_sampled_by_its_own_clock(tmp_path: Path) -> None:
     frames = drain(queue)
     assert [f.frame_index for f in frames] == [0, 10, 20, 30, 40]
     assert [f.source_time for f in frames] == pytest.approx([0, 1, 2, 3, 4])
-    assert worker.stats.state == "ended" and worker.total_frames == 50
-    assert worker.stats.frames_read == 5  # skipped frames are grabbed, not decoded
+    health = worker.health()
+    assert health.state == "ended" and health.total_frames == 50 and health.position == 50
+    assert health.frames_read == 5  # skipped frames are grabbed, not decoded
 
 
 def test_burst_keeps_the_sharpest_frame() -> None:
@@ -85,8 +87,8 @@ def test_camera_that_drops_and_comes_back() -> None:
     worker.join(5)
     kinds = ["down" if f.image is None else "ok" for f in frames[:5]]
     assert kinds == ["ok", "down", "down", "ok", "ok"]
-    assert frames[1].error and worker.stats.reconnects == 1
-    assert worker.stats.frames_read == 3
+    assert frames[1].error and worker.health().reconnects == 1
+    assert worker.health().frames_read == 3
 
 
 def test_unreadable_video_reports_down(tmp_path: Path) -> None:
@@ -97,7 +99,7 @@ def test_unreadable_video_reports_down(tmp_path: Path) -> None:
     run_worker(worker, stop, 5)
     (frame,) = drain(queue)
     assert frame.image is None and "cannot open" in frame.error
-    assert worker.stats.state == "down"
+    assert worker.health().state == "down"
 
 
 def test_full_queue_drops_oldest_and_counts() -> None:
@@ -107,7 +109,7 @@ def test_full_queue_drops_oldest_and_counts() -> None:
         queue.put(Frame("fast", None, 0.0, float(i + 1), float(i), i), block=False, stop=stop)
     frames = drain(queue)
     assert [(f.camera, f.frame_index) for f in frames] == [("slow", 0), ("fast", 3), ("fast", 4)]
-    assert queue.dropped == {"fast": 3}  # a fast camera never pushes out another's sample
+    assert queue.drops() == {"fast": 3}  # a fast camera never pushes out another's sample
 
 
 def test_replay_keeps_captured_frames_when_stopped() -> None:
@@ -115,7 +117,7 @@ def test_replay_keeps_captured_frames_when_stopped() -> None:
     queue.put(Frame("cam0", None, 0.0, 0.0, 0.0, 0), block=True, stop=stop)
     stop.set()
     queue.put(Frame("cam0", None, 0.0, 1.0, 1.0, 1), block=True, stop=stop)
-    assert [f.frame_index for f in drain(queue)] == [0, 1] and not queue.dropped
+    assert [f.frame_index for f in drain(queue)] == [0, 1] and not queue.drops()
 
 
 def test_image_folder_source(tmp_path: Path) -> None:
@@ -166,8 +168,47 @@ def test_a_stalled_stream_times_out_instead_of_hanging(monkeypatch: pytest.Monke
     started = time.monotonic()
     worker.start()
     frames = queue.take_all(15)
+    waited = time.monotonic() - started
     stop.set()
     worker.join(15)
     server.close()
-    assert frames and frames[0].image is None and worker.stats.state == "down"
-    assert time.monotonic() - started < 10
+    assert frames and frames[0].image is None and worker.health().state == "down"
+    assert frames[0].error == f"cannot open source {url!r}" == worker.health().error
+    assert 1.0 <= waited < 10  # the 1 s timeout was waited for, and no more than a little
+
+
+def test_cameras_added_while_the_pipeline_polls() -> None:
+    """Workers add their cameras' queues while the pipeline counts and takes: every frame is
+    either taken or counted as dropped, and nothing trips over a queue being added."""
+    queue, stop = FrameQueue(2), threading.Event()
+    errors: list[BaseException] = []
+    rounds, cameras, frames_each = 4, 1000, 3
+
+    def capture(first: int) -> None:
+        try:
+            for camera in range(first, rounds * cameras, 8):
+                for i in range(frames_each):
+                    queue.put(Frame(f"cam{camera}", None, 0.0, float(i), float(i), i),
+                              block=False, stop=stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=capture, args=(k,)) for k in range(8)]
+    taken = 0
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        for worker in workers:
+            worker.start()
+        while any(w.is_alive() for w in workers):
+            try:
+                len(queue)
+                queue.drops()
+                taken += len(queue.take_all(0.0))
+            except BaseException as exc:
+                errors.append(exc)
+        taken += len(queue.take_all(0.0))
+    finally:
+        sys.setswitchinterval(switch)
+    assert not errors
+    assert taken + sum(queue.drops().values()) == rounds * cameras * frames_each

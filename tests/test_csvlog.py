@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from monitor.csvlog import CsvLogError, CsvLogger
-from monitor.records import CSV_COLUMNS
+from monitor.schema import CSV_COLUMNS
 from monitor.units import UNITS
 from tests.records_util import score_record
 

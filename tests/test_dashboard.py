@@ -9,7 +9,6 @@ import re
 import pytest
 from rich.console import Console
 
-from monitor.alerts import AlertEvent
 from monitor.dashboard import (
     UNIT_HEADERS,
     DashboardState,
@@ -17,7 +16,7 @@ from monitor.dashboard import (
     render,
     sparkline,
 )
-from monitor.records import CameraReport, ScoreRecord
+from monitor.schema import AlertEvent, CameraReport, ScoreRecord
 
 NOW = 1_700_000_000.0
 

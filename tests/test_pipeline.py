@@ -9,8 +9,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -18,18 +18,18 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from demo.build import DemoBuild
 from export.half import halve_scorer
-from monitor.bus import Publisher
+from monitor.capture import open_capture
 from monitor.cli import main
 from monitor.config import build_config, load_config
-from monitor.csvlog import CsvLogger
 from monitor.dashboard import DashboardState, render
-from monitor.pipeline import Models, Monitor, Outputs
-from monitor.records import CSV_COLUMNS, CameraReport
+from monitor.pipeline import Models, Monitor
+from monitor.schema import CSV_COLUMNS, CameraReport, Message, StatusReport
 from monitor.units import UNITS
-from tests.fakes import FakeCamera
+from tests.fakes import FakeCamera, HeldCamera
+from tests.monitor_util import View, run_to_end, run_until
 from train import synth
-from train.demo import DemoBuild
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -124,29 +124,19 @@ def cubicle_frame(levels: list[synth.Levels | None], seed: int) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
 
 
-def small_monitor(demo: DemoBuild, camera: FakeCamera | list[FakeCamera], outputs: Outputs,
+def small_monitor(demo: DemoBuild, camera: FakeCamera | list[FakeCamera], csv: Path | None,
                   every_s: float = 0.05) -> Monitor:
     config = build_config({**demo.config(), "cameras": [{"name": "cam0", "source": 0}],
                            "sampling": {"every_s": every_s, "burst": 1}})
     sessions = iter(camera if isinstance(camera, list) else [camera])
-    return Monitor(config, Models.load(config), outputs, opener=lambda _s: next(sessions))
-
-
-def run_until(monitor: Monitor, records: int, seconds: float = 20.0) -> None:
-    monitor.start()
-    deadline = time.monotonic() + seconds
-    while monitor.records < records and time.monotonic() < deadline:
-        time.sleep(0.02)
-    monitor.request_stop()
-    assert monitor.wait(10)
-    assert monitor.error is None
+    return Monitor(config, Models.load(config), csv, opener=lambda _s: next(sessions))
 
 
 def test_faceless_frame_is_no_face(demo_small: DemoBuild, tmp_path: Path) -> None:
     faces = cubicle_frame([(0, 0, 0, 0, 0), (2, 2, 2, 2, 2), (1, 1, 1, 1, 1), (0, 1, 2, 1, 0)], 1)
     empty = cubicle_frame([None] * 4, 1)  # every mouse turned away
     out = tmp_path / "s.csv"
-    monitor = small_monitor(demo_small, FakeCamera([faces, empty]), Outputs(csv=CsvLogger(out)))
+    monitor = small_monitor(demo_small, FakeCamera([faces, empty]), out)
     run_until(monitor, 8)
     rows = read_rows(out)
     assert [r["status"] for r in rows[4:8]] == ["no_face"] * 4
@@ -156,12 +146,15 @@ def test_faceless_frame_is_no_face(demo_small: DemoBuild, tmp_path: Path) -> Non
 
 def test_camera_drops_mid_run_and_comes_back(demo_small: DemoBuild, tmp_path: Path) -> None:
     frame = cubicle_frame([(0, 0, 0, 0, 0)] * 4, 2)
-    reports: list[CameraReport] = []
     out = tmp_path / "s.csv"
     cameras = [FakeCamera([frame, None]), FakeCamera([], opened=False), FakeCamera([frame])]
-    monitor = small_monitor(demo_small, cameras,
-                            Outputs(csv=CsvLogger(out), on_camera=reports.append), every_s=0.3)
-    run_until(monitor, 16)
+    monitor = small_monitor(demo_small, cameras, out, every_s=0.3)
+
+    def back(view: View) -> bool:
+        states = [r.state for r in view.of(CameraReport)]
+        return "down" in states and "ok" in states[states.index("down"):]
+
+    reports = run_until(monitor, 16, also=back).of(CameraReport)
     statuses = [r["status"] for r in read_rows(out)][:16]
     assert statuses[4:12] == ["camera_down"] * 8
     assert "camera_down" not in statuses[:4] + statuses[12:16]
@@ -172,26 +165,35 @@ def test_camera_drops_mid_run_and_comes_back(demo_small: DemoBuild, tmp_path: Pa
 
 def test_dashboard_shows_what_the_csv_has(demo_small: DemoBuild, tmp_path: Path) -> None:
     out = tmp_path / "s.csv"
-    state = DashboardState()
     config = build_config({**demo_small.config(), "bus": {"enabled": False}})
-    monitor = Monitor(config, Models.load(config),
-                      Outputs(csv=CsvLogger(out), on_score=state.add_score,
-                              on_camera=state.add_camera), realtime=False, replay=True)
-    monitor.start()
-    assert monitor.wait(60) and monitor.error is None
-    console = Console(width=160, file=io.StringIO(), record=True)
-    console.print(render(state, time.time()))
-    lines = console.export_text().splitlines()
+    monitor = Monitor(config, Models.load(config), out, realtime=False, replay=True)
+    state = dashboard_of(run_to_end(monitor).messages)
+    lines = draw(state, width=400).splitlines()
+    assert f"records {len(read_rows(out))}" in lines[0] and str(out) in lines[0]
     last: dict[str, dict[str, str]] = {}
     for row in read_rows(out):
         if row["status"] == "scored":
             last[row["mouse"]] = row
     assert len(last) == 4 * demo_small.spec.cameras
     for mouse, row in last.items():
-        (line,) = [ln for ln in lines if f" {mouse} " in f" {ln} "]
+        where = f" {row['camera']}/{row['cubicle']} "  # the mice table, not the alerts table
+        (line,) = [ln for ln in lines if f" {mouse} " in f" {ln} " and where in ln]
         cells = line.replace("│", " ").split()
         levels = [row[u] for u in UNITS]
         assert row["total"] in cells and " ".join(levels) in " ".join(cells)
+
+
+def dashboard_of(messages: list[Message]) -> DashboardState:
+    state = DashboardState()
+    for message in messages:
+        state.apply(message)
+    return state
+
+
+def draw(state: DashboardState, width: int = 160) -> str:
+    console = Console(width=width, file=io.StringIO(), record=True)
+    console.print(render(state, time.time()))
+    return console.export_text()
 
 
 def start_logger(endpoint: str, out: Path) -> subprocess.Popen[str]:
@@ -210,16 +212,17 @@ def wait_rows(path: Path, count: int, seconds: float = 30) -> None:
 
 def monitor_with_logger(demo: DemoBuild, endpoint: str, local: Path, logged: Path,
                         realtime: bool) -> tuple[Monitor, subprocess.Popen[str]]:
-    """A started replay publishing to a `mgs-monitor log` process that is already listening."""
-    publisher = Publisher(endpoint)  # bound first: the logger's subscription arrives
+    """A replay publishing to a `mgs-monitor log` process that was listening before the
+    cameras gave their first frame."""
+    started = threading.Event()
+    config = build_config({**demo.config(), "bus": {"endpoint": endpoint}})
+    monitor = Monitor(config, Models.load(config), local, realtime=realtime, replay=True,
+                      opener=lambda source: HeldCamera(open_capture(source), started))
+    monitor.start()  # the endpoint is bound
     logger = start_logger(endpoint, logged)
     wait_rows(logged, 0)
-    time.sleep(1.0)  # ... before the first record is published
-    config = build_config({**demo.config(), "bus": {"endpoint": endpoint}})
-    monitor = Monitor(config, Models.load(config),
-                      Outputs(csv=CsvLogger(local), publisher=publisher),
-                      realtime=realtime, replay=True)
-    monitor.start()
+    time.sleep(1.0)  # the logger's subscription reaches the monitor ...
+    started.set()  # ... before the first frame is read
     return monitor, logger
 
 
@@ -294,33 +297,31 @@ def test_alerts_are_logged_and_rules_reload_without_losing_state(demo_small: Dem
     config_path = write_config(tmp_path / "lab.yaml", demo_small,
                                "{defaults: {threshold: 0, window: 1, min_valid: 1}}")
     config = load_config(config_path)
-    notices: list[str] = []
     out = tmp_path / "s.csv"
-    outputs = Outputs(csv=CsvLogger(out), on_notice=notices.append)
     camera = FakeCamera([frame] * 400)
-    monitor = Monitor(config, Models.load(config), outputs, opener=lambda _s: camera,
+    monitor = Monitor(config, Models.load(config), out, opener=lambda _s: camera,
                       config_path=config_path)
+    view = View(monitor)
     monitor.start()
-    deadline = time.monotonic() + 20
 
-    def wait_for(condition: Callable[[], object]) -> None:
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert condition()
+    def status() -> StatusReport:
+        return view.of(StatusReport)[-1]
 
-    wait_for(lambda: monitor.records >= 8)
+    view.wait_for(lambda v: len(v.of(StatusReport)) and status().records >= 8)
     config_path.write_text("cameras: [\n")  # a broken edit
     monitor.request_reload()
-    wait_for(lambda: notices)
-    assert "reload refused" in notices[0] and monitor.alerts.default == 0
+    view.wait_for(lambda v: "reload refused" in status().notice)
+    assert status().alert_threshold == 0
+    assert "config reload refused, old alert rules kept" in draw(dashboard_of(view.messages))
     write_config(config_path, demo_small, "{defaults: {threshold: 10, window: 1, min_valid: 1}}")
     monitor.request_reload()
-    wait_for(lambda: len(notices) >= 2)
-    assert "alert rules reloaded" in notices[1] and monitor.alerts.default == 10
-    seen = monitor.records
-    wait_for(lambda: monitor.records >= seen + 8)
+    view.wait_for(lambda v: "alert rules reloaded" in status().notice)
+    assert status().alert_threshold == 10
+    seen = status().records
+    view.wait_for(lambda v: status().records >= seen + 8)
     monitor.request_stop()
     assert monitor.wait(10) and monitor.error is None
+    view.close()
     events = read_rows(out.with_suffix(".alerts.csv"))
     scored_mice = {r["mouse"] for r in read_rows(out) if r["status"] == "scored"}
     raised = {e["mouse"] for e in events if e["event"] == "raised"}

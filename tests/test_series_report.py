@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.records import CSV_COLUMNS, ScoreRecord
 from monitor.report import (
     ReportError,
     read_series,
@@ -20,6 +19,7 @@ from monitor.report import (
     total_sd,
     write_report,
 )
+from monitor.schema import CSV_COLUMNS, SCORE_COLUMNS, ScoreRecord, csv_row
 
 T0 = 1_700_000_000.0
 SURE = [[0.0, 1.0, 0.0]] * 5  # every unit certain: SD 0
@@ -54,7 +54,7 @@ def write_csv(path: Path, header: list[str] | tuple[str, ...], rows: list[list[s
 
 
 def write_scores(path: Path, records: list[ScoreRecord]) -> Path:
-    return write_csv(path, CSV_COLUMNS, [r.csv_row() for r in records])
+    return write_csv(path, CSV_COLUMNS, [csv_row(SCORE_COLUMNS, r) for r in records])
 
 
 def hidden_status(i: int) -> str:

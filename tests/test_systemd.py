@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from train.demo import DemoBuild
+from demo.build import DemoBuild
 
 UNITS = Path(__file__).parent.parent / "systemd"
 VENV = Path(sys.executable).parent.parent

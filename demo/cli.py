@@ -1,0 +1,41 @@
+"""`mgs-monitor demo`: the monitor on a synthetic four-camera scene with DEMO models.
+
+Registered with `mgs-monitor` through the `mgs_monitor.commands` entry point, so the monitor's
+command line offers it without importing anything of training or export. PyTorch is imported
+only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from monitor.cli import UsageError, add_outputs, config_from_args, csv_path
+from monitor.run import run_monitor
+
+
+def add_command(sub: Any) -> None:
+    demo = sub.add_parser("demo", help="run on a synthetic four-camera scene with DEMO models",
+                          description="Build (once, cached) DEMO models trained on synthetic "
+                          "mouse faces and a synthetic four-camera scene, then replay it at "
+                          "recorded speed with the live dashboard.")
+    demo.add_argument("--rebuild", action="store_true", help="rebuild demo models and scene")
+    demo.add_argument("--build-only", action="store_true", help="build, then exit")
+    demo.add_argument("--fast", action="store_true", help="replay as fast as possible")
+    add_outputs(demo)
+    demo.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from demo.build import build_demo
+    except ImportError as exc:
+        raise UsageError(f"the demo builds its models with PyTorch ({exc.name} missing): "
+                         "install with pip install -e '.[train]'") from exc
+    demo = build_demo(rebuild=args.rebuild)
+    if args.build_only:
+        print(f"demo ready in {demo.folder}")
+        return 0
+    config = config_from_args(args, demo.config(), origin=str(demo.folder))
+    return run_monitor(config, csv_path(config, args.out), replay=True, realtime=not args.fast,
+                       dashboard=not args.no_dashboard)

@@ -1,0 +1,56 @@
+"""`mgs-monitor log`: a running monitor's records and alert events, written to CSV from ZeroMQ.
+
+A logger of its own process survives the monitor's restarts (and the monitor its): each missing
+range of sequence numbers is written to `<csv>.gaps.csv`, and a restarted logger appends to the
+same file after trimming a torn last row.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from monitor.bus import Subscriber
+from monitor.csvlog import CsvLogger, SideLog
+from monitor.schema import (
+    ALERT_COLUMNS,
+    TOPIC_ALERT,
+    TOPIC_SCORE,
+    AlertEvent,
+    ScoreRecord,
+    side_file,
+)
+from monitor.stopping import stop_on_signals
+from monitor.systemd import Watchdog, notify
+
+
+def run_logger(endpoint: str, server_key: Path | None, out: Path, seconds: float | None) -> int:
+    deadline = time.monotonic() + seconds if seconds else None
+    console = Console(stderr=True)
+    with Subscriber(endpoint, topics=(TOPIC_SCORE, TOPIC_ALERT),
+                    server_key=server_key) as subscriber:
+        logger = CsvLogger(out)
+        alert_log = SideLog(side_file(out, "alerts"), ALERT_COLUMNS)
+        console.print(f"logging {endpoint} to {out} (Ctrl-C to stop)")
+        notify("READY=1")
+        watchdog = Watchdog()
+        try:
+            with stop_on_signals() as stopping:
+                while not stopping() and (deadline is None or time.monotonic() < deadline):
+                    watchdog.ping(time.monotonic())
+                    wrote = False
+                    for message in subscriber.receive(250):
+                        if isinstance(message, ScoreRecord):
+                            logger.write(message)
+                            wrote = True
+                        elif isinstance(message, AlertEvent):
+                            alert_log.write(message)
+                    if wrote:
+                        logger.sync()
+        finally:
+            logger.close()
+    gaps = f", {len(logger.gaps)} gaps written to {logger.gaps_path}" if logger.gaps else ""
+    console.print(f"{logger.rows} records written to {out}{gaps}")
+    return 0

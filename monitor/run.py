@@ -1,0 +1,59 @@
+"""Running the monitor: `mgs-monitor run`, `replay` and `demo` end here.
+
+The main thread loads the models, starts the Monitor (whose pipeline thread opens its own
+sinks), and follows it as any dashboard would: subscribed to its in-process endpoint before the
+pipeline binds it, so nothing is missed. The progress bars, the dashboard, the notices printed
+and the systemd watchdog are all fed by the messages the pipeline publishes; signals are handled
+here, in the main thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from monitor import capture
+from monitor.bus import Subscriber
+from monitor.capture import Opener
+from monitor.config import MonitorConfig
+from monitor.dashboard import DashboardState
+from monitor.dashboard_service import follow, media_progress
+from monitor.models import runtime_conflict
+from monitor.pipeline import Models, Monitor
+from monitor.stopping import stop_on_signals
+from monitor.systemd import Watchdog, notify
+
+
+def run_monitor(config: MonitorConfig, csv_path: Path, *, replay: bool, realtime: bool,
+                config_path: Path | None = None, dashboard: bool = True,
+                opener: Opener | None = None, watchdog: Watchdog | None = None) -> int:
+    """Watch until the media ends or a signal asks for a stop; the exit code. `opener` opens a
+    camera source (OpenCV's, unless a test gives a camera device of its own)."""
+    models = Models.load(config)
+    console = Console(stderr=True)
+    monitor = Monitor(config, models, csv_path, opener=opener or capture.open_capture,
+                      realtime=realtime, replay=replay, config_path=config_path)
+    if models.is_demo:
+        console.print("[bold yellow]DEMO models (trained on synthetic faces): "
+                      "not a real pain model[/]")
+    for advice in (models.mismatch(), runtime_conflict()):
+        if advice:
+            console.print(f"[yellow]{advice}[/]")
+    progress = media_progress([c.name for c in config.cameras], console) if replay else None
+
+    def stop() -> None:
+        notify("STOPPING=1")
+        monitor.request_stop()
+
+    with Subscriber(monitor.view_endpoint) as view, \
+            stop_on_signals(stop, monitor.request_reload):
+        monitor.start()
+        notify("READY=1")
+        follow(view, DashboardState(), lambda: monitor.wait(0), console=console,
+               show=dashboard and console.is_terminal, progress=progress,
+               watchdog=watchdog or Watchdog())
+    if monitor.error is not None:
+        raise monitor.error
+    console.print(f"{monitor.records} records written to {csv_path}")
+    return 0

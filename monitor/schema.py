@@ -1,0 +1,345 @@
+"""Every message that crosses a thread or a process, defined once: typed, versioned, checked.
+
+Score records, camera reports, alert events and status reports are pydantic models. The
+pipeline builds them, ZeroMQ carries them as JSON (`encode` / `decode`), and every subscriber
+parses them with the same definitions: a message of another version, with an unknown field or
+with a value of the wrong type is refused with the reason, never guessed at. Each type carries
+its own version (`schema` on the wire); add fields at the end and raise it, never reorder.
+
+The CSV files are made from the same definitions: one column spec per file gives its header and
+every row (`csv_header`, `csv_row`), and `side_file` names every file kept beside a score CSV.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from monitor.units import LEVELS, UNITS
+
+# Why a mouse has no score this sample: the monitor says what it could not see, it never guesses.
+STATUSES = ("scored", "no_face", "low_quality", "camera_down")
+Status = Literal["scored", "no_face", "low_quality", "camera_down"]
+CameraState = Literal["connecting", "ok", "down", "ended", "stopped"]
+AlertRuleName = Literal["pain", "no_face", "camera_down"]
+AlertStep = Literal["raised", "active", "cleared"]
+ModelKind = Literal["demo", "trained", ""]
+
+Level = Annotated[int, Field(ge=0, le=2)]
+UnitLevels = Annotated[tuple[Level, ...], Field(min_length=len(UNITS), max_length=len(UNITS))]
+UnitProbs = Annotated[tuple[tuple[float, float, float], ...],
+                      Field(min_length=len(UNITS), max_length=len(UNITS))]
+Box = tuple[float, float, float, float]
+
+TOPIC_SCORE = b"score"
+TOPIC_CAMERA = b"camera"
+TOPIC_ALERT = b"alert"
+TOPIC_STATUS = b"status"
+
+
+class MessageError(ValueError):
+    """A message that is not one this version understands."""
+
+
+class Message(BaseModel):
+    """A frozen value with a wire form: JSON (NaN kept as NaN), parsed strictly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants",
+                              serialize_by_alias=True, validate_by_name=True)
+    TOPIC: ClassVar[bytes]
+    KIND: ClassVar[str]
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Self:
+        try:
+            return cls.model_validate_json(data, strict=True)
+        except ValidationError as exc:
+            raise MessageError(_describe(cls, exc)) from None
+
+
+class ScoreRecord(Message):
+    """One mouse, one sample. Probabilities and levels are empty unless status is `scored`."""
+
+    TOPIC: ClassVar[bytes] = TOPIC_SCORE
+    KIND: ClassVar[str] = "score record"
+
+    version: Literal[1] = Field(1, alias="schema")
+    publisher: str
+    seq: int
+    wall_time: float
+    mono_time: float
+    source_time: float
+    frame_index: int
+    camera: str
+    cubicle: int
+    mouse: str
+    status: Status
+    face_box: Box | None = None
+    face_score: float = math.nan
+    sharpness: float = math.nan
+    probs: UnitProbs | None = None
+    levels: UnitLevels | None = None
+    total: int | None = None
+    expected_total: float | None = None
+    pain: bool | None = None
+    alert: str = ""
+    model_kind: ModelKind = ""
+    scorer_id: str = ""
+    localizer_id: str = ""
+    latency_ms: float = math.nan
+
+
+class CameraReport(Message):
+    """A camera's health, published every few seconds and whenever its state changes.
+    `frames_dropped` counts what the camera's reader itself dropped; the pipeline's queue drops
+    are in the status report. `position`/`total_frames` give the progress of recorded media."""
+
+    TOPIC: ClassVar[bytes] = TOPIC_CAMERA
+    KIND: ClassVar[str] = "camera report"
+
+    version: Literal[2] = Field(2, alias="schema")
+    publisher: str
+    seq: int
+    wall_time: float
+    camera: str
+    state: CameraState
+    frames_read: int = 0
+    frames_dropped: int = 0
+    reconnects: int = 0
+    last_frame_time: float | None = None
+    fps: float = 0.0
+    latency_ms: float = math.nan
+    error: str = ""
+    position: int = 0
+    total_frames: int = 0
+
+
+class AlertEvent(Message):
+    """One step in an alert's life: raised, `active` reminders, cleared."""
+
+    TOPIC: ClassVar[bytes] = TOPIC_ALERT
+    KIND: ClassVar[str] = "alert event"
+
+    version: Literal[1] = Field(1, alias="schema")
+    wall_time: float
+    time: float  # session clock: the record's source_time
+    mouse: str
+    camera: str
+    rule: AlertRuleName
+    event: AlertStep
+    value: float  # pain: window value; no_face, camera_down: seconds
+    threshold: float
+    since: float  # session time the alert was raised
+    peak: float  # highest value while active
+    detail: str
+
+
+class HookCounts(BaseModel):
+    """Outcomes of the alert hook's runs so far; dropped: events never run (queue full, closed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ok: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    dropped: int = 0
+    last_error: str = ""
+
+
+class StatusReport(Message):
+    """How the monitor itself is doing, published every few seconds and with every notice.
+
+    A dashboard is drawn from these alone (with the records): what runs, what was lost and why.
+    `notice` is the latest thing a person should read (a refused reload, a full disk, a failing
+    hook); it stays in every later report so a dashboard that attaches late sees it too."""
+
+    TOPIC: ClassVar[bytes] = TOPIC_STATUS
+    KIND: ClassVar[str] = "status report"
+
+    version: Literal[1] = Field(1, alias="schema")
+    publisher: str
+    seq: int
+    wall_time: float
+    title: str
+    model_kind: ModelKind
+    alert_threshold: float
+    records: int
+    csv_path: str = ""
+    csv_backlog: int = 0
+    csv_dropped: int = 0
+    csv_error: str = ""
+    queue_dropped: dict[str, int] = Field(default_factory=dict)
+    hooks: HookCounts = Field(default_factory=HookCounts)
+    notice: str = ""
+    notice_time: float | None = None
+
+
+MESSAGE_TYPES: dict[bytes, type[Message]] = {
+    kind.TOPIC: kind for kind in (ScoreRecord, CameraReport, AlertEvent, StatusReport)
+}
+
+
+def encode(message: Message) -> list[bytes]:
+    """The two ZeroMQ frames of a message: [topic, JSON]."""
+    return [message.TOPIC, message.to_json()]
+
+
+def decode(frames: Sequence[bytes]) -> Message:
+    """A message from its ZeroMQ frames; MessageError says what is wrong with it."""
+    if len(frames) != 2:
+        raise MessageError(f"expected 2 message frames, got {len(frames)}")
+    topic, payload = frames
+    kind = MESSAGE_TYPES.get(topic)
+    if kind is None:
+        raise MessageError(f"unknown topic {topic!r}")
+    return kind.from_json(payload)
+
+
+def _describe(kind: type[Message], exc: ValidationError) -> str:
+    """One line: the version mismatch when there is one, else every field that is wrong."""
+    errors = exc.errors()
+    for error in errors:
+        if error["type"] == "json_invalid":
+            return f"{kind.KIND} is not JSON: {error['msg']}"
+        if error["loc"] == ("schema",):
+            wanted = kind.model_fields["version"].default
+            return (f"{kind.KIND} schema {error.get('input')!r} is not {wanted}; "
+                    "update mgs-monitor on the older side")
+    return f"{kind.KIND}: " + "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '(top level)'}: "
+        f"{'unknown field' if e['type'] == 'extra_forbidden' else e['msg']}" for e in errors)
+
+
+# CSV files ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    """One CSV column: its name and how its cell is read off an item. Floats are written with
+    `digits` decimals; None and NaN are written as empty cells, booleans as 0/1."""
+
+    name: str
+    get: Callable[[Any], object]
+    digits: int = 3
+
+
+def csv_header(columns: Sequence[Column]) -> tuple[str, ...]:
+    return tuple(column.name for column in columns)
+
+
+def csv_row(columns: Sequence[Column], item: object) -> list[str]:
+    return [_cell(column.get(item), column.digits) for column in columns]
+
+
+def _cell(value: object, digits: int) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _attr(name: str, digits: int = 3) -> Column:
+    return Column(name, lambda item: getattr(item, name), digits)
+
+
+def _box(i: int) -> Callable[[ScoreRecord], float | None]:
+    return lambda r: r.face_box[i] if r.face_box else None
+
+
+def _level(i: int) -> Callable[[ScoreRecord], int | None]:
+    return lambda r: r.levels[i] if r.levels else None
+
+
+def _prob(i: int, j: int) -> Callable[[ScoreRecord], float | None]:
+    return lambda r: r.probs[i][j] if r.probs else None
+
+
+# The score CSV: stable header; new columns only ever at the end, with a new record schema.
+SCORE_COLUMNS: tuple[Column, ...] = (
+    Column("schema", lambda r: r.version),
+    *map(_attr, ("publisher", "seq", "wall_time", "mono_time", "source_time", "frame_index",
+                 "camera", "cubicle", "mouse", "status")),
+    *(Column(name, _box(i), 4) for i, name in enumerate(("face_cx", "face_cy", "face_w",
+                                                          "face_h"))),
+    _attr("face_score"),
+    _attr("sharpness", 1),
+    *(Column(unit, _level(i)) for i, unit in enumerate(UNITS)),
+    _attr("total"),
+    _attr("expected_total"),
+    _attr("pain"),
+    _attr("alert"),
+    *(Column(f"p_{unit}_{level}", _prob(i, j), 4)
+      for i, unit in enumerate(UNITS) for j, level in enumerate(LEVELS)),
+    *map(_attr, ("model_kind", "scorer_id", "localizer_id")),
+    _attr("latency_ms", 1),
+)
+CSV_COLUMNS = csv_header(SCORE_COLUMNS)
+
+# `<csv>.alerts.csv`: the first seven columns are a contract with readers.
+ALERT_COLUMNS: tuple[Column, ...] = tuple(map(_attr, (
+    "wall_time", "mouse", "rule", "event", "value", "threshold", "detail",
+    "camera", "time", "since", "peak")))
+
+
+@dataclass(frozen=True)
+class SequenceGap:
+    """Sequence numbers of one publisher that a subscriber never received."""
+
+    publisher: str
+    first_missing: int
+    last_missing: int
+    wall_time: float
+
+
+GAP_COLUMNS: tuple[Column, ...] = tuple(map(_attr, (
+    "publisher", "first_missing", "last_missing", "wall_time")))
+
+
+@dataclass(frozen=True)
+class Marker:
+    """An event a person marked for a mouse ("NTG injected"); mouse `*` is every mouse."""
+
+    wall_time: float
+    mouse: str
+    text: str
+
+
+MARKER_COLUMNS: tuple[Column, ...] = tuple(map(_attr, ("wall_time", "mouse", "text")))
+
+SideKind = Literal["alerts", "gaps", "markers"]
+SIDE_KINDS: tuple[SideKind, ...] = ("alerts", "gaps", "markers")
+
+
+def side_file(scores_csv: Path, kind: SideKind) -> Path:
+    """The file of `kind` kept beside a score CSV: `<name>.alerts.csv`, `.gaps.csv`,
+    `.markers.csv`."""
+    return scores_csv.with_suffix(f".{kind}.csv")
+
+
+def is_side_file(path: Path) -> bool:
+    return path.name.endswith(tuple(f".{kind}.csv" for kind in SIDE_KINDS))
+
+
+class SequenceTracker:
+    """Notices missing sequence numbers per publisher; a publisher restart (seq going back) is
+    not a gap."""
+
+    def __init__(self, last: dict[str, int] | None = None) -> None:
+        self.last: dict[str, int] = dict(last or {})
+
+    def check(self, publisher: str, seq: int) -> SequenceGap | None:
+        last = self.last.get(publisher)
+        self.last[publisher] = seq
+        if last is None or seq <= last + 1:
+            return None
+        return SequenceGap(publisher, last + 1, seq - 1, time.time())

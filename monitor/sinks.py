@@ -1,0 +1,128 @@
+"""Where the pipeline thread sends what it makes: the CSV, the publisher and the alert hook.
+
+All three are opened, used and closed by the pipeline thread alone, in one place (`open_sinks`):
+the CSV first (records are durable before anything else sees them), then the publisher (ZeroMQ
+for other processes, and the in-process endpoint the monitor's own dashboard subscribes to),
+then the hook runner. If one cannot be opened, those already open are closed and the opening
+error is the one reported; on the way out every sink is closed in the same order even if one
+fails, and the first failure is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from monitor.alerts import HookRunner
+from monitor.bus import Publisher
+from monitor.config import MonitorConfig
+from monitor.csvlog import CsvLogger, SideLog
+from monitor.schema import ALERT_COLUMNS, AlertEvent, HookCounts, Message, ScoreRecord, side_file
+
+Notice = Callable[[str], None]
+
+
+class Sinks:
+    """The open sinks of one run; `notice` is called (on this same thread) when something a
+    person should read happens to them, e.g. the disk filling up."""
+
+    def __init__(self, csv: CsvLogger | None, publisher: Publisher, hooks: HookRunner | None,
+                 notice: Notice) -> None:
+        self.csv = csv
+        self.alert_log = SideLog(side_file(csv.path, "alerts"), ALERT_COLUMNS) if csv else None
+        self.publisher = publisher
+        self.hooks = hooks
+        self.notice = notice
+        self._csv_error = ""
+
+    def scores(self, records: list[ScoreRecord]) -> None:
+        """Each record to the CSV, then published; one fsync for the batch."""
+        for record in records:
+            if self.csv:
+                self.csv.write(record)
+            self.publisher.publish(record)
+        if self.csv and records:
+            self.csv.sync()
+            self._csv_state()
+
+    def alerts(self, events: list[AlertEvent]) -> None:
+        """Each event to `<csv>.alerts.csv`, published, and to the hook when raised or cleared."""
+        for event in events:
+            if self.alert_log:
+                try:
+                    self.alert_log.write(event)
+                except OSError as exc:  # published and shown all the same
+                    self.notice(f"cannot write {self.alert_log.path}: {exc.strerror or exc}")
+            self.publisher.publish(event)
+            if self.hooks:
+                self.hooks.submit(event)
+
+    def publish(self, message: Message) -> None:
+        self.publisher.publish(message)
+
+    def hook_counts(self) -> HookCounts:
+        return self.hooks.stats if self.hooks else HookCounts()
+
+    def _csv_state(self) -> None:
+        """Say when the CSV stops taking records (disk full) and when it resumes."""
+        assert self.csv is not None
+        error = self.csv.error
+        if error == self._csv_error:
+            return
+        self._csv_error = error
+        lost = (f"{self.csv.dropped} records lost when the backlog overflowed"
+                if self.csv.dropped else "nothing lost")
+        self.notice(f"{error}; {self.csv.backlog} records held in memory, scoring goes on"
+                    if error else f"{self.csv.path}: writing resumed, {lost}")
+
+
+@contextmanager
+def open_sinks(config: MonitorConfig, csv_path: Path | None, view_endpoint: str,
+               notice: Notice) -> Iterator[Sinks]:
+    """The sinks of a run, opened in order and closed in the same order when the block ends."""
+    closers: list[Callable[[], None]] = []
+    error: BaseException | None = None
+    try:
+        csv = CsvLogger(csv_path) if csv_path is not None else None
+        if csv is not None:
+            closers.append(csv.close)
+        publisher = _publisher(config, view_endpoint)
+        closers.append(publisher.close)
+        hooks = _hooks(config)
+        if hooks is not None:
+            closers.append(lambda: hooks.close(timeout=hooks.timeout_s + 1.0))
+        yield Sinks(csv, publisher, hooks, notice)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        failure = _close_all(closers)
+        if failure is not None and error is None:
+            raise failure
+
+
+def _publisher(config: MonitorConfig, view_endpoint: str) -> Publisher:
+    """One PUB socket: the configured bus endpoint when publishing is on, and the in-process
+    endpoint of the monitor's own view either way."""
+    bus = config.bus
+    if not bus.enabled:
+        return Publisher(view_endpoint)
+    return Publisher(bus.endpoint, secret_key=bus.secret_key, insecure=bus.insecure,
+                     also=(view_endpoint,))
+
+
+def _hooks(config: MonitorConfig) -> HookRunner | None:
+    alerts = config.alerts
+    return HookRunner(alerts.on_alert, alerts.hook_timeout_s) if alerts.on_alert else None
+
+
+def _close_all(closers: list[Callable[[], None]]) -> Exception | None:
+    """Run every closer in order whatever fails; the first failure, if any."""
+    first: Exception | None = None
+    for close in closers:
+        try:
+            close()
+        except Exception as exc:
+            first = first or exc
+    return first
