@@ -1,0 +1,191 @@
+"""The commands end to end, as a user runs them: `run` on a camera device (the one fake),
+SIGHUP reloads, `dashboard` through `proxy` from two monitors, `keys` with an encrypted stream."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from demo.build import DemoBuild
+from monitor.bus import Subscriber
+from monitor.capture import open_capture
+from monitor.cli import main
+from monitor.config import build_config
+from monitor.pipeline import Models, Monitor
+from monitor.schema import ScoreRecord, StatusReport
+from tests.conftest import free_port_endpoint
+from tests.fakes import FakeCamera, HeldCamera
+from train import synth
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def lab_config(path: Path, demo: DemoBuild, endpoint: str, threshold: float) -> None:
+    models = demo.config()["models"]
+    path.write_text(f"""\
+cameras: [{{name: rack1, source: 0}}]
+models: {{scorer: {models['scorer']}, localizer: {models['localizer']}}}
+sampling: {{every_s: 0.2, burst: 1}}
+bus: {{endpoint: "{endpoint}"}}
+alerts: {{defaults: {{threshold: {threshold}, window: 1, min_valid: 1}}}}
+""")
+
+
+def keep_mtime(path: Path, write: Callable[[], None]) -> None:
+    """Change the file without changing its mtime: only SIGHUP can make the monitor see it."""
+    before = path.stat()
+    write()
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_run_on_a_camera_device_reloads_its_rules_on_sighup(
+        demo_small: DemoBuild, tmp_path: Path, free_endpoint: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    rgb, _ = synth.draw_array_frame([(2, 2, 2, 2, 2)] * 4, np.random.default_rng(3), 640, 360)
+    camera = FakeCamera([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)] * 5000)
+    monkeypatch.setattr("monitor.capture.open_capture", lambda _source: camera)
+    config = tmp_path / "lab.yaml"
+    lab_config(config, demo_small, free_endpoint, threshold=3)
+    seen: list[StatusReport] = []
+    problems: list[BaseException] = []
+
+    def operator() -> None:
+        """What a person at the lab does while it runs: edits, SIGHUP, Ctrl-C."""
+        try:
+            with Subscriber(free_endpoint) as subscriber:
+                def wait_for(check: Callable[[StatusReport], bool]) -> None:
+                    deadline = time.monotonic() + 30
+                    while time.monotonic() < deadline:
+                        for message in subscriber.receive(100):
+                            if isinstance(message, StatusReport):
+                                seen.append(message)
+                                if check(message):
+                                    return
+                    raise AssertionError("status not seen")
+
+                wait_for(lambda s: s.records >= 8)
+                keep_mtime(config, lambda: config.write_text("cameras: [\n"))
+                os.kill(os.getpid(), signal.SIGHUP)
+                wait_for(lambda s: "reload refused" in s.notice)
+                keep_mtime(config, lambda: lab_config(config, demo_small, free_endpoint, 10))
+                os.kill(os.getpid(), signal.SIGHUP)
+                wait_for(lambda s: "alert rules reloaded" in s.notice)
+        except BaseException as exc:
+            problems.append(exc)
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=operator)
+    thread.start()
+    out = tmp_path / "scores.csv"
+    assert main(["run", "--config", str(config), "--out", str(out), "--no-dashboard"]) == 0
+    thread.join(10)
+    assert not problems, problems
+    assert seen[0].alert_threshold == 3 and seen[-1].alert_threshold == 10
+    refused = next(s for s in seen if "reload refused" in s.notice)
+    assert refused.alert_threshold == 3 and f"{config}: not valid YAML" in refused.notice
+    rows = read_rows(out)
+    assert rows and {r["mouse"] for r in rows} == {f"rack1-c{k}" for k in range(1, 5)}
+    assert f"{len(rows)} records written to {out}" in " ".join(capsys.readouterr().err.split())
+    assert camera.released
+
+
+def monitor_on(demo: DemoBuild, video: int, camera: str, endpoint: str, started: threading.Event,
+               csv_path: Path, **bus: object) -> Monitor:
+    """An in-process monitor replaying one demo video, publishing on `endpoint`, whose camera
+    starts only when `started` is set."""
+    config = build_config({**demo.config(), "publisher": f"host-{camera}",
+                           "cameras": [{"name": camera, "source": str(demo.videos[video])}],
+                           "bus": {"endpoint": endpoint, **bus}})
+    return Monitor(config, Models.load(config), csv_path, realtime=False, replay=True,
+                   opener=lambda source: HeldCamera(open_capture(source), started))
+
+
+def command(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "COLUMNS": "220", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "monitor", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_one_dashboard_follows_two_monitors_through_a_proxy(demo_small: DemoBuild,
+                                                            tmp_path: Path) -> None:
+    first, second, backend = (free_port_endpoint() for _ in range(3))
+    started = threading.Event()
+    monitors = [monitor_on(demo_small, 0, "rackA", first, started, tmp_path / "a.csv"),
+                monitor_on(demo_small, 1, "rackB", second, started, tmp_path / "b.csv")]
+    for monitor in monitors:
+        monitor.start()
+    proxy = command("proxy", "--from", first, "--from", second, "--backend", backend,
+                    "--seconds", "20")
+    dashboard = command("dashboard", "--endpoint", backend, "--seconds", "12")
+    time.sleep(2.0)  # subscriptions travel dashboard -> proxy -> both monitors
+    started.set()
+    for monitor in monitors:
+        assert monitor.wait(30) and monitor.error is None
+    screen, err = dashboard.communicate(timeout=30)
+    proxy.send_signal(signal.SIGINT)
+    _, proxy_err = proxy.communicate(timeout=30)
+    assert dashboard.returncode == 0, err
+    assert proxy.returncode == 0 and f"-> {backend}" in proxy_err
+    records = len(read_rows(tmp_path / "a.csv")) + len(read_rows(tmp_path / "b.csv"))
+    assert "mgs-monitor — 2 monitors" in screen and f"records {records} " in screen
+    for mouse in ("rackA-c1", "rackA-c4", "rackB-c1", "rackB-c4"):
+        assert mouse in screen
+    assert "DEMO MODELS" in screen
+
+
+def test_keys_make_a_stream_only_their_holders_can_read(demo_small: DemoBuild, tmp_path: Path,
+                                                        free_endpoint: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    keys = tmp_path / "keys"
+    assert main(["keys", str(keys)]) == 0
+    printed = capsys.readouterr().out
+    assert str(keys / "server.key_secret") in printed and str(keys / "server.key") in printed
+    started = threading.Event()
+    monitor = monitor_on(demo_small, 0, "cam0", free_endpoint, started, tmp_path / "local.csv",
+                         secret_key=str(keys / "server.key_secret"))
+    monitor.start()
+    holder = command("log", "--endpoint", free_endpoint, "--server-key", str(keys / "server.key"),
+                     "--out", str(tmp_path / "holder.csv"), "--seconds", "8")
+    stranger = command("log", "--endpoint", free_endpoint, "--out",
+                       str(tmp_path / "stranger.csv"), "--seconds", "8")
+    time.sleep(2.0)
+    started.set()
+    assert monitor.wait(30) and monitor.error is None
+    for logger in (holder, stranger):
+        _, err = logger.communicate(timeout=30)
+        assert logger.returncode == 0, err
+    assert read_rows(tmp_path / "holder.csv") == read_rows(tmp_path / "local.csv") != []
+    assert read_rows(tmp_path / "stranger.csv") == []
+
+
+def test_records_are_typed_on_the_wire(demo_small: DemoBuild, tmp_path: Path,
+                                       free_endpoint: str) -> None:
+    """What a third-party subscriber gets parses back into the same record the CSV holds."""
+    started = threading.Event()
+    monitor = monitor_on(demo_small, 0, "cam0", free_endpoint, started, tmp_path / "s.csv")
+    monitor.start()
+    received: list[ScoreRecord] = []
+    with Subscriber(free_endpoint) as subscriber:
+        time.sleep(0.5)
+        started.set()
+        while not monitor.wait(0):
+            received += [m for m in subscriber.receive(100) if isinstance(m, ScoreRecord)]
+        received += [m for m in subscriber.receive(300) if isinstance(m, ScoreRecord)]
+    rows = read_rows(tmp_path / "s.csv")
+    assert [r.seq for r in received] == [int(r["seq"]) for r in rows]
+    assert [r.total for r in received] == [int(r["total"]) if r["total"] else None for r in rows]
