@@ -21,6 +21,7 @@ from monitor.dashboard import DashboardState
 from monitor.dashboard_service import follow, media_progress
 from monitor.models import runtime_conflict
 from monitor.pipeline import Models, Monitor
+from monitor.schema import MESSAGE_TYPES, TOPIC_CAMERA, TOPIC_STATUS
 from monitor.stopping import stop_on_signals
 from monitor.systemd import Watchdog, notify
 
@@ -41,18 +42,20 @@ def run_monitor(config: MonitorConfig, csv_path: Path, *, replay: bool, realtime
         if advice:
             console.print(f"[yellow]{advice}[/]")
     progress = media_progress([c.name for c in config.cameras], console) if replay else None
+    show = dashboard and console.is_terminal
+    # Without a dashboard, reports alone feed the progress bars, notices and the watchdog.
+    topics = tuple(MESSAGE_TYPES) if show else (TOPIC_CAMERA, TOPIC_STATUS)
 
     def stop() -> None:
         notify("STOPPING=1")
         monitor.request_stop()
 
-    with Subscriber(monitor.view_endpoint) as view, \
+    with Subscriber(monitor.view_endpoint, topics=topics) as view, \
             stop_on_signals(stop, monitor.request_reload):
         monitor.start()
         notify("READY=1")
-        follow(view, DashboardState(), lambda: monitor.wait(0), console=console,
-               show=dashboard and console.is_terminal, progress=progress,
-               watchdog=watchdog or Watchdog())
+        follow(view, DashboardState(), lambda: monitor.wait(0), console=console, show=show,
+               progress=progress, watchdog=watchdog or Watchdog())
     if monitor.error is not None:
         raise monitor.error
     console.print(f"{monitor.records} records written to {csv_path}")
