@@ -135,18 +135,18 @@ class Monitor:
                  replay: bool = False, config_path: Path | None = None) -> None:
         self.config = config
         self.csv_path = csv_path
-        self.analyzer = Analyzer(config, models)
-        self.alerts = AlertEngine(config.alerts, models.scorer.info.pain_cutoff)
+        self._analyzer = Analyzer(config, models)
+        self._alerts = AlertEngine(config.alerts, models.scorer.info.pain_cutoff)
         self.title = monitor_title(config, models, replay)
         self.view_endpoint = f"inproc://mgs-monitor-view-{next(_views)}"
         self.config_path = config_path
         self._config_mtime = _mtime(config_path)
         self._reload = threading.Event()
-        self.frames = FrameQueue(config.queue_size)
-        self.stop_sources = threading.Event()
-        self.workers = [
-            CaptureWorker(cam.name, cam.source, config.sampling_for(cam), self.frames,
-                          self.stop_sources, opener=opener, realtime=realtime,
+        self._frames = FrameQueue(config.queue_size)
+        self._stop_sources = threading.Event()
+        self._workers = [
+            CaptureWorker(cam.name, cam.source, config.sampling_for(cam), self._frames,
+                          self._stop_sources, opener=opener, realtime=realtime,
                           wait_when_full=replay)
             for cam in config.cameras
         ]
@@ -177,7 +177,7 @@ class Monitor:
 
     def request_stop(self) -> None:
         """Stop the sources; the pipeline then drains what they already captured."""
-        self.stop_sources.set()
+        self._stop_sources.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the pipeline to finish; True when it has."""
@@ -188,23 +188,23 @@ class Monitor:
         try:
             with open_sinks(self.config, self.csv_path, self.view_endpoint,
                             self._post_notice) as sinks:
-                for worker in self.workers:
+                for worker in self._workers:
                     worker.start()
                 self._opened.set()
                 self._loop(sinks)
         except BaseException as exc:  # surfaced by the caller; capture is stopped
             self.error = exc
-            self.stop_sources.set()
+            self._stop_sources.set()
         finally:
             self._opened.set()
 
     def _loop(self, sinks: Sinks) -> None:
         while True:
             sources_done = self._sources_done()
-            frames = self.frames.take_all(timeout=0.2)
+            frames = self._frames.take_all(timeout=0.2)
             if frames:
                 self._score(sinks, frames)
-            if sources_done and not frames and not len(self.frames):
+            if sources_done and not frames and not len(self._frames):
                 break
             self._report_cameras(sinks)
             self._reload_if_asked()
@@ -215,16 +215,16 @@ class Monitor:
     def _sources_done(self) -> bool:
         """All workers finished, or a stop was asked long enough ago: a worker stuck in a
         driver call (a dead stream, a wedged device) must not hold the shutdown."""
-        if not any(w.is_alive() for w in self.workers):
+        if not any(w.is_alive() for w in self._workers):
             return True
-        if not self.stop_sources.is_set():
+        if not self._stop_sources.is_set():
             return False
         if self._stop_asked is None:
             self._stop_asked = time.monotonic()
         return time.monotonic() - self._stop_asked > STOP_GRACE_S
 
     def _score(self, sinks: Sinks, frames: list[Frame]) -> None:
-        judged = [self.alerts.update(record) for record in self.analyzer.process(frames)]
+        judged = [self._alerts.update(record) for record in self._analyzer.process(frames)]
         records = [record for record, _ in judged]
         sinks.scores(records)
         sinks.alerts([event for _, events in judged for event in events])
@@ -250,14 +250,14 @@ class Monitor:
         except ConfigError as exc:
             self._post_notice(f"config reload refused, old alert rules kept: {exc}")
             return
-        self.alerts.reload(new.alerts, self.analyzer.models.scorer.info.pain_cutoff)
+        self._alerts.reload(new.alerts, self._analyzer.models.scorer.info.pain_cutoff)
         self._post_notice(f"{self.config_path}: alert rules reloaded "
                           "(cameras and models need a restart)")
 
     def _report_cameras(self, sinks: Sinks, final: bool = False) -> None:
         """A report per camera when its state changes, every few seconds, and at the end."""
         now = time.monotonic()
-        for worker in self.workers:
+        for worker in self._workers:
             health = worker.health()
             last_state, last_time = self._last_report.get(worker.camera, ("", 0.0))
             due = health.state != last_state or now - last_time >= REPORT_EVERY_S
@@ -287,11 +287,11 @@ class Monitor:
         notice, notice_time = self._notice
         sinks.publish(StatusReport(
             publisher=self.config.publisher, seq=next(self._reports), wall_time=time.time(),
-            title=self.title, model_kind=self.analyzer.models.kind,
-            alert_threshold=self.alerts.default, records=self.records,
+            title=self.title, model_kind=self._analyzer.models.kind,
+            alert_threshold=self._alerts.default, records=self.records,
             csv_path=str(csv.path) if csv else "", csv_backlog=csv.backlog if csv else 0,
             csv_dropped=csv.dropped if csv else 0, csv_error=csv.error if csv else "",
-            queue_dropped=self.frames.drops(), hooks=hooks, notice=notice,
+            queue_dropped=self._frames.drops(), hooks=hooks, notice=notice,
             notice_time=notice_time,
         ))
 

@@ -16,7 +16,7 @@ from monitor.dashboard import (
     render,
     sparkline,
 )
-from monitor.schema import AlertEvent, CameraReport, ScoreRecord
+from monitor.schema import AlertEvent, CameraReport, HookCounts, ScoreRecord, StatusReport
 
 NOW = 1_700_000_000.0
 
@@ -291,3 +291,44 @@ def test_alerts_table_follows_the_lifecycle() -> None:
     console = Console(width=160, file=io.StringIO(), record=True)
     console.print(render(state, 1800.0))
     assert "alerts" not in console.export_text()
+
+
+def status(publisher: str = "rack1", **fields: object) -> StatusReport:
+    base: dict[str, object] = {
+        "publisher": publisher, "seq": 1, "wall_time": NOW,
+        "title": f"mgs-monitor live — {publisher}", "model_kind": "trained",
+        "alert_threshold": 5.0, "records": 120, "csv_path": "/d/s.csv"}
+    return StatusReport.model_validate(base | fields)
+
+
+def test_the_header_and_health_come_from_status_reports() -> None:
+    state = DashboardState()
+    state.apply(status(hooks=HookCounts(ok=2, failed=3, last_error="cannot run /opt/pager"),
+                       queue_dropped={"cam0": 7}, notice="config reload refused: lab.yaml",
+                       notice_time=NOW))
+    state.apply(camera("cam0", dropped=2))
+    state.malformed = 4
+    text = draw(state)
+    header = text.splitlines()[0]
+    for part in ("mgs-monitor live — rack1", "records 120", "alert ≥ 5", "/d/s.csv",
+                 "malformed messages 4"):
+        assert part in header
+    assert "config reload refused: lab.yaml" in text
+    assert "alert hook runs: 2 ok, 3 failed, 0 timed out, 0 dropped — cannot run /opt/pager" in text
+    assert cells(row_of(text, "cam0"))[4] == "9"  # the reader's 2 and the queue's 7
+    assert "CSV:" not in text and "DEMO" not in text
+
+
+def test_two_monitors_are_summed_and_their_notices_named() -> None:
+    state = DashboardState()
+    state.apply(status("rackA", records=100, csv_error="cannot write /d/a.csv: No space left",
+                       csv_backlog=40, notice="disk full", notice_time=NOW - 10))
+    state.apply(status("rackB", records=50, alert_threshold=6.0, model_kind="demo",
+                       notice="hook failing", notice_time=NOW))
+    text = draw(state)
+    header = text.splitlines()[0]
+    assert "mgs-monitor — 2 monitors" in header and "records 150" in header
+    assert "alert ≥ —" in header  # they differ
+    assert "rackB: hook failing" in text and "DEMO MODELS" in text
+    assert ("rackA: CSV: 40 records held in memory, 0 lost — cannot write /d/a.csv: No space "
+            "left") in " ".join(text.split())

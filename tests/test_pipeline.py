@@ -20,6 +20,7 @@ from rich.console import Console
 
 from demo.build import DemoBuild
 from export.half import halve_scorer
+from monitor.bus import BusError, Publisher
 from monitor.capture import Frame, open_capture
 from monitor.cli import main
 from monitor.config import build_config, load_config
@@ -405,3 +406,22 @@ def test_zero_length_video_gives_camera_down_rows(tmp_path: Path, demo_small: De
     args[1] = str(empty)
     assert main(args) == 0
     assert [r["status"] for r in read_rows(out) if r["camera"] == "cam0"] == ["camera_down"] * 4
+
+
+def test_a_sink_that_cannot_open_closes_the_ones_before_it(demo_small: DemoBuild,
+                                                           tmp_path: Path,
+                                                           free_endpoint: str) -> None:
+    """The port is taken: the CSV opened before it is closed again, no camera starts, and the
+    port is the error the user sees."""
+    blocker = Publisher(free_endpoint)
+    out = tmp_path / "s.csv"
+    config = build_config({**demo_small.config(), "bus": {"endpoint": free_endpoint}})
+    monitor = Monitor(config, Models.load(config), out, realtime=False, replay=True)
+    try:
+        with pytest.raises(BusError, match=f"{free_endpoint} is already in use"):
+            monitor.start()
+    finally:
+        blocker.close()
+    assert out.read_text().splitlines() == [",".join(CSV_COLUMNS)]  # header only: nothing ran
+    still_open = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
+    assert str(out.resolve()) not in still_open
