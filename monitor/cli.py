@@ -40,8 +40,6 @@ from monitor.stills import StillsError, score_stills
 from monitor.stopping import stop_on_signals
 
 PLUGIN_GROUP = "mgs_monitor.commands"  # entry points: f(subparsers) adding a command
-COMMANDS = ("run", "replay", "score", "dashboard", "log", "check-config", "mark", "report",
-            "proxy", "keys")
 DEFAULT_MODELS = Path(os.environ.get("MGS_MODELS", "models"))
 EPILOG = """\
 examples:

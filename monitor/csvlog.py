@@ -31,6 +31,7 @@ from monitor.schema import (
 MAX_BACKLOG = 200_000  # records held in memory while the disk refuses them (~100 MB)
 RETRY_S = 5.0  # how often a failing disk is tried again
 TAIL_BYTES = 1 << 20  # read back on reopen: far more than the last row of every publisher
+PUBLISHER, SEQ = CSV_COLUMNS.index("publisher"), CSV_COLUMNS.index("seq")
 
 
 class CsvLogError(ValueError):
@@ -144,7 +145,10 @@ class CsvLogger:
 
     def _skip_written(self, last: dict[str, int]) -> None:
         """Rows whose flush failed after they reached the disk are not written twice."""
-        while self._backlog and int(self._backlog[0][2]) <= last.get(self._backlog[0][1], -1):
+        while self._backlog:
+            row = self._backlog[0]
+            if int(row[SEQ]) > last.get(row[PUBLISHER], -1):
+                return
             self._backlog.popleft()
             self.rows += 1
 
@@ -191,8 +195,7 @@ def _recover(path: Path) -> dict[str, int]:
     if start > len(header) and lines:
         lines = lines[1:]  # the read began inside a row
     last: dict[str, int] = {}
-    pub, seq = CSV_COLUMNS.index("publisher"), CSV_COLUMNS.index("seq")
     for row in csv.reader(lines):
-        if len(row) == len(CSV_COLUMNS) and row[seq].isdigit():
-            last[row[pub]] = int(row[seq])
+        if len(row) == len(CSV_COLUMNS) and row[SEQ].isdigit():
+            last[row[PUBLISHER]] = int(row[SEQ])
     return last
