@@ -25,7 +25,7 @@ from monitor.stopping import stop_on_signals
 from monitor.systemd import Watchdog
 
 RECEIVE_MS = 250  # the screen is redrawn at least this often
-DRAIN_MS = 100  # once done: what arrives within this long is still taken in
+DRAIN_MS = 100  # once done: what is queued, and what arrives within this long, is taken in
 
 
 def follow(subscriber: Subscriber, state: DashboardState, done: Callable[[], bool], *,
@@ -39,20 +39,14 @@ def follow(subscriber: Subscriber, state: DashboardState, done: Callable[[], boo
     heard = time.monotonic()
     with live if live is not None else nullcontext():
         while True:
-            finished = done()
-            wait = DRAIN_MS if finished else RECEIVE_MS
-            while True:  # once finished, until nothing more arrives
-                taken = 0
-                for message in subscriber.receive(wait):
-                    taken += 1
-                    notice = state.notice
-                    state.apply(message)
-                    if isinstance(message, StatusReport):
-                        heard = time.monotonic()
-                    if state.notice != notice:
-                        console.print(f"[magenta]{state.notice}[/]")
-                if not (finished and taken):
-                    break
+            finished = done()  # then one last pass takes what is already queued
+            for message in subscriber.receive(DRAIN_MS if finished else RECEIVE_MS):
+                notice = state.notice
+                state.apply(message)
+                if isinstance(message, StatusReport):
+                    heard = time.monotonic()
+                if state.notice != notice:
+                    console.print(f"[magenta]{state.notice}[/]")
             state.malformed = subscriber.malformed
             if watchdog is not None:
                 watchdog.ping(heard)

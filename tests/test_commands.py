@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from demo.build import DemoBuild
-from monitor.bus import Subscriber
+from monitor.bus import Publisher, Subscriber
 from monitor.capture import open_capture
 from monitor.cli import main
 from monitor.config import build_config
@@ -26,6 +26,7 @@ from monitor.pipeline import Models, Monitor
 from monitor.schema import ScoreRecord, StatusReport
 from tests.conftest import free_port_endpoint
 from tests.fakes import FakeCamera, HeldCamera
+from tests.records_util import score_record
 from train import synth
 
 
@@ -189,3 +190,21 @@ def test_records_are_typed_on_the_wire(demo_small: DemoBuild, tmp_path: Path,
     rows = read_rows(tmp_path / "s.csv")
     assert [r.seq for r in received] == [int(r["seq"]) for r in rows]
     assert [r.total for r in received] == [int(r["total"]) if r["total"] else None for r in rows]
+
+
+def test_dashboard_stops_on_time_while_records_keep_coming(free_endpoint: str) -> None:
+    publisher = Publisher(free_endpoint)
+    dashboard = command("dashboard", "--endpoint", free_endpoint, "--seconds", "1.5")
+    started = time.monotonic()
+    seq = 0
+    try:
+        while dashboard.poll() is None and time.monotonic() - started < 15:
+            seq += 1
+            publisher.publish(score_record(seq, mouse="cam0-c1"))
+            time.sleep(0.01)
+    finally:
+        publisher.close()
+    screen, err = dashboard.communicate(timeout=10)
+    assert dashboard.returncode == 0, err
+    assert time.monotonic() - started < 8  # --seconds 1.5, not held by the stream
+    assert "cam0-c1" in screen
