@@ -6,6 +6,7 @@ mistake into one `ConfigError` line naming the file and the key path.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -217,6 +218,19 @@ class Alerts(Strict):
     hook_timeout_s: float = Field(
         10.0, gt=0, description="An on_alert command still running after this long is killed."
     )
+
+    @field_validator("on_alert")
+    @classmethod
+    def _runnable(cls, argv: list[str] | None) -> list[str] | None:
+        """A pager that cannot run must stop the monitor at start, not stay silent at 3 a.m."""
+        if argv is None:
+            return None
+        program = argv[0]
+        found = shutil.which(program)
+        if found is None:
+            what = "is not executable" if Path(program).is_file() else "no such program"
+            raise ValueError(f"{program}: {what} (the alert hook must be runnable)")
+        return argv
 
     @field_validator("defaults")
     @classmethod

@@ -205,6 +205,8 @@ def test_simple_config_shapes_still_work() -> None:
         ({"threshold": 3, "defaults": {"clear_below": 3.5}}, "clear_below 3.5 is above"),
         ({"overrides": {"M1": True}}, "alerts.overrides.M1: Input should be"),
         ({"defaults": {"windows": 3}}, "alerts.defaults.windows: unknown key"),
+        ({"on_alert": ["/nonexistent/pager", "--urgent"]},
+         "alerts.on_alert: /nonexistent/pager: no such program"),
     ],
 )
 def test_bad_alert_configs_name_the_key(alerts: dict[str, Any], expected: str) -> None:
@@ -212,6 +214,18 @@ def test_bad_alert_configs_name_the_key(alerts: dict[str, Any], expected: str) -
            "models": {"scorer": "s.onnx", "localizer": "l.onnx"}, "alerts": alerts}
     with pytest.raises(ConfigError, match=expected):
         build_config(raw)
+
+
+def test_a_hook_that_is_not_executable_is_refused(tmp_path: Path) -> None:
+    script = tmp_path / "page-vet"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    raw = {"cameras": [{"name": "c", "source": 0}],
+           "models": {"scorer": "s.onnx", "localizer": "l.onnx"},
+           "alerts": {"on_alert": [str(script)]}}
+    with pytest.raises(ConfigError, match=f"alerts.on_alert: {script}: is not executable"):
+        build_config(raw)
+    script.chmod(0o755)
+    assert build_config(raw).alerts.on_alert == [str(script)]
 
 
 def test_reload_keeps_the_series_and_active_alerts() -> None:

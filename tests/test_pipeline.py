@@ -425,3 +425,17 @@ def test_a_sink_that_cannot_open_closes_the_ones_before_it(demo_small: DemoBuild
     assert out.read_text().splitlines() == [",".join(CSV_COLUMNS)]  # header only: nothing ran
     still_open = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
     assert str(out.resolve()) not in still_open
+
+
+def test_a_pager_that_cannot_run_stops_the_monitor_at_start(
+        demo_small: DemoBuild, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before, such a replay raised and cleared alerts, paged no one and exited 0."""
+    config = write_config(tmp_path / "lab.yaml", demo_small,
+                          "{on_alert: [/nonexistent/pager, --urgent]}")
+    assert main(["check-config", str(config)]) == 2
+    assert main(["replay", str(demo_small.videos[0]), "--config", str(config),
+                 "--out", str(tmp_path / "s.csv"), "--no-dashboard"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(
+        f"{config}: alerts.on_alert: /nonexistent/pager: no such program" in line for line in err)
+    assert not (tmp_path / "s.csv").exists()
