@@ -8,7 +8,8 @@ Time is the session clock, `record.source_time`, so a replayed recording alerts 
 live and tests are deterministic.
 
 `AlertEngine.update` turns records into lifecycle events (raised, rate-limited `active` reminders,
-cleared); `HookRunner` runs the lab's pager command for them, off the pipeline thread.
+cleared); `HookRunner` runs the lab's pager command for them, off the pipeline thread, and
+`hook_failing` raises an alert of its own when that command keeps failing.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ DEFAULT_THRESHOLD = 4.0
 RULES = ("pain", "no_face", "camera_down")
 HOOK_EVENTS = ("raised", "cleared")
 HOOK_QUEUE_SIZE = 100
+HOOK_FAILING_AFTER = 3  # failed or timed-out runs in a row that raise `hook_failing`
+ALL_MICE = "*"
 
 Levels = tuple[int, ...]
 SCORED, UNSEEN, DOWN = "scored", "unseen", "camera_down"  # what one record says about a mouse
@@ -253,8 +256,9 @@ class HookRunner:
             return self._counts
 
     def submit(self, event: AlertEvent) -> None:
-        """Queue a run for a raised or cleared event; a full queue drops (and counts) it."""
-        if event.event not in HOOK_EVENTS:
+        """Queue a run for a raised or cleared event; a full queue drops (and counts) it. The
+        hook's own failure is not sent to the hook."""
+        if event.event not in HOOK_EVENTS or event.rule == "hook_failing":
             return
         # Only close() and submit() put, from the pipeline thread, so the bound holds.
         if self._closed or self._queue.qsize() >= HOOK_QUEUE_SIZE:
@@ -299,9 +303,29 @@ class HookRunner:
         with self._lock:
             counts = self._counts
             update: dict[str, object] = {kind: getattr(counts, kind) + 1}
+            if kind in ("ok", "failed", "timed_out"):
+                update["in_a_row"] = 0 if kind == "ok" else counts.in_a_row + 1
             if error:
                 update["last_error"] = error
             self._counts = counts.model_copy(update=update)
+
+
+def hook_failing(counts: HookCounts, raised: AlertEvent | None,
+                 now: float) -> AlertEvent | None:
+    """The `hook_failing` alert's next event, if any: raised once the hook has failed
+    HOOK_FAILING_AFTER times in a row, cleared when a run works again. Wall clock; mouse `*`."""
+    failing = counts.in_a_row >= HOOK_FAILING_AFTER
+    if raised is None and failing:
+        return AlertEvent(
+            wall_time=now, time=now, mouse=ALL_MICE, camera="", rule="hook_failing",
+            event="raised", value=counts.in_a_row, threshold=HOOK_FAILING_AFTER, since=now,
+            peak=counts.in_a_row,
+            detail=f"{counts.in_a_row} runs in a row failed; last: {counts.last_error}")
+    if raised is not None and not failing:
+        return raised.model_copy(update={
+            "wall_time": now, "time": now, "event": "cleared", "value": 0.0,
+            "detail": f"the hook ran again after {raised.peak:g} failures"})
+    return None
 
 
 def hook_env(event: AlertEvent) -> dict[str, str]:

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.alerts import AlertEngine
+from monitor.alerts import AlertEngine, hook_failing
 from monitor.capture import CaptureWorker, Frame, FrameQueue, Opener, open_capture
 from monitor.config import Camera, ConfigError, MonitorConfig, load_config
 from monitor.faces import FaceFinder, FaceResult, cubicle_pixels
 from monitor.models import LOCALIZER, SCORER, OnnxModel
-from monitor.schema import CameraReport, ScoreRecord, StatusReport
+from monitor.schema import AlertEvent, CameraReport, ScoreRecord, StatusReport
 from monitor.scoring import Scorer, UnitScores
 from monitor.sinks import Sinks, open_sinks
 
@@ -157,6 +157,7 @@ class Monitor:
         self._next_status = 0.0
         self._notice: tuple[str, float | None] = ("", None)
         self._hook_failures = 0
+        self._hook_alert: AlertEvent | None = None  # hook_failing, while raised
         self._latency_ms: dict[str, float] = {}
         self._stop_asked: float | None = None
         self.records = 0
@@ -279,6 +280,10 @@ class Monitor:
             self._hook_failures = hooks.failed + hooks.timed_out
             self._post_notice(f"alert hook failing ({hooks.failed} failed, {hooks.timed_out} "
                               f"timed out so far): {hooks.last_error}")
+        event = hook_failing(hooks, self._hook_alert, time.time())
+        if event is not None:
+            self._hook_alert = event if event.event == "raised" else None
+            sinks.alerts([event])
         now = time.monotonic()
         if now < self._next_status and not final:
             return

@@ -27,7 +27,7 @@ from monitor.units import LEVELS, UNITS
 STATUSES = ("scored", "no_face", "low_quality", "camera_down")
 Status = Literal["scored", "no_face", "low_quality", "camera_down"]
 CameraState = Literal["connecting", "ok", "down", "ended", "stopped"]
-AlertRuleName = Literal["pain", "no_face", "camera_down"]
+AlertRuleName = Literal["pain", "no_face", "camera_down", "hook_failing"]
 AlertStep = Literal["raised", "active", "cleared"]
 ModelKind = Literal["demo", "trained", ""]
 
@@ -132,7 +132,7 @@ class AlertEvent(Message):
     version: Literal[1] = Field(1, alias="schema")
     wall_time: float
     time: float  # session clock: the record's source_time
-    mouse: str
+    mouse: str  # `*` for hook_failing: every mouse's pages are lost
     camera: str
     rule: AlertRuleName
     event: AlertStep
@@ -152,6 +152,7 @@ class HookCounts(BaseModel):
     failed: int = 0
     timed_out: int = 0
     dropped: int = 0
+    in_a_row: int = 0  # runs failed or timed out since the last one that worked
     last_error: str = ""
 
 

@@ -11,9 +11,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from monitor.alerts import AlertEngine, HookRunner
+from monitor.alerts import AlertEngine, HookRunner, hook_failing
 from monitor.config import AlertRule, Alerts, ConfigError, build_config
-from monitor.schema import ALERT_COLUMNS, AlertEvent, ScoreRecord, csv_header, csv_row
+from monitor.schema import (
+    ALERT_COLUMNS,
+    AlertEvent,
+    HookCounts,
+    ScoreRecord,
+    csv_header,
+    csv_row,
+)
 
 STEP = 120.0
 
@@ -327,3 +334,36 @@ def test_failing_hook_reports_exit_status_and_stderr() -> None:
     runner.close(timeout=5)
     assert runner.stats.failed == 1
     assert "exited with 1: pager refused" in runner.stats.last_error
+
+
+def test_hook_failing_is_raised_after_three_in_a_row_and_cleared_when_one_works() -> None:
+    assert hook_failing(HookCounts(failed=2, in_a_row=2), None, 100.0) is None
+    raised = hook_failing(HookCounts(failed=5, ok=1, in_a_row=3, last_error="cannot run x"),
+                          None, 100.0)
+    assert raised is not None
+    assert (raised.mouse, raised.rule, raised.event, raised.value) == ("*", "hook_failing",
+                                                                       "raised", 3)
+    assert "3 runs in a row failed; last: cannot run x" in raised.detail
+    assert hook_failing(HookCounts(failed=6, in_a_row=4), raised, 200.0) is None  # still on
+    cleared = hook_failing(HookCounts(failed=6, ok=1), raised, 300.0)
+    assert cleared is not None and (cleared.event, cleared.since, cleared.wall_time) == (
+        "cleared", 100.0, 300.0)
+
+
+def test_failures_in_a_row_count_until_a_run_works(tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    script = ("import pathlib, sys; p = pathlib.Path(sys.argv[1]); "
+              "n = int(p.read_text() or 0) + 1 if p.exists() else 1; p.write_text(str(n)); "
+              "sys.exit('pager down' if n <= 2 else 0)")
+    runner = HookRunner([sys.executable, "-c", script, str(counter)], timeout_s=10)
+    runner.submit(raised_event("M1"))
+    runner.submit(raised_event("M2"))
+    runner.submit(raised_event("M3").model_copy(update={"rule": "hook_failing"}))  # not run
+    deadline = time.monotonic() + 20
+    while runner.stats.failed < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (runner.stats.failed, runner.stats.in_a_row) == (2, 2)
+    runner.submit(raised_event("M4"))
+    runner.close(timeout=10)
+    assert (runner.stats.ok, runner.stats.failed, runner.stats.in_a_row) == (1, 2, 0)
+    assert counter.read_text() == "3"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import signal
@@ -26,7 +27,14 @@ from monitor.cli import main
 from monitor.config import build_config, load_config
 from monitor.dashboard import DashboardState, render
 from monitor.pipeline import Analyzer, Models, Monitor
-from monitor.schema import CSV_COLUMNS, CameraReport, Message, ScoreRecord, StatusReport
+from monitor.schema import (
+    CSV_COLUMNS,
+    AlertEvent,
+    CameraReport,
+    Message,
+    ScoreRecord,
+    StatusReport,
+)
 from monitor.units import UNITS
 from tests.fakes import FakeCamera, HeldCamera
 from tests.monitor_util import View, run_to_end, run_until
@@ -439,3 +447,30 @@ def test_a_pager_that_cannot_run_stops_the_monitor_at_start(
     assert len(err) == 2 and all(
         f"{config}: alerts.on_alert: /nonexistent/pager: no such program" in line for line in err)
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_a_pager_that_keeps_failing_raises_hook_failing(demo_small: DemoBuild,
+                                                       tmp_path: Path) -> None:
+    frame = cubicle_frame([(2, 2, 2, 2, 2)] * 4, 3)
+    failing = json.dumps([sys.executable, "-c", "import sys; sys.exit('pager refused')"])
+    config_path = write_config(tmp_path / "lab.yaml", demo_small,
+                               f"{{defaults: {{threshold: 0, window: 1, min_valid: 1}}, "
+                               f"on_alert: {failing}}}")
+    config = load_config(config_path)
+    out = tmp_path / "s.csv"
+    camera = FakeCamera([frame] * 400)
+    monitor = Monitor(config, Models.load(config), out, opener=lambda _s: camera)
+    view = View(monitor)
+    monitor.start()
+    view.wait_for(lambda v: any(e.rule == "hook_failing" for e in v.of(AlertEvent)))
+    monitor.request_stop()
+    assert monitor.wait(20) and monitor.error is None
+    view.close()
+    (event,) = [e for e in view.of(AlertEvent) if e.rule == "hook_failing"]
+    assert event.mouse == "*" and event.event == "raised" and event.value >= 3
+    assert "exited with 1: pager refused" in event.detail
+    rows = [r for r in read_rows(out.with_suffix(".alerts.csv")) if r["rule"] == "hook_failing"]
+    assert [(r["mouse"], r["event"]) for r in rows] == [("*", "raised")]
+    status = view.of(StatusReport)[-1]
+    assert status.hooks.failed >= 3 and status.hooks.ok == 0
+    assert "alert hook failing" in status.notice
