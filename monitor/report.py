@@ -29,6 +29,7 @@ from monitor.schema import (
     MARKER_COLUMNS,
     STATUSES,
     csv_header,
+    is_side_file,
     side_file,
 )
 from monitor.units import LEVELS, MAX_TOTAL, UNITS
@@ -77,9 +78,9 @@ class _Row(NamedTuple):
 
 def read_series(csv_paths: list[Path]) -> dict[str, MouseSeries]:
     """Every mouse in the CSVs (joined, each mouse sorted by wall_time), with its markers and
-    alert spans."""
-    if not csv_paths:
-        raise ReportError("no score CSVs given")
+    alert spans. Side files named too (`scores-*.csv` matches them) are read beside their score
+    CSV, not as one."""
+    csv_paths = _score_csvs(csv_paths)
     by_mouse: dict[str, list[_Row]] = {}
     for path in csv_paths:
         for row in _read_scores(path):
@@ -142,9 +143,18 @@ def summarize(series: MouseSeries) -> dict[str, Any]:
     }
 
 
+def _score_csvs(paths: list[Path]) -> list[Path]:
+    """The score CSVs among `paths`; their side files are read beside them, not as scores."""
+    scores = [p for p in paths if not is_side_file(p)]
+    if not scores:
+        raise ReportError("no score CSVs given")
+    return scores
+
+
 def write_report(csv_paths: list[Path], out: Path) -> Path:
     """`<mouse>.png` per mouse, `summary.json` and `index.html` into `out`; returns the HTML."""
     _require_matplotlib()
+    csv_paths = _score_csvs(csv_paths)
     series = read_series(csv_paths)
     out.mkdir(parents=True, exist_ok=True)
     summaries = {mouse: summarize(item) for mouse, item in series.items()}

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from monitor.cli import main
 from monitor.report import (
     ReportError,
     read_series,
@@ -187,3 +188,16 @@ def test_write_report_without_matplotlib_says_how_to_get_it(
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ReportError, match="pip install matplotlib"):
         write_report(session, tmp_path / "report")
+
+
+def test_a_glob_that_also_matches_side_files_reports_the_scores(session: list[Path],
+                                                                tmp_path: Path) -> None:
+    """`mgs-monitor report mgs-records/*.csv` as the README writes it: the alerts and markers
+    files match too, and are read beside their score CSV instead of refused."""
+    matched = sorted(session[0].parent.glob("*.csv"))
+    assert any(p.name.endswith(".alerts.csv") for p in matched)
+    assert main(["report", *map(str, matched), "--out", str(tmp_path / "r")]) == 0
+    assert read_series(matched).keys() == read_series(session).keys()
+    assert read_series(matched)[RISING].alerts == read_series(session)[RISING].alerts
+    with pytest.raises(ReportError, match="no score CSVs given"):
+        read_series([p for p in matched if p.name.endswith(".alerts.csv")])
