@@ -142,6 +142,25 @@ def open_capture(source: int | str) -> Capture:
     return cv2.VideoCapture(str(path))
 
 
+def media_problem(source: str) -> str:
+    """Why a recorded source (video file, image folder or glob) cannot be replayed at all, or ""
+    when it can: a recording that is missing, empty or not a video is refused before anything
+    starts, rather than replayed as a camera that is down."""
+    path = Path(source)
+    if path.is_dir() or any(ch in source for ch in "*?["):
+        return "" if ImageSequence(source).isOpened() else "no images here"
+    if not path.is_file():
+        return "no such video file"
+    if path.stat().st_size == 0:
+        return "empty file, not a video"
+    capture = cv2.VideoCapture(str(path))
+    try:
+        readable = capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()
+    return "" if readable else "not a video OpenCV can read"
+
+
 class ImageSequence:
     """Still images from a folder or glob, read like a video (one frame per image, sorted)."""
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from monitor import __version__
 from monitor.bus import BusError, make_keys, run_proxy
+from monitor.capture import media_problem
 from monitor.config import (
     DEFAULT_ENDPOINT,
     ConfigError,
@@ -312,8 +313,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     for video in args.videos:
-        if not video.exists():
-            raise UsageError(f"{video}: no such video file")
+        problem = media_problem(str(video))
+        if problem:
+            raise UsageError(f"{video}: {problem}")
     raw, origin = file_settings(args)
     in_file = raw.get("cameras")
     layouts: list[Any] = in_file if isinstance(in_file, list) else []

@@ -137,7 +137,8 @@ def tensorrt_cache() -> Path:
 
 def _open_session(path: Path, providers: list[str], threads: int) -> ort.InferenceSession:
     if not path.is_file():
-        raise ModelError(f"{path}: model file not found")
+        raise ModelError(f"{path}: model file not found (write one with mgs-export, give "
+                         "--models DIR, or run scripts/demo for DEMO models)")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or (os.cpu_count() or 1)
     options.inter_op_num_threads = 1

@@ -46,6 +46,9 @@ def find_images(paths: list[Path]) -> list[Path]:
 def score_stills(paths: list[Path], out: Path, models_dir: Path, *, crops: bool,
                  cpu: bool = False) -> int:
     images = find_images(paths)
+    if not images:
+        raise StillsError(f"{', '.join(map(str, paths))}: no images "
+                          f"({', '.join(IMAGE_SUFFIXES)}) found")
     config = build_config({
         "cameras": [{"name": STILLS_CAMERA, "source": ""}],
         "models": {"scorer": str(models_dir / "scorer.onnx"),
@@ -68,6 +71,9 @@ def score_stills(paths: list[Path], out: Path, models_dir: Path, *, crops: bool,
             logger.sync()
     finally:
         logger.close()
+    if skipped == len(images):  # nothing was scored: not a success
+        raise StillsError(f"none of the {len(images)} images could be read "
+                          f"({', '.join(map(str, paths))}); nothing written to {out}")
     note = f", {skipped} unreadable images skipped" if skipped else ""
     console.print(f"{logger.rows} records from {len(images)} images written to {out}{note}")
     return 0

@@ -26,7 +26,9 @@ def test_help_teaches_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
         (["--cameras", "0"], "--cameras 0: need at least one camera"),
         (["--every", "-3", "--models", "nowhere"], "sampling.every_s: Input should be greater"),
         (["--burst", "0"], "sampling.burst: Input should be greater than or equal to 1"),
-        (["--cameras", "2", "--models", "nowhere"], "nowhere/scorer.onnx: model file not found"),
+        (["--cameras", "2", "--models", "nowhere"],
+         "nowhere/scorer.onnx: model file not found (write one with mgs-export, give "
+         "--models DIR, or run scripts/demo for DEMO models)"),
     ],
 )
 def test_bad_values_are_one_line(argv: list[str], message: str,

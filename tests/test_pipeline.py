@@ -106,17 +106,32 @@ def test_unreadable_video_is_one_line_error(tmp_path: Path, demo_small: DemoBuil
     assert f"{missing}: no such video file" in capsys.readouterr().err
 
 
-def test_corrupt_video_gives_camera_down_rows(tmp_path: Path, demo_small: DemoBuild) -> None:
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"\x00" * 4096, "not a video OpenCV can read"),
+    (b"", "empty file, not a video"),
+])
+def test_a_recording_that_is_not_a_video_is_refused_before_start(
+        tmp_path: Path, demo_small: DemoBuild, capsys: pytest.CaptureFixture[str],
+        content: bytes, problem: str) -> None:
+    """Before, such a file was replayed as a camera that is down: camera_down rows, exit 0."""
     broken = tmp_path / "broken.mp4"
-    broken.write_bytes(b"\x00" * 4096)
+    broken.write_bytes(content)
     out = tmp_path / "s.csv"
     args = replay_args(demo_small, out)
-    args[1] = str(broken)
-    assert main(args) == 0
-    rows = read_rows(out)
-    down = [r for r in rows if r["camera"] == "cam0"]
-    assert [r["status"] for r in down] == ["camera_down"] * 4
-    assert len([r for r in rows if r["camera"] == "cam1"]) == 4 * expected_samples(demo_small)
+    args[2] = str(broken)  # the second video: the first one is not even started
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"mgs-monitor: error: {broken}: {problem}"
+    assert not out.exists()
+
+
+def test_an_empty_image_folder_is_refused_before_start(tmp_path: Path, demo_small: DemoBuild,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "frames").mkdir()
+    args = replay_args(demo_small, tmp_path / "s.csv")
+    args[1] = str(tmp_path / "frames")
+    assert main(args) == 2
+    assert f"{tmp_path / 'frames'}: no images here" in capsys.readouterr().err
 
 
 def test_missing_models_name_the_file(tmp_path: Path, demo_small: DemoBuild,
@@ -406,16 +421,6 @@ def test_grayscale_and_odd_sized_frames_are_scored(demo_small: DemoBuild, tmp_pa
     assert [r["status"] for r in rows] == ["scored"] * 8
 
 
-def test_zero_length_video_gives_camera_down_rows(tmp_path: Path, demo_small: DemoBuild) -> None:
-    empty = tmp_path / "empty.mp4"
-    empty.write_bytes(b"")
-    out = tmp_path / "s.csv"
-    args = replay_args(demo_small, out)
-    args[1] = str(empty)
-    assert main(args) == 0
-    assert [r["status"] for r in read_rows(out) if r["camera"] == "cam0"] == ["camera_down"] * 4
-
-
 def test_a_sink_that_cannot_open_closes_the_ones_before_it(demo_small: DemoBuild,
                                                            tmp_path: Path,
                                                            free_endpoint: str) -> None:
@@ -474,3 +479,19 @@ def test_a_pager_that_keeps_failing_raises_hook_failing(demo_small: DemoBuild,
     status = view.of(StatusReport)[-1]
     assert status.hooks.failed >= 3 and status.hooks.ok == 0
     assert "alert hook failing" in status.notice
+
+
+def test_score_with_nothing_readable_is_an_error(demo_small: DemoBuild, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Before, both wrote an empty CSV and exited 0."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    base = ["--models", str(demo_small.folder), "--out", str(tmp_path / "s.csv")]
+    assert main(["score", str(folder), *base]) == 2
+    assert f"{folder}: no images (.png" in capsys.readouterr().err
+    for name in ("a.png", "b.jpg"):
+        (folder / name).write_bytes(b"not an image")
+    assert main(["score", str(folder), *base]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"none of the 2 images could be read ({folder})" in err
+    assert f"{folder / 'a.png'}: not a readable image, skipped" in err
