@@ -36,9 +36,12 @@ def is_local(endpoint: str) -> bool:
 def make_keys(folder: Path) -> tuple[Path, Path]:
     """A CURVE keypair for a publisher: `server.key_secret` stays with the monitor,
     `server.key` (public) goes to every subscriber."""
-    folder.mkdir(parents=True, exist_ok=True)
-    public, secret = zmq.auth.create_certificates(str(folder), "server")
-    os.chmod(secret, 0o600)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        public, secret = zmq.auth.create_certificates(str(folder), "server")
+        os.chmod(secret, 0o600)
+    except OSError as exc:
+        raise BusError(f"{folder}: cannot write the keys here: {exc.strerror or exc}") from exc
     return Path(public), Path(secret)
 
 

@@ -12,6 +12,7 @@ A burst of k frames is grabbed at each due time and the sharpest one is kept.
 from __future__ import annotations
 
 import glob
+import os
 import threading
 import time
 from collections import deque
@@ -121,6 +122,16 @@ class FrameQueue:
 
     def _queued(self) -> int:
         return sum(len(q) for q in self._frames.values())
+
+
+def quiet_opencv() -> None:
+    """Keep OpenCV's and FFmpeg's own log lines (`can't open camera by index`, `moov atom not
+    found`) off the terminal: the monitor's one line says what went wrong and names the source.
+    A user who wants them sets OPENCV_LOG_LEVEL or OPENCV_FFMPEG_LOGLEVEL. Call before the first
+    video is opened (FFmpeg reads its level then)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def is_live(source: int | str) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from monitor import __version__
 from monitor.bus import BusError, make_keys, run_proxy
-from monitor.capture import media_problem
+from monitor.capture import media_problem, quiet_opencv
 from monitor.config import (
     DEFAULT_ENDPOINT,
     ConfigError,
@@ -72,6 +72,7 @@ USER_ERRORS = (ConfigError, ModelError, BusError, CsvLogError, UsageError, Marke
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     keep_frames_out_of_the_heap()
+    quiet_opencv()
     try:
         return int(args.func(args))
     except USER_ERRORS as exc:

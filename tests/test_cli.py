@@ -73,3 +73,23 @@ def test_frame_buffers_are_kept_out_of_the_heap() -> None:
     from monitor.memory import keep_frames_out_of_the_heap
 
     assert keep_frames_out_of_the_heap()
+
+
+def test_only_the_monitors_own_line_reaches_the_terminal(tmp_path: Path) -> None:
+    """Before, FFmpeg's 'moov atom not found' stood beside it."""
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 4096)
+    done = subprocess.run([sys.executable, "-m", "monitor", "replay", str(broken)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"mgs-monitor: error: {broken}: not a video OpenCV can read"]
+
+
+def test_keys_into_a_place_that_cannot_hold_them_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["keys", str(blocker / "keys")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{blocker / 'keys'}: cannot write the keys here" in err
