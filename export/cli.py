@@ -77,9 +77,7 @@ def export_run(args: argparse.Namespace) -> Path:
         raise RunError(f"{fold / 'scorer.pth'}: units not trained: {', '.join(missing)}")
     held_out = run.test_items(fold)[:PARITY_CROPS] or run.labels()[:PARITY_CROPS]
     crops = crops_of(held_out, scorer.input_size)
-    cutoff = None
-    if args.report:
-        cutoff = json.loads(args.report.read_text()).get("pain_cutoff")
+    cutoff = pain_cutoff(args.report) if args.report else None
     metrics = checkpoint["metrics"]
     path = export_scorer(scorer, args.out / "scorer.onnx", crops, kind=args.kind,
                          fingerprint=metrics["fingerprint"], metrics=metrics["units"],
@@ -111,6 +109,16 @@ def export_fp16(run: Run, fold: Path, fp32: Path, size: int, min_agreement: floa
     print(f"{out}: fp16 scorer (for GPUs), unit levels agree with fp32 on {agreement:.1%} of "
           f"{len(held_out)} held-out crops")
     return out
+
+
+def pain_cutoff(report: Path) -> float | None:
+    """The total-score cut-off an mgs-eval report.json chose (None when it chose none)."""
+    try:
+        found = json.loads(report.read_text(encoding="utf-8")).get("pain_cutoff")
+        return None if found is None else float(found)
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise RunError(f"{report}: not an mgs-eval report.json with a numeric pain_cutoff "
+                       f"({type(exc).__name__}: {exc})") from None
 
 
 def held_out_crops(run: Run, fold: Path, size: int) -> np.ndarray:

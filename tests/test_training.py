@@ -186,3 +186,29 @@ def test_reduced_scorer_is_gated_on_agreement(precision: str, run: Path, tmp_pat
     agreement = float(reduced.info.extra[f"{precision}_agreement"])
     assert 0.0 <= agreement <= 1.0
     assert f"{agreement:.1%}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("text", "why"), [("not json", "JSONDecodeError"),
+                                           ("[1, 2]", "AttributeError"),
+                                           ('{"pain_cutoff": "high"}', "ValueError")])
+def test_a_malformed_report_is_one_line(run: Path, tmp_path: Path, text: str, why: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Before, each of these ended in a traceback."""
+    report = tmp_path / "report.json"
+    report.write_text(text)
+    assert export_cli(["--run", str(run), "--report", str(report),
+                       "--out", str(tmp_path / "models")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{report}: not an mgs-eval report.json with a numeric pain_cutoff ({why}" in err
+
+
+def test_a_bug_keeps_its_traceback(labels: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the commands' own error types become one line; any other ValueError is a bug."""
+    def broken(_args: object) -> None:
+        raise ValueError("index out of step")
+
+    monkeypatch.setattr("train.train.main", broken)
+    with pytest.raises(ValueError, match="index out of step"):
+        train_cli(["--labels", str(labels), "--output-dir", str(tmp_path / "r")])

@@ -8,6 +8,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
+class CommandError(ValueError):
+    """A value given to a training-side command that cannot be used; one line for the user.
+    Only such errors (and each command's own) end in that line: a bug keeps its traceback."""
+
+
 def run_command(parser: argparse.ArgumentParser, main: Callable[[argparse.Namespace], Any],
                 user_errors: tuple[type[Exception], ...], argv: Sequence[str] | None) -> int:
     """0 when `main` finishes; 2 with one line on stderr for an error the user can fix."""

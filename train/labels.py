@@ -469,7 +469,7 @@ def mouse_split(items: list[LabelledImage], seed: int = 0,
 def _check_fractions(fractions: tuple[float, float, float]) -> tuple[float, float, float]:
     train, val, test = fractions
     if train <= 0 or val < 0 or test < 0 or abs(train + val + test - 1.0) > 1e-6:
-        raise ValueError(f"fractions {fractions} must be train > 0, val, test >= 0, sum 1")
+        raise LabelError(f"fractions {fractions} must be train > 0, val, test >= 0, sum 1")
     return train, val, test
 
 
@@ -488,7 +488,7 @@ def _conditions(items: list[LabelledImage]) -> np.ndarray | None:
 def _check_strata(strata: np.ndarray, parts: int) -> None:
     counts = Counter(strata.tolist())
     if min(counts.values()) < parts:
-        raise ValueError(f"cannot make {parts} parts stratified by condition: "
+        raise LabelError(f"cannot make {parts} parts stratified by condition: "
                          f"images per condition {dict(counts)}")
 
 
@@ -503,7 +503,7 @@ def _carve(index: np.ndarray, count: int, strata: np.ndarray | None,
                                       stratify=within)
     except ValueError as exc:
         how = "" if within is None else f" by condition {dict(Counter(within.tolist()))}"
-        raise ValueError(f"cannot split {len(index)} images{how}: {exc}") from exc
+        raise LabelError(f"cannot split {len(index)} images{how}: {exc}") from exc
     return np.sort(keep), np.sort(part)
 
 

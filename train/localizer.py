@@ -20,7 +20,7 @@ import torch
 from rich.progress import Progress
 
 from monitor.faces import localizer_view
-from train.command import run_command
+from train.command import CommandError, run_command
 from train.fit import LocalizerData, fit_localizer
 from train.labels import (
     LabelError,
@@ -128,7 +128,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    return run_command(get_args_parser(), main, (LabelError, ValueError), argv)
+    return run_command(get_args_parser(), main, (LabelError, CommandError), argv)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from monitor.units import LEVELS, UNITS
+from train.command import CommandError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,7 +58,7 @@ def unit_classifier(arch: str, weights: dict[str, torch.Tensor] | None = None) -
     if arch == "tiny":
         return tiny_classifier(len(LEVELS))
     if arch != "resnet18":
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+        raise CommandError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     model = resnet18()
     if weights is not None:
         model.load_state_dict(weights)
@@ -139,14 +140,14 @@ def load_imagenet_weights(spec: str) -> dict[str, torch.Tensor] | None:
         try:
             return ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
         except Exception as exc:  # urllib raises many kinds when offline
-            raise ValueError(
+            raise CommandError(
                 "cannot download ImageNet ResNet18 weights (offline?): pass --weights FILE with "
                 "a local resnet18 state dict, or --weights none to start from random init"
             ) from exc
     path = Path(spec)
     if not path.is_file():
-        raise ValueError(f"{path}: weights file not found (use 'imagenet', 'none' or a file)")
+        raise CommandError(f"{path}: weights file not found (use 'imagenet', 'none' or a file)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "conv1.weight" not in state:
-        raise ValueError(f"{path}: not a torchvision ResNet18 state dict")
+        raise CommandError(f"{path}: not a torchvision ResNet18 state dict")
     return state

@@ -36,7 +36,7 @@ from torchvision.transforms import v2
 
 from monitor.scoring import summarize
 from monitor.units import LEVELS, UNITS
-from train.command import run_command
+from train.command import CommandError, run_command
 from train.labels import (
     LabelError,
     LabelledImage,
@@ -238,7 +238,7 @@ def chosen_units(spec: str) -> list[str]:
     units = [u.strip() for u in spec.split(",") if u.strip()]
     unknown = [u for u in units if u not in UNITS]
     if unknown:
-        raise ValueError(f"--units: unknown {', '.join(unknown)}; choose from {', '.join(UNITS)}")
+        raise CommandError(f"--units: unknown {', '.join(unknown)}; choose from {', '.join(UNITS)}")
     return units
 
 
@@ -341,7 +341,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    return run_command(get_args_parser(), main, (LabelError, ValueError), argv)
+    return run_command(get_args_parser(), main, (LabelError, CommandError), argv)
 
 
 if __name__ == "__main__":
