@@ -125,12 +125,13 @@ class Subscriber:
         wait = timeout_ms
         while self.socket.poll(wait, zmq.POLLIN):
             wait = 0
-            frames = self.socket.recv_multipart()
             try:
-                yield decode(frames)
+                message = decode(self.socket.recv_multipart())
             except MessageError as exc:
                 self.malformed += 1
                 self.last_error = str(exc)
+                continue
+            yield message
 
     def close(self) -> None:
         self.socket.close(linger=0)

@@ -147,19 +147,23 @@ def open_capture(source: int | str) -> Capture:
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
         ])
-    path = Path(source)
-    if path.is_dir() or any(ch in source for ch in "*?["):
+    if is_image_sequence(source):
         return ImageSequence(source)
-    return cv2.VideoCapture(str(path))
+    return cv2.VideoCapture(source)
+
+
+def is_image_sequence(source: str) -> bool:
+    """An image folder or a glob pattern, read as one frame per image."""
+    return Path(source).is_dir() or any(ch in source for ch in "*?[")
 
 
 def media_problem(source: str) -> str:
     """Why a recorded source (video file, image folder or glob) cannot be replayed at all, or ""
     when it can: a recording that is missing, empty or not a video is refused before anything
     starts, rather than replayed as a camera that is down."""
-    path = Path(source)
-    if path.is_dir() or any(ch in source for ch in "*?["):
+    if is_image_sequence(source):
         return "" if ImageSequence(source).isOpened() else "no images here"
+    path = Path(source)
     if not path.is_file():
         return "no such video file"
     if path.stat().st_size == 0:
