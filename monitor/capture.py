@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from monitor.config import Sampling
+from monitor.readers import Arrival, DirectReader, NewestFrameReader
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RELEASE_BETWEEN_S = 10.0  # periodic live sources sampled less often than this are closed between
@@ -38,11 +39,13 @@ class Capture(Protocol):
     def isOpened(self) -> bool: ...
     def read(self) -> tuple[bool, np.ndarray | None]: ...
     def grab(self) -> bool: ...
+    def retrieve(self) -> tuple[bool, np.ndarray | None]: ...
     def get(self, prop: int) -> float: ...
     def release(self) -> None: ...
 
 
 Opener = Callable[[int | str], Capture]
+FrameReader = DirectReader | NewestFrameReader
 
 
 @dataclass
@@ -70,6 +73,7 @@ class CameraHealth:
     reconnects: int = 0
     last_frame_time: float | None = None
     fps: float = 0.0
+    frames_dropped: int = 0  # frames a held-open stream sent while its worker was busy
     position: int = 0  # frames into recorded media, for progress bars
     total_frames: int = 0  # media length when known
 
@@ -135,14 +139,19 @@ def quiet_opencv() -> None:
 
 
 def is_live(source: int | str) -> bool:
-    return isinstance(source, int) or "://" in str(source)
+    return isinstance(source, int) or is_stream(source)
+
+
+def is_stream(source: int | str) -> bool:
+    """A network stream (RTSP/HTTP URL), as opposed to a camera device or recorded media."""
+    return isinstance(source, str) and "://" in source
 
 
 def open_capture(source: int | str) -> Capture:
     """Open any supported source with OpenCV (image folders and globs as an image sequence)."""
     if isinstance(source, int):
         return cv2.VideoCapture(source)
-    if "://" in source:  # a stream that stalls without closing must time out, not hang
+    if is_stream(source):  # a stream that stalls without closing must time out, not hang
         return cv2.VideoCapture(source, cv2.CAP_FFMPEG, [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
@@ -202,6 +211,13 @@ class ImageSequence:
                 return True, image
             self.unreadable.append(self.paths[self.index - 1])
         return False, None
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        """The image last grabbed (None if unreadable, as OpenCV answers)."""
+        if not 0 < self.index <= len(self.paths):
+            return False, None
+        image = cv2.imread(str(self.paths[self.index - 1]), cv2.IMREAD_COLOR)
+        return image is not None, image
 
     def get(self, prop: int) -> float:
         if prop == cv2.CAP_PROP_FRAME_COUNT:
@@ -268,39 +284,49 @@ class CaptureWorker(threading.Thread):
 
     # live sources -------------------------------------------------------------------------
     def _run_live(self) -> None:
-        capture: Capture | None = None
+        reader: FrameReader | None = None
         continuous = self.sampling.continuous
         keep_open = continuous or self.sampling.every_s < RELEASE_BETWEEN_S
         next_due = time.monotonic()
         failures = 0
-        while not self.stop.is_set():
-            if not continuous and self.stop.wait(max(0.0, next_due - time.monotonic())):
-                break
-            next_due += 0.0 if continuous else self.sampling.every_s
-            capture = capture or self._open_live()
-            frame = self._burst(capture, 1 if continuous else self.sampling.burst, None)
-            if frame is None:
-                self._release(capture)
-                reason = "no frame from" if capture else "cannot open"
-                self._emit_down(f"{reason} source {self.source!r}")
-                capture = None
-                failures += 1
-                if continuous and self.stop.wait(BACKOFF_S[min(failures, len(BACKOFF_S)) - 1]):
+        try:
+            while not self.stop.is_set():
+                if not continuous and self.stop.wait(max(0.0, next_due - time.monotonic())):
                     break
-                continue
-            failures = 0
-            self._put(frame)
-            if not keep_open:
-                self._release(capture)
-                capture = None
-        self._release(capture)
+                next_due += 0.0 if continuous else self.sampling.every_s
+                reader = reader or self._open_live(keep_open)
+                frame = self._burst(reader, 1 if continuous else self.sampling.burst, None)
+                if frame is None:
+                    self._emit_down(self._why_down(reader))
+                    self._close(reader)
+                    reader = None
+                    failures += 1
+                    if continuous and self.stop.wait(BACKOFF_S[min(failures, len(BACKOFF_S)) - 1]):
+                        break
+                    continue
+                failures = 0
+                self._put(frame)
+                if not keep_open:
+                    self._close(reader)
+                    reader = None
+        finally:
+            self._close(reader)
 
-    def _open_live(self) -> Capture | None:
+    def _open_live(self, keep_open: bool) -> FrameReader | None:
+        """A reader on the opened source; a stream held open is kept drained to its newest."""
         capture = self.opener(self.source)
-        if capture.isOpened():
-            return capture
-        capture.release()
-        return None
+        if not capture.isOpened():
+            capture.release()
+            return None
+        if keep_open and is_stream(self.source):
+            return NewestFrameReader(capture, STREAM_TIMEOUT_MS / 1000)
+        return DirectReader(capture)
+
+    def _why_down(self, reader: FrameReader | None) -> str:
+        if reader is None:
+            return f"cannot open source {self.source!r}"
+        detail = f": {reader.error}" if reader.error else ""
+        return f"no frame from source {self.source!r}{detail}"
 
     def _emit_down(self, error: str) -> None:
         self._set_state("down", error)
@@ -324,13 +350,14 @@ class CaptureWorker(threading.Thread):
         step = 1 if self.sampling.continuous or fps <= 0 else None
         start = time.monotonic()
         next_due = 0.0
+        reader = DirectReader(capture)
         try:
             while not self.stop.is_set():
                 if step is None and not self._skip_to(capture, next_due, fps):
                     break
                 if self.realtime and fps > 0:  # pace before reading: latency stays honest
                     self.stop.wait(max(0.0, start + self._position / fps - time.monotonic()))
-                frame = self._burst(capture, 1 if step else self.sampling.burst, fps)
+                frame = self._burst(reader, 1 if step else self.sampling.burst, fps)
                 if frame is None:
                     break
                 next_due += self.sampling.every_s
@@ -349,24 +376,32 @@ class CaptureWorker(threading.Thread):
         return True
 
     # shared -------------------------------------------------------------------------------
-    def _burst(self, capture: Capture | None, count: int, fps: float | None) -> Frame | None:
-        """Read `count` frames and keep the sharpest; None when the source gives nothing."""
-        if capture is None:
+    def _burst(self, reader: FrameReader | None, count: int, fps: float | None) -> Frame | None:
+        """Read `count` frames and keep the sharpest; None when the source gives nothing.
+        `fps` is None for live sources, whose frames are timed by their arrival."""
+        if reader is None:
             return None
         best: Frame | None = None
-        for _ in range(count):
-            ok, image = capture.read()
-            if not ok or image is None:
+        for k in range(count):
+            arrival = reader.next_frame(follow=k > 0 or self.sampling.continuous)
+            if arrival is None:
                 break
-            index = self._advance()
-            now = time.time()
-            source_time = index / fps if fps else (float(index) if fps is not None else now)
-            candidate = Frame(self.camera, image, now, time.monotonic(), source_time, index,
-                              frame_sharpness(image))
-            self._count_read(candidate)
-            if best is None or candidate.sharpness > best.sharpness:
-                best = candidate
+            best = self._keep_sharper(best, self._frame_of(arrival, fps))
+        self._count_drops(reader.take_drops())
         return best
+
+    def _frame_of(self, arrival: Arrival, fps: float | None) -> Frame:
+        index = self._advance()
+        # live: arrival time; media: its own clock (an image sequence: one second an image)
+        source_time = arrival.wall_time if fps is None else index / fps if fps else float(index)
+        frame = Frame(self.camera, arrival.image, arrival.wall_time, arrival.mono_time,
+                      source_time, index, frame_sharpness(arrival.image))
+        self._count_read(frame)
+        return frame
+
+    @staticmethod
+    def _keep_sharper(best: Frame | None, candidate: Frame) -> Frame:
+        return candidate if best is None or candidate.sharpness > best.sharpness else best
 
     def _count_read(self, frame: Frame) -> None:
         self._recent.append(frame.mono_time)
@@ -376,6 +411,12 @@ class CaptureWorker(threading.Thread):
                 health, state="ok", error="", frames_read=health.frames_read + 1,
                 last_frame_time=frame.wall_time, fps=_rate(self._recent),
                 reconnects=health.reconnects + (health.state == "down"))
+
+    def _count_drops(self, dropped: int) -> None:
+        if dropped:
+            with self._lock:
+                self._health = replace(self._health,
+                                       frames_dropped=self._health.frames_dropped + dropped)
 
     def _put(self, frame: Frame) -> None:
         self.frames.put(frame, self.wait_when_full, self.stop)
@@ -391,9 +432,9 @@ class CaptureWorker(threading.Thread):
             self._health = replace(self._health, state=state, error=error)
 
     @staticmethod
-    def _release(capture: Capture | None) -> None:
-        if capture is not None:
-            capture.release()
+    def _close(reader: FrameReader | None) -> None:
+        if reader is not None:
+            reader.close()
 
 
 def _rate(times: deque[float]) -> float:

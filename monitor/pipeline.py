@@ -268,6 +268,7 @@ class Monitor:
             sinks.publish(CameraReport(
                 publisher=self.config.publisher, seq=next(self._reports), wall_time=time.time(),
                 camera=worker.camera, state=health.state, frames_read=health.frames_read,
+                frames_dropped=health.frames_dropped,
                 reconnects=health.reconnects, last_frame_time=health.last_frame_time,
                 fps=health.fps, latency_ms=self._latency_ms.get(worker.camera, float("nan")),
                 error=health.error, position=health.position, total_frames=health.total_frames,

@@ -2,15 +2,24 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from monitor.capture import CaptureWorker, Frame, FrameQueue, ImageSequence, frame_sharpness
+from monitor.capture import (
+    CaptureWorker,
+    Frame,
+    FrameQueue,
+    ImageSequence,
+    frame_sharpness,
+    open_capture,
+)
 from monitor.config import Sampling
-from tests.fakes import FakeCamera
+from monitor.readers import NewestFrameReader
+from tests.fakes import FakeCamera, MjpegCamera, frame_number
 
 
 def textured(seed: int, blur: int = 0) -> np.ndarray:
@@ -212,3 +221,75 @@ def test_cameras_added_while_the_pipeline_polls() -> None:
         sys.setswitchinterval(switch)
     assert not errors
     assert taken + sum(queue.drops().values()) == rounds * cameras * frames_each
+
+
+def take_for(queue: FrameQueue, seconds: float,
+             until: Callable[[Frame], bool] = lambda _f: False) -> list[tuple[Frame, float]]:
+    """Frames as the pipeline would take them, each with the time it was taken."""
+    taken: list[tuple[Frame, float]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not any(until(f) for f, _ in taken):
+        taken.extend((frame, time.time()) for frame in queue.take_all(0.02))
+    return taken
+
+
+def test_a_held_open_stream_gives_its_newest_frame() -> None:
+    """An IP camera at 10 fps, sampled at 5: read in order, each sample would be older than the
+    last (the unread half waits in the socket). Kept drained, every frame taken is one the
+    camera has just sent, and it is timed by its arrival, not by when it was read."""
+    camera = MjpegCamera(fps=10)
+    queue, stop = FrameQueue(10), threading.Event()
+    worker = CaptureWorker("cam0", camera.url, Sampling(every_s=0.2, burst=1), queue, stop)
+    worker.start()
+    taken = take_for(queue, 5)
+    stop.set()
+    worker.join(5)
+    camera.kill()
+    assert len(taken) >= 15
+    numbers = [frame_number(frame.image) for frame, _ in taken]
+    assert numbers == sorted(set(numbers))
+    for (frame, took), number in zip(taken, numbers, strict=True):
+        sent = camera.sent[number]
+        assert frame.wall_time - sent < 0.1  # arrival, which on loopback is the send time
+        assert took - sent < 0.1 + 0.2  # one frame interval, plus pick-up on a busy machine
+    assert worker.health().frames_dropped == 0  # frames between samples are not drops
+
+
+def test_a_dead_stream_is_camera_down_at_once() -> None:
+    """Killed mid-run, the camera gives no more frames: the worker says `down` within a
+    second, instead of replaying what the socket still held."""
+    camera = MjpegCamera(fps=10)
+    queue, stop = FrameQueue(10), threading.Event()
+    worker = CaptureWorker("cam0", camera.url, Sampling(every_s=0.2, burst=1), queue, stop)
+    worker.start()
+    before = take_for(queue, 3)
+    camera.kill()
+    killed = time.time()
+    after = take_for(queue, 5, until=lambda f: f.image is None)
+    stop.set()
+    worker.join(5)
+    assert len(before) >= 10 and all(f.image is not None for f, _ in before)
+    down = next(f for f, _ in after if f.image is None)
+    assert "no frame from source" in down.error
+    assert down.wall_time - killed < 1.0
+    assert all(camera.sent[frame_number(f.image)] <= killed for f, _ in after if f is not down)
+
+
+def test_frames_missed_inside_a_run_of_reads_are_counted() -> None:
+    """Frames that arrive while the worker is busy, between two reads of one run (a burst, or
+    continuous sampling), are drops; frames between two samples are not."""
+    camera = MjpegCamera(fps=20)
+    reader = NewestFrameReader(open_capture(camera.url), timeout_s=5)
+    try:
+        first = reader.next_frame(follow=False)
+        time.sleep(0.5)  # busy with the first frame
+        second = reader.next_frame(follow=True)
+        assert first is not None and second is not None
+        missed = frame_number(second.image) - frame_number(first.image) - 1
+        assert missed >= 5 and reader.take_drops() == missed
+        assert reader.take_drops() == 0
+        time.sleep(0.5)
+        assert reader.next_frame(follow=False) is not None and reader.take_drops() == 0
+    finally:
+        reader.close()
+        camera.kill()

@@ -36,7 +36,7 @@ from monitor.schema import (
     StatusReport,
 )
 from monitor.units import UNITS
-from tests.fakes import FakeCamera, HeldCamera
+from tests.fakes import FakeCamera, HeldCamera, MjpegCamera
 from tests.monitor_util import View, run_to_end, run_until
 from train import synth
 
@@ -207,6 +207,43 @@ def test_camera_drops_mid_run_and_comes_back(demo_small: DemoBuild, tmp_path: Pa
     states = [r.state for r in reports]
     assert "down" in states and states.index("down") < len(states) - 1 - states[::-1].index("ok")
     assert reports[-1].reconnects == 1 and reports[-1].frames_read == 2
+
+
+def test_an_ip_camera_is_scored_as_it_sends_and_is_down_once_it_dies(
+        demo_small: DemoBuild, tmp_path: Path) -> None:
+    """A real MJPEG stream on loopback, held open between samples: each record is timed by
+    its frame's arrival (one of the camera's send times), made within moments of it, and the
+    camera's death is a camera_down record within a second, not many seconds of old frames."""
+    frame = cubicle_frame([(0, 0, 0, 0, 0)] * 4, 2)
+    camera = MjpegCamera(fps=10, picture=lambda _n: frame)
+    out = tmp_path / "s.csv"
+    config = build_config({**demo_small.config(),
+                           "cameras": [{"name": "cam0", "source": camera.url}],
+                           "sampling": {"every_s": 0.3, "burst": 2}})
+    monitor = Monitor(config, Models.load(config), out)
+    view = View(monitor)
+    monitor.start()
+    try:
+        view.wait_for(lambda v: len(v.of(ScoreRecord)) >= 16)
+        camera.kill()
+        killed = time.time()
+        view.wait_for(lambda v: any(r.status == "camera_down" for r in v.of(ScoreRecord)))
+    finally:
+        monitor.request_stop()
+        assert monitor.wait(10)
+        view.close()
+    assert monitor.error is None
+    records = view.of(ScoreRecord)
+    live = [r for r in records if r.status != "camera_down"]
+    assert sum(r.status == "scored" for r in live) >= 12
+    sent = np.array(sorted(camera.sent.values()))
+    for record in live:
+        assert np.abs(sent - record.source_time).min() < 0.05  # a frame's arrival
+        assert record.wall_time - record.source_time < 1.0  # the record followed it closely
+    down = next(r for r in records if r.status == "camera_down")
+    assert down.wall_time - killed < 1.0
+    reports = view.of(CameraReport)
+    assert reports[-1].state == "down" and reports[-1].frames_dropped == 0
 
 
 def test_dashboard_shows_what_the_csv_has(demo_small: DemoBuild, tmp_path: Path) -> None:
