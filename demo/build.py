@@ -19,7 +19,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from export.onnx_export import export_localizer, export_scorer
-from monitor.config import Faces
+from monitor.config import Faces, default_publisher
 from monitor.faces import face_crop, localizer_view
 from monitor.units import UNITS
 from train import synth
@@ -73,7 +73,7 @@ class DemoBuild:
                        "localizer": str(self.folder / "localizer.onnx")},
             "sampling": {"every_s": self.spec.every_s, "burst": 1},
             "csv": {"folder": str(self.folder / "records")},
-            "publisher": "mgs-demo",
+            "publisher": default_publisher("mgs-demo"),
         }
 
 

@@ -7,6 +7,7 @@ mistake into one `ConfigError` line naming the file and the key path.
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -285,6 +286,11 @@ class Logging(Strict):
     folder: Path = Field(Path("mgs-records"), description="Folder for the CSV files.")
 
 
+def default_publisher(name: str = "mgs-monitor") -> str:
+    """One id per host: records from two hosts joined by a proxy stay apart."""
+    return f"{name}@{socket.gethostname() or 'localhost'}"
+
+
 class MonitorConfig(Strict):
     """Everything the live monitor needs."""
 
@@ -295,7 +301,9 @@ class MonitorConfig(Strict):
     alerts: Alerts = Field(default_factory=Alerts)
     bus: Bus = Field(default_factory=Bus)
     csv: Logging = Field(default_factory=Logging)
-    publisher: str = Field("mgs-monitor", description="Publisher id written in every record.")
+    publisher: str = Field(default_factory=lambda: default_publisher(), min_length=1,
+                           description="Publisher id written in every record; default: "
+                                       "mgs-monitor@<host name>, so two hosts never share one.")
     queue_size: int = Field(8, ge=1, description="Frames buffered per camera before dropping.")
 
     @model_validator(mode="after")

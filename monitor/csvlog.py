@@ -2,7 +2,7 @@
 
 Reopening a file after a crash trims a torn last line (the only line a crash can break) and
 continues; a file with another header is refused rather than mixed. Sequence numbers are checked
-per publisher: missing ranges go to `<name>.gaps.csv` beside the records.
+per run of each publisher: missing ranges go to `<name>.gaps.csv` beside the records.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from monitor.schema import (
     CSV_COLUMNS,
     GAP_COLUMNS,
     SCORE_COLUMNS,
+    SCORE_HEADERS,
     Column,
+    Run,
     ScoreRecord,
     SequenceGap,
     SequenceTracker,
@@ -31,7 +33,7 @@ from monitor.schema import (
 MAX_BACKLOG = 200_000  # records held in memory while the disk refuses them (~100 MB)
 RETRY_S = 5.0  # how often a failing disk is tried again
 TAIL_BYTES = 1 << 20  # read back on reopen: far more than the last row of every publisher
-PUBLISHER, SEQ = CSV_COLUMNS.index("publisher"), CSV_COLUMNS.index("seq")
+PUBLISHER, SEQ, INSTANCE = (CSV_COLUMNS.index(name) for name in ("publisher", "seq", "instance"))
 
 
 class CsvLogError(ValueError):
@@ -87,7 +89,7 @@ class CsvLogger:
         return len(self._backlog)
 
     def write(self, record: ScoreRecord) -> None:
-        gap = self.sequence.check(record.publisher, record.seq)
+        gap = self.sequence.check(record)
         if gap is not None:
             self._write_gap(gap)
         if len(self._backlog) >= MAX_BACKLOG:
@@ -118,7 +120,7 @@ class CsvLogger:
             raise CsvLogError(f"{self.path}: {len(self._backlog)} records could not be "
                               f"written ({self.error})")
 
-    def _open(self) -> dict[str, int]:
+    def _open(self) -> dict[Run, int]:
         last = _recover(self.path)
         self._file = self.path.open("a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
@@ -143,11 +145,11 @@ class CsvLogger:
         except OSError as exc:
             self._failed(exc)
 
-    def _skip_written(self, last: dict[str, int]) -> None:
+    def _skip_written(self, last: dict[Run, int]) -> None:
         """Rows whose flush failed after they reached the disk are not written twice."""
         while self._backlog:
             row = self._backlog[0]
-            if int(row[SEQ]) > last.get(row[PUBLISHER], -1):
+            if int(row[SEQ]) > last.get((row[PUBLISHER], row[INSTANCE]), -1):
                 return
             self._backlog.popleft()
             self.rows += 1
@@ -168,8 +170,8 @@ class CsvLogger:
             self.error = f"cannot write {self.gaps_path}: {exc.strerror or exc}"
 
 
-def _recover(path: Path) -> dict[str, int]:
-    """Check the header, trim a torn last line, and return the last seq per publisher.
+def _recover(path: Path) -> dict[Run, int]:
+    """Check the header, trim a torn last line, and return the last seq per publisher run.
 
     Only the end of the file is read, so reopening a file of weeks of records stays instant.
     """
@@ -180,11 +182,10 @@ def _recover(path: Path) -> dict[str, int]:
         if not header.endswith(b"\n"):  # a crash while the header was written
             handle.truncate(0)
             return {}
-        if next(csv.reader([header.decode("utf-8", errors="replace")])) != list(CSV_COLUMNS):
-            raise CsvLogError(
-                f"{path}: existing file has another header (older mgs-monitor or not a score "
-                "CSV); write to a new file"
-            )
+        names = tuple(next(csv.reader([header.decode("utf-8", errors="replace")])))
+        if names != CSV_COLUMNS:
+            raise CsvLogError(f"{path}: existing file has {_which_header(names)}; write to a "
+                              "new file")
         start = max(len(header), path.stat().st_size - TAIL_BYTES)
         handle.seek(start)
         tail = handle.read()
@@ -194,8 +195,15 @@ def _recover(path: Path) -> dict[str, int]:
     lines = tail[:end].decode("utf-8", errors="replace").splitlines()
     if start > len(header) and lines:
         lines = lines[1:]  # the read began inside a row
-    last: dict[str, int] = {}
+    last: dict[Run, int] = {}
     for row in csv.reader(lines):
         if len(row) == len(CSV_COLUMNS) and row[SEQ].isdigit():
-            last[row[PUBLISHER]] = int(row[SEQ])
+            last[row[PUBLISHER], row[INSTANCE]] = int(row[SEQ])
     return last
+
+
+def _which_header(names: tuple[str, ...]) -> str:
+    older = [schema for schema, header in SCORE_HEADERS.items() if header == names]
+    if older:  # appending would mix rows of two layouts in one file
+        return f"the header of score schema {older[0]} (an older mgs-monitor)"
+    return "another header (not an mgs-monitor score CSV)"

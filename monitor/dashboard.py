@@ -22,6 +22,7 @@ from monitor.schema import (
     AlertEvent,
     CameraReport,
     Message,
+    MouseOrigins,
     ScoreRecord,
     SequenceTracker,
     StatusReport,
@@ -88,6 +89,8 @@ class DashboardState:
     cameras: dict[str, CameraReport] = field(default_factory=dict, init=False)
     statuses: dict[str, StatusReport] = field(default_factory=dict, init=False)
     sequence: SequenceTracker = field(default_factory=SequenceTracker, init=False)
+    origins: MouseOrigins = field(default_factory=MouseOrigins, init=False)
+    mixed: list[str] = field(default_factory=list, init=False)  # mice two monitors share
 
     def __post_init__(self) -> None:
         if self.history < 1:
@@ -97,7 +100,10 @@ class DashboardState:
         """Take in one message of any type."""
         if isinstance(message, ScoreRecord):
             self.add_score(message)
-            self.gaps += self.sequence.check(message.publisher, message.seq) is not None
+            self.gaps += self.sequence.check(message) is not None
+            mixed = self.origins.check(message)
+            if mixed:
+                self.mixed.append(mixed)
             self.demo = self.demo or message.model_kind == "demo"
         elif isinstance(message, CameraReport):
             self.add_camera(message)
@@ -218,8 +224,9 @@ def _header(state: DashboardState) -> Text:
 
 
 def _health_lines(state: DashboardState) -> list[Text]:
-    """What a monitor could not do, per monitor: hook runs that failed, records held back."""
-    lines = []
+    """What a monitor could not do, per monitor: hook runs that failed, records held back;
+    and mice that two monitors both send, whose rows on this screen mix them."""
+    lines = [Text(line, style="bold red") for line in state.mixed]
     for publisher, report in sorted(state.statuses.items()):
         who = f"{publisher}: " if len(state.statuses) > 1 else ""
         hooks = report.hooks

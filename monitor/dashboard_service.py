@@ -41,12 +41,14 @@ def follow(subscriber: Subscriber, state: DashboardState, done: Callable[[], boo
         while True:
             finished = done()  # then one last pass takes what is already queued
             for message in subscriber.receive(DRAIN_MS if finished else RECEIVE_MS):
-                notice = state.notice
+                notice, mixed = state.notice, len(state.mixed)
                 state.apply(message)
                 if isinstance(message, StatusReport):
                     heard = time.monotonic()
                 if state.notice != notice:
                     console.print(f"[magenta]{state.notice}[/]")
+                for line in state.mixed[mixed:]:
+                    console.print(f"[bold red]{line}[/]")
             state.malformed = subscriber.malformed
             if watchdog is not None:
                 watchdog.ping(heard)

@@ -1,8 +1,9 @@
 """`mgs-monitor log`: a running monitor's records and alert events, written to CSV from ZeroMQ.
 
 A logger of its own process survives the monitor's restarts (and the monitor its): each missing
-range of sequence numbers is written to `<csv>.gaps.csv`, and a restarted logger appends to the
-same file after trimming a torn last row.
+range of sequence numbers of a monitor's run is written to `<csv>.gaps.csv`, and a restarted
+logger appends to the same file after trimming a torn last row. A mouse id that two monitors
+both send is said once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from monitor.schema import (
     TOPIC_ALERT,
     TOPIC_SCORE,
     AlertEvent,
+    MouseOrigins,
     ScoreRecord,
     side_file,
 )
@@ -33,6 +35,7 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path, seconds: float
                     server_key=server_key) as subscriber:
         logger = CsvLogger(out)
         alert_log = SideLog(side_file(out, "alerts"), ALERT_COLUMNS)
+        origins = MouseOrigins()
         console.print(f"logging {endpoint} to {out} (Ctrl-C to stop)")
         notify("READY=1")
         watchdog = Watchdog()
@@ -45,6 +48,9 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path, seconds: float
                         if isinstance(message, ScoreRecord):
                             logger.write(message)
                             wrote = True
+                            mixed = origins.check(message)
+                            if mixed:  # the rows stay apart by publisher and instance
+                                console.print(f"[bold red]{mixed}[/]")
                         elif isinstance(message, AlertEvent):
                             alert_log.write(message)
                     if wrote:

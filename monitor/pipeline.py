@@ -24,7 +24,7 @@ from monitor.capture import CaptureWorker, Frame, FrameQueue, Opener, open_captu
 from monitor.config import Camera, ConfigError, MonitorConfig, load_config
 from monitor.faces import FaceFinder, FaceResult, cubicle_pixels
 from monitor.models import LOCALIZER, SCORER, OnnxModel
-from monitor.schema import AlertEvent, CameraReport, ScoreRecord, StatusReport
+from monitor.schema import AlertEvent, CameraReport, ScoreRecord, StatusReport, new_instance
 from monitor.scoring import Scorer, UnitScores
 from monitor.sinks import Sinks, open_sinks
 
@@ -75,6 +75,7 @@ class Analyzer:
         self.cameras = {c.name: c for c in config.cameras}
         self.scorer = Scorer(models.scorer)
         self.finder = FaceFinder(models.localizer, config.faces, self.scorer.input_size)
+        self.instance = new_instance()  # this run: its records' sequence numbers start here
         self._seq = itertools.count(1)
 
     def process(self, frames: list[Frame]) -> list[ScoreRecord]:
@@ -118,7 +119,7 @@ class Analyzer:
             expected_total=scores.expected_total if scores else None,
             model_kind=self.models.kind, scorer_id=self.models.scorer.info.model_id,
             localizer_id=self.models.localizer.info.model_id,
-            latency_ms=(time.monotonic() - frame.mono_time) * 1000.0,
+            latency_ms=(time.monotonic() - frame.mono_time) * 1000.0, instance=self.instance,
         )
 
 

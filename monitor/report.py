@@ -27,6 +27,7 @@ from monitor.schema import (
     ALERT_COLUMNS,
     CSV_COLUMNS,
     MARKER_COLUMNS,
+    SCORE_HEADERS,
     STATUSES,
     csv_header,
     is_side_file,
@@ -180,11 +181,12 @@ def _rows(path: Path) -> list[list[str]]:
 
 def _read_scores(path: Path) -> list[_Row]:
     rows = _rows(path)
-    if not rows or rows[0] != list(CSV_COLUMNS):
+    if not rows or tuple(rows[0]) not in SCORE_HEADERS.values():
         raise ReportError(f"{path}: not an mgs-monitor score CSV (header differs)")
     try:
-        # A live file can end in a half-written row: rows of another length are skipped.
-        return [_parse(row) for row in rows[1:] if len(row) == len(CSV_COLUMNS)]
+        # A live file can end in a half-written row: rows of another length are skipped. Older
+        # schemas are the newest one's first columns, so the same positions are read.
+        return [_parse(row) for row in rows[1:] if len(row) == len(rows[0])]
     except ValueError as exc:
         raise ReportError(f"{path}: bad number ({exc})") from exc
 

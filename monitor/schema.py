@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,7 @@ class ScoreRecord(Message):
     TOPIC: ClassVar[bytes] = TOPIC_SCORE
     KIND: ClassVar[str] = "score record"
 
-    version: Literal[1] = Field(1, alias="schema")
+    version: Literal[2] = Field(2, alias="schema")
     publisher: str
     seq: int
     wall_time: float
@@ -96,6 +97,12 @@ class ScoreRecord(Message):
     scorer_id: str = ""
     localizer_id: str = ""
     latency_ms: float = math.nan
+    instance: str = ""  # one run of the monitor: its sequence numbers start with it (schema 2)
+
+
+def new_instance() -> str:
+    """An id for one run of a monitor, different on every start."""
+    return uuid.uuid4().hex[:8]
 
 
 class CameraReport(Message):
@@ -283,8 +290,11 @@ SCORE_COLUMNS: tuple[Column, ...] = (
       for i, unit in enumerate(UNITS) for j, level in enumerate(LEVELS)),
     *map(_attr, ("model_kind", "scorer_id", "localizer_id")),
     _attr("latency_ms", 1),
+    _attr("instance"),
 )
 CSV_COLUMNS = csv_header(SCORE_COLUMNS)
+# Headers of every score schema still read (by `report`); only the newest is written.
+SCORE_HEADERS: dict[int, tuple[str, ...]] = {1: CSV_COLUMNS[:-1], 2: CSV_COLUMNS}
 
 # `<csv>.alerts.csv`: the first seven columns are a contract with readers.
 ALERT_COLUMNS: tuple[Column, ...] = tuple(map(_attr, (
@@ -294,16 +304,17 @@ ALERT_COLUMNS: tuple[Column, ...] = tuple(map(_attr, (
 
 @dataclass(frozen=True)
 class SequenceGap:
-    """Sequence numbers of one publisher that a subscriber never received."""
+    """Sequence numbers of one run of a publisher that a subscriber never received."""
 
     publisher: str
     first_missing: int
     last_missing: int
     wall_time: float
+    instance: str = ""
 
 
 GAP_COLUMNS: tuple[Column, ...] = tuple(map(_attr, (
-    "publisher", "first_missing", "last_missing", "wall_time")))
+    "publisher", "first_missing", "last_missing", "wall_time", "instance")))
 
 
 @dataclass(frozen=True)
@@ -331,16 +342,62 @@ def is_side_file(path: Path) -> bool:
     return path.name.endswith(tuple(f".{kind}.csv" for kind in SIDE_KINDS))
 
 
+Run = tuple[str, str]  # (publisher, instance): one run of one monitor
+
+
 class SequenceTracker:
-    """Notices missing sequence numbers per publisher; a publisher restart (seq going back) is
-    not a gap."""
+    """Notices missing sequence numbers per run of each publisher. A restart is a new run, not
+    a gap; so are two monitors sharing a publisher id, which would otherwise look like one
+    sequence jumping back and forth."""
 
-    def __init__(self, last: dict[str, int] | None = None) -> None:
-        self.last: dict[str, int] = dict(last or {})
+    def __init__(self, last: dict[Run, int] | None = None) -> None:
+        self.last: dict[Run, int] = dict(last or {})
 
-    def check(self, publisher: str, seq: int) -> SequenceGap | None:
-        last = self.last.get(publisher)
-        self.last[publisher] = seq
-        if last is None or seq <= last + 1:
+    def check(self, record: ScoreRecord) -> SequenceGap | None:
+        run = (record.publisher, record.instance)
+        last = self.last.get(run)
+        self.last[run] = record.seq
+        if last is None or record.seq <= last + 1:
             return None
-        return SequenceGap(publisher, last + 1, seq - 1, time.time())
+        return SequenceGap(record.publisher, last + 1, record.seq - 1, time.time(),
+                           record.instance)
+
+
+class MouseOrigins:
+    """Notices one mouse id coming from two monitors, which a subscriber would otherwise merge
+    into one mouse: two publishers, or two runs of one publisher id that both keep sending (a
+    run replaced by a newer one is a restart). Each pair of monitors is named once."""
+
+    def __init__(self) -> None:
+        self._publisher: dict[str, Run] = {}  # mouse -> the run it was first seen from
+        self._current: dict[tuple[str, str], str] = {}  # (publisher, mouse) -> newest instance
+        self._replaced: dict[tuple[str, str], set[str]] = {}
+        self._named: set[frozenset[Run]] = set()
+
+    def check(self, record: ScoreRecord) -> str | None:
+        """A one-line notice the first time this record's monitor and another share a mouse."""
+        run: Run = (record.publisher, record.instance)
+        first = self._publisher.setdefault(record.mouse, run)
+        other = first if first[0] != run[0] else self._same_publisher(record)
+        if other is None or frozenset((other, run)) in self._named:
+            return None
+        self._named.add(frozenset((other, run)))
+        return (f"mouse {record.mouse} comes from two monitors, {_run_name(other)} and "
+                f"{_run_name(run)}: their records would be mixed up; give each monitor its own "
+                "camera or mouse names (and `publisher` id)")
+
+    def _same_publisher(self, record: ScoreRecord) -> Run | None:
+        key = (record.publisher, record.mouse)
+        current = self._current.setdefault(key, record.instance)
+        replaced = self._replaced.setdefault(key, set())
+        if record.instance == current:
+            return None
+        if record.instance in replaced:  # a replaced run still sends: not a restart
+            return (record.publisher, current)
+        replaced.add(current)
+        self._current[key] = record.instance
+        return None
+
+
+def _run_name(run: Run) -> str:
+    return f"{run[0]} (run {run[1]})" if run[1] else run[0]

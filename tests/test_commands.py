@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -106,10 +107,14 @@ def test_run_on_a_camera_device_reloads_its_rules_on_sighup(
 
 
 def monitor_on(demo: DemoBuild, video: int, camera: str, endpoint: str, started: threading.Event,
-               csv_path: Path, **bus: object) -> Monitor:
+               csv_path: Path, own_publisher: bool = True, **bus: object) -> Monitor:
     """An in-process monitor replaying one demo video, publishing on `endpoint`, whose camera
-    starts only when `started` is set."""
-    config = build_config({**demo.config(), "publisher": f"host-{camera}",
+    starts only when `started` is set; its publisher id is the default one unless it has its
+    `own_publisher`."""
+    settings = {**demo.config(), "publisher": f"host-{camera}"}
+    if not own_publisher:
+        del settings["publisher"]
+    config = build_config({**settings,
                            "cameras": [{"name": camera, "source": str(demo.videos[video])}],
                            "bus": {"endpoint": endpoint, **bus}})
     return Monitor(config, Models.load(config), csv_path, realtime=False, replay=True,
@@ -147,6 +152,44 @@ def test_one_dashboard_follows_two_monitors_through_a_proxy(demo_small: DemoBuil
     for mouse in ("rackA-c1", "rackA-c4", "rackB-c1", "rackB-c4"):
         assert mouse in screen
     assert "DEMO MODELS" in screen
+
+
+def test_two_monitors_with_default_settings_stay_apart_through_a_proxy(
+        demo_small: DemoBuild, tmp_path: Path) -> None:
+    """One host, two monitors left at their defaults: one publisher id, one camera name, so the
+    same mouse ids. Through a real proxy, the logger keeps each run's sequence apart (no false
+    gaps), and it and the dashboard say once that two monitors send the same mice."""
+    first, second, backend = (free_port_endpoint() for _ in range(3))
+    started = threading.Event()
+    monitors = [monitor_on(demo_small, k, "cam0", endpoint, started, tmp_path / f"{k}.csv",
+                           own_publisher=False) for k, endpoint in enumerate((first, second))]
+    for monitor in monitors:
+        monitor.start()
+    proxy = command("proxy", "--from", first, "--from", second, "--backend", backend,
+                    "--seconds", "20")
+    logger = command("log", "--endpoint", backend, "--out", str(tmp_path / "all.csv"),
+                     "--seconds", "12")
+    dashboard = command("dashboard", "--endpoint", backend, "--seconds", "12")
+    time.sleep(2.0)  # subscriptions travel subscribers -> proxy -> both monitors
+    started.set()
+    for monitor in monitors:
+        assert monitor.wait(30) and monitor.error is None
+    _, logged = logger.communicate(timeout=30)
+    screen, err = dashboard.communicate(timeout=30)
+    proxy.send_signal(signal.SIGINT)
+    proxy.communicate(timeout=30)
+    assert logger.returncode == 0 and dashboard.returncode == 0, logged + err
+    runs = [read_rows(tmp_path / f"{k}.csv") for k in range(2)]
+    instances = [{row["instance"] for row in rows} for rows in runs]
+    assert all(len(i) == 1 for i in instances) and instances[0] != instances[1]
+    rows = read_rows(tmp_path / "all.csv")
+    assert len(rows) == sum(map(len, runs))
+    assert {row["publisher"] for row in rows} == {f"mgs-monitor@{socket.gethostname()}"}
+    assert {row["instance"] for row in rows} == instances[0] | instances[1]
+    assert not (tmp_path / "all.gaps.csv").exists()
+    said = " ".join(logged.split())
+    assert said.count("comes from two monitors") == 1 and "mouse cam0-c" in said
+    assert "comes from two monitors" in " ".join(screen.split())
 
 
 def test_keys_make_a_stream_only_their_holders_can_read(demo_small: DemoBuild, tmp_path: Path,

@@ -1,3 +1,4 @@
+import socket
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ def test_good_config_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert rack2.source == str(tmp_path / "videos" / "rack2.mp4")
     assert rack1.source == 0
     assert config.sampling.every_s == 60 and config.sampling_for(rack1).burst == 3
+    assert config.publisher == f"mgs-monitor@{socket.gethostname()}"  # two hosts never share one
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,35 @@ def test_gaps_are_written_down_across_restarts(tmp_path: Path) -> None:
     assert [(g["first_missing"], g["last_missing"]) for g in gaps] == [("3", "4"), ("6", "8")]
 
 
+def test_two_runs_of_one_publisher_are_two_sequences(tmp_path: Path) -> None:
+    """Two monitors sharing a publisher id (or one restarted) interleave their numbers: only a
+    number missing inside one run is a gap."""
+    path = tmp_path / "scores.csv"
+    logger = CsvLogger(path)
+    for seq in range(1, 6):
+        logger.write(score_record(seq).model_copy(update={"instance": "aaaa"}))
+        logger.write(score_record(seq).model_copy(update={"instance": "bbbb"}))
+    logger.write(score_record(8).model_copy(update={"instance": "bbbb"}))
+    logger.close()
+    logger = CsvLogger(path)  # restarted: each run is picked up where it stopped
+    logger.write(score_record(7).model_copy(update={"instance": "aaaa"}))
+    logger.write(score_record(1).model_copy(update={"instance": "cccc"}))  # a new run
+    logger.close()
+    gaps = rows(path.with_suffix(".gaps.csv"))
+    assert [(g["instance"], g["first_missing"], g["last_missing"]) for g in gaps] == [
+        ("bbbb", "6", "7"), ("aaaa", "6", "6")]
+    assert {r["instance"] for r in rows(path)} == {"aaaa", "bbbb", "cccc"}
+
+
+def test_refuses_a_file_of_an_older_score_schema(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    path.write_text(",".join(CSV_COLUMNS[:-1]) + "\n")
+    with pytest.raises(CsvLogError) as err:
+        CsvLogger(path)
+    assert str(err.value) == (f"{path}: existing file has the header of score schema 1 (an older "
+                              "mgs-monitor); write to a new file")
+
+
 def test_refuses_a_file_with_another_header(tmp_path: Path) -> None:
     path = tmp_path / "scores.csv"
     path.write_text("a,b,c\n1,2,3\n")

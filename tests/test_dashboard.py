@@ -16,7 +16,14 @@ from monitor.dashboard import (
     render,
     sparkline,
 )
-from monitor.schema import AlertEvent, CameraReport, HookCounts, ScoreRecord, StatusReport
+from monitor.schema import (
+    AlertEvent,
+    CameraReport,
+    HookCounts,
+    MouseOrigins,
+    ScoreRecord,
+    StatusReport,
+)
 
 NOW = 1_700_000_000.0
 
@@ -332,3 +339,37 @@ def test_two_monitors_are_summed_and_their_notices_named() -> None:
     assert "rackB: hook failing" in text and "DEMO MODELS" in text
     assert ("rackA: CSV: 40 records held in memory, 0 lost — cannot write /d/a.csv: No space "
             "left") in " ".join(text.split())
+
+
+def from_run(mouse: str, publisher: str, instance: str, seq: int) -> ScoreRecord:
+    return score(mouse, seq=seq).model_copy(update={"publisher": publisher, "instance": instance})
+
+
+def test_a_mouse_two_monitors_send_is_said_once_a_restart_is_not() -> None:
+    origins = MouseOrigins()
+    restart = [from_run("cam0-c1", "hostA", "run1", 1), from_run("cam0-c1", "hostA", "run1", 2),
+               from_run("cam0-c1", "hostA", "run2", 1), from_run("cam0-c1", "hostA", "run2", 2)]
+    assert [origins.check(r) for r in restart] == [None] * 4
+    other_host = [origins.check(from_run(m, "hostB", "run9", k))
+                  for k, m in enumerate(["cam0-c1", "cam0-c2", "cam0-c1"])]
+    assert other_host[0] == (
+        "mouse cam0-c1 comes from two monitors, hostA (run run1) and hostB (run run9): their "
+        "records would be mixed up; give each monitor its own camera or mouse names (and "
+        "`publisher` id)")
+    assert other_host[1:] == [None, None]
+
+
+def test_two_runs_of_one_publisher_sending_at_once_are_not_a_restart() -> None:
+    origins = MouseOrigins()
+    both = [from_run("cam0-c1", "host", run, k) for k in range(3) for run in ("aaaa", "bbbb")]
+    said = [n for n in map(origins.check, both) if n]
+    assert len(said) == 1 and "host (run bbbb) and host (run aaaa)" in said[0]
+
+
+def test_the_dashboard_shows_a_shared_mouse_and_counts_no_false_gaps() -> None:
+    state = DashboardState()
+    for k in range(1, 4):
+        state.apply(from_run("cam0-c1", "host", "aaaa", k))
+        state.apply(from_run("cam0-c1", "host", "bbbb", k))
+    assert state.gaps == 0 and len(state.mixed) == 1
+    assert "mouse cam0-c1 comes from two monitors" in " ".join(draw(state).split())

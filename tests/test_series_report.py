@@ -166,6 +166,17 @@ def test_write_report_writes_page_pngs_and_summary(session: list[Path], tmp_path
     assert summary[HIDDEN] == summarize(read_series(session)[HIDDEN])
 
 
+def test_a_file_of_score_schema_1_is_read_as_it_is(tmp_path: Path) -> None:
+    """Files written before records carried their run's instance are still reported."""
+    records = session_records(range(10))
+    old = write_csv(tmp_path / "old.csv", CSV_COLUMNS[:-1],
+                    [csv_row(SCORE_COLUMNS, r)[:-1] for r in records])
+    assert old.read_text().splitlines()[0].split(",")[-1] == "latency_ms"
+    new = write_scores(tmp_path / "new.csv", records)
+    for mouse, series in read_series([old]).items():
+        np.testing.assert_array_equal(series.total, read_series([new])[mouse].total)
+
+
 def test_another_header_is_refused_naming_the_file(tmp_path: Path) -> None:
     bad = write_csv(tmp_path / "bad.csv", ["image", "total"], [["a.png", "3"]])
     with pytest.raises(ReportError, match=r"bad\.csv: not an mgs-monitor score CSV"):
