@@ -293,3 +293,25 @@ def test_frames_missed_inside_a_run_of_reads_are_counted() -> None:
     finally:
         reader.close()
         camera.kill()
+
+
+def test_continuous_sampling_slower_than_the_stream_drops_instead_of_lagging() -> None:
+    """A scorer slower than the camera (here: frames taken every 0.3 s from a 20 fps stream):
+    the frames taken stay fresh, and what could not be scored is counted as dropped."""
+    camera = MjpegCamera(fps=20)
+    queue, stop = FrameQueue(1), threading.Event()
+    worker = CaptureWorker("cam0", camera.url, Sampling(continuous=True), queue, stop)
+    worker.start()
+    taken: list[tuple[Frame, float]] = []
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        time.sleep(0.3)  # scoring
+        taken.extend((frame, time.time()) for frame in queue.take_all(0.0))
+    stop.set()
+    worker.join(5)
+    camera.kill()
+    assert len(taken) >= 8
+    for frame, took in taken[1:]:
+        assert took - camera.sent[frame_number(frame.image)] < 0.05 + 0.2
+    left = len(queue.take_all(0.0))
+    assert queue.drops()["cam0"] == worker.health().frames_read - len(taken) - left > 0
