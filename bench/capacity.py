@@ -9,7 +9,8 @@ goes, and reads the rate back from the records it wrote:
 - continuous sampling (every frame scored): frames per second per camera, 1 and 4 cameras.
 Each run also gives the peak resident memory (RSS) of the monitor process.
 Scorers: the paper-size fused ResNet18 x5 at 224 (random weights: speed only) in fp32 and
-int8, with the demo localizer; and the tiny demo scorer, where decoding is the main cost.
+int8, with the demo localizer, each under onnxruntime and (when installed) OpenVINO; and the
+tiny demo scorer, where decoding is the main cost.
 
     .venv/bin/python bench/capacity.py [--seconds 60] [--cameras 8]
 """
@@ -31,6 +32,7 @@ from monitor_speed import cpu_name, paper_scorer, synthetic_faces
 
 from demo.build import build_demo
 from export.quantize import quantize_scorer
+from monitor.runtimes import installed_runtimes
 
 SAMPLE_EVERY_S = 120.0  # the DeepMGS snapshot interval
 
@@ -55,12 +57,13 @@ def models_folder(scorer: Path, localizer: Path, folder: Path) -> Path:
 
 
 def replay(videos: list[Path], models: Path, sampling: list[str], seconds: float,
-           out: Path) -> dict[str, float]:
+           out: Path, runtime: str) -> dict[str, float]:
     """One monitor process for at most `seconds` (then SIGINT, as a user's Ctrl-C): records
     per second over the steady part, start-up time and the process's peak RSS."""
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", "monitor", "replay", *map(str, videos), "--models",
-               str(models), *sampling, "--out", str(out), "--no-publish", "--no-dashboard"]
+               str(models), "--runtime", runtime, *sampling, "--out", str(out), "--no-publish",
+               "--no-dashboard"]
     started = time.time()
     peak_kb = 0
     with open(out.with_suffix(".log"), "w") as log:
@@ -111,13 +114,15 @@ def main() -> None:
     work = Path(tempfile.gettempdir()) / "mgs-bench"
     work.mkdir(exist_ok=True)
     paper = paper_scorer(work)
-    scorers = {"resnet18x5@224 fp32": paper, "resnet18x5@224 int8": int8_scorer(paper),
-               "tiny x5@64 (demo)": demo.folder / "scorer.onnx"}
+    scorers = {f"resnet18x5@224 {precision} {runtime}": (path, runtime)
+               for precision, path in (("fp32", paper), ("int8", int8_scorer(paper)))
+               for runtime in installed_runtimes()}
+    scorers["tiny x5@64 (demo)"] = (demo.folder / "scorer.onnx", "onnxruntime")
     videos = [demo.videos[i % len(demo.videos)] for i in range(max(args.cameras, 4))]
     periodic = ["--every", "2.5", "--burst", "5"]  # 5 frames at 2 fps: every frame decoded
     results: dict = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count()},
                      "video": "1920x1080 mp4v, 2 fps, 4 mice per frame", "runs": {}}
-    for label, scorer in scorers.items():
+    for label, (scorer, runtime) in scorers.items():
         models = models_folder(scorer, demo.folder / "localizer.onnx", work / "models")
         cases = {f"periodic {args.cameras} cameras": (videos[:args.cameras], periodic),
                  "periodic 4 cameras (16 mice)": (videos[:4], periodic),
@@ -125,7 +130,7 @@ def main() -> None:
                  "continuous 4 cameras": (videos[:4], ["--continuous"])}
         runs = results["runs"][label] = {}
         for case, (chosen, sampling) in cases.items():
-            run = replay(chosen, models, sampling, args.seconds, work / "capacity.csv")
+            run = replay(chosen, models, sampling, args.seconds, work / "capacity.csv", runtime)
             per_camera_fps = run["records_per_s"] / 4 / len(chosen)
             run["scored_frames_per_s_per_camera"] = round(per_camera_fps, 2)
             if case.startswith("periodic"):

@@ -28,9 +28,9 @@ def halve_scorer(fp32: Path, out: Path, held_out: np.ndarray,
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "fp16.onnx"
         onnx.save(model, str(raw))
-        agreement = level_agreement(fp32, raw, held_out)
+        runtime, agreement = level_agreement(fp32, raw, held_out)
     if agreement < min_agreement:
         raise ExportError(f"fp16 scorer agrees with fp32 on {agreement:.1%} of unit levels "
-                          f"(< {min_agreement:.0%}); not written")
+                          f"under {runtime} (< {min_agreement:.0%}); not written")
     write_variant(model, fp32, out, precision="fp16", fp16_agreement=f"{agreement:.4f}")
     return agreement

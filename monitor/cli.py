@@ -119,6 +119,9 @@ def _add_models(parser: argparse.ArgumentParser) -> None:
                        help="folder with scorer.onnx and localizer.onnx (default: %(default)s, "
                        "or $MGS_MODELS)")
     group.add_argument("--cpu", action="store_true", help="use the CPU even if a GPU is present")
+    group.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"),
+                       help="what runs the models (default: models.runtime, else auto: OpenVINO "
+                       "for int8 files on the CPU when installed, onnxruntime otherwise)")
 
 
 def _add_sampling(parser: argparse.ArgumentParser) -> None:
@@ -251,6 +254,8 @@ def config_from_args(args: argparse.Namespace, raw: dict[str, Any],
                          "localizer": str(args.models / "localizer.onnx")}
     if getattr(args, "cpu", False):
         raw["models"]["providers"] = ["CPUExecutionProvider"]
+    if getattr(args, "runtime", None):
+        raw["models"]["runtime"] = args.runtime
     _sampling_flags(args, raw)
     bus = dict(raw.get("bus") or {})
     if args.endpoint:

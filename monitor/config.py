@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -103,6 +103,9 @@ class Models(Strict):
         "TensorrtExecutionProvider is used only when listed here (put it first).",
     )
     threads: int = Field(0, ge=0, description="Intra-op threads; 0 = one per CPU core.")
+    runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
+        "auto", description="What runs the models: auto takes OpenVINO for int8 files on the "
+        "CPU when it is installed (the faster there), onnxruntime otherwise.")
 
 
 class Faces(Strict):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -16,15 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
+from monitor.runtimes import (
+    OPENVINO_INSTALL,
+    RuntimeName,
+    Session,
+    open_session,
+    openvino_installed,
+)
 from monitor.units import LEVELS, UNITS
 
 FORMAT_VERSION = "1"
 SCORER = "scorer"
 LOCALIZER = "localizer"
-GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-ProviderEntry = tuple[str, dict[str, Any]]
 
 
 class ModelError(ValueError):
@@ -50,41 +53,20 @@ class ModelInfo:
 
 
 class OnnxModel:
-    """An onnxruntime session over a validated model file, warmed up and ready.
-
-    `bind` runs through IO binding; None = when the session's first provider is a GPU one.
-    """
+    """A validated model file, loaded by its runtime (monitor/runtimes.py), warmed up and ready."""
 
     def __init__(self, path: Path, role: str, providers: list[str], threads: int = 0,
-                 bind: bool | None = None) -> None:
-        self.session = _open_session(path, providers, threads)
+                 runtime: RuntimeName = "auto", bind: bool | None = None) -> None:
+        self.session = _open_session(path, providers, threads, runtime, bind)
         self.info = _read_info(path, role, self.session)
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self.providers = self.session.get_providers()
-        on_gpu = self.providers[0] in GPU_PROVIDERS
-        self.bind = on_gpu if bind is None else bind
-        self.device = "cuda" if on_gpu else "cpu"
+        self.runtime = self.session.label  # what runs it: "onnxruntime CPU", "openvino CPU"
+        self.on_gpu = self.session.on_gpu
+        self.warning = self.session.warning  # e.g. a GPU asked for that did not load
         self.run(np.zeros((1, self.info.input_size, self.info.input_size, 3), np.uint8))
 
     def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Run a uint8 [N, S, S, 3] RGB batch; returns the outputs by name."""
-        if self.bind:
-            return self._run_bound(images)
-        outputs = self.session.run(self.output_names, {self.input_name: images})
-        return dict(zip(self.output_names, outputs, strict=True))
-
-    def _run_bound(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        # Outputs are bound to the device, so they stay there until the one copy at the end and
-        # onnxruntime takes them from its device arena instead of allocating host buffers and
-        # copying each output back inside every run. The binding is made per call: a binding
-        # reused across calls would reuse last call's outputs, whose batch size may differ.
-        binding = self.session.io_binding()
-        binding.bind_cpu_input(self.input_name, images)
-        for name in self.output_names:
-            binding.bind_output(name, self.device)
-        self.session.run_with_iobinding(binding)
-        return dict(zip(self.output_names, binding.copy_outputs_to_cpu(), strict=True))
+        return self.session.run(images)
 
 
 def runtime_conflict(installed: Callable[[str], bool] | None = None) -> str:
@@ -105,56 +87,23 @@ def _distribution_installed(name: str) -> bool:
     return True
 
 
-def available_providers(wanted: list[str]) -> list[str]:
-    """The wanted providers this onnxruntime build has, in order; the CPU is always last."""
-    have = set(ort.get_available_providers())
-    chosen = [p for p in wanted if p in have and p != "CPUExecutionProvider"]
-    return [*chosen, "CPUExecutionProvider"]
-
-
-def provider_entries(names: list[str]) -> list[ProviderEntry]:
-    """(name, options) for each chosen provider, as InferenceSession takes them."""
-    return [(name, _provider_options(name)) for name in names]
-
-
-def _provider_options(name: str) -> dict[str, Any]:
-    if name == "TensorrtExecutionProvider":
-        # TensorRT takes minutes to build an engine; the cache makes every later start fast.
-        return {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
-                "trt_engine_cache_path": str(tensorrt_cache())}
-    if name == "CUDAExecutionProvider":
-        # EXHAUSTIVE (the default) benchmarks cuDNN's algorithms for every new input shape,
-        # seconds each time, and the monitor's batch size varies with the faces found.
-        return {"cudnn_conv_algo_search": "HEURISTIC"}
-    return {}
-
-
-def tensorrt_cache() -> Path:
-    """Where TensorRT engines are kept between starts: $XDG_CACHE_HOME/mgs-monitor/tensorrt."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mgs-monitor" / "tensorrt"
-
-
-def _open_session(path: Path, providers: list[str], threads: int) -> ort.InferenceSession:
+def _open_session(path: Path, providers: list[str], threads: int, runtime: RuntimeName,
+                  bind: bool | None) -> Session:
     if not path.is_file():
         raise ModelError(f"{path}: model file not found (write one with mgs-export, give "
                          "--models DIR, or run scripts/demo for DEMO models)")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    entries = provider_entries(available_providers(providers))
-    if any(name == "TensorrtExecutionProvider" for name, _ in entries):
-        tensorrt_cache().mkdir(parents=True, exist_ok=True)
+    if runtime == "openvino" and not openvino_installed():
+        raise ModelError(f"{path}: models.runtime is openvino, but OpenVINO is not installed "
+                         f"({OPENVINO_INSTALL})")
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=entries)
-    except Exception as exc:  # onnxruntime raises several private exception types
+        return open_session(path, runtime, providers, threads, bind)
+    except Exception as exc:  # either runtime raises several private exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a loadable ONNX model ({first[:200]})") from exc
 
 
-def _read_info(path: Path, role: str, session: ort.InferenceSession) -> ModelInfo:
-    meta = dict(session.get_modelmeta().custom_metadata_map)
+def _read_info(path: Path, role: str, session: Session) -> ModelInfo:
+    meta = session.metadata()
     if meta.get("mgs_format") != FORMAT_VERSION:
         raise ModelError(
             f"{path}: metadata mgs_format={meta.get('mgs_format')!r}, this monitor reads "
@@ -177,9 +126,7 @@ def _read_info(path: Path, role: str, session: ort.InferenceSession) -> ModelInf
     return info
 
 
-def _check_scorer(
-    path: Path, meta: dict[str, str], session: ort.InferenceSession, info: ModelInfo
-) -> None:
+def _check_scorer(path: Path, meta: dict[str, str], session: Session, info: ModelInfo) -> None:
     units = tuple(_json_field(path, meta, "units"))
     if units != UNITS:
         raise ModelError(f"{path}: metadata units {list(units)} differ from {list(UNITS)}")
@@ -189,20 +136,25 @@ def _check_scorer(
     _check_outputs(path, session, {"probs": [len(UNITS), len(LEVELS)]})
 
 
-def _check_input(path: Path, session: ort.InferenceSession, size: int) -> None:
-    inputs = session.get_inputs()
-    if len(inputs) != 1 or inputs[0].type != "tensor(uint8)":
-        raise ModelError(f"{path}: expected one uint8 image input, found {_describe(inputs)}")
+def _check_input(path: Path, session: Session, size: int) -> None:
+    inputs = session.inputs()
+    if len(inputs) != 1 or inputs[0].dtype != "uint8":
+        raise ModelError(f"{path}: expected one uint8 image input, found "
+                         f"{', '.join(map(str, inputs)) or 'none'}")
     shape = inputs[0].shape
-    if len(shape) != 4 or shape[1:] != [size, size, 3]:
-        raise ModelError(f"{path}: input shape {shape} is not [N, {size}, {size}, 3]")
+    if len(shape) != 4 or shape[1:] != (size, size, 3):
+        raise ModelError(f"{path}: input shape {_dims(shape)} is not [N, {size}, {size}, 3]")
 
 
-def _check_outputs(path: Path, session: ort.InferenceSession, wanted: dict[str, list[int]]) -> None:
-    found = {o.name: o.shape[1:] for o in session.get_outputs()}
+def _check_outputs(path: Path, session: Session, wanted: dict[str, list[int]]) -> None:
+    found = {o.name: list(o.shape[1:]) for o in session.outputs()}
     for name, tail in wanted.items():
         if found.get(name) != tail:
             raise ModelError(f"{path}: output {name!r} should be [N, {tail}], found {found}")
+
+
+def _dims(shape: tuple[int | None, ...]) -> str:
+    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
 
 
 def _int_field(path: Path, meta: dict[str, str], key: str) -> int:
@@ -217,10 +169,6 @@ def _json_field(path: Path, meta: dict[str, str], key: str) -> Any:
         return json.loads(meta[key])
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{path}: metadata {key}={meta.get(key)!r} is not valid JSON") from exc
-
-
-def _describe(inputs: list[Any]) -> str:
-    return ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs) or "none"
 
 
 def _file_id(path: Path) -> str:

@@ -43,8 +43,8 @@ class Models:
     @classmethod
     def load(cls, config: MonitorConfig) -> Models:
         m = config.models
-        return cls(OnnxModel(m.scorer, SCORER, m.providers, m.threads),
-                   OnnxModel(m.localizer, LOCALIZER, m.providers, m.threads))
+        return cls(OnnxModel(m.scorer, SCORER, m.providers, m.threads, m.runtime),
+                   OnnxModel(m.localizer, LOCALIZER, m.providers, m.threads, m.runtime))
 
     @property
     def is_demo(self) -> bool:
@@ -58,9 +58,19 @@ class Models:
     def precision(self) -> str:
         return self.scorer.info.extra.get("precision", "fp32")
 
+    def runs_on(self) -> str:
+        """Which runtime runs each model, for the start line."""
+        return (f"scorer ({self.precision}) on {self.scorer.runtime}, localizer on "
+                f"{self.localizer.runtime}")
+
+    def warnings(self) -> list[str]:
+        """What the user should know about how the models run (said once each)."""
+        found = [self.mismatch(), self.scorer.warning, self.localizer.warning]
+        return list(dict.fromkeys(w for w in found if w))
+
     def mismatch(self) -> str:
         """A line for the user when the scorer file does not suit the device it runs on."""
-        if self.precision == "fp16" and self.scorer.providers[0] == "CPUExecutionProvider":
+        if self.precision == "fp16" and not self.scorer.on_gpu:
             return ("fp16 scorer running on the CPU: slower than the fp32 file, which is the "
                     "one to use without a GPU")
         return ""
@@ -307,9 +317,8 @@ def monitor_title(config: MonitorConfig, models: Models, replay: bool) -> str:
     """What runs, as the dashboard's header says it: mode, cameras, mice, device, precision."""
     mice = sum(len(c.cubicle_list()) for c in config.cameras)
     what = "replay" if replay else "live"
-    provider = models.scorer.providers[0].replace("ExecutionProvider", "")
-    return (f"mgs-monitor {what} — {len(config.cameras)} cameras, {mice} mice, {provider} "
-            f"{models.precision}")
+    return (f"mgs-monitor {what} — {len(config.cameras)} cameras, {mice} mice, "
+            f"{models.scorer.runtime} {models.precision}")
 
 
 def _mtime(path: Path | None) -> float | None:

@@ -38,7 +38,8 @@ def run_monitor(config: MonitorConfig, csv_path: Path, *, replay: bool, realtime
     if models.is_demo:
         console.print("[bold yellow]DEMO models (trained on synthetic faces): "
                       "not a real pain model[/]")
-    for advice in (models.mismatch(), runtime_conflict()):
+    console.print(f"models: {models.runs_on()}")
+    for advice in [*models.warnings(), runtime_conflict()]:
         if advice:
             console.print(f"[yellow]{advice}[/]")
     progress = media_progress([c.name for c in config.cameras], console) if replay else None

@@ -9,15 +9,8 @@ import pytest
 import torch
 
 from export.onnx_export import ExportError, export_scorer
-from monitor.models import (
-    LOCALIZER,
-    SCORER,
-    ModelError,
-    OnnxModel,
-    provider_entries,
-    runtime_conflict,
-    tensorrt_cache,
-)
+from monitor.models import LOCALIZER, SCORER, ModelError, OnnxModel, runtime_conflict
+from monitor.runtimes import OrtSession, provider_entries, tensorrt_cache
 from monitor.units import UNITS
 from train.models import UnitScorer
 
@@ -132,8 +125,9 @@ def test_io_binding_gives_the_plain_run_outputs(random_models: Path, role: str, 
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     plain = OnnxModel(random_models / name, role, CPU, threads=1)
     bound = OnnxModel(random_models / name, role, CPU, threads=1, bind=True)
-    assert not plain.bind and bound.bind and bound.device == "cpu"
-    monkeypatch.setattr(bound.session, "run", None)  # the bound model must not take this path
+    assert isinstance(plain.session, OrtSession) and isinstance(bound.session, OrtSession)
+    assert not plain.session.bind and bound.session.bind and bound.session.device == "cpu"
+    monkeypatch.setattr(bound.session.session, "run", None)  # the bound model must not take it
     for n in (3, 1):  # a new batch size must not trip over the last call's outputs
         images = np.random.default_rng(n).integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
         want, got = plain.run(images), bound.run(images)
