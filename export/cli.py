@@ -112,13 +112,21 @@ def export_fp16(run: Run, fold: Path, fp32: Path, size: int, min_agreement: floa
 
 
 def pain_cutoff(report: Path) -> float | None:
-    """The total-score cut-off an mgs-eval report.json chose (None when it chose none)."""
+    """The total-score cut-off an mgs-eval report.json chose on the validation part (None when
+    it chose none). A cut-off chosen on the test predictions it is reported on (in-sample, as
+    older reports did) is refused: it would become the live alert threshold."""
     try:
-        found = json.loads(report.read_text(encoding="utf-8")).get("pain_cutoff")
-        return None if found is None else float(found)
+        content = json.loads(report.read_text(encoding="utf-8"))
+        found = content.get("pain_cutoff")
+        cutoff = None if found is None else float(found)
     except (ValueError, AttributeError, TypeError) as exc:
         raise RunError(f"{report}: not an mgs-eval report.json with a numeric pain_cutoff "
                        f"({type(exc).__name__}: {exc})") from None
+    if cutoff is not None and content.get("pain_cutoff_from") != "validation":
+        raise RunError(f"{report}: its pain cut-off was chosen on the test predictions it is "
+                       "reported on (in-sample); run mgs-eval again, which chooses it on the "
+                       "validation part")
+    return cutoff
 
 
 def held_out_crops(run: Run, fold: Path, size: int) -> np.ndarray:

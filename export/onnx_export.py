@@ -46,6 +46,8 @@ def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, k
         "units": json.dumps(list(UNITS)),
         "val_metrics": json.dumps(metrics or {}),
         "pain_cutoff": "" if pain_cutoff is None else f"{pain_cutoff:g}",
+        # mgs-export takes only cut-offs chosen out of the test set (see export/cli.py)
+        "pain_cutoff_from": "" if pain_cutoff is None else "validation",
     }
     return _export(ScorerProbs(scorer), path, check_images, SCORER, ["probs"], meta,
                    kind=kind, arch=scorer.arch, size=scorer.input_size, fingerprint=fingerprint)

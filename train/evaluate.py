@@ -20,7 +20,7 @@ from monitor.units import UNITS
 from train.command import run_command
 from train.gradcam import write_gradcam
 from train.labels import LabelError, LabelledImage
-from train.report import EvalInput, evaluate, write_report
+from train.report import EvalInput, evaluate, validation_cutoff, write_report
 from train.run import Run, RunError, crops_of, load_scorer
 
 
@@ -39,12 +39,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_predictions(run: Run) -> list[dict[str, str]]:
+def read_predictions(run: Run, name: str = "predictions.csv") -> list[dict[str, str]]:
+    """Every fold's predictions of one part: the test part (`predictions.csv`), or the
+    validation part (`predictions-val.csv`; none from runs trained before it was written)."""
     rows: list[dict[str, str]] = []
     for fold in run.folds:
-        with (fold / "predictions.csv").open(newline="") as handle:
-            rows.extend(csv.DictReader(handle))
-    if not rows:
+        if (fold / name).is_file():
+            with (fold / name).open(newline="") as handle:
+                rows.extend(csv.DictReader(handle))
+    if not rows and name == "predictions.csv":
         raise RunError(f"{run.folder}: no held-out predictions (no trained fold has a test part)")
     return rows
 
@@ -98,12 +101,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out or run.folder / "report"
     pain = {c.strip() for c in args.pain_conditions.split(",") if c.strip()}
     data = eval_input(run, read_predictions(run), pain)
-    results = evaluate(data, n_boot=args.bootstrap, seed=args.seed)
+    validation = eval_input(run, read_predictions(run, "predictions-val.csv"), pain)
+    results = evaluate(data, n_boot=args.bootstrap, seed=args.seed,
+                       cutoff=validation_cutoff(validation) if pain else None)
     html = write_report(out, data, results, gradcam_images(run, out, args.gradcam))
     print(f"report written to {html}")
     if results.get("pain_cutoff") is not None:
-        print(f"pain cut-off on the total: {results['pain_cutoff']:g} (pass --report "
-              f"{out / 'report.json'} to mgs-export to make it the monitor's default)")
+        print(f"pain cut-off on the total: {results['pain_cutoff']:g}, chosen on the validation "
+              f"part (pass --report {out / 'report.json'} to mgs-export to make it the "
+              "monitor's default)")
+    elif pain:
+        print(f"no pain cut-off: {results['pain_cutoff_note']}")
     return results
 
 

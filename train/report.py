@@ -258,20 +258,52 @@ def _unit_metrics(data: EvalInput) -> dict[str, Any]:
             for j, unit in enumerate(UNITS)}
 
 
+def _is_pain(data: EvalInput) -> np.ndarray:
+    """Pain or not, for the complete images (those with a reference total)."""
+    return np.array([c in data.pain_conditions for c in data.condition], bool)[_complete(data)]
+
+
 def _discrimination(data: EvalInput, n_boot: int, seed: int) -> dict[str, Any] | None:
     """Every total, the reference's included, on the same complete images."""
     if not data.pain_conditions:
         return None
     reference, others = _totals(data)
-    is_pain = np.array([c in data.pain_conditions for c in data.condition])[_complete(data)]
-    return {key: pain_discrimination(values, is_pain, n_boot, seed)
+    return {key: pain_discrimination(values, _is_pain(data), n_boot, seed)
             for key, values in {"reference": reference, **others}.items()}
 
 
-def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Everything the report shows, as one JSON-able dict."""
+def validation_cutoff(data: EvalInput) -> dict[str, Any]:
+    """The model total's Youden cut-off chosen on the validation part (`data`), so that the
+    test part can report it out of sample; `note` says why there is none."""
+    score, pain = _totals(data)[1]["model"], _is_pain(data)
+    n, n_pain = int(score.size), int(pain.sum())
+    found: dict[str, Any] = {"cutoff": None, "n": n, "n_pain": n_pain, "note": ""}
+    if not data.image:
+        return found | {"note": "the run has no validation predictions (trained by an older "
+                                "mgs-train: train it again)"}
+    if n_pain in (0, n):
+        which = "no pain image" if n_pain == 0 else "only pain images"
+        return found | {"note": f"the validation part has {which} among its {n} complete "
+                                "images; a larger validation part (more labelled images) is "
+                                "needed to choose a cut-off"}
+    youden = _youden(score, pain)
+    return found | {"cutoff": youden["cutoff"], "youden_j": youden["youden_j"]}
+
+
+def _at_cutoff(data: EvalInput, cutoff: float) -> dict[str, Stat]:
+    """Sensitivity and specificity of `model total >= cutoff` on these (test) images."""
+    score, pain = _totals(data)[1]["model"], _is_pain(data)
+    return {"sensitivity": _proportion(int((score[pain] >= cutoff).sum()), int(pain.sum())),
+            "specificity": _proportion(int((score[~pain] < cutoff).sum()), int((~pain).sum()))}
+
+
+def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0,
+             cutoff: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything the report shows, as one JSON-able dict. `cutoff`: the one chosen on the
+    validation part (`validation_cutoff`); it is the only one exported to the monitor."""
     reference, others = _totals(data)
     discrimination = _discrimination(data, n_boot, seed)
+    chosen = cutoff["cutoff"] if cutoff and discrimination else None
     return {"title": data.title, "reference_name": data.reference_name, "units": list(UNITS),
             "n_images": len(data.image), "n_complete": int(_complete(data).sum()),
             "conditions": dict(Counter(data.condition)),
@@ -279,7 +311,12 @@ def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0) -> dict[str, An
             "unit_metrics": _unit_metrics(data),
             "agreement": {key: total_agreement(reference, v) for key, v in others.items()},
             "discrimination": discrimination,
-            "pain_cutoff": discrimination["model"]["cutoff"] if discrimination else None}
+            "pain_cutoff": chosen,
+            "pain_cutoff_from": "validation" if chosen is not None else None,
+            "pain_cutoff_validation": cutoff,
+            "pain_cutoff_note": (cutoff or {}).get("note") or ("" if discrimination else
+                                                                "no --pain-conditions given"),
+            "pain_cutoff_on_test": _at_cutoff(data, chosen) if chosen is not None else None}
 
 
 # ---- plots -------------------------------------------------------------------------------------
@@ -431,16 +468,27 @@ def _discrimination_table(results: dict[str, Any]) -> str:
              _ci(d["specificity"])]
             for key, d in results["discrimination"].items()]
     return _table(["total", "n (pain)", "AUROC [95% CI]", "AUPRC [95% CI]", "prevalence",
-                   "Youden cut-off (>=)", "sensitivity", "specificity"], rows)
+                   "Youden cut-off (>=), in-sample", "sensitivity", "specificity"], rows)
 
 
 def _cutoff_text(results: dict[str, Any]) -> str:
+    """The exported cut-off (chosen on the validation part, reported on the test part) beside
+    the one the test images themselves would pick, which is only shown."""
     model = results["discrimination"]["model"]
-    if model["cutoff"] is None:
-        return "<p>No cut-off: the complete images hold only one class.</p>"
-    text = (f"Model total >= {model['cutoff']:g} means pain: sensitivity "
-            f"{_ci(model['sensitivity'])}, specificity {_ci(model['specificity'])} "
-            "(Youden J; chosen on these images, so optimistic).")
+    chosen, validation = results.get("pain_cutoff"), results.get("pain_cutoff_validation") or {}
+    if chosen is None:
+        text = f"No cut-off for the monitor: {results.get('pain_cutoff_note') or 'none chosen'}."
+    else:
+        test = results["pain_cutoff_on_test"]
+        text = (f"Model total >= {chosen:g} means pain, chosen on the validation part "
+                f"({validation['n']} images, {validation['n_pain']} pain; Youden J). On the "
+                f"test images, out of sample: sensitivity {_ci(test['sensitivity'])}, "
+                f"specificity {_ci(test['specificity'])}. This is the cut-off mgs-export "
+                "writes into the scorer.")
+    if model["cutoff"] is not None:
+        text += (f" The test images' own best cut-off would be {model['cutoff']:g} (the table's "
+                 "Youden column: chosen on the images it is measured on, so optimistic; "
+                 "never exported).")
     return f"<p>{html.escape(text)}</p>"
 
 

@@ -3,15 +3,18 @@
 The paper's recipe is the default and every choice is a flag: one ResNet18 per unit, cross-
 entropy, SGD with momentum, lr 1e-4 multiplied by 0.8 every `--lr-step` epochs, 25 epochs,
 batch 25, early stop after 4 epochs without validation-loss improvement, rotation ±20° and
-horizontal flip 50%, 224x224 bilinear crops, oversampling of rare levels. Splits: 75/5/20
-keeping the condition ratio (`--split holdout`), k-fold cross-validation (`--split cv`), or
-grouped by mouse (`--split mouse`, the honest test for a new animal).
+horizontal flip 50%, 224x224 bilinear crops, oversampling of rare levels. Splits: k folds of
+whole mice balanced by condition (`--split mouse-cv`, the default when every image names its
+mouse: the honest test for a new animal), 75/5/20 of images keeping the condition ratio (`--split
+holdout`, the paper's, the default otherwise), k folds of images (`--split cv`), or one 75/5/20
+split of mice (`--split mouse`).
 
 Written as the torchvision references are: `get_args_parser()`, `main(args)`,
 `train_one_epoch`, `evaluate`; args are stored in every checkpoint and `--resume` continues.
 
 Output folder (per fold `fold<k>/`): `unit_<name>.pth` checkpoints, `scorer.pth` (the five best
-units as one model), `split.json`, `metrics.json` and `predictions.csv` for the test part.
+units as one model), `split.json`, `metrics.json`, `predictions.csv` for the test part and
+`predictions-val.csv` for the validation part.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from train.labels import (
     holdout_split,
     kfold_splits,
     load_labels,
+    mice_of,
+    mouse_kfold_splits,
     mouse_split,
 )
 from train.models import ARCHS, Preprocess, UnitScorer, load_imagenet_weights, unit_classifier
@@ -65,9 +70,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     data.add_argument("--boxes", type=Path, help="face boxes: a JSON file or a YOLO txt folder")
     data.add_argument("--rater", default="majority",
                       help="ground truth: 'majority' of raters or one rater's name")
-    data.add_argument("--split", choices=("holdout", "cv", "mouse"), default="holdout",
-                      help="75/5/20 by condition, k-fold CV, or grouped by mouse")
-    data.add_argument("--folds", type=int, default=5, help="folds for --split cv")
+    data.add_argument("--split", choices=("auto", "mouse-cv", "holdout", "cv", "mouse"),
+                      default="auto",
+                      help="mouse-cv: k folds of whole mice balanced by condition (no mouse in "
+                      "training and test); holdout: 75/5/20 of images by condition (the "
+                      "paper's); cv: k folds of images; mouse: one 75/5/20 split of mice. "
+                      "auto: mouse-cv when every image names its mouse, else holdout")
+    data.add_argument("--folds", type=int, default=5, help="folds for --split cv and mouse-cv")
     data.add_argument("--fold", default="all", help="which fold(s) to train: 'all' or a number")
     model = parser.add_argument_group("model")
     model.add_argument("--arch", choices=ARCHS, default="resnet18")
@@ -223,13 +232,38 @@ def _args_dict(args: argparse.Namespace) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
+OPTIMISTIC = ("splitting by image although the labels name mice: frames of one mouse sit in "
+              "training and test, so test figures will be optimistic (--split mouse-cv keeps "
+              "each mouse in one part)")
+
+
+def split_kind(items: list[LabelledImage], split: str) -> str:
+    """The split `auto` stands for: by mouse whenever every image names its mouse."""
+    if split != "auto":
+        return split
+    return "mouse-cv" if items and all(item.mouse for item in items) else "holdout"
+
+
 def splits(items: list[LabelledImage], args: argparse.Namespace
            ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    if args.split == "cv":
+    kind = split_kind(items, args.split)
+    if kind in ("holdout", "cv") and any(item.mouse for item in items):
+        console.print(f"[yellow]{OPTIMISTIC}[/]")
+    if kind == "mouse-cv":
+        return mouse_kfold_splits(items, k=args.folds, seed=args.seed)
+    if kind == "cv":
         return kfold_splits(items, k=args.folds, seed=args.seed)
-    if args.split == "mouse":
+    if kind == "mouse":
         return [mouse_split(items, seed=args.seed)]
     return [holdout_split(items, seed=args.seed)]
+
+
+def _mice_line(items: list[LabelledImage], val: np.ndarray, test: np.ndarray) -> str:
+    """The validation and test mice of a fold, when the labels name mice."""
+    if not any(item.mouse for item in items):
+        return ""
+    return (f"; validation mice {', '.join(mice_of(items, val)) or '-'}; test mice "
+            f"{', '.join(mice_of(items, test)) or '-'}")
 
 
 def chosen_units(spec: str) -> list[str]:
@@ -248,9 +282,10 @@ def train_fold(items: list[LabelledImage], parts: tuple[np.ndarray, np.ndarray, 
     """Train every chosen unit on one split; write scorer.pth, metrics and test predictions."""
     folder.mkdir(parents=True, exist_ok=True)
     train_idx, val_idx, test_idx = parts
+    parts_named = (("train", train_idx), ("val", val_idx), ("test", test_idx))
     (folder / "split.json").write_text(json.dumps(
-        {name: [str(items[i].image) for i in idx]
-         for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx))}))
+        {**{name: [str(items[i].image) for i in idx] for name, idx in parts_named},
+         "mice": {name: mice_of(items, idx) for name, idx in parts_named}}))
     crops = [load_crops([items[i] for i in idx], args.input_size) if len(idx) else None
              for idx in (train_idx, val_idx, test_idx)]
     train, val, test = (c or Crops(np.zeros((0, args.input_size, args.input_size, 3), np.uint8),
@@ -270,6 +305,8 @@ def train_fold(items: list[LabelledImage], parts: tuple[np.ndarray, np.ndarray, 
                folder / "scorer.pth")
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_predictions(folder / "predictions.csv", scorer, [items[i] for i in test_idx], test)
+    # the validation part's own: mgs-eval chooses the pain cut-off there, out of the test set
+    write_predictions(folder / "predictions-val.csv", scorer, [items[i] for i in val_idx], val)
     return metrics
 
 
@@ -329,9 +366,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     folds = range(len(all_parts)) if args.fold == "all" else [int(args.fold)]
     results = {}
     for fold in folds:
-        console.print(f"fold {fold}: " + ", ".join(
-            f"{name} {len(idx)}" for name, idx in zip(("train", "val", "test"), all_parts[fold],
-                                                      strict=True)))
+        train_idx, val_idx, test_idx = all_parts[fold]
+        console.print(f"fold {fold}: train {len(train_idx)}, val {len(val_idx)}, test "
+                      f"{len(test_idx)} images" + _mice_line(items, val_idx, test_idx))
         results[f"fold{fold}"] = train_fold(items, all_parts[fold],
                                             args.output_dir / f"fold{fold}", args, weights)
     (args.output_dir / "run.json").write_text(json.dumps(
