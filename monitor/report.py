@@ -44,7 +44,7 @@ ALERT_COLUMNS_READ = csv_header(ALERT_COLUMNS)[:4]  # wall_time, mouse, rule, ev
 _NUMBERS = ("total", "expected_total", *UNITS,
             *(f"p_{unit}_{level}" for unit in UNITS for level in LEVELS))
 _INDEX = {name: CSV_COLUMNS.index(name) for name in
-          ("wall_time", "mouse", "camera", "status", "alert", *_NUMBERS)}
+          ("wall_time", "mouse", "camera", "status", "alert", "model_kind", *_NUMBERS)}
 
 
 class ReportError(ValueError):
@@ -66,6 +66,7 @@ class MouseSeries:
     band_high: np.ndarray
     markers: list[tuple[float, str]] = field(default_factory=list)
     alerts: list[tuple[float, float, str]] = field(default_factory=list)  # start, end, rule
+    demo: bool = False  # any of its records came from DEMO models (trained on synthetic faces)
 
 
 class _Row(NamedTuple):
@@ -74,6 +75,7 @@ class _Row(NamedTuple):
     camera: str
     status: str
     alert: str
+    model_kind: str
     numbers: list[float]  # _NUMBERS
 
 
@@ -141,6 +143,7 @@ def summarize(series: MouseSeries) -> dict[str, Any]:
         "last_time": float(series.time[-1]),
         "alerts": len(series.alerts),
         "alert_seconds": _covered(series.alerts),
+        "demo": series.demo,
     }
 
 
@@ -195,7 +198,7 @@ def _parse(row: list[str]) -> _Row:
     i = _INDEX
     numbers = [float(row[i[name]]) if row[i[name]] else math.nan for name in _NUMBERS]
     return _Row(float(row[i["wall_time"]]), row[i["mouse"]], row[i["camera"]],
-                row[i["status"]], row[i["alert"]], numbers)
+                row[i["status"]], row[i["alert"]], row[i["model_kind"]], numbers)
 
 
 def _series(mouse: str, rows: list[_Row]) -> MouseSeries:
@@ -212,6 +215,7 @@ def _series(mouse: str, rows: list[_Row]) -> MouseSeries:
         band_low=np.clip(expected - sd, 0, MAX_TOTAL),
         band_high=np.clip(expected + sd, 0, MAX_TOTAL),
         alerts=_column_spans(time, np.array(["pain" in r.alert.split(",") for r in rows])),
+        demo=any(r.model_kind == "demo" for r in rows),
     )
 
 
@@ -314,7 +318,8 @@ def _plot(series: MouseSeries, out: Path) -> str:
         for ax in axes:
             _plot_markers(ax, series, text=ax is axes[0])
         _time_axis(axes)
-        fig.suptitle(_plain(f"{series.mouse} (camera {series.camera})"))
+        demo = " - DEMO MODELS, not a real pain model" if series.demo else ""
+        fig.suptitle(_plain(f"{series.mouse} (camera {series.camera}){demo}"))
         fig.tight_layout()
         name = _png_name(series.mouse)
         fig.savefig(out / name, dpi=90)
@@ -394,7 +399,8 @@ def _time_axis(axes: np.ndarray) -> None:
 
 STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
          "td,th{border:1px solid #bbb;padding:3px 6px;font-size:13px}th{background:#eee}"
-         "img{max-width:100%;border:1px solid #ddd}")
+         "img{max-width:100%;border:1px solid #ddd}"
+         ".demo{background:#c00;color:#fff;font-weight:bold;padding:8px}")
 CAPTION = ("Top: total of each scored sample (points), expected total with ±1 SD band, event "
            "markers (dashed), alert spans (red). Middle: the five unit levels. Bottom: fraction "
            f"of the last {ROLLING} samples that were scored (low = face hidden or unusable).")
@@ -429,6 +435,12 @@ def _summary_table(summaries: dict[str, dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _demo_banner(mice: list[str], total: int) -> str:
+    which = "every mouse" if len(mice) == total else f"{len(mice)} of {total} mice"
+    return (f"DEMO MODELS — not a real pain model: the scores of {which} come from models "
+            "trained on synthetic cartoon faces.")
+
+
 def _figure(mouse: str, camera: str, image: str) -> str:
     src = html.escape(urllib.parse.quote(image), quote=True)
     return (f"<h2>{html.escape(mouse)} <small>camera {html.escape(camera)}</small></h2>"
@@ -438,8 +450,11 @@ def _figure(mouse: str, camera: str, image: str) -> str:
 def _html(csv_paths: list[Path], summaries: dict[str, dict[str, Any]],
           images: dict[str, str]) -> str:
     sources = ", ".join(path.name for path in csv_paths)
+    demo = [s["mouse"] for s in summaries.values() if s["demo"]]
     parts = [f"<h1>MGS monitor report</h1><p>{len(summaries)} mice from "
              f"{html.escape(sources)}; times are local.</p>",
+             *([f"<p class='demo'>{html.escape(_demo_banner(demo, len(summaries)))}</p>"]
+               if demo else []),
              _summary_table(summaries), f"<p>{html.escape(CAPTION)}</p>",
              *(_figure(mouse, summaries[mouse]["camera"], image)
                for mouse, image in images.items())]

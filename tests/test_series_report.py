@@ -166,6 +166,19 @@ def test_write_report_writes_page_pngs_and_summary(session: list[Path], tmp_path
     assert summary[HIDDEN] == summarize(read_series(session)[HIDDEN])
 
 
+def test_the_page_says_demo_when_any_series_came_from_demo_models(tmp_path: Path) -> None:
+    trained = [r.model_copy(update={"model_kind": "trained"}) for r in session_records(range(3))]
+    clean = write_report([write_scores(tmp_path / "trained.csv", trained)], tmp_path / "t")
+    assert "DEMO" not in clean.read_text(encoding="utf-8")
+    mixed = [*trained, *(record("cam0-c3", i) for i in range(3))]  # record() is a demo one
+    page = write_report([write_scores(tmp_path / "mixed.csv", mixed)], tmp_path / "m")
+    text = " ".join(page.read_text(encoding="utf-8").split())
+    assert ("DEMO MODELS — not a real pain model: the scores of 1 of 3 mice come from models "
+            "trained on synthetic cartoon faces.") in text
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert [summary[m]["demo"] for m in (HIDDEN, RISING, "cam0-c3")] == [False, False, True]
+
+
 def test_a_file_of_score_schema_1_is_read_as_it_is(tmp_path: Path) -> None:
     """Files written before records carried their run's instance are still reported."""
     records = session_records(range(10))

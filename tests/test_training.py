@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -17,14 +18,23 @@ from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.units import UNITS
 from train import synth
 from train.evaluate import cli as eval_cli
-from train.labels import data_fingerprint, load_labels
+from train.labels import (
+    LabelError,
+    LabelledImage,
+    data_fingerprint,
+    load_labels,
+    mice_of,
+    mouse_kfold_splits,
+)
 from train.localizer import cli as localizer_cli
+from train.report import EvalInput, evaluate, validation_cutoff
+from train.train import OPTIMISTIC, get_args_parser, split_kind, splits
 from train.train import cli as train_cli
-from train.train import get_args_parser
 from train.train import main as train_main
 
+# The paper's 75/5/20 image split: these tests are about training, export and the report.
 TINY = ["--arch", "tiny", "--input-size", "32", "--weights", "none", "--batch-size", "16",
-        "--lr", "0.05"]
+        "--lr", "0.05", "--split", "holdout"]
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +222,127 @@ def test_a_bug_keeps_its_traceback(labels: Path, tmp_path: Path,
     monkeypatch.setattr("train.train.main", broken)
     with pytest.raises(ValueError, match="index out of step"):
         train_cli(["--labels", str(labels), "--output-dir", str(tmp_path / "r")])
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _youden_by_hand(totals: list[int], pain: list[bool]) -> float:
+    """The highest total t whose rule `total >= t` has the largest sens + spec - 1."""
+    best, best_j = None, -2.0
+    for t in sorted(set(totals), reverse=True):
+        sens = sum(s >= t for s, p in zip(totals, pain, strict=True) if p) / sum(pain)
+        spec = sum(s < t for s, p in zip(totals, pain, strict=True) if not p) / (
+            len(pain) - sum(pain))
+        if sens + spec - 1 > best_j + 1e-12:
+            best, best_j = t, sens + spec - 1
+    assert best is not None
+    return float(best)
+
+
+def test_the_exported_cutoff_is_chosen_on_validation_and_reported_on_test(
+        run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert eval_cli(["--run", str(run), "--pain-conditions", "pain", "--bootstrap", "50",
+                     "--gradcam", "0", "--out", str(out)]) == 0
+    results = json.loads((out / "report.json").read_text())
+    val = [r for r in _rows(run / "fold0" / "predictions-val.csv")
+           if all(r[f"truth_{u}"] != "" for u in UNITS)]
+    want = _youden_by_hand([int(r["pred_total"]) for r in val],
+                           [r["condition"] == "pain" for r in val])
+    assert results["pain_cutoff"] == want and results["pain_cutoff_from"] == "validation"
+    test = [r for r in _rows(run / "fold0" / "predictions.csv")
+            if all(r[f"truth_{u}"] != "" for u in UNITS)]
+    pain = [int(r["pred_total"]) for r in test if r["condition"] == "pain"]
+    calm = [int(r["pred_total"]) for r in test if r["condition"] != "pain"]
+    on_test = results["pain_cutoff_on_test"]
+    assert on_test["sensitivity"]["value"] == sum(t >= want for t in pain) / len(pain)
+    assert on_test["specificity"]["value"] == sum(t < want for t in calm) / len(calm)
+    page = " ".join((out / "report.html").read_text().split())
+    assert "chosen on the validation part" in page and "out of sample" in page
+    assert export_cli(["--run", str(run), "--report", str(out / "report.json"), "--out",
+                       str(tmp_path / "models"), "--kind", "demo"]) == 0
+    meta = OnnxModel(tmp_path / "models" / "scorer.onnx", SCORER, ["CPUExecutionProvider"]).info
+    assert meta.pain_cutoff == want and meta.extra["pain_cutoff_from"] == "validation"
+
+
+def test_an_in_sample_cutoff_is_refused_by_export(run: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A report whose cut-off was chosen on the test predictions (as mgs-eval did before)."""
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"pain_cutoff": 5.0}))
+    assert export_cli(["--run", str(run), "--report", str(report),
+                       "--out", str(tmp_path / "models")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"mgs-export: error: {report}: its pain cut-off was chosen on the test "
+                   "predictions it is "
+                   "reported on (in-sample); run mgs-eval again, which chooses it on the "
+                   "validation part\n")
+    assert not (tmp_path / "models" / "scorer.onnx").exists()
+
+
+def test_a_validation_part_of_one_class_gives_no_cutoff() -> None:
+    one_class = EvalInput(image=["a", "b"], truth_levels=np.ones((2, 5), np.int64),
+                          model_levels=np.ones((2, 5), np.int64),
+                          model_expected_total=np.full(2, 5.0), condition=["pain", "pain"],
+                          pain_conditions={"pain"})
+    found = validation_cutoff(one_class)
+    assert found["cutoff"] is None and "only pain images among its 2" in found["note"]
+    results = evaluate(one_class, n_boot=10, cutoff=found)
+    assert results["pain_cutoff"] is None and results["pain_cutoff_from"] is None
+
+
+def mice(count: int, images_each: int, pain_every: int = 2) -> list[LabelledImage]:
+    """Labelled images of `count` mice, each mouse of one condition (no pixels needed)."""
+    return [LabelledImage(Path(f"m{m}-{k}.png"), (1,) * 5, f"m{m}",
+                          "pain" if m % pain_every == 0 else "saline", None, {})
+            for m in range(count) for k in range(images_each)]
+
+
+def test_mouse_folds_keep_each_mouse_in_one_part_and_each_condition_in_every_test() -> None:
+    items = mice(12, 5)
+    folds = mouse_kfold_splits(items, k=3, seed=1)
+    tested = np.concatenate([test for _, _, test in folds])
+    assert sorted(tested.tolist()) == list(range(len(items)))  # each image tested once
+    for train, val, test in folds:
+        parts = [set(mice_of(items, part)) for part in (train, val, test)]
+        assert all(parts) and not (parts[0] & parts[1] or parts[0] & parts[2]
+                                   or parts[1] & parts[2])
+        for part in (val, test):
+            assert {items[i].condition for i in part} == {"pain", "saline"}
+
+
+def test_a_mouse_split_that_cannot_test_every_condition_is_refused() -> None:
+    items = mice(9, 3, pain_every=9)  # one pain mouse among nine
+    with pytest.raises(LabelError, match=r"mouse-cv: fold \d's test mice \(.*\) have no image "
+                                         r"of condition pain"):
+        mouse_kfold_splits(items, k=3)
+    with pytest.raises(LabelError, match=r"5 folds need at least 10 mice .* the labels have 9"):
+        mouse_kfold_splits(items, k=5)
+
+
+def test_the_default_split_is_by_mouse_when_images_name_mice(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    named = mice(12, 10)
+    assert split_kind(named, "auto") == "mouse-cv"
+    unnamed = [replace(item, mouse="") for item in named]
+    assert split_kind(unnamed, "auto") == "holdout"
+    args = get_args_parser().parse_args(["--labels", "x.csv", "--split", "holdout"])
+    splits(named, args)
+    assert " ".join(capsys.readouterr().err.split()) == OPTIMISTIC
+    splits(unnamed, args)
+    assert capsys.readouterr().err == ""  # nothing to warn of without mice
+
+
+def test_training_by_mouse_names_the_mice_of_each_fold(labels: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert train_cli(["--labels", str(labels), *TINY[:-2], "--epochs", "1", "--folds", "2",
+                      "--fold", "0", "--units", "ear_position", "--output-dir", str(out)]) == 0
+    split = json.loads((out / "fold0" / "split.json").read_text())
+    assert not set(split["mice"]["test"]) & set(split["mice"]["train"] + split["mice"]["val"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"test mice {', '.join(split['mice']['test'])}" in err
+    assert (out / "fold0" / "predictions-val.csv").is_file()

@@ -30,6 +30,7 @@ import numpy as np
 from sklearn.model_selection import (
     GroupShuffleSplit,
     KFold,
+    StratifiedGroupKFold,
     StratifiedKFold,
     train_test_split,
 )
@@ -446,6 +447,58 @@ def kfold_splits(items: list[LabelledImage], k: int = 5, seed: int = 0,
     return splits
 
 
+def mouse_kfold_splits(items: list[LabelledImage], k: int = 5, seed: int = 0) -> list[Split]:
+    """(train, val, test) per fold with no mouse in two parts: k test folds of whole mice,
+    balanced by condition (scikit-learn's StratifiedGroupKFold), each image tested once; the
+    validation part is one inner fold of the training mice (about 1/k of them), so it too holds
+    whole mice of each condition for early stopping and for choosing the pain cut-off.
+
+    A fold whose test mice lack a condition the labels have is refused: its pain analysis would
+    come out empty. Too few mice for `k` folds is refused too."""
+    groups = _mice(items, "mouse-cv")
+    strata = _conditions(items)
+    labels = np.zeros(len(items), int) if strata is None else np.unique(strata,
+                                                                        return_inverse=True)[1]
+    mice = len(set(groups.tolist()))
+    if mice < 2 * k:
+        raise LabelError(f"mouse-cv: {k} folds need at least {2 * k} mice (test and validation "
+                         f"mice in each), the labels have {mice}; use fewer --folds")
+    index = np.arange(len(items))
+    splits = []
+    outer = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+    for fold, (rest, test) in enumerate(outer.split(index, labels, groups)):
+        _check_test_conditions(fold, strata, test, groups)
+        inner = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+        train, val = next(inner.split(rest, labels[rest], groups[rest]))
+        splits.append((np.sort(rest[train]), np.sort(rest[val]), np.sort(test)))
+    return splits
+
+
+def _mice(items: list[LabelledImage], split: str) -> np.ndarray:
+    unnamed = sum(not item.mouse for item in items)
+    if unnamed:
+        raise LabelError(f"{split} split: {unnamed} of {len(items)} images have no mouse "
+                         "(the CSV needs a filled mouse column)")
+    return np.array([item.mouse for item in items])
+
+
+def _check_test_conditions(fold: int, strata: np.ndarray | None, test: np.ndarray,
+                           groups: np.ndarray) -> None:
+    if strata is None:
+        return
+    missing = sorted(set(strata.tolist()) - set(strata[test].tolist()))
+    if missing:
+        mice = ", ".join(sorted(set(groups[test].tolist())))
+        raise LabelError(f"mouse-cv: fold {fold}'s test mice ({mice}) have no image of "
+                         f"condition {', '.join(missing)}; label more mice of it or use fewer "
+                         "--folds")
+
+
+def mice_of(items: list[LabelledImage], index: np.ndarray) -> list[str]:
+    """The mice in one part of a split, sorted."""
+    return sorted({items[i].mouse for i in index if items[i].mouse})
+
+
 def mouse_split(items: list[LabelledImage], seed: int = 0,
                 fractions: tuple[float, float, float] = (0.75, 0.05, 0.20)) -> Split:
     """(train, val, test) indices with no mouse in two parts: the honest test for a new animal.
@@ -453,11 +506,7 @@ def mouse_split(items: list[LabelledImage], seed: int = 0,
     The fractions are of mice, not images, so image counts follow how many images each mouse has.
     """
     _, val_f, test_f = _check_fractions(fractions)
-    unnamed = sum(not item.mouse for item in items)
-    if unnamed:
-        raise LabelError(f"mouse split: {unnamed} of {len(items)} images have no mouse "
-                         "(the CSV needs a filled mouse column)")
-    groups = np.array([item.mouse for item in items])
+    groups = _mice(items, "mouse")
     if len(set(groups)) < 3:
         raise LabelError(f"mouse split: needs at least 3 mice, the labels have {len(set(groups))}")
     mice = len(set(groups))
