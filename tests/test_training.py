@@ -12,9 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from demo.build import DemoBuild
 from export.cli import cli as export_cli
+from monitor.capture import Frame
 from monitor.cli import main as monitor_main
+from monitor.config import build_config
 from monitor.models import LOCALIZER, SCORER, OnnxModel
+from monitor.pipeline import Analyzer, Models
 from monitor.units import UNITS
 from train import synth
 from train.evaluate import cli as eval_cli
@@ -346,3 +350,26 @@ def test_training_by_mouse_names_the_mice_of_each_fold(labels: Path, tmp_path: P
     err = " ".join(capsys.readouterr().err.split())
     assert f"test mice {', '.join(split['mice']['test'])}" in err
     assert (out / "fold0" / "predictions-val.csv").is_file()
+
+
+def test_the_papers_resnet18_at_224_goes_from_training_to_the_monitor(
+        labels: Path, tmp_path: Path, demo_small: DemoBuild) -> None:
+    """The paper's set-up end to end, at the smallest scale: mgs-train (ResNet18, 224 px, one
+    epoch, random init) -> mgs-export -> a monitor that loads the scorer and scores a frame."""
+    run = tmp_path / "run"
+    assert train_cli(["--labels", str(labels), "--arch", "resnet18", "--input-size", "224",
+                      "--weights", "none", "--epochs", "1", "--split", "holdout",
+                      "--output-dir", str(run)]) == 0
+    assert export_cli(["--run", str(run), "--out", str(tmp_path / "models"),
+                       "--kind", "demo"]) == 0
+    config = build_config({**demo_small.config(), "models": {
+        "scorer": str(tmp_path / "models" / "scorer.onnx"),
+        "localizer": str(demo_small.folder / "localizer.onnx")}})
+    models = Models.load(config)
+    assert models.scorer.info.input_size == 224 and models.scorer.info.extra["arch"] == "resnet18"
+    frame = cv2.cvtColor(synth.draw_array_frame([(1, 1, 1, 1, 1)] * 4,
+                                                np.random.default_rng(5), 640, 360)[0],
+                         cv2.COLOR_RGB2BGR)
+    records = Analyzer(config, models).process([Frame("cam0", frame, 0.0, 0.0, 0.0, 0)])
+    scored = [r for r in records if r.status == "scored"]
+    assert scored and all(r.total is not None and 0 <= r.total <= 10 for r in scored)
