@@ -202,3 +202,57 @@ def test_write_report_writes_json_html_and_plots(tmp_path: Path,
 def test_write_report_without_pain_conditions_skips_curves(tmp_path: Path) -> None:
     page = write_report(tmp_path, make_input(pain=False))
     assert not (tmp_path / "roc.png").exists() and "AUROC" not in page.read_text()
+
+
+def test_auroc_p_value_against_chance_is_the_exact_rank_test() -> None:
+    """Pain 3, 4, 5 against 1, 2: every pain image ranks above, AUROC 1; of the C(5, 2) = 10
+    equally likely rank sets, one is this extreme in each direction: p = 2/10."""
+    result = pain_discrimination(np.array([1.0, 2, 3, 4, 5]),
+                                 np.array([False, False, True, True, True]), n_boot=N_BOOT)
+    assert result["auroc"]["value"] == 1.0 and result["auroc_p_value"] == pytest.approx(0.2)
+
+
+def test_bland_altman_proportional_bias_and_share_outside() -> None:
+    reference = np.array([1.0, 2, 3, 4, 5])
+    grows = total_agreement(reference, 1.5 * reference)  # difference 0.4 x the pair's mean
+    assert grows["proportional_slope"] == pytest.approx(0.4) and grows["proportional_p"] < 1e-6
+    assert total_agreement(reference, reference + 1)["proportional_slope"] == pytest.approx(0)
+    # nine differences of 0 and one of 10: bias 1, SD sqrt(90 / 9), limits 1 +- 6.2
+    other = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 10.0]) + np.arange(10.0)
+    one_off = total_agreement(np.arange(10.0), other)
+    assert one_off["sd"] == pytest.approx(np.sqrt(10)) and one_off["outside"] == pytest.approx(0.1)
+
+
+def analysed(conditions: list[str], totals: list[int], control: set[str]) -> EvalInput:
+    """Images whose reference and model totals are `totals` (levels spread over the units)."""
+    levels = np.array([[min(2, max(0, t - 2 * u)) for u in range(5)] for t in totals])
+    return EvalInput(image=[f"i{k}" for k in range(len(totals))], truth_levels=levels,
+                     model_levels=levels, model_expected_total=levels.sum(1).astype(float),
+                     condition=conditions, pain_conditions={"NTG"}, control_conditions=control)
+
+
+def test_control_conditions_leave_the_others_out_and_count_them() -> None:
+    conditions = ["NTG", "NTG", "saline", "saline", "pre", "pre"]
+    totals = [6, 5, 1, 2, 0, 7]
+    named = evaluate(analysed(conditions, totals, {"saline"}), n_boot=N_BOOT)
+    assert named["discrimination"]["model"]["n"] == 4
+    assert named["left_out_of_pain_analysis"] == {"pre": 2}
+    assert named["discrimination"]["model"]["auroc"]["value"] == 1.0
+    everyone = evaluate(analysed(conditions, totals, set()), n_boot=N_BOOT)
+    assert everyone["discrimination"]["model"]["n"] == 6 and not everyone[
+        "left_out_of_pain_analysis"]
+    # NTG 6 and 5 against 1, 2, 0, 7: each is above three of the four, AUROC 6/8
+    assert everyone["discrimination"]["model"]["auroc"]["value"] == pytest.approx(6 / 8)
+
+
+def test_figures_at_the_exported_cutoff_are_counted_on_test() -> None:
+    """total >= 4 on: pain 6, 5, 3 and control 1, 4, 0, 2 -> TP 2, FN 1, FP 1, TN 3."""
+    data = analysed(["NTG"] * 3 + ["saline"] * 4, [6, 5, 3, 1, 4, 0, 2], set())
+    at = evaluate(data, n_boot=N_BOOT, cutoff={"cutoff": 4.0, "n": 9, "n_pain": 4,
+                                               "note": ""})["pain_cutoff_on_test"]
+    assert at["sensitivity"]["value"] == pytest.approx(2 / 3)
+    assert at["specificity"]["value"] == pytest.approx(3 / 4)
+    assert at["accuracy"]["value"] == pytest.approx(5 / 7)
+    assert at["precision"]["value"] == pytest.approx(2 / 3)
+    assert at["f1"]["value"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert at["accuracy"]["ci_low"] < 5 / 7 < at["accuracy"]["ci_high"]

@@ -373,3 +373,11 @@ def test_the_papers_resnet18_at_224_goes_from_training_to_the_monitor(
     records = Analyzer(config, models).process([Frame("cam0", frame, 0.0, 0.0, 0.0, 0)])
     scored = [r for r in records if r.status == "scored"]
     assert scored and all(r.total is not None and 0 <= r.total <= 10 for r in scored)
+
+
+def test_a_condition_both_pain_and_control_is_one_line(run: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert eval_cli(["--run", str(run), "--pain-conditions", "pain", "--control-conditions",
+                     "pain,saline", "--out", str(run / "r2")]) == 2
+    assert capsys.readouterr().err == ("mgs-eval: error: --pain-conditions and "
+                                       "--control-conditions both name pain\n")

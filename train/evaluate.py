@@ -32,6 +32,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run", type=Path, required=True, help="mgs-train --output-dir")
     parser.add_argument("--pain-conditions", default="",
                         help="comma-separated condition names that mean pain (e.g. NTG)")
+    parser.add_argument("--control-conditions", default="",
+                        help="comma-separated condition names that mean no pain (e.g. saline); "
+                        "images of neither are left out of the pain analysis and counted. "
+                        "Default: every condition not named pain")
     parser.add_argument("--out", type=Path, help="report folder (default: RUN/report)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--gradcam", type=int, default=4, help="Grad-CAM images per unit")
@@ -69,7 +73,12 @@ def rater_totals(run: Run, images: list[str]) -> dict[str, np.ndarray]:
     return totals
 
 
-def eval_input(run: Run, rows: list[dict[str, str]], pain: set[str]) -> EvalInput:
+def _names(text: str) -> set[str]:
+    return {c.strip() for c in text.split(",") if c.strip()}
+
+
+def eval_input(run: Run, rows: list[dict[str, str]], pain: set[str],
+               control: set[str] | None = None) -> EvalInput:
     def levels(prefix: str) -> np.ndarray:
         return np.array([[int(r[f"{prefix}_{u}"]) if r[f"{prefix}_{u}"] != "" else -1
                           for u in UNITS] for r in rows], np.int64)
@@ -79,6 +88,7 @@ def eval_input(run: Run, rows: list[dict[str, str]], pain: set[str]) -> EvalInpu
         image=images, truth_levels=levels("truth"), model_levels=levels("pred"),
         model_expected_total=np.array([float(r["pred_expected_total"]) for r in rows]),
         condition=[r["condition"] for r in rows], pain_conditions=pain,
+        control_conditions=control or set(),
         raters=rater_totals(run, images), reference_name=str(run.args["rater"]),
         title=f"MGS evaluation — {run.folder.name}",
     )
@@ -99,13 +109,20 @@ def gradcam_images(run: Run, folder: Path, count: int) -> dict[str, list[Path]]:
 def main(args: argparse.Namespace) -> dict[str, Any]:
     run = Run.open(args.run)
     out = args.out or run.folder / "report"
-    pain = {c.strip() for c in args.pain_conditions.split(",") if c.strip()}
-    data = eval_input(run, read_predictions(run), pain)
-    validation = eval_input(run, read_predictions(run, "predictions-val.csv"), pain)
+    pain, control = _names(args.pain_conditions), _names(args.control_conditions)
+    if pain & control:
+        raise RunError(f"--pain-conditions and --control-conditions both name "
+                       f"{', '.join(sorted(pain & control))}")
+    data = eval_input(run, read_predictions(run), pain, control)
+    validation = eval_input(run, read_predictions(run, "predictions-val.csv"), pain, control)
     results = evaluate(data, n_boot=args.bootstrap, seed=args.seed,
                        cutoff=validation_cutoff(validation) if pain else None)
     html = write_report(out, data, results, gradcam_images(run, out, args.gradcam))
     print(f"report written to {html}")
+    left = results["left_out_of_pain_analysis"]
+    if left:
+        print("left out of the pain analysis (neither pain nor control): "
+              + ", ".join(f"{c or '(no condition)'} {n}" for c, n in left.items()))
     if results.get("pain_cutoff") is not None:
         print(f"pain cut-off on the total: {results['pain_cutoff']:g}, chosen on the validation "
               f"part (pass --report {out / 'report.json'} to mgs-export to make it the "

@@ -21,7 +21,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
-from scipy.stats import pearsonr
+from scipy.stats import linregress, mannwhitneyu, pearsonr
 from sklearn.metrics import (
     average_precision_score,
     confusion_matrix,
@@ -113,12 +113,22 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> Stat:
             "r_ci_high": _finite(ci.high), "p_value": _finite(result.pvalue)}
 
 
-def _bland_altman(diff: np.ndarray) -> Stat:
-    """Bias and 95% limits of agreement (bias +- 1.96 SD, SD with ddof=1); None when n < 2."""
+def _bland_altman(diff: np.ndarray, mean: np.ndarray) -> Stat:
+    """Bias and 95% limits of agreement (bias +- 1.96 SD, SD with ddof=1), the share of images
+    outside them, and proportional bias: the slope of the difference on the mean of the two
+    totals, with its p-value (a slope means the two disagree more at higher totals)."""
+    empty = {"bias": None, "sd": None, "loa_low": None, "loa_high": None, "outside": None,
+             "proportional_slope": None, "proportional_p": None}
     if diff.size < 2:
-        return {"bias": None, "sd": None, "loa_low": None, "loa_high": None}
+        return empty
     bias, sd = float(diff.mean()), float(diff.std(ddof=1))
-    return {"bias": bias, "sd": sd, "loa_low": bias - LOA_Z * sd, "loa_high": bias + LOA_Z * sd}
+    low, high = bias - LOA_Z * sd, bias + LOA_Z * sd
+    found = empty | {"bias": bias, "sd": sd, "loa_low": low, "loa_high": high,
+                     "outside": float(((diff < low) | (diff > high)).mean())}
+    if diff.size >= 3 and np.ptp(mean) > 0:
+        fit = linregress(mean, diff)
+        found |= {"proportional_slope": _finite(fit.slope), "proportional_p": _finite(fit.pvalue)}
+    return found
 
 
 def _pairs(reference: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +146,7 @@ def total_agreement(reference: np.ndarray, other: np.ndarray) -> dict[str, Any]:
     Pairs with NaN on either side are dropped; `n` counts the pairs used. Bias = mean(other - ref).
     """
     ref, oth = _pairs(reference, other)
-    return {"n": int(ref.size), **_pearson(ref, oth), **_bland_altman(oth - ref)}
+    return {"n": int(ref.size), **_pearson(ref, oth), **_bland_altman(oth - ref, (oth + ref) / 2)}
 
 
 def _bootstrap(score: np.ndarray, pain: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -196,10 +206,13 @@ def pain_discrimination(scores: np.ndarray, is_pain: np.ndarray, n_boot: int = 1
     n, n_pain = int(score.size), int(pain.sum())
     out: dict[str, Any] = {"n": n, "n_pain": n_pain, "prevalence": n_pain / n if n else None}
     if n_pain in (0, n):
-        return out | {key: None for key in ("auroc", "auprc", "roc", "pr", "cutoff", "youden_j",
-                                            "sensitivity", "specificity")}
+        return out | {key: None for key in ("auroc", "auroc_p_value", "auprc", "roc", "pr",
+                                            "cutoff", "youden_j", "sensitivity", "specificity")}
     boot = _bootstrap(score, pain, n_boot, seed)
+    # AUROC = U / (n_pain n_other): its p-value against chance (0.5) is the Mann-Whitney test's
+    chance = mannwhitneyu(score[pain], score[~pain], alternative="two-sided")
     return out | {"auroc": _with_ci(roc_auc_score(pain, score), boot[:, 0]),
+                  "auroc_p_value": _finite(chance.pvalue),
                   "auprc": _with_ci(average_precision_score(pain, score), boot[:, 1]),
                   **_curves(score, pain), **_youden(score, pain)}
 
@@ -218,6 +231,8 @@ class EvalInput:
     model_expected_total: np.ndarray
     condition: list[str]
     pain_conditions: set[str] = field(default_factory=set)
+    # no pain; empty = every condition not named pain. Images of neither are left out.
+    control_conditions: set[str] = field(default_factory=set)
     raters: dict[str, np.ndarray] = field(default_factory=dict)
     reference_name: str = "reference"
     title: str = "MGS evaluation"
@@ -258,24 +273,45 @@ def _unit_metrics(data: EvalInput) -> dict[str, Any]:
             for j, unit in enumerate(UNITS)}
 
 
-def _is_pain(data: EvalInput) -> np.ndarray:
-    """Pain or not, for the complete images (those with a reference total)."""
-    return np.array([c in data.pain_conditions for c in data.condition], bool)[_complete(data)]
+def _in_pain_analysis(data: EvalInput) -> np.ndarray:
+    """Per image: pain or control. Without control conditions, every image is one or the other."""
+    if not data.control_conditions:
+        return np.ones(len(data.condition), bool)
+    named = data.pain_conditions | data.control_conditions
+    return np.array([c in named for c in data.condition], bool)
+
+
+def _pain_sets(data: EvalInput) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every total (the reference's, the model's, the raters') and pain or not, on the complete
+    images of the pain analysis."""
+    complete = _complete(data)
+    keep = _in_pain_analysis(data)[complete]
+    reference, others = _totals(data)
+    is_pain = np.array([c in data.pain_conditions for c in data.condition], bool)[complete]
+    return ({key: values[keep] for key, values in {"reference": reference, **others}.items()},
+            is_pain[keep])
+
+
+def _left_out(data: EvalInput) -> dict[str, int]:
+    """Images of neither pain nor control conditions, per condition: not in the pain analysis."""
+    return dict(Counter(c for c, kept in zip(data.condition, _in_pain_analysis(data),
+                                             strict=True) if not kept))
 
 
 def _discrimination(data: EvalInput, n_boot: int, seed: int) -> dict[str, Any] | None:
     """Every total, the reference's included, on the same complete images."""
     if not data.pain_conditions:
         return None
-    reference, others = _totals(data)
-    return {key: pain_discrimination(values, _is_pain(data), n_boot, seed)
-            for key, values in {"reference": reference, **others}.items()}
+    totals, is_pain = _pain_sets(data)
+    return {key: pain_discrimination(values, is_pain, n_boot, seed)
+            for key, values in totals.items()}
 
 
 def validation_cutoff(data: EvalInput) -> dict[str, Any]:
     """The model total's Youden cut-off chosen on the validation part (`data`), so that the
     test part can report it out of sample; `note` says why there is none."""
-    score, pain = _totals(data)[1]["model"], _is_pain(data)
+    totals, pain = _pain_sets(data)
+    score = totals["model"]
     n, n_pain = int(score.size), int(pain.sum())
     found: dict[str, Any] = {"cutoff": None, "n": n, "n_pain": n_pain, "note": ""}
     if not data.image:
@@ -291,10 +327,15 @@ def validation_cutoff(data: EvalInput) -> dict[str, Any]:
 
 
 def _at_cutoff(data: EvalInput, cutoff: float) -> dict[str, Stat]:
-    """Sensitivity and specificity of `model total >= cutoff` on these (test) images."""
-    score, pain = _totals(data)[1]["model"], _is_pain(data)
-    return {"sensitivity": _proportion(int((score[pain] >= cutoff).sum()), int(pain.sum())),
-            "specificity": _proportion(int((score[~pain] < cutoff).sum()), int((~pain).sum()))}
+    """`model total >= cutoff` as a pain test on these (test) images: sensitivity, specificity,
+    accuracy and precision with Clopper-Pearson CIs, and F1."""
+    totals, pain = _pain_sets(data)
+    called = totals["model"] >= cutoff
+    tp, fp = int((called & pain).sum()), int((called & ~pain).sum())
+    fn, tn = int((~called & pain).sum()), int((~called & ~pain).sum())
+    return {"sensitivity": _proportion(tp, tp + fn), "specificity": _proportion(tn, tn + fp),
+            "accuracy": _proportion(tp + tn, tp + tn + fp + fn),
+            "precision": _proportion(tp, tp + fp), "f1": _f1(tp, fp, fn)}
 
 
 def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0,
@@ -308,6 +349,8 @@ def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0,
             "n_images": len(data.image), "n_complete": int(_complete(data).sum()),
             "conditions": dict(Counter(data.condition)),
             "pain_conditions": sorted(data.pain_conditions),
+            "control_conditions": sorted(data.control_conditions),
+            "left_out_of_pain_analysis": _left_out(data),
             "unit_metrics": _unit_metrics(data),
             "agreement": {key: total_agreement(reference, v) for key, v in others.items()},
             "discrimination": discrimination,
@@ -456,19 +499,34 @@ def _agreement_table(results: dict[str, Any]) -> str:
     rows = [[_label(key, results), str(a["n"]),
              f"{_num(a['r'])} [{_num(a['r_ci_low'])}, {_num(a['r_ci_high'])}]",
              _p(a["p_value"]), _num(a["bias"]), _num(a["sd"]),
-             f"{_num(a['loa_low'])} to {_num(a['loa_high'])}"]
+             f"{_num(a['loa_low'])} to {_num(a['loa_high'])}", _share(a["outside"]),
+             f"{_num(a['proportional_slope'])} (p {_p(a['proportional_p'])})"]
             for key, a in results["agreement"].items()]
     return _table(["total", "n", "Pearson r [95% CI]", "p", "bias (other - reference)", "SD",
-                   "95% limits of agreement"], rows)
+                   "95% limits of agreement", "outside the limits",
+                   "proportional bias: slope of difference on mean"], rows)
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
 
 
 def _discrimination_table(results: dict[str, Any]) -> str:
-    rows = [[_label(key, results), f"{d['n']} ({d['n_pain']})", _ci(d["auroc"]), _ci(d["auprc"]),
-             _num(d["prevalence"]), _num(d["cutoff"]), _ci(d["sensitivity"]),
-             _ci(d["specificity"])]
+    rows = [[_label(key, results), f"{d['n']} ({d['n_pain']})", _ci(d["auroc"]),
+             _p(d.get("auroc_p_value")), _ci(d["auprc"]), _num(d["prevalence"]),
+             _num(d["cutoff"]), _ci(d["sensitivity"]), _ci(d["specificity"])]
             for key, d in results["discrimination"].items()]
-    return _table(["total", "n (pain)", "AUROC [95% CI]", "AUPRC [95% CI]", "prevalence",
-                   "Youden cut-off (>=), in-sample", "sensitivity", "specificity"], rows)
+    return _table(["total", "n (pain)", "AUROC [95% CI]", "p (AUROC = 0.5)", "AUPRC [95% CI]",
+                   "prevalence", "Youden cut-off (>=), in-sample", "sensitivity",
+                   "specificity"], rows)
+
+
+def _analysed_text(results: dict[str, Any]) -> str:
+    pain = ", ".join(results["pain_conditions"])
+    control = ", ".join(results["control_conditions"]) or "every other condition"
+    left = results["left_out_of_pain_analysis"]
+    out = "; left out (neither): " + ", ".join(f"{c or '(none)'} {n}" for c, n in left.items())
+    return f"Pain: {pain}. No pain: {control}{out if left else ''}."
 
 
 def _cutoff_text(results: dict[str, Any]) -> str:
@@ -483,8 +541,9 @@ def _cutoff_text(results: dict[str, Any]) -> str:
         text = (f"Model total >= {chosen:g} means pain, chosen on the validation part "
                 f"({validation['n']} images, {validation['n_pain']} pain; Youden J). On the "
                 f"test images, out of sample: sensitivity {_ci(test['sensitivity'])}, "
-                f"specificity {_ci(test['specificity'])}. This is the cut-off mgs-export "
-                "writes into the scorer.")
+                f"specificity {_ci(test['specificity'])}, accuracy {_ci(test['accuracy'])}, "
+                f"precision {_ci(test['precision'])}, F1 {_num(test['f1']['value'])}. This is "
+                "the cut-off mgs-export writes into the scorer.")
     if model["cutoff"] is not None:
         text += (f" The test images' own best cut-off would be {model['cutoff']:g} (the table's "
                  "Youden column: chosen on the images it is measured on, so optimistic; "
@@ -519,6 +578,7 @@ def _html(folder: Path, results: dict[str, Any], plots: list[str],
                 f"<h2>Total score agreement with {reference}</h2>", _agreement_table(results)]
     if results["discrimination"]:
         sections += ["<h2>Pain discrimination (95% bootstrap CIs)</h2>",
+                     f"<p>{html.escape(_analysed_text(results))}</p>",
                      _discrimination_table(results), _cutoff_text(results)]
     sections += ["<h2>Plots</h2>", _images(plots), _extra(folder, extra_images)]
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
