@@ -256,3 +256,42 @@ def test_figures_at_the_exported_cutoff_are_counted_on_test() -> None:
     assert at["precision"]["value"] == pytest.approx(2 / 3)
     assert at["f1"]["value"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
     assert at["accuracy"]["ci_low"] < 5 / 7 < at["accuracy"]["ci_high"]
+
+
+def clustered(copies: int) -> EvalInput:
+    """12 mice (6 NTG, 6 saline), each shown in `copies` identical images."""
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 3, (12, 5))
+    model = np.where(rng.random((12, 5)) < 0.7, truth, (truth + 1) % 3)
+    conditions = ["NTG" if m < 6 else "saline" for m in range(12)]
+    return EvalInput(image=[f"m{m}-{k}" for m in range(12) for k in range(copies)],
+                     truth_levels=np.repeat(truth, copies, 0),
+                     model_levels=np.repeat(model, copies, 0),
+                     model_expected_total=np.repeat(model.sum(1), copies).astype(float),
+                     condition=[c for c in conditions for _ in range(copies)],
+                     pain_conditions={"NTG"},
+                     mouse=[f"m{m}" for m in range(12) for _ in range(copies)])
+
+
+def test_intervals_by_mouse_do_not_narrow_with_copies_of_a_mouse() -> None:
+    """Ten identical images per mouse carry no more information than one: the interval by
+    mouse stays exactly as it was, while the per-image Clopper-Pearson interval narrows."""
+    once, tenfold = (evaluate(clustered(copies), n_boot=N_BOOT, seed=3) for copies in (1, 10))
+    for key in ("accuracy orbital_tightening", "r", "auroc", "auprc"):
+        assert once["by_mouse"][key] == pytest.approx(tenfold["by_mouse"][key]), key
+    assert once["by_mouse"]["n_mice"] == 12
+    assert once["by_mouse"]["mice_per_condition"] == {"NTG": 6, "saline": 6}
+    unit = "orbital_tightening"
+    assert once["by_mouse"][f"accuracy {unit}"]["value"] == once["unit_metrics"][unit][
+        "accuracy"]["value"]
+    per_image = [r["unit_metrics"][unit]["accuracy"] for r in (once, tenfold)]
+    width = [a["ci_high"] - a["ci_low"] for a in per_image]
+    assert width[1] < width[0] / 2
+    by_mouse = tenfold["by_mouse"][f"accuracy {unit}"]
+    assert by_mouse["ci_high"] - by_mouse["ci_low"] > width[1]
+
+
+def test_without_mouse_ids_there_are_no_intervals_by_mouse() -> None:
+    data = clustered(1)
+    data.mouse = []
+    assert evaluate(data, n_boot=N_BOOT)["by_mouse"] is None

@@ -88,7 +88,7 @@ def eval_input(run: Run, rows: list[dict[str, str]], pain: set[str],
         image=images, truth_levels=levels("truth"), model_levels=levels("pred"),
         model_expected_total=np.array([float(r["pred_expected_total"]) for r in rows]),
         condition=[r["condition"] for r in rows], pain_conditions=pain,
-        control_conditions=control or set(),
+        control_conditions=control or set(), mouse=[r["mouse"] for r in rows],
         raters=rater_totals(run, images), reference_name=str(run.args["rater"]),
         title=f"MGS evaluation — {run.folder.name}",
     )

@@ -233,6 +233,7 @@ class EvalInput:
     pain_conditions: set[str] = field(default_factory=set)
     # no pain; empty = every condition not named pain. Images of neither are left out.
     control_conditions: set[str] = field(default_factory=set)
+    mouse: list[str] = field(default_factory=list)  # per image; empty = not known
     raters: dict[str, np.ndarray] = field(default_factory=dict)
     reference_name: str = "reference"
     title: str = "MGS evaluation"
@@ -338,6 +339,68 @@ def _at_cutoff(data: EvalInput, cutoff: float) -> dict[str, Stat]:
             "precision": _proportion(tp, tp + fp), "f1": _f1(tp, fp, fn)}
 
 
+def mouse_bootstrap(data: EvalInput, n_boot: int = 1000, seed: int = 0) -> dict[str, Any] | None:
+    """95% CIs that respect clustering: whole mice are resampled (within each condition, a
+    mouse taken as the condition most of its images have), with all their images, and
+    accuracy per unit, the model's r with the reference and its AUROC/AUPRC are recomputed.
+    Images of one mouse are alike, so the per-image intervals beside these are too narrow.
+    None without mouse ids, or with fewer than 3 mice."""
+    if len(data.mouse) != len(data.image) or not all(data.mouse):
+        return None
+    by_mouse: dict[str, list[int]] = {}
+    for index, mouse in enumerate(data.mouse):
+        by_mouse.setdefault(mouse, []).append(index)
+    if len(by_mouse) < 3:
+        return None
+    strata: dict[str, list[np.ndarray]] = {}
+    for images in by_mouse.values():
+        condition = Counter(data.condition[i] for i in images).most_common(1)[0][0]
+        strata.setdefault(condition, []).append(np.asarray(images))
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {}
+    for _ in range(n_boot):
+        drawn = np.concatenate([mice[k] for mice in strata.values()
+                                for k in rng.integers(0, len(mice), len(mice))])
+        for key, value in _clustered_stats(data, drawn).items():
+            samples.setdefault(key, []).append(value)
+    point = _clustered_stats(data, np.arange(len(data.image)))
+    return {"n_mice": len(by_mouse), "n_boot": n_boot,
+            "mice_per_condition": {c: len(m) for c, m in strata.items()},
+            **{key: _nan_ci(point.get(key, math.nan), np.asarray(values))
+               for key, values in samples.items()}}
+
+
+def _clustered_stats(data: EvalInput, index: np.ndarray) -> dict[str, float]:
+    """Accuracy per unit, r and (with pain conditions) AUROC/AUPRC on the images `index`
+    (repeats allowed); NaN where a sample cannot define one."""
+    truth, model = np.asarray(data.truth_levels)[index], np.asarray(data.model_levels)[index]
+    stats = {f"accuracy {unit}": float((model[truth[:, j] >= 0, j]
+                                        == truth[truth[:, j] >= 0, j]).mean())
+             if (truth[:, j] >= 0).any() else math.nan for j, unit in enumerate(UNITS)}
+    complete = (truth >= 0).all(axis=1)
+    reference, total = truth[complete].sum(1), model[complete].sum(1)
+    stats["r"] = (float(np.corrcoef(reference, total)[0, 1])
+                  if complete.sum() >= 3 and np.ptp(reference) and np.ptp(total) else math.nan)
+    if data.pain_conditions:
+        kept = _in_pain_analysis(data)[index] & complete
+        pain = np.array([data.condition[i] in data.pain_conditions for i in index])[kept]
+        score = model[kept].sum(1)
+        both = 0 < pain.sum() < pain.size
+        stats["auroc"] = float(roc_auc_score(pain, score)) if both else math.nan
+        stats["auprc"] = float(average_precision_score(pain, score)) if both else math.nan
+    return stats
+
+
+def _nan_ci(value: float, samples: np.ndarray) -> Stat:
+    """Percentile 95% CI over the samples that define the figure, and how many did."""
+    defined = samples[np.isfinite(samples)]
+    if not defined.size:
+        return {"value": _finite(value), "ci_low": None, "ci_high": None, "defined": 0}
+    low, high = np.percentile(defined, [2.5, 97.5])
+    return {"value": _finite(value), "ci_low": float(low), "ci_high": float(high),
+            "defined": int(defined.size)}
+
+
 def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0,
              cutoff: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the report shows, as one JSON-able dict. `cutoff`: the one chosen on the
@@ -359,7 +422,8 @@ def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0,
             "pain_cutoff_validation": cutoff,
             "pain_cutoff_note": (cutoff or {}).get("note") or ("" if discrimination else
                                                                 "no --pain-conditions given"),
-            "pain_cutoff_on_test": _at_cutoff(data, chosen) if chosen is not None else None}
+            "pain_cutoff_on_test": _at_cutoff(data, chosen) if chosen is not None else None,
+            "by_mouse": mouse_bootstrap(data, n_boot, seed)}
 
 
 # ---- plots -------------------------------------------------------------------------------------
@@ -521,6 +585,23 @@ def _discrimination_table(results: dict[str, Any]) -> str:
                    "specificity"], rows)
 
 
+def _by_mouse_section(results: dict[str, Any]) -> str:
+    """The intervals that respect clustering, beside the per-image ones."""
+    found = results.get("by_mouse")
+    if not found:
+        return ("<p>No mouse ids in the labels: every interval here treats images as "
+                "independent, which images of one mouse are not.</p>")
+    rows = [[key, _num(stat["value"]), f"[{_num(stat['ci_low'])}, {_num(stat['ci_high'])}]",
+             str(stat["defined"])]
+            for key, stat in found.items() if isinstance(stat, dict) and "defined" in stat]
+    mice = ", ".join(f"{c or '(none)'} {n}" for c, n in found["mice_per_condition"].items())
+    return (f"<h2>95% CIs by mouse ({found['n_mice']} mice: {html.escape(mice)}; "
+            f"{found['n_boot']} resamples of whole mice within each condition)</h2>"
+            "<p>Images of one mouse are alike, so these intervals, not the per-image ones, say "
+            "how the figures would move with other mice.</p>"
+            + _table(["figure", "value", "95% CI by mouse", "resamples defining it"], rows))
+
+
 def _analysed_text(results: dict[str, Any]) -> str:
     pain = ", ".join(results["pain_conditions"])
     control = ", ".join(results["control_conditions"]) or "every other condition"
@@ -574,7 +655,8 @@ def _html(folder: Path, results: dict[str, Any], plots: list[str],
     sections = [f"<h1>{title}</h1>",
                 f"<p>{results['n_images']} images, {results['n_complete']} with all units "
                 f"scored; reference: {reference}.</p>",
-                "<h2>Per unit (95% Clopper-Pearson CIs)</h2>", _unit_table(results),
+                "<h2>Per unit (95% Clopper-Pearson CIs, per image)</h2>", _unit_table(results),
+                _by_mouse_section(results),
                 f"<h2>Total score agreement with {reference}</h2>", _agreement_table(results)]
     if results["discrimination"]:
         sections += ["<h2>Pain discrimination (95% bootstrap CIs)</h2>",
