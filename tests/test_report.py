@@ -13,7 +13,9 @@ from train.report import (
     evaluate,
     level_metrics,
     pain_discrimination,
+    rater_comparison,
     total_agreement,
+    williams_test,
     write_report,
 )
 
@@ -151,11 +153,16 @@ def test_evaluate_counts_exclusions_and_compares_everyone(evaluated: Evaluated) 
     assert results["n_images"] == 60 and results["n_complete"] == 57
     assert results["unit_metrics"]["nose_bulge"]["n"] == 59
     assert results["unit_metrics"]["ear_position"]["n"] == 58
-    assert list(results["agreement"]) == ["model", "model_expected", "alice", "bob <b>"]
-    assert results["agreement"]["model"]["n"] == 57 and results["agreement"]["alice"]["n"] == 54
-    assert results["agreement"]["bob <b>"]["r"] > 0.5
+    assert list(results["agreement"]) == ["model", "model_expected"]
+    assert results["agreement"]["model"]["n"] == 57
+    # raters, and the model beside them, on the 54 complete images both raters scored
+    raters = results["rater_comparison"]
+    assert raters["n_common"] == 54 and list(raters["raters"]) == ["alice", "bob <b>"]
+    assert raters["raters"]["alice"]["rater"]["n"] == raters["raters"]["alice"]["model"]["n"] == 54
+    assert raters["raters"]["bob <b>"]["rater"]["r"] > 0.5
+    assert {d["n"] for d in raters["discrimination"].values()} == {54}
     discrimination = results["discrimination"]
-    assert list(discrimination) == ["reference", "model", "model_expected", "alice", "bob <b>"]
+    assert list(discrimination) == ["reference", "model", "model_expected"]
     assert discrimination["reference"]["auroc"]["value"] > 0.8
     # The test images' own best cut-off is shown, never exported: without a cut-off chosen on
     # a validation part there is none for the monitor.
@@ -295,3 +302,30 @@ def test_without_mouse_ids_there_are_no_intervals_by_mouse() -> None:
     data = clustered(1)
     data.mouse = []
     assert evaluate(data, n_boot=N_BOOT)["by_mouse"] is None
+
+
+def test_williams_test_hand_computed() -> None:
+    """n = 103, r12 = .4, r13 = .5, r23 = .1: t = -0.89 with 100 df (Steiger 1980, eq. 7, by
+    hand: |R| = 1 - .16 - .25 - .01 + 2 * .4 * .5 * .1 = 0.62, mean r = .45,
+    t = -0.1 * sqrt(102 * 1.1 / (2 * 102/100 * 0.62 + 0.2025 * 0.729)))."""
+    found = williams_test(103, 0.4, 0.5, 0.1)
+    assert found["t"] == pytest.approx(-0.1 * np.sqrt(102 * 1.1 / (2.04 * 0.62 + 0.2025 * 0.729)))
+    assert found["t"] == pytest.approx(-0.891, abs=5e-4) and found["df"] == 100
+    assert found["p_value"] == pytest.approx(0.375, abs=5e-3)
+    assert williams_test(50, 0.6, 0.6, 0.3)["t"] == 0.0
+
+
+def test_a_rater_is_never_part_of_their_own_reference() -> None:
+    """Two raters who agree perfectly with each other and the model: each compared with the
+    other (their leave-one-out reference) gives r = 1, and Williams's t is 0."""
+    totals = np.array([0.0, 2, 3, 5, 6, 8, 9, 10])
+    levels = np.array([[min(2, max(0, int(t) - 2 * u)) for u in range(5)] for t in totals])
+    data = EvalInput(image=[f"i{k}" for k in range(8)], truth_levels=levels, model_levels=levels,
+                     model_expected_total=totals, condition=["c"] * 8,
+                     raters={"ann": totals.copy(), "ben": totals + 1},
+                     rater_references={"ann": totals + 1, "ben": totals.copy()})
+    found = rater_comparison(data, n_boot=N_BOOT, seed=0)
+    assert found is not None
+    ann, ben = found["raters"]["ann"], found["raters"]["ben"]
+    assert ann["rater"]["bias"] == -1.0 and ben["rater"]["bias"] == 1.0  # each against the other
+    assert ann["rater"]["r"] == pytest.approx(1.0) and ann["williams"]["t"] is None  # |R| = 0

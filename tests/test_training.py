@@ -22,6 +22,7 @@ from monitor.pipeline import Analyzer, Models
 from monitor.units import UNITS
 from train import synth
 from train.evaluate import cli as eval_cli
+from train.evaluate import rater_totals
 from train.labels import (
     LabelError,
     LabelledImage,
@@ -381,3 +382,28 @@ def test_a_condition_both_pain_and_control_is_one_line(run: Path,
                      "pain,saline", "--out", str(run / "r2")]) == 2
     assert capsys.readouterr().err == ("mgs-eval: error: --pain-conditions and "
                                        "--control-conditions both name pain\n")
+
+
+class _Labelled:
+    """What rater_totals reads of a run: its reference setting and its labelled images."""
+
+    def __init__(self, reference: str, items: list[LabelledImage]) -> None:
+        self.args = {"rater": reference}
+        self.items = items
+
+    def labels(self) -> list[LabelledImage]:
+        return self.items
+
+
+def test_raters_are_compared_with_the_others_not_with_themselves() -> None:
+    ann, ben, cat = (1, 1, 1, 1, 1), (2, 2, 2, 2, 2), (2, 2, 2, 2, 0)
+    item = LabelledImage(Path("a.png"), (2, 2, 2, 2, 1), "m1", "pain", None,
+                         {"ann": ann, "ben": ben, "cat": cat})
+    run = _Labelled("majority", [item])
+    totals, references = rater_totals(run, ["a.png"])
+    assert {n: t[0] for n, t in totals.items()} == {"ann": 5, "ben": 10, "cat": 8}
+    # the majority of two who differ is the lower level: ann against ben + cat: 2, 2, 2, 2,
+    # (2 vs 0) 0 -> 8; ben against ann + cat: 1, 1, 1, 1, 0 -> 4; cat against ann + ben: 5
+    assert {n: r[0] for n, r in references.items()} == {"ann": 8, "ben": 4, "cat": 5}
+    named = rater_totals(_Labelled("ben", [item]), ["a.png"])
+    assert set(named[0]) == {"ann", "cat"} and all(r[0] == 10 for r in named[1].values())

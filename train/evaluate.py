@@ -19,7 +19,7 @@ import numpy as np
 from monitor.units import UNITS
 from train.command import run_command
 from train.gradcam import write_gradcam
-from train.labels import LabelError, LabelledImage
+from train.labels import MAJORITY, LabelError, LabelledImage, vote
 from train.report import EvalInput, evaluate, validation_cutoff, write_report
 from train.run import Run, RunError, crops_of, load_scorer
 
@@ -56,21 +56,37 @@ def read_predictions(run: Run, name: str = "predictions.csv") -> list[dict[str, 
     return rows
 
 
-def rater_totals(run: Run, images: list[str]) -> dict[str, np.ndarray]:
-    """Each human rater's total per image (NaN where the rater did not score all five units)."""
+def _total(levels: tuple[int | None, ...] | None) -> float:
+    """A total where every unit was scored, else NaN."""
+    if levels is None or any(v is None for v in levels):
+        return float("nan")
+    return float(sum(v for v in levels if v is not None))
+
+
+def rater_totals(run: Run, images: list[str]
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each human rater's total per image, and the reference each is compared with: the named
+    reference rater (who is never compared with itself), or with a majority reference, the
+    majority of the *other* raters, so no rater is part of their own reference. NaN where a
+    total is undefined (a unit not scored)."""
     by_image: dict[str, LabelledImage] = {str(i.image): i for i in run.labels()}
+    reference = str(run.args["rater"])
     names = sorted({name for item in by_image.values() for name in item.raters if name})
-    totals = {}
-    for name in names:
-        values = []
+    totals, references = {}, {}
+    for name in (n for n in names if n != reference):
+        own, theirs = [], []
         for image in images:
-            levels = by_image[image].raters.get(name) if image in by_image else None
-            if levels is None or any(v is None for v in levels):
-                values.append(np.nan)
+            item = by_image.get(image)
+            raters = item.raters if item else {}
+            own.append(_total(raters.get(name)))
+            if reference != MAJORITY:
+                theirs.append(_total(raters.get(reference)))
             else:
-                values.append(float(sum(v for v in levels if v is not None)))
-        totals[name] = np.asarray(values)
-    return totals
+                others = [levels for other, levels in raters.items() if other not in ("", name)]
+                theirs.append(_total(vote(others)) if others else float("nan"))
+        if np.isfinite(theirs).any():  # a lone rater has no one to be compared with
+            totals[name], references[name] = np.asarray(own), np.asarray(theirs)
+    return totals, references
 
 
 def _names(text: str) -> set[str]:
@@ -84,12 +100,13 @@ def eval_input(run: Run, rows: list[dict[str, str]], pain: set[str],
                           for u in UNITS] for r in rows], np.int64)
 
     images = [r["image"] for r in rows]
+    raters, references = rater_totals(run, images)
     return EvalInput(
         image=images, truth_levels=levels("truth"), model_levels=levels("pred"),
         model_expected_total=np.array([float(r["pred_expected_total"]) for r in rows]),
         condition=[r["condition"] for r in rows], pain_conditions=pain,
         control_conditions=control or set(), mouse=[r["mouse"] for r in rows],
-        raters=rater_totals(run, images), reference_name=str(run.args["rater"]),
+        raters=raters, rater_references=references, reference_name=str(run.args["rater"]),
         title=f"MGS evaluation — {run.folder.name}",
     )
 

@@ -366,7 +366,7 @@ def _resolve(where: str, groups: dict[Path, list[_Row]], boxes: dict[Path, Box |
         if rater != MAJORITY and rater not in raters:
             skipped[f"no rating by {rater}"] += 1
             continue
-        levels = _vote(raters.values()) if rater == MAJORITY else raters[rater]
+        levels = vote(raters.values()) if rater == MAJORITY else raters[rater]
         if all(level is None for level in levels):
             skipped[NO_UNIT] += 1
             continue
@@ -375,7 +375,7 @@ def _resolve(where: str, groups: dict[Path, list[_Row]], boxes: dict[Path, Box |
     return items, skipped
 
 
-def _vote(ratings: Iterable[Levels]) -> Levels:
+def vote(ratings: Iterable[Levels]) -> Levels:
     """Per unit the majority level of the raters who scored it (ties: lower median)."""
     return tuple(_majority([level for level in unit if level is not None])
                  for unit in zip(*ratings, strict=True))

@@ -22,6 +22,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from scipy.stats import linregress, mannwhitneyu, pearsonr
+from scipy.stats import t as student_t
 from sklearn.metrics import (
     average_precision_score,
     confusion_matrix,
@@ -235,6 +236,9 @@ class EvalInput:
     control_conditions: set[str] = field(default_factory=set)
     mouse: list[str] = field(default_factory=list)  # per image; empty = not known
     raters: dict[str, np.ndarray] = field(default_factory=dict)
+    # per rater, the reference total they are compared with (never one they are part of);
+    # a rater missing here is compared with the reference of the truth levels
+    rater_references: dict[str, np.ndarray] = field(default_factory=dict)
     reference_name: str = "reference"
     title: str = "MGS evaluation"
 
@@ -245,6 +249,8 @@ class EvalInput:
                   "model_expected_total": (np.shape(self.model_expected_total), (n,)),
                   "condition": ((len(self.condition),), (n,))}
         shapes |= {f"rater {name}": (np.shape(v), (n,)) for name, v in self.raters.items()}
+        shapes |= {f"reference of rater {name}": (np.shape(v), (n,))
+                   for name, v in self.rater_references.items()}
         for name, (got, want) in shapes.items():
             if got != want:
                 raise ValueError(f"{name} has shape {got}, expected {want}")
@@ -258,13 +264,72 @@ def _complete(data: EvalInput) -> np.ndarray:
 
 
 def _totals(data: EvalInput) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Reference total and every compared total (model, expected, raters) on complete images."""
+    """Reference total and the model's totals on complete images (raters are compared with
+    their own references, on the images all of them scored: `rater_comparison`)."""
     complete = _complete(data)
     reference = np.asarray(data.truth_levels)[complete].sum(axis=1).astype(float)
     others = {"model": np.asarray(data.model_levels)[complete].sum(axis=1).astype(float),
               "model_expected": np.asarray(data.model_expected_total, float)[complete]}
-    others |= {name: np.asarray(v, float)[complete] for name, v in data.raters.items()}
     return reference, others
+
+
+def williams_test(n: int, r12: float, r13: float, r23: float) -> Stat:
+    """Williams's t for two correlations sharing variable 1 (r12 vs r13, with r23 between the
+    other two), as in Steiger (1980, eq. 7): df = n - 3, two-sided p."""
+    if n < 4 or not all(map(math.isfinite, (r12, r13, r23))):
+        return {"t": None, "df": None, "p_value": None}
+    det = 1 - r12**2 - r13**2 - r23**2 + 2 * r12 * r13 * r23
+    mean = (r12 + r13) / 2
+    denominator = 2 * (n - 1) / (n - 3) * det + mean**2 * (1 - r23) ** 3
+    if denominator <= 0:
+        return {"t": None, "df": n - 3, "p_value": None}
+    t = (r12 - r13) * math.sqrt((n - 1) * (1 + r23) / denominator)
+    return {"t": t, "df": n - 3, "p_value": float(2 * student_t.sf(abs(t), n - 3))}
+
+
+def _rater_references(data: EvalInput) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each rater's reference totals (the truth's where none was given), and the images where
+    the truth, every rater and every rater's reference have a total."""
+    complete = _complete(data)
+    truth = np.where(complete, np.asarray(data.truth_levels).sum(axis=1), np.nan)
+    references = {name: np.asarray(data.rater_references.get(name, truth), float)
+                  for name in data.raters}
+    common = complete.copy()
+    for name, totals in data.raters.items():
+        common &= np.isfinite(np.asarray(totals, float)) & np.isfinite(references[name])
+    return references, common
+
+
+def rater_comparison(data: EvalInput, n_boot: int, seed: int) -> dict[str, Any] | None:
+    """The model and every rater on the same images: those with a reference total, every
+    rater's total and every rater's own reference. Each rater against their reference (never
+    one they are part of), the model against that same reference, and Williams's test of
+    "model vs reference" against "rater vs reference"; with pain conditions, AUROC/AUPRC of
+    each on those images too."""
+    if not data.raters:
+        return None
+    model = np.asarray(data.model_levels).sum(axis=1).astype(float)
+    references, common = _rater_references(data)
+    found: dict[str, Any] = {"n_common": int(common.sum()), "raters": {}}
+    for name, totals in data.raters.items():
+        reference, rater = references[name][common], np.asarray(totals, float)[common]
+        versus_model = total_agreement(reference, model[common])
+        versus_rater = total_agreement(reference, rater)
+        between = _pearson(model[common], rater)["r"]
+        found["raters"][name] = {
+            "model": versus_model, "rater": versus_rater,
+            "williams": williams_test(int(common.sum()), versus_model["r"] or math.nan,
+                                      versus_rater["r"] or math.nan,
+                                      math.nan if between is None else between)}
+    if data.pain_conditions:
+        kept = common & _in_pain_analysis(data)
+        pain = np.array([c in data.pain_conditions for c in data.condition], bool)[kept]
+        found["discrimination"] = {
+            key: pain_discrimination(values[kept], pain, n_boot, seed)
+            for key, values in {"model": model,
+                                **{n: np.asarray(v, float) for n, v in data.raters.items()}
+                                }.items()}
+    return found
 
 
 def _unit_metrics(data: EvalInput) -> dict[str, Any]:
@@ -416,6 +481,7 @@ def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0,
             "left_out_of_pain_analysis": _left_out(data),
             "unit_metrics": _unit_metrics(data),
             "agreement": {key: total_agreement(reference, v) for key, v in others.items()},
+            "rater_comparison": rater_comparison(data, n_boot, seed),
             "discrimination": discrimination,
             "pain_cutoff": chosen,
             "pain_cutoff_from": "validation" if chosen is not None else None,
@@ -516,7 +582,19 @@ def _write_plots(folder: Path, data: EvalInput, results: dict[str, Any]) -> list
                                  results["agreement"][key], _label(key, results),
                                  results["reference_name"])
               for i, (key, values) in enumerate(others.items())]
+    compared = results.get("rater_comparison") or {"raters": {}}
+    for i, (name, found) in enumerate(compared["raters"].items(), start=len(names)):
+        reference, totals = _rater_pairs(data, name)
+        names.append(_plot_bland_altman(folder / f"bland_altman_{i}_{_slug(name)}.png",
+                                        reference, totals, found["rater"], name,
+                                        "their reference"))
     return names + _plot_curves(folder, results)
+
+
+def _rater_pairs(data: EvalInput, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A rater's reference and own totals on the images every rater scored."""
+    references, common = _rater_references(data)
+    return references[name][common], np.asarray(data.raters[name], float)[common]
 
 
 # ---- HTML --------------------------------------------------------------------------------------
@@ -583,6 +661,33 @@ def _discrimination_table(results: dict[str, Any]) -> str:
     return _table(["total", "n (pain)", "AUROC [95% CI]", "p (AUROC = 0.5)", "AUPRC [95% CI]",
                    "prevalence", "Youden cut-off (>=), in-sample", "sensitivity",
                    "specificity"], rows)
+
+
+def _rater_section(results: dict[str, Any]) -> str:
+    """Each rater and the model against the rater's own reference, on the same images."""
+    found = results.get("rater_comparison")
+    if not found:
+        return ""
+    majority = results["reference_name"] == "majority"
+    against = "the majority of the other raters" if majority else results["reference_name"]
+    aurocs = found.get("discrimination") or {}
+    rows = []
+    for name, c in found["raters"].items():
+        w = c["williams"]
+        rows.append([name, _num(c["rater"]["r"]), _num(c["model"]["r"]),
+                     f"{_num(w['t'])} (df {w['df'] if w['df'] is not None else '—'}), "
+                     f"p {_p(w['p_value'])}", _num(c["rater"]["bias"]), _num(c["model"]["bias"]),
+                     _ci(aurocs[name]["auroc"]) if name in aurocs else "—"])
+    header = ["rater", "r rater", "r model", "Williams t, p", "bias rater", "bias model"]
+    where = f"On the {found['n_common']} images every rater scored"
+    if aurocs:
+        header.append("rater AUROC")
+        where += f" (model AUROC there: {_ci(aurocs['model']['auroc'])})"
+    else:
+        rows = [row[:-1] for row in rows]
+    return (f"<h2>Raters and the model, each against {html.escape(against)}</h2>"
+            f"<p>{html.escape(where)}. Williams's test: is the model's correlation with the "
+            "reference different from the rater's?</p>" + _table(header, rows))
 
 
 def _by_mouse_section(results: dict[str, Any]) -> str:
@@ -657,7 +762,8 @@ def _html(folder: Path, results: dict[str, Any], plots: list[str],
                 f"scored; reference: {reference}.</p>",
                 "<h2>Per unit (95% Clopper-Pearson CIs, per image)</h2>", _unit_table(results),
                 _by_mouse_section(results),
-                f"<h2>Total score agreement with {reference}</h2>", _agreement_table(results)]
+                f"<h2>Total score agreement with {reference}</h2>", _agreement_table(results),
+                _rater_section(results)]
     if results["discrimination"]:
         sections += ["<h2>Pain discrimination (95% bootstrap CIs)</h2>",
                      f"<p>{html.escape(_analysed_text(results))}</p>",
