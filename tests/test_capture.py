@@ -233,14 +233,21 @@ def take_for(queue: FrameQueue, seconds: float,
     return taken
 
 
+def sampled_stream(fps: float) -> tuple[MjpegCamera, FrameQueue, threading.Event,
+                                        CaptureWorker]:
+    """A loopback IP camera and a started worker sampling it at 5 fps, held open."""
+    camera = MjpegCamera(fps=fps)
+    queue, stop = FrameQueue(10), threading.Event()
+    worker = CaptureWorker("cam0", camera.url, Sampling(every_s=0.2, burst=1), queue, stop)
+    worker.start()
+    return camera, queue, stop, worker
+
+
 def test_a_held_open_stream_gives_its_newest_frame() -> None:
     """An IP camera at 10 fps, sampled at 5: read in order, each sample would be older than the
     last (the unread half waits in the socket). Kept drained, every frame taken is one the
     camera has just sent, and it is timed by its arrival, not by when it was read."""
-    camera = MjpegCamera(fps=10)
-    queue, stop = FrameQueue(10), threading.Event()
-    worker = CaptureWorker("cam0", camera.url, Sampling(every_s=0.2, burst=1), queue, stop)
-    worker.start()
+    camera, queue, stop, worker = sampled_stream(fps=10)
     taken = take_for(queue, 5)
     stop.set()
     worker.join(5)
@@ -258,10 +265,7 @@ def test_a_held_open_stream_gives_its_newest_frame() -> None:
 def test_a_dead_stream_is_camera_down_at_once() -> None:
     """Killed mid-run, the camera gives no more frames: the worker says `down` within a
     second, instead of replaying what the socket still held."""
-    camera = MjpegCamera(fps=10)
-    queue, stop = FrameQueue(10), threading.Event()
-    worker = CaptureWorker("cam0", camera.url, Sampling(every_s=0.2, burst=1), queue, stop)
-    worker.start()
+    camera, queue, stop, worker = sampled_stream(fps=10)
     before = take_for(queue, 3)
     camera.kill()
     killed = time.time()

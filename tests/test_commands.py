@@ -127,21 +127,32 @@ def command(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def behind_a_proxy(monitors: list[Monitor], endpoints: tuple[str, str],
+                   backend: str) -> subprocess.Popen[str]:
+    """Start the monitors and an `mgs-monitor proxy` process joining them onto `backend`."""
+    for monitor in monitors:
+        monitor.start()
+    return command("proxy", "--from", endpoints[0], "--from", endpoints[1], "--backend",
+                   backend, "--seconds", "20")
+
+
+def replay_all(monitors: list[Monitor], started: threading.Event) -> None:
+    """Let the subscriptions reach both monitors through the proxy, then replay to the end."""
+    time.sleep(2.0)
+    started.set()
+    for monitor in monitors:
+        assert monitor.wait(30) and monitor.error is None
+
+
 def test_one_dashboard_follows_two_monitors_through_a_proxy(demo_small: DemoBuild,
                                                             tmp_path: Path) -> None:
     first, second, backend = (free_port_endpoint() for _ in range(3))
     started = threading.Event()
     monitors = [monitor_on(demo_small, 0, "rackA", first, started, tmp_path / "a.csv"),
                 monitor_on(demo_small, 1, "rackB", second, started, tmp_path / "b.csv")]
-    for monitor in monitors:
-        monitor.start()
-    proxy = command("proxy", "--from", first, "--from", second, "--backend", backend,
-                    "--seconds", "20")
+    proxy = behind_a_proxy(monitors, (first, second), backend)
     dashboard = command("dashboard", "--endpoint", backend, "--seconds", "12")
-    time.sleep(2.0)  # subscriptions travel dashboard -> proxy -> both monitors
-    started.set()
-    for monitor in monitors:
-        assert monitor.wait(30) and monitor.error is None
+    replay_all(monitors, started)
     screen, err = dashboard.communicate(timeout=30)
     proxy.send_signal(signal.SIGINT)
     _, proxy_err = proxy.communicate(timeout=30)
@@ -163,17 +174,11 @@ def test_two_monitors_with_default_settings_stay_apart_through_a_proxy(
     started = threading.Event()
     monitors = [monitor_on(demo_small, k, "cam0", endpoint, started, tmp_path / f"{k}.csv",
                            own_publisher=False) for k, endpoint in enumerate((first, second))]
-    for monitor in monitors:
-        monitor.start()
-    proxy = command("proxy", "--from", first, "--from", second, "--backend", backend,
-                    "--seconds", "20")
+    proxy = behind_a_proxy(monitors, (first, second), backend)
     logger = command("log", "--endpoint", backend, "--out", str(tmp_path / "all.csv"),
                      "--seconds", "12")
     dashboard = command("dashboard", "--endpoint", backend, "--seconds", "12")
-    time.sleep(2.0)  # subscriptions travel subscribers -> proxy -> both monitors
-    started.set()
-    for monitor in monitors:
-        assert monitor.wait(30) and monitor.error is None
+    replay_all(monitors, started)
     _, logged = logger.communicate(timeout=30)
     screen, err = dashboard.communicate(timeout=30)
     proxy.send_signal(signal.SIGINT)
