@@ -69,6 +69,7 @@ class NewestFrameReader:
         self._timeout_s = timeout_s
         self._cond = threading.Condition()
         self._wanted = False
+        self._request = 0  # which request is waiting: a late hand-over never serves a newer one
         self._delivered: Arrival | None = None
         self._ended = False
         self._closing = False
@@ -88,6 +89,7 @@ class NewestFrameReader:
             if self._ended:
                 return None
             self._wanted, self._follow, self._delivered = True, follow, None
+            self._request += 1
             self._cond.notify_all()
             deadline = time.monotonic() + self._timeout_s
             while self._delivered is None and not self._ended:
@@ -119,8 +121,8 @@ class NewestFrameReader:
                     self._grabbed += 1
                     # the first frame is the one FFmpeg read while opening: of unknown age
                     wanted = self._wanted and self._grabbed > 1
-                    follow = self._follow
-                if wanted and not self._hand_over(arrived, follow):
+                    request, follow = self._request, self._follow
+                if wanted and not self._hand_over(arrived, request, follow):
                     break
         except Exception as exc:  # a driver fault ends the stream; the worker reports it down
             self.error = f"{type(exc).__name__}: {exc}"
@@ -130,10 +132,13 @@ class NewestFrameReader:
                 self._cond.notify_all()
             self._capture.release()
 
-    def _hand_over(self, arrived: tuple[float, float], follow: bool) -> bool:
-        """Convert the frame just grabbed for the waiting worker; False if it would not."""
+    def _hand_over(self, arrived: tuple[float, float], request: int, follow: bool) -> bool:
+        """Convert the frame just grabbed for the waiting worker; False if it would not. A
+        request that timed out meanwhile, or was replaced by a newer one, is not served."""
         ok, image = self._capture.retrieve()
         with self._cond:
+            if not (self._wanted and self._request == request):
+                return bool(ok)
             if follow and self._last_taken:
                 self._dropped += self._grabbed - self._last_taken - 1
             self._last_taken = self._grabbed

@@ -1,4 +1,4 @@
-"""The one fake in the suite: a camera device (everything behind it is real).
+"""The suite's only fakes: camera devices (everything behind them is real).
 
 `FakeCamera` and `HeldCamera` stand in for the device OpenCV would open; `MjpegCamera` is an IP
 camera on loopback, read through OpenCV's own FFmpeg over real HTTP.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -407,3 +408,18 @@ def test_raters_are_compared_with_the_others_not_with_themselves() -> None:
     assert {n: r[0] for n, r in references.items()} == {"ann": 8, "ben": 4, "cat": 5}
     named = rater_totals(_Labelled("ben", [item]), ["a.png"])
     assert set(named[0]) == {"ann", "cat"} and all(r[0] == 10 for r in named[1].values())
+
+
+def test_a_run_without_validation_predictions_is_evaluated_without_a_cutoff(
+        run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run trained before validation predictions were written: the report says why there is
+    no cut-off for the monitor, instead of failing."""
+    old = tmp_path / "old-run"
+    shutil.copytree(run, old)
+    (old / "fold0" / "predictions-val.csv").unlink()
+    assert eval_cli(["--run", str(old), "--pain-conditions", "pain", "--bootstrap", "20",
+                     "--gradcam", "0"]) == 0
+    results = json.loads((old / "report" / "report.json").read_text())
+    assert results["pain_cutoff"] is None and "no validation predictions" in results[
+        "pain_cutoff_note"]
+    assert "no pain cut-off: the run has no validation predictions" in capsys.readouterr().out

@@ -97,7 +97,7 @@ def eval_input(run: Run, rows: list[dict[str, str]], pain: set[str],
                control: set[str] | None = None) -> EvalInput:
     def levels(prefix: str) -> np.ndarray:
         return np.array([[int(r[f"{prefix}_{u}"]) if r[f"{prefix}_{u}"] != "" else -1
-                          for u in UNITS] for r in rows], np.int64)
+                          for u in UNITS] for r in rows], np.int64).reshape(-1, len(UNITS))
 
     images = [r["image"] for r in rows]
     raters, references = rater_totals(run, images)

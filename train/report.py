@@ -273,6 +273,10 @@ def _totals(data: EvalInput) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return reference, others
 
 
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def williams_test(n: int, r12: float, r13: float, r23: float) -> Stat:
     """Williams's t for two correlations sharing variable 1 (r12 vs r13, with r23 between the
     other two), as in Steiger (1980, eq. 7): df = n - 3, two-sided p."""
@@ -318,9 +322,8 @@ def rater_comparison(data: EvalInput, n_boot: int, seed: int) -> dict[str, Any] 
         between = _pearson(model[common], rater)["r"]
         found["raters"][name] = {
             "model": versus_model, "rater": versus_rater,
-            "williams": williams_test(int(common.sum()), versus_model["r"] or math.nan,
-                                      versus_rater["r"] or math.nan,
-                                      math.nan if between is None else between)}
+            "williams": williams_test(int(common.sum()), _or_nan(versus_model["r"]),
+                                      _or_nan(versus_rater["r"]), _or_nan(between))}
     if data.pain_conditions:
         kept = common & _in_pain_analysis(data)
         pain = np.array([c in data.pain_conditions for c in data.condition], bool)[kept]
