@@ -37,7 +37,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run", type=Path, help="mgs-train --output-dir (the scorer)")
     parser.add_argument("--localizer", type=Path,
                         help="mgs-train-localizer --output-dir (the face localizer)")
-    parser.add_argument("--fold", type=int, default=0, help="which fold's models to export")
+    parser.add_argument("--fold", type=int,
+                        help="which fold's models to export (default: the final fit after "
+                        "cross-validation when there is one, else fold 0)")
     parser.add_argument("--report", type=Path,
                         help="mgs-eval report.json: its pain cut-off goes into the metadata")
     parser.add_argument("--out", type=Path, default=Path("models"),
@@ -70,7 +72,7 @@ def main(args: argparse.Namespace) -> list[Path]:
 
 def export_run(args: argparse.Namespace) -> Path:
     run = Run.open(args.run)
-    fold = run.fold(args.fold)
+    fold = run.final if args.fold is None and run.final else run.fold(args.fold or 0)
     scorer, checkpoint = load_scorer(fold)
     missing = [u for u in UNITS if u not in checkpoint["units"]]
     if missing:
@@ -79,9 +81,11 @@ def export_run(args: argparse.Namespace) -> Path:
     crops = crops_of(held_out, scorer.input_size)
     cutoff = pain_cutoff(args.report) if args.report else None
     metrics = checkpoint["metrics"]
+    trained_on = metrics.get("trained_on") or _fold_text(run, fold)
     path = export_scorer(scorer, args.out / "scorer.onnx", crops, kind=args.kind,
                          fingerprint=metrics["fingerprint"], metrics=metrics["units"],
-                         pain_cutoff=cutoff)
+                         pain_cutoff=cutoff, trained_on=trained_on)
+    print(f"{path}: {trained_on}")
     print(f"{path}: five-unit scorer ({scorer.arch}, {scorer.input_size}px, kind={args.kind}"
           f"{f', pain cut-off {cutoff:g}' if cutoff is not None else ''}); parity checked on "
           f"{len(crops)} held-out crops")
@@ -109,6 +113,13 @@ def export_fp16(run: Run, fold: Path, fp32: Path, size: int, min_agreement: floa
     print(f"{out}: fp16 scorer (for GPUs), unit levels agree with fp32 on {agreement:.1%} of "
           f"{len(held_out)} held-out crops")
     return out
+
+
+def _fold_text(run: Run, fold: Path) -> str:
+    folds = len(run.folds)
+    if folds == 1:
+        return f"trained on the training part of {fold.name}"
+    return f"trained on the training part of {fold.name}, one of {folds} folds (no final fit)"
 
 
 def pain_cutoff(report: Path) -> float | None:

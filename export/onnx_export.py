@@ -40,14 +40,16 @@ class ExportError(RuntimeError):
 
 def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, kind: str,
                   fingerprint: str = "", metrics: dict[str, Any] | None = None,
-                  pain_cutoff: float | None = None) -> Path:
-    """Write the fused five-unit graph: uint8 `image` [N,S,S,3] -> `probs` [N,5,3]."""
+                  pain_cutoff: float | None = None, trained_on: str = "") -> Path:
+    """Write the fused five-unit graph: uint8 `image` [N,S,S,3] -> `probs` [N,5,3].
+    `trained_on` says which model of a run this is (a fold, or the final fit)."""
     meta = {
         "units": json.dumps(list(UNITS)),
         "val_metrics": json.dumps(metrics or {}),
         "pain_cutoff": "" if pain_cutoff is None else f"{pain_cutoff:g}",
         # mgs-export takes only cut-offs chosen out of the test set (see export/cli.py)
         "pain_cutoff_from": "" if pain_cutoff is None else "validation",
+        "trained_on": trained_on,
     }
     return _export(ScorerProbs(scorer), path, check_images, SCORER, ["probs"], meta,
                    kind=kind, arch=scorer.arch, size=scorer.input_size, fingerprint=fingerprint)

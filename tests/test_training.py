@@ -99,6 +99,7 @@ def test_eval_then_export(run: Path, labels: Path, tmp_path: Path) -> None:
     model = OnnxModel(tmp_path / "scorer.onnx", SCORER, ["CPUExecutionProvider"])
     assert model.info.pain_cutoff == pytest.approx(results["pain_cutoff"])
     assert model.info.kind == "demo" and model.info.input_size == 32
+    assert model.info.extra["trained_on"] == "trained on the training part of fold0"
     items, _ = load_labels(labels)
     assert model.info.extra["data_fingerprint"] == data_fingerprint(items)
 
@@ -423,3 +424,28 @@ def test_a_run_without_validation_predictions_is_evaluated_without_a_cutoff(
     assert results["pain_cutoff"] is None and "no validation predictions" in results[
         "pain_cutoff_note"]
     assert "no pain cut-off: the run has no validation predictions" in capsys.readouterr().out
+
+
+def test_cross_validation_deploys_a_final_fit_that_says_what_it_is(
+        labels: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """k folds by mouse, then one model on all images for the folds' median best epoch; the
+    page and the exported metadata say it is that model, and the folds give its figures."""
+    out = tmp_path / "cv"
+    assert train_cli(["--labels", str(labels), *TINY[:-2], "--epochs", "3", "--folds", "2",
+                      "--output-dir", str(out)]) == 0
+    best = {unit: sorted(min(torch.load(out / f"fold{k}" / f"unit_{unit}.pth",
+                                        weights_only=False)["state"]["history"],
+                             key=lambda h: h["loss"])["epoch"] for k in range(2))
+            for unit in UNITS}
+    final = torch.load(out / "final" / "unit_nose_bulge.pth", weights_only=False)
+    assert final["state"]["epoch"] == max(1, int(np.median(best["nose_bulge"])))
+    assert json.loads((out / "final" / "split.json").read_text())["test"] == []
+    assert "final fit on all 80 images, epochs per unit:" in " ".join(
+        capsys.readouterr().err.split())
+    assert eval_cli(["--run", str(out), "--gradcam", "0", "--bootstrap", "20"]) == 0
+    page = " ".join((out / "report" / "report.html").read_text().split())
+    assert "The model to deploy is the final fit on all images (final/)" in page
+    assert export_cli(["--run", str(out), "--out", str(tmp_path / "models")]) == 0
+    meta = OnnxModel(tmp_path / "models" / "scorer.onnx", SCORER, ["CPUExecutionProvider"]).info
+    assert meta.extra["trained_on"] == ("final fit on all 80 images; its expected performance "
+                                        "is the 2 folds' (mouse-cv)")

@@ -111,6 +111,18 @@ def eval_input(run: Run, rows: list[dict[str, str]], pain: set[str],
     )
 
 
+def deployed_model(run: Run) -> str:
+    """What mgs-export deploys from this run, and how these figures relate to it."""
+    folds = len(run.folds)
+    if run.final is not None:
+        return (f"The model to deploy is the final fit on all images (final/); these figures, "
+                f"from the {folds} folds' test parts, are its expected performance.")
+    if folds > 1:
+        return (f"The figures are pooled over {folds} folds' test parts; mgs-export deploys "
+                "one fold's model (--fold), trained on that fold's training part only.")
+    return "The figures are those of the model mgs-export deploys, on its own test part."
+
+
 def gradcam_images(run: Run, folder: Path, count: int) -> dict[str, list[Path]]:
     if count <= 0 or not run.folds:
         return {}
@@ -134,6 +146,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     validation = eval_input(run, read_predictions(run, "predictions-val.csv"), pain, control)
     results = evaluate(data, n_boot=args.bootstrap, seed=args.seed,
                        cutoff=validation_cutoff(validation) if pain else None)
+    results["deployed_model"] = deployed_model(run)
     html = write_report(out, data, results, gradcam_images(run, out, args.gradcam))
     print(f"report written to {html}")
     left = results["left_out_of_pain_analysis"]

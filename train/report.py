@@ -762,7 +762,8 @@ def _html(folder: Path, results: dict[str, Any], plots: list[str],
     reference = html.escape(results["reference_name"])
     sections = [f"<h1>{title}</h1>",
                 f"<p>{results['n_images']} images, {results['n_complete']} with all units "
-                f"scored; reference: {reference}.</p>",
+                f"scored; reference: {reference}. "
+                f"{html.escape(results.get('deployed_model', ''))}</p>",
                 "<h2>Per unit (95% Clopper-Pearson CIs, per image)</h2>", _unit_table(results),
                 _by_mouse_section(results),
                 f"<h2>Total score agreement with {reference}</h2>", _agreement_table(results),

@@ -34,6 +34,12 @@ class Run:
     def folds(self) -> list[Path]:
         return sorted(p for p in self.folder.glob("fold*") if (p / "scorer.pth").is_file())
 
+    @property
+    def final(self) -> Path | None:
+        """The one model to deploy after cross-validation (`final/`), when trained."""
+        path = self.folder / "final"
+        return path if (path / "scorer.pth").is_file() else None
+
     def fold(self, index: int) -> Path:
         path = self.folder / f"fold{index}"
         if not (path / "scorer.pth").is_file():

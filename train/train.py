@@ -97,6 +97,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     opt.add_argument("--no-oversample", action="store_true", help="no oversampling of rare levels")
     opt.add_argument("--rotate", type=float, default=20.0, help="random rotation ± degrees")
     opt.add_argument("--flip", type=float, default=0.5, help="horizontal flip probability")
+    data.add_argument("--no-final-fit", action="store_true",
+                      help="after k folds, do not train the one model to deploy on all images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=Path("runs/mgs"))
     parser.add_argument("--resume", action="store_true",
@@ -278,8 +280,10 @@ def chosen_units(spec: str) -> list[str]:
 
 def train_fold(items: list[LabelledImage], parts: tuple[np.ndarray, np.ndarray, np.ndarray],
                folder: Path, args: argparse.Namespace,
-               weights: dict[str, torch.Tensor] | None) -> dict[str, Any]:
-    """Train every chosen unit on one split; write scorer.pth, metrics and test predictions."""
+               weights: dict[str, torch.Tensor] | None,
+               epochs: dict[str, int] | None = None) -> dict[str, Any]:
+    """Train every chosen unit on one split; write scorer.pth, metrics and test predictions.
+    `epochs`: a fixed epoch count per unit, without early stopping (the final fit)."""
     folder.mkdir(parents=True, exist_ok=True)
     train_idx, val_idx, test_idx = parts
     parts_named = (("train", train_idx), ("val", val_idx), ("test", test_idx))
@@ -292,7 +296,10 @@ def train_fold(items: list[LabelledImage], parts: tuple[np.ndarray, np.ndarray, 
                                    np.zeros((0, len(UNITS)), np.int64)) for c in crops)
     with _progress() as progress:
         for unit in chosen_units(args.units):
-            train_unit(unit, train, val, args, folder, weights, progress)
+            fixed = {} if epochs is None else {"epochs": epochs[unit],
+                                               "patience": epochs[unit] + 1}
+            train_unit(unit, train, val, argparse.Namespace(**{**vars(args), **fixed}), folder,
+                       weights, progress)
     scorer, trained = assemble_scorer(folder, args)
     metrics: dict[str, Any] = {"fingerprint": data_fingerprint(items), "units": {}}
     for unit in trained:
@@ -308,6 +315,38 @@ def train_fold(items: list[LabelledImage], parts: tuple[np.ndarray, np.ndarray, 
     # the validation part's own: mgs-eval chooses the pain cut-off there, out of the test set
     write_predictions(folder / "predictions-val.csv", scorer, [items[i] for i in val_idx], val)
     return metrics
+
+
+def best_epoch(folder: Path, unit: str) -> int:
+    """The epoch at which one fold's unit did best on its validation part."""
+    history = torch.load(folder / f"unit_{unit}.pth", map_location="cpu",
+                         weights_only=False)["state"]["history"]
+    key = "loss" if all(h.get("n") for h in history) else "train_loss"
+    return int(min(history, key=lambda h: h[key])["epoch"])
+
+
+def final_fit(items: list[LabelledImage], args: argparse.Namespace,
+              weights: dict[str, torch.Tensor] | None) -> dict[str, Any]:
+    """The one model to deploy after cross-validation: every unit trained on all images for
+    the median number of epochs at which the folds' models did best. The folds' test figures
+    (mgs-eval) are its expected performance; it has no test part of its own."""
+    folds = sorted(args.output_dir.glob("fold*"))
+    epochs = {unit: max(1, int(np.median([best_epoch(f, unit) for f in folds])))
+              for unit in chosen_units(args.units)}
+    console.print(f"final fit on all {len(items)} images, epochs per unit: "
+                  + ", ".join(f"{unit} {n}" for unit, n in epochs.items()))
+    everything = (np.arange(len(items)), np.arange(0), np.arange(0))
+    metrics = train_fold(items, everything, args.output_dir / "final", args, weights, epochs)
+    metrics["trained_on"] = (f"final fit on all {len(items)} images; its expected performance "
+                             f"is the {len(folds)} folds' ({split_kind(items, args.split)})")
+    _rewrite_metrics(args.output_dir / "final", metrics)
+    return metrics
+
+
+def _rewrite_metrics(folder: Path, metrics: dict[str, Any]) -> None:
+    checkpoint = torch.load(folder / "scorer.pth", map_location="cpu", weights_only=False)
+    torch.save({**checkpoint, "metrics": metrics}, folder / "scorer.pth")
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
 
 def assemble_scorer(folder: Path, args: argparse.Namespace) -> tuple[UnitScorer, list[str]]:
@@ -371,6 +410,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                       f"{len(test_idx)} images" + _mice_line(items, val_idx, test_idx))
         results[f"fold{fold}"] = train_fold(items, all_parts[fold],
                                             args.output_dir / f"fold{fold}", args, weights)
+    if len(all_parts) > 1 and args.fold == "all" and not args.no_final_fit:
+        results["final"] = final_fit(items, args, weights)
     (args.output_dir / "run.json").write_text(json.dumps(
         {"args": _args_dict(args), "summary": summary.as_dict(), "folds": results}, indent=2))
     console.print(f"run written to {args.output_dir}")
