@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from monitor.units import UNITS
+from train.labels import load_labels
 from train.synth import (
     draw_array_frame,
     draw_cubicle,
@@ -19,6 +20,7 @@ from train.synth import (
     random_levels,
     write_array_video,
     write_face_dataset,
+    write_study_dataset,
 )
 
 Box = tuple[float, float, float, float]
@@ -189,3 +191,16 @@ def test_video_rejects_bad_requests(tmp_path: Path) -> None:
         write_array_video(tmp_path / "missing" / "a.avi", [[None]], _rng(0), width=64, height=64)
     with pytest.raises(ValueError):
         write_array_video(tmp_path / "b.avi", [], _rng(0), width=64, height=64)
+
+
+def test_a_study_has_whole_mice_of_one_condition_each(tmp_path: Path) -> None:
+    labels = write_study_dataset(tmp_path, mice=4, per_mouse=3, rng=np.random.default_rng(0),
+                                 size=32)
+    items, _ = load_labels(labels)
+    assert len(items) == 12
+    by_mouse: dict[str, set[str]] = {}
+    for item in items:
+        by_mouse.setdefault(item.mouse, set()).add(item.condition)
+        assert all(level in (0, 1, 2) for level in item.levels)
+    assert by_mouse == {"m000": {"pain"}, "m001": {"control"}, "m002": {"pain"},
+                        "m003": {"control"}}

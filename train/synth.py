@@ -722,6 +722,34 @@ def write_face_dataset(folder: Path, n: int, rng: np.random.Generator, size: int
     return path
 
 
+def write_study_dataset(folder: Path, mice: int, per_mouse: int, rng: np.random.Generator,
+                        size: int = 64) -> Path:
+    """Writes a study as a lab would label it and returns the CSV: `mice` animals (fixed looks
+    each), half of them in pain, `per_mouse` images each. The expert's levels for a mouse lean
+    one way per unit beyond what its face shows (a level up or down, kept per mouse), as real
+    animals differ from each other: a model that learns to recognise mice can exploit that, but
+    only on mice it was trained on."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    path = folder / "labels.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", *UNITS, "mouse", "condition", "rater"])
+        for m in range(mice):
+            style, pain = _sample_style(rng), m % 2 == 0
+            lean = rng.integers(-1, 2, len(UNITS))
+            for k in range(per_mouse):
+                shown = random_levels(rng, float(rng.uniform(0.45, 1.0) if pain
+                                                 else rng.uniform(0.0, 0.35)))
+                img = _render_face(shown, rng, size, style)
+                name = f"images/m{m:03d}-{k:03d}.png"
+                if not cv2.imwrite(str(folder / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+                    raise OSError(f"could not write {folder / name}")
+                labelled = np.clip(np.asarray(shown) + lean, 0, 2)
+                writer.writerow([name, *map(int, labelled), f"m{m:03d}",
+                                 "pain" if pain else "control", "synthetic"])
+    return path
+
+
 def _open_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
     """Opens an mp4v (.mp4) or MJPG (.avi) writer, failing clearly if it cannot."""
     codecs = {".mp4": "mp4v", ".avi": "MJPG"}
