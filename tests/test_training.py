@@ -24,6 +24,7 @@ from monitor.units import UNITS
 from train import synth
 from train.evaluate import cli as eval_cli
 from train.evaluate import rater_totals
+from train.frames import box_iou
 from train.labels import (
     LabelError,
     LabelledImage,
@@ -449,3 +450,27 @@ def test_cross_validation_deploys_a_final_fit_that_says_what_it_is(
     meta = OnnxModel(tmp_path / "models" / "scorer.onnx", SCORER, ["CPUExecutionProvider"]).info
     assert meta.extra["trained_on"] == ("final fit on all 80 images; its expected performance "
                                         "is the 2 folds' (mouse-cv)")
+
+
+def test_box_iou_by_hand() -> None:
+    # a 0.2 x 0.2 box and the same box moved right by 0.1: overlap 0.1 x 0.2 = 0.02,
+    # union 0.04 + 0.04 - 0.02 = 0.06
+    assert box_iou((0.5, 0.5, 0.2, 0.2), (0.6, 0.5, 0.2, 0.2)) == pytest.approx(1 / 3)
+    assert box_iou((0.2, 0.2, 0.1, 0.1), (0.8, 0.8, 0.1, 0.1)) == 0.0
+
+
+def test_labelled_frames_go_through_the_monitors_localizer(
+        tmp_path: Path, demo_small: DemoBuild, capsys: pytest.CaptureFixture[str]) -> None:
+    labels_csv = cubicle_labels(tmp_path / "frames", 24)
+    assert eval_cli(["--frames", str(labels_csv), "--models", str(demo_small.folder),
+                     "--out", str(tmp_path / "out")]) == 0
+    found = json.loads((tmp_path / "out" / "frames.json").read_text())
+    assert found["images"] == 24 and found["face_recall"] >= 0.75
+    assert found["mean_iou"] > 0.5
+    for unit in UNITS:
+        accuracy = found["unit_accuracy"][unit]
+        assert accuracy["n"] == round(found["scored_fraction"] * 24)
+        assert 0 <= accuracy["localizer_crops"] <= 1 and 0 <= accuracy["hand_crops"] <= 1
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "24 labelled frames: face found in" in printed
+    assert eval_cli(["--frames", str(labels_csv)]) == 2  # no --models

@@ -18,6 +18,7 @@ import numpy as np
 
 from monitor.units import UNITS
 from train.command import run_command
+from train.frames import evaluate_frames, summary_lines, write_frames_report
 from train.gradcam import write_gradcam
 from train.labels import MAJORITY, LabelError, LabelledImage, vote
 from train.report import EvalInput, evaluate, validation_cutoff, write_report
@@ -29,14 +30,20 @@ def get_args_parser() -> argparse.ArgumentParser:
         prog="mgs-eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Evaluate a trained run: per-unit metrics with Clopper-Pearson CIs, "
         "agreement with raters (Pearson r, Bland-Altman), AUROC/AUPRC, Grad-CAM.")
-    parser.add_argument("--run", type=Path, required=True, help="mgs-train --output-dir")
+    parser.add_argument("--run", type=Path, help="mgs-train --output-dir")
+    parser.add_argument("--frames", type=Path, metavar="CSV",
+                        help="labelled frames with face boxes (a label CSV): run through the "
+                        "monitor's own localizer and scorer (--models), as live")
+    parser.add_argument("--models", type=Path, metavar="DIR",
+                        help="scorer.onnx and localizer.onnx for --frames (mgs-export --out)")
     parser.add_argument("--pain-conditions", default="",
                         help="comma-separated condition names that mean pain (e.g. NTG)")
     parser.add_argument("--control-conditions", default="",
                         help="comma-separated condition names that mean no pain (e.g. saline); "
                         "images of neither are left out of the pain analysis and counted. "
                         "Default: every condition not named pain")
-    parser.add_argument("--out", type=Path, help="report folder (default: RUN/report)")
+    parser.add_argument("--out", type=Path,
+                        help="report folder (default: RUN/report, or frames-report/)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--gradcam", type=int, default=4, help="Grad-CAM images per unit")
     parser.add_argument("--seed", type=int, default=0)
@@ -136,6 +143,28 @@ def gradcam_images(run: Run, folder: Path, count: int) -> dict[str, list[Path]]:
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
+    if args.run is None and args.frames is None:
+        raise RunError("nothing to evaluate: give --run (a trained run) and/or --frames "
+                       "(labelled frames, with --models)")
+    results = evaluate_run(args) if args.run is not None else {}
+    if args.frames is not None:
+        results["frames"] = evaluate_labelled_frames(args)
+    return results
+
+
+def evaluate_labelled_frames(args: argparse.Namespace) -> dict[str, Any]:
+    """The localizer in the loop: recall, IoU, and unit accuracy on its crops (train/frames)."""
+    if args.models is None:
+        raise RunError("--frames needs --models DIR (scorer.onnx and localizer.onnx)")
+    found = evaluate_frames(args.frames, args.models)
+    out = args.out or (args.run / "report" if args.run else Path("frames-report"))
+    path = write_frames_report(out, found)
+    print("\n".join(summary_lines(found)))
+    print(f"written to {path}")
+    return found
+
+
+def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
     run = Run.open(args.run)
     out = args.out or run.folder / "report"
     pain, control = _names(args.pain_conditions), _names(args.control_conditions)
