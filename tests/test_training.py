@@ -474,3 +474,15 @@ def test_labelled_frames_go_through_the_monitors_localizer(
     printed = " ".join(capsys.readouterr().out.split())
     assert "24 labelled frames: face found in" in printed
     assert eval_cli(["--frames", str(labels_csv)]) == 2  # no --models
+
+
+def test_frames_join_the_runs_report_page(run: Path, tmp_path: Path,
+                                          demo_small: DemoBuild) -> None:
+    labels_csv = cubicle_labels(tmp_path / "frames", 8)
+    out = tmp_path / "report"
+    assert eval_cli(["--run", str(run), "--frames", str(labels_csv), "--models",
+                     str(demo_small.folder), "--gradcam", "0", "--bootstrap", "20",
+                     "--out", str(out)]) == 0
+    page = " ".join((out / "report.html").read_text().split())
+    assert "The localizer in the loop" in page and "8 labelled frames: face found in" in page
+    assert json.loads((out / "report.json").read_text())["frames"]["images"] == 8

@@ -146,10 +146,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.run is None and args.frames is None:
         raise RunError("nothing to evaluate: give --run (a trained run) and/or --frames "
                        "(labelled frames, with --models)")
-    results = evaluate_run(args) if args.run is not None else {}
-    if args.frames is not None:
-        results["frames"] = evaluate_labelled_frames(args)
-    return results
+    frames = evaluate_labelled_frames(args) if args.frames is not None else None
+    if args.run is None:
+        return {"frames": frames}
+    return evaluate_run(args, frames)
 
 
 def evaluate_labelled_frames(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,7 +164,9 @@ def evaluate_labelled_frames(args: argparse.Namespace) -> dict[str, Any]:
     return found
 
 
-def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
+def evaluate_run(args: argparse.Namespace, frames: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """The run's report; with `frames`, the localizer-in-the-loop figures join its page."""
     run = Run.open(args.run)
     out = args.out or run.folder / "report"
     pain, control = _names(args.pain_conditions), _names(args.control_conditions)
@@ -176,6 +178,7 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
     results = evaluate(data, n_boot=args.bootstrap, seed=args.seed,
                        cutoff=validation_cutoff(validation) if pain else None)
     results["deployed_model"] = deployed_model(run)
+    results["frames"] = frames
     html = write_report(out, data, results, gradcam_images(run, out, args.gradcam))
     print(f"report written to {html}")
     left = results["left_out_of_pain_analysis"]
