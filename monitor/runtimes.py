@@ -68,22 +68,32 @@ def open_session(path: Path, runtime: RuntimeName, providers: list[str], threads
                  bind: bool | None = None) -> Session:
     """The file loaded by the runtime asked for, or by the one `auto` picks for it here.
     `bind` (onnxruntime only): run through IO binding; None = on a GPU provider."""
-    if runtime == "auto":
-        runtime = _auto(path, providers)
     if runtime == "openvino":
-        return OpenVinoSession(path, threads)
+        return OpenVinoSession(_read_openvino(path), threads)
+    if runtime == "auto":
+        model = _auto(path, providers)
+        if model is not None:
+            return OpenVinoSession(model, threads)
     return OrtSession(path, providers, threads, bind)
 
 
-def _auto(path: Path, providers: list[str]) -> RuntimeName:
+def _auto(path: Path, providers: list[str]) -> Any | None:
+    """The file as OpenVINO read it when OpenVINO should run it here (an int8 file on the
+    CPU), else None. Read once: the session compiles this same model."""
     on_gpu = any(p in GPU_PROVIDERS for p in available_providers(providers))
     if on_gpu or not openvino_installed():
-        return "onnxruntime"
+        return None
     try:
-        int8 = OpenVinoSession.precision(path) == "int8"
+        model = _read_openvino(path)
     except Exception:  # a file OpenVINO cannot read: onnxruntime may, and says why if not
-        return "onnxruntime"
-    return "openvino" if int8 else "onnxruntime"
+        return None
+    return model if _framework_info(model).get("precision") == "int8" else None
+
+
+def _read_openvino(path: Path) -> Any:
+    import openvino as ov  # optional: imported only when OpenVINO may run the file
+
+    return ov.Core().read_model(str(path))
 
 
 # onnxruntime --------------------------------------------------------------------------------
@@ -202,10 +212,10 @@ class OpenVinoSession:
 
     on_gpu = False
 
-    def __init__(self, path: Path, threads: int) -> None:
-        import openvino as ov  # optional: imported only when chosen
+    def __init__(self, model: Any, threads: int) -> None:
+        import openvino as ov
 
-        self.model = ov.Core().read_model(str(path))
+        self.model = model  # as read from the ONNX file (`_read_openvino`)
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY",
                                   "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
@@ -215,13 +225,6 @@ class OpenVinoSession:
         self.label = "openvino CPU"
         self.warning = ""
         self._outputs = [o.get_any_name() for o in self.model.outputs]
-
-    @staticmethod
-    def precision(path: Path) -> str:
-        """The file's `precision` metadata, read without compiling it."""
-        import openvino as ov
-
-        return _framework_info(ov.Core().read_model(str(path))).get("precision", "fp32")
 
     def metadata(self) -> dict[str, str]:
         return _framework_info(self.model)
