@@ -93,7 +93,9 @@ def _batches(items: Iterable[Path]) -> Iterator[list[Path]]:
 def _read(path: Path) -> np.ndarray | None:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        Console(stderr=True).print(f"[yellow]{path}: not a readable image, skipped[/]")
+        # one line whatever the path's length: a wrapped path cannot be copied or grepped
+        Console(stderr=True).print(f"[yellow]{path}: not a readable image, skipped[/]",
+                                   soft_wrap=True)
     return image
 
 
