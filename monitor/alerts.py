@@ -102,6 +102,7 @@ class _Mouse:
     """What the engine remembers of one mouse across records (and reloads)."""
 
     recent: deque[Levels] = field(default_factory=lambda: deque(maxlen=MAX_ALERT_SAMPLES))
+    crops: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_ALERT_SAMPLES))
     first: list[Levels] = field(default_factory=list)
     last_time: float | None = None
     last_kind: str = ""
@@ -109,7 +110,7 @@ class _Mouse:
     down_since: float | None = None
     alerts: dict[str, _Alert] = field(default_factory=dict)
 
-    def observe(self, t: float, kind: str, levels: Levels | None) -> None:
+    def observe(self, t: float, kind: str, levels: Levels | None, crop: str = "") -> None:
         """Advance the clocks and the series by one record; time going back counts as none."""
         elapsed = 0.0 if self.last_time is None else max(0.0, t - self.last_time)
         if self.last_kind == SCORED:
@@ -122,6 +123,7 @@ class _Mouse:
             self.unseen_s += elapsed
         if levels is not None:
             self.recent.append(levels)
+            self.crops.append(crop)
             if len(self.first) < MAX_ALERT_SAMPLES:
                 self.first.append(levels)
         self.last_time, self.last_kind = t, kind
@@ -129,6 +131,10 @@ class _Mouse:
     def readings(self, rule: ResolvedRule, t: float, kind: str) -> dict[str, _Reading]:
         return {"pain": self._pain(rule), "no_face": self._no_face(rule, kind),
                 "camera_down": self._camera_down(rule, t, kind)}
+
+    def window_crops(self, rule: ResolvedRule) -> tuple[str, ...]:
+        """The kept face crops of the samples in the pain window."""
+        return tuple(crop for crop in list(self.crops)[-rule.window:] if crop)
 
     def pain_flag(self, rule: ResolvedRule, levels: Levels | None) -> bool | None:
         """This sample alone at or above the threshold; None if unscored or no baseline yet."""
@@ -191,9 +197,11 @@ class AlertEngine:
         rule = self.rule_for(record.mouse)
         levels = tuple(record.levels) if record.status == SCORED and record.levels else None
         kind = SCORED if levels is not None else (DOWN if record.status == DOWN else UNSEEN)
-        mouse.observe(record.source_time, kind, levels)
+        mouse.observe(record.source_time, kind, levels, record.crop)
         readings = mouse.readings(rule, record.source_time, kind)
-        events = [self._step(mouse, record, name, reading) for name, reading in readings.items()]
+        crops = mouse.window_crops(rule)
+        events = [self._step(mouse, record, name, reading, crops if name == "pain" else ())
+                  for name, reading in readings.items()]
         judged = record.model_copy(update={
             "pain": mouse.pain_flag(rule, levels),
             "alert": ",".join(name for name in RULES if name in mouse.alerts)})
@@ -209,8 +217,8 @@ class AlertEngine:
         self._model_cutoff = model_cutoff
         self.default = ResolvedRule.resolve(alerts.defaults, model_cutoff).threshold
 
-    def _step(self, mouse: _Mouse, record: ScoreRecord, name: str,
-              reading: _Reading) -> AlertEvent | None:
+    def _step(self, mouse: _Mouse, record: ScoreRecord, name: str, reading: _Reading,
+              evidence: tuple[str, ...]) -> AlertEvent | None:
         """Raise, clear or remind: at most one event per rule per record."""
         t = record.source_time
         alert = mouse.alerts.get(name)
@@ -220,7 +228,8 @@ class AlertEngine:
             raised = AlertEvent(wall_time=record.wall_time, time=t, mouse=record.mouse,
                                 camera=record.camera, rule=name, event="raised",
                                 value=reading.value, threshold=reading.threshold, since=t,
-                                peak=reading.value, detail=reading.detail)
+                                peak=reading.value, detail=reading.detail,
+                                evidence=evidence)
             mouse.alerts[name] = _Alert(raised, t)
             return raised
         if reading.value > alert.raised.peak:  # nan never wins
@@ -332,7 +341,8 @@ def hook_env(event: AlertEvent) -> dict[str, str]:
     """The MGS_* variables a hook command gets."""
     names = ("mouse", "camera", "rule", "event", "value", "threshold", "since", "peak", "time",
              "detail")
-    return {f"MGS_{name.upper()}": _text(getattr(event, name)) for name in names}
+    found = {f"MGS_{name.upper()}": _text(getattr(event, name)) for name in names}
+    return found | {"MGS_EVIDENCE": ";".join(event.evidence)}
 
 
 def _follow_up(alert: _Alert, record: ScoreRecord, kind: str, reading: _Reading) -> AlertEvent:

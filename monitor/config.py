@@ -289,6 +289,22 @@ class Logging(Strict):
     folder: Path = Field(Path("mgs-records"), description="Folder for the CSV files.")
 
 
+class Evidence(Strict):
+    """Face crops and whole frames kept as JPEGs beside the CSV (monitor/evidence.py): what an
+    alert is about, and the lab's own images to label with mgs-label."""
+
+    enabled: bool = Field(True, description="Keep each scored face crop and some whole frames.")
+    folder: Path | None = Field(
+        None, description="Where; default: <CSV name>.evidence beside the CSV.")
+    budget_gb: float = Field(
+        5.0, gt=0, description="Disk kept for evidence; the oldest files go first, never one "
+        "an alert or a label refers to.")
+    frame_every_s: float = Field(
+        3600.0, gt=0, description="Seconds between whole frames kept per camera (the first "
+        "frame and every no_face alert are kept too).")
+    jpeg_quality: int = Field(90, ge=50, le=100, description="JPEG quality of kept images.")
+
+
 def default_publisher(name: str = "mgs-monitor") -> str:
     """One id per host: records from two hosts joined by a proxy stay apart."""
     return f"{name}@{socket.gethostname() or 'localhost'}"
@@ -304,6 +320,7 @@ class MonitorConfig(Strict):
     alerts: Alerts = Field(default_factory=Alerts)
     bus: Bus = Field(default_factory=Bus)
     csv: Logging = Field(default_factory=Logging)
+    evidence: Evidence = Field(default_factory=Evidence)
     publisher: str = Field(default_factory=lambda: default_publisher(), min_length=1,
                            description="Publisher id written in every record; default: "
                                        "mgs-monitor@<host name>, so two hosts never share one.")
@@ -382,9 +399,10 @@ def _relative_to(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     bus = raw.get("bus")
     if isinstance(bus, dict) and isinstance(bus.get("secret_key"), str):
         bus["secret_key"] = str(base / Path(bus["secret_key"]).expanduser())
-    csv = raw.get("csv")
-    if isinstance(csv, dict) and isinstance(csv.get("folder"), str):
-        csv["folder"] = str(base / Path(csv["folder"]).expanduser())
+    for section in ("csv", "evidence"):
+        folders = raw.get(section)
+        if isinstance(folders, dict) and isinstance(folders.get("folder"), str):
+            folders["folder"] = str(base / Path(folders["folder"]).expanduser())
     return raw
 
 

@@ -16,12 +16,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from monitor.alerts import AlertEngine, hook_failing
 from monitor.capture import CaptureWorker, Frame, FrameQueue, Opener, open_capture
 from monitor.config import Camera, ConfigError, MonitorConfig, load_config
+from monitor.evidence import EvidenceWriter
 from monitor.faces import FaceFinder, FaceResult, cubicle_pixels
 from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.schema import AlertEvent, CameraReport, ScoreRecord, StatusReport, new_instance
@@ -89,6 +91,10 @@ class Analyzer:
         self._seq = itertools.count(1)
 
     def process(self, frames: list[Frame]) -> list[ScoreRecord]:
+        return [record for record, _ in self.analyze(frames)]
+
+    def analyze(self, frames: list[Frame]) -> list[tuple[ScoreRecord, np.ndarray | None]]:
+        """Each record with the face crop it was scored from (None when none was scored)."""
         slots: list[tuple[Frame, int]] = []  # (frame, cubicle index) per region, in order
         regions: list[np.ndarray] = []
         for frame in frames:
@@ -103,12 +109,13 @@ class Analyzer:
         scores = iter(self.scorer.score(crops) if crops else [])
         found = {(id(fr), i): (face, next(scores) if face.crop is not None else None)
                  for (fr, i), face in zip(slots, faces, strict=True)}
-        records = []
+        analyzed = []
         for frame in frames:
             for index, cubicle in enumerate(self._camera(frame).cubicle_list()):
                 face, unit_scores = found.get((id(frame), index), (None, None))
-                records.append(self.record_for(frame, index + 1, cubicle.mouse, face, unit_scores))
-        return records
+                record = self.record_for(frame, index + 1, cubicle.mouse, face, unit_scores)
+                analyzed.append((record, face.crop if face and unit_scores else None))
+        return analyzed
 
     def _camera(self, frame: Frame) -> Camera:
         return self.cameras[frame.camera]
@@ -236,13 +243,39 @@ class Monitor:
         return time.monotonic() - self._stop_asked > STOP_GRACE_S
 
     def _score(self, sinks: Sinks, frames: list[Frame]) -> None:
-        judged = [self._alerts.update(record) for record in self._analyzer.process(frames)]
+        analyzed = self._analyzer.analyze(frames)
+        evidence = sinks.evidence
+        if evidence:  # the crop's path goes into the record, the pixels to the writer thread
+            analyzed = [(evidence.keep_crop(record, crop), crop) for record, crop in analyzed]
+        judged = [self._alerts.update(record) for record, _ in analyzed]
         records = [record for record, _ in judged]
+        events = [event for _, events in judged for event in events]
         sinks.scores(records)
-        sinks.alerts([event for _, events in judged for event in events])
+        if evidence:
+            events = self._keep_frames(evidence, frames, records, events)
+        sinks.alerts(events)
         self.records += len(records)
         for record in records:
             self._latency_ms[record.camera] = record.latency_ms
+
+    def _keep_frames(self, evidence: EvidenceWriter, frames: list[Frame],
+                     records: list[ScoreRecord], events: list[AlertEvent]) -> list[AlertEvent]:
+        """Whole frames for face boxes: each camera's first, then every `frame_every_s`, and the
+        one a no_face alert was raised on, which the alert then names."""
+        now = time.time()
+        raised = {e.camera for e in events if e.rule == "no_face" and e.event == "raised"}
+        kept: dict[str, str] = {}
+        for frame in frames:
+            camera = self._analyzer.cameras[frame.camera]
+            own = [r for r in records if r.camera == frame.camera and r.frame_index ==
+                   frame.frame_index and r.source_time == frame.source_time]
+            reason = "no_face" if frame.camera in raised else evidence.frame_due(frame.camera, now)
+            if frame.image is None or not reason or len(own) != len(camera.cubicle_list()):
+                continue
+            kept[frame.camera] = evidence.keep_frame(camera, frame.image, own, reason)
+        return [e.model_copy(update={"evidence": (kept[e.camera],)})
+                if e.rule == "no_face" and e.event == "raised" and kept.get(e.camera) else e
+                for e in events]
 
     def _post_notice(self, text: str) -> None:
         """Something a person should read: it goes out in a status report at once."""
@@ -287,6 +320,7 @@ class Monitor:
 
     def _report_status(self, sinks: Sinks, final: bool = False) -> None:
         """The monitor's own state every few seconds, at once after a notice, and at the end."""
+        sinks.evidence_state()
         hooks = sinks.hook_counts()
         if hooks.failed + hooks.timed_out > self._hook_failures:
             self._hook_failures = hooks.failed + hooks.timed_out
@@ -309,8 +343,17 @@ class Monitor:
             csv_path=str(csv.path) if csv else "", csv_backlog=csv.backlog if csv else 0,
             csv_dropped=csv.dropped if csv else 0, csv_error=csv.error if csv else "",
             queue_dropped=self._frames.drops(), hooks=hooks, notice=notice,
-            notice_time=notice_time,
+            notice_time=notice_time, **_evidence_fields(sinks.evidence),
         ))
+
+
+def _evidence_fields(evidence: EvidenceWriter | None) -> dict[str, Any]:
+    if evidence is None:
+        return {}
+    counts = evidence.counts()
+    return {"evidence_folder": str(evidence.folder), "evidence_files": counts.files,
+            "evidence_bytes": counts.bytes, "evidence_dropped": counts.dropped,
+            "evidence_error": counts.error}
 
 
 def monitor_title(config: MonitorConfig, models: Models, replay: bool) -> str:

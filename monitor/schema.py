@@ -73,7 +73,7 @@ class ScoreRecord(Message):
     TOPIC: ClassVar[bytes] = TOPIC_SCORE
     KIND: ClassVar[str] = "score record"
 
-    version: Literal[2] = Field(2, alias="schema")
+    version: Literal[3] = Field(3, alias="schema")
     publisher: str
     seq: int
     wall_time: float
@@ -98,6 +98,7 @@ class ScoreRecord(Message):
     localizer_id: str = ""
     latency_ms: float = math.nan
     instance: str = ""  # one run of the monitor: its sequence numbers start with it (schema 2)
+    crop: str = ""  # the face crop kept as evidence, relative to the CSV's folder (schema 3)
 
 
 def new_instance() -> str:
@@ -136,7 +137,7 @@ class AlertEvent(Message):
     TOPIC: ClassVar[bytes] = TOPIC_ALERT
     KIND: ClassVar[str] = "alert event"
 
-    version: Literal[1] = Field(1, alias="schema")
+    version: Literal[2] = Field(2, alias="schema")
     wall_time: float
     time: float  # session clock: the record's source_time
     mouse: str  # `*` for hook_failing: every mouse's pages are lost
@@ -148,6 +149,9 @@ class AlertEvent(Message):
     since: float  # session time the alert was raised
     peak: float  # highest value while active
     detail: str
+    # The evidence files behind it, relative to the CSV's folder: the face crops of the samples
+    # a pain alert was raised on, the frame kept when no_face was raised (schema 2).
+    evidence: tuple[str, ...] = ()
 
 
 class HookCounts(BaseModel):
@@ -173,7 +177,7 @@ class StatusReport(Message):
     TOPIC: ClassVar[bytes] = TOPIC_STATUS
     KIND: ClassVar[str] = "status report"
 
-    version: Literal[1] = Field(1, alias="schema")
+    version: Literal[2] = Field(2, alias="schema")
     publisher: str
     seq: int
     wall_time: float
@@ -189,6 +193,11 @@ class StatusReport(Message):
     hooks: HookCounts = Field(default_factory=HookCounts)
     notice: str = ""
     notice_time: float | None = None
+    evidence_folder: str = ""  # "" when no evidence is kept (schema 2)
+    evidence_files: int = 0
+    evidence_bytes: int = 0
+    evidence_dropped: int = 0  # not kept: the writer's queue was full or the disk refused
+    evidence_error: str = ""
 
 
 MESSAGE_TYPES: dict[bytes, type[Message]] = {
@@ -291,15 +300,19 @@ SCORE_COLUMNS: tuple[Column, ...] = (
     *map(_attr, ("model_kind", "scorer_id", "localizer_id")),
     _attr("latency_ms", 1),
     _attr("instance"),
+    _attr("crop"),
 )
 CSV_COLUMNS = csv_header(SCORE_COLUMNS)
 # Headers of every score schema still read (by `report`); only the newest is written.
-SCORE_HEADERS: dict[int, tuple[str, ...]] = {1: CSV_COLUMNS[:-1], 2: CSV_COLUMNS}
+SCORE_HEADERS: dict[int, tuple[str, ...]] = {1: CSV_COLUMNS[:-2], 2: CSV_COLUMNS[:-1],
+                                              3: CSV_COLUMNS}
 
 # `<csv>.alerts.csv`: the first seven columns are a contract with readers.
-ALERT_COLUMNS: tuple[Column, ...] = tuple(map(_attr, (
-    "wall_time", "mouse", "rule", "event", "value", "threshold", "detail",
-    "camera", "time", "since", "peak")))
+ALERT_COLUMNS: tuple[Column, ...] = (
+    *map(_attr, ("wall_time", "mouse", "rule", "event", "value", "threshold", "detail",
+                 "camera", "time", "since", "peak")),
+    Column("evidence", lambda event: ";".join(event.evidence)),  # `;` between paths
+)
 
 
 @dataclass(frozen=True)

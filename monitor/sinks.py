@@ -1,9 +1,10 @@
-"""Where the pipeline thread sends what it makes: the CSV, the publisher and the alert hook.
+"""Where the pipeline thread sends what it makes: the CSV, evidence, the publisher, the hook.
 
-All three are opened, used and closed by the pipeline thread alone, in one place (`open_sinks`):
-the CSV first (records are durable before anything else sees them), then the publisher (ZeroMQ
-for other processes, and the in-process endpoint the monitor's own dashboard subscribes to),
-then the hook runner. If one cannot be opened, those already open are closed and the opening
+All four are opened, used and closed by the pipeline thread alone, in one place (`open_sinks`):
+the CSV first (records are durable before anything else sees them), then the evidence writer
+(face crops and frames, on its own thread), then the publisher (ZeroMQ for other processes,
+and the in-process endpoint the monitor's own dashboard subscribes to), then the hook runner.
+If one cannot be opened, those already open are closed and the opening
 error is the one reported; on the way out every sink is closed in the same order even if one
 fails, and the first failure is reported.
 """
@@ -17,7 +18,8 @@ from pathlib import Path
 from monitor.alerts import HookRunner
 from monitor.bus import Publisher
 from monitor.config import MonitorConfig
-from monitor.csvlog import CsvLogger, SideLog
+from monitor.csvlog import CsvLogError, CsvLogger, SideLog
+from monitor.evidence import EvidenceWriter
 from monitor.schema import ALERT_COLUMNS, AlertEvent, HookCounts, Message, ScoreRecord, side_file
 
 Notice = Callable[[str], None]
@@ -27,14 +29,16 @@ class Sinks:
     """The open sinks of one run; `notice` is called (on this same thread) when something a
     person should read happens to them, e.g. the disk filling up."""
 
-    def __init__(self, csv: CsvLogger | None, publisher: Publisher, hooks: HookRunner | None,
-                 notice: Notice) -> None:
+    def __init__(self, csv: CsvLogger | None, evidence: EvidenceWriter | None,
+                 publisher: Publisher, hooks: HookRunner | None, notice: Notice) -> None:
         self.csv = csv
+        self.evidence = evidence
         self.alert_log = SideLog(side_file(csv.path, "alerts"), ALERT_COLUMNS) if csv else None
         self.publisher = publisher
         self.hooks = hooks
         self.notice = notice
         self._csv_error = ""
+        self._evidence_error = ""
 
     def scores(self, records: list[ScoreRecord]) -> None:
         """Each record to the CSV, then published; one fsync for the batch."""
@@ -47,8 +51,11 @@ class Sinks:
             self._csv_state()
 
     def alerts(self, events: list[AlertEvent]) -> None:
-        """Each event to `<csv>.alerts.csv`, published, and to the hook when raised or cleared."""
+        """Each event to `<csv>.alerts.csv`, published, and to the hook when raised or cleared.
+        The evidence a raised alert names is pinned: the disk budget never removes it."""
         for event in events:
+            if self.evidence and event.event == "raised":
+                self.evidence.pin(list(event.evidence))
             if self.alert_log:
                 try:
                     self.alert_log.write(event)
@@ -63,6 +70,17 @@ class Sinks:
 
     def hook_counts(self) -> HookCounts:
         return self.hooks.stats if self.hooks else HookCounts()
+
+    def evidence_state(self) -> None:
+        """Say when evidence stops being kept (disk full, budget full) and when it resumes."""
+        if self.evidence is None:
+            return
+        counts = self.evidence.counts()
+        if counts.error == self._evidence_error:
+            return
+        self._evidence_error = counts.error
+        self.notice(counts.error or f"{self.evidence.folder}: evidence kept again "
+                    f"({counts.dropped} files not kept so far)")
 
     def _csv_state(self) -> None:
         """Say when the CSV stops taking records (disk full) and when it resumes."""
@@ -87,12 +105,15 @@ def open_sinks(config: MonitorConfig, csv_path: Path | None, view_endpoint: str,
         csv = CsvLogger(csv_path) if csv_path is not None else None
         if csv is not None:
             closers.append(csv.close)
+        evidence = _evidence(config, csv_path)
+        if evidence is not None:
+            closers.append(evidence.close)
         publisher = _publisher(config, view_endpoint)
         closers.append(publisher.close)
         hooks = _hooks(config)
         if hooks is not None:
             closers.append(lambda: hooks.close(timeout=hooks.timeout_s + 1.0))
-        yield Sinks(csv, publisher, hooks, notice)
+        yield Sinks(csv, evidence, publisher, hooks, notice)
     except BaseException as exc:
         error = exc
         raise
@@ -100,6 +121,22 @@ def open_sinks(config: MonitorConfig, csv_path: Path | None, view_endpoint: str,
         failure = _close_all(closers)
         if failure is not None and error is None:
             raise failure
+
+
+def evidence_folder(config: MonitorConfig, csv_path: Path) -> Path:
+    return config.evidence.folder or csv_path.with_suffix(".evidence")
+
+
+def _evidence(config: MonitorConfig, csv_path: Path | None) -> EvidenceWriter | None:
+    """Evidence is kept beside a CSV, whose rows name each crop relative to its folder."""
+    if not config.evidence.enabled or csv_path is None:
+        return None
+    folder = evidence_folder(config, csv_path)
+    try:
+        return EvidenceWriter(folder, csv_path.parent, config.evidence)
+    except OSError as exc:
+        raise CsvLogError(f"{folder}: cannot keep evidence here: {exc.strerror or exc}; "
+                          "set evidence.folder, or evidence.enabled: false") from exc
 
 
 def _publisher(config: MonitorConfig, view_endpoint: str) -> Publisher:

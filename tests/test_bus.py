@@ -68,7 +68,7 @@ def test_malformed_messages_are_counted_not_parsed(free_endpoint: str) -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"schema": 1}, "score record schema 1 is not 2; update mgs-monitor on the older side"),
+    ({"schema": 1}, "score record schema 1 is not 3; update mgs-monitor on the older side"),
     ({"mood": "calm"}, "score record: mood: unknown field"),
     ({"levels": [0, 1, 3, 0, 0]}, "levels.2: Input should be less than or equal to 2"),
     ({"levels": [0, 1]}, "levels: Tuple should have at least 5 items"),

@@ -86,13 +86,14 @@ def test_two_runs_of_one_publisher_are_two_sequences(tmp_path: Path) -> None:
     assert {r["instance"] for r in rows(path)} == {"aaaa", "bbbb", "cccc"}
 
 
-def test_refuses_a_file_of_an_older_score_schema(tmp_path: Path) -> None:
+@pytest.mark.parametrize("schema", [1, 2])
+def test_refuses_a_file_of_an_older_score_schema(tmp_path: Path, schema: int) -> None:
     path = tmp_path / "scores.csv"
-    path.write_text(",".join(CSV_COLUMNS[:-1]) + "\n")
+    path.write_text(",".join(CSV_COLUMNS[:schema - 3]) + "\n")
     with pytest.raises(CsvLogError) as err:
         CsvLogger(path)
-    assert str(err.value) == (f"{path}: existing file has the header of score schema 1 (an older "
-                              "mgs-monitor); write to a new file")
+    assert str(err.value) == (f"{path}: existing file has the header of score schema {schema} "
+                              "(an older mgs-monitor); write to a new file")
 
 
 def test_refuses_a_file_with_another_header(tmp_path: Path) -> None:
