@@ -37,6 +37,7 @@ from monitor.memory import keep_frames_out_of_the_heap
 from monitor.models import ModelError
 from monitor.report import ReportError, write_report
 from monitor.run import run_monitor
+from monitor.snapshot import FORMATS, SnapshotError, run_snapshot
 from monitor.stills import StillsError, score_stills
 from monitor.stopping import stop_on_signals
 
@@ -53,6 +54,8 @@ examples:
   mgs-monitor dashboard                    attach a live dashboard to a running monitor
   mgs-monitor log --out scores.csv         attach a CSV logger to a running monitor
   mgs-monitor check-config lab.yaml        validate a config, naming every wrong key
+  mgs-monitor snapshot --config lab.yaml   one annotated picture per camera (cubicles, faces,
+                                           scores) to check the set-up before a long run
   mgs-monitor mark M101 "NTG injected"     record an event marker beside the newest CSV
   mgs-monitor report mgs-records/*.csv     per-mouse series plots and summary (HTML, PNG)
   mgs-monitor demo                         synthetic cameras and DEMO models, no hardware needed
@@ -66,7 +69,7 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (ConfigError, ModelError, BusError, CsvLogError, UsageError, MarkerError,
-               ReportError, StillsError)
+               ReportError, StillsError, SnapshotError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,6 +107,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
     check = sub.add_parser("check-config", help="validate a YAML config and exit")
     check.add_argument("config", type=Path, help="the YAML file")
     check.set_defaults(func=cmd_check_config)
+    _add_snapshot(sub)
     _add_mark(sub)
     _add_report(sub)
     _add_proxy(sub)
@@ -181,6 +185,48 @@ def _add_score(sub: Any) -> None:
                        help="CSV file to write (default %(default)s)")
     _add_models(score)
     score.set_defaults(func=cmd_score)
+
+
+SNAPSHOT_EPILOG = """\
+examples:
+  mgs-monitor snapshot --config lab.yaml   every camera of the config, pictures in snapshots/
+  mgs-monitor snapshot --cameras 2 --out /tmp/check
+                                           camera devices 0 and 1
+  mgs-monitor snapshot rec.mp4 --config lab.yaml
+                                           a recording, with the first camera's cubicles
+
+Each picture (snapshots/<camera>.png) shows every cubicle outlined with its mouse id, the face
+box the localizer found or "no face", each mouse's status, total and five unit levels (orbital
+tightening, nose bulge, cheek bulge, ear position, whisker change), and a header with the
+camera, source, time, models (DEMO in red) and frame size. One line per camera is printed; a
+camera that gives no frame gets no picture and a line saying why (exit code 2).
+"""
+
+
+def _add_snapshot(sub: Any) -> None:
+    snap = sub.add_parser(
+        "snapshot", help="one annotated picture per camera, to check the set-up",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SNAPSHOT_EPILOG,
+        description="Grab one frame per camera (the sharpest of a short burst), find and score\n"
+        "the faces with the real models, and write a picture per camera showing the cubicle\n"
+        "regions, face boxes and scores: check layout, lighting and regions before leaving\n"
+        "the monitor running.")
+    snap.add_argument("sources", nargs="*", metavar="SOURCE",
+                      help="device index, URL, video, image, image folder or glob, each one "
+                      "camera (replacing the config's cameras' sources in order)")
+    snap.add_argument("--cameras", type=int, default=1, metavar="N",
+                      help="camera devices 0..N-1 (default %(default)s; ignored with --config "
+                      "or SOURCE)")
+    snap.add_argument("--config", type=Path, help="YAML config (see `check-config`)")
+    snap.add_argument("--burst", type=int, metavar="K",
+                      help="frames grabbed per camera, the sharpest kept (default: the "
+                      "config's sampling.burst, 5)")
+    snap.add_argument("--out", type=Path, default=Path("snapshots"), metavar="DIR",
+                      help="folder for the pictures, <camera>.<format> (default %(default)s)")
+    snap.add_argument("--format", choices=FORMATS, default="png",
+                      help="picture format (default %(default)s)")
+    _add_models(snap)
+    snap.set_defaults(func=cmd_snapshot, endpoint=None, no_publish=True, insecure=False)
 
 
 def _add_dashboard(sub: Any) -> None:
@@ -334,6 +380,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return run_monitor(config, csv_path(config, args.out), replay=True,
                        realtime=args.realtime, config_path=args.config,
                        dashboard=not args.no_dashboard)
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    if args.cameras < 1:
+        raise UsageError(f"--cameras {args.cameras}: need at least one camera")
+    raw, origin = file_settings(args)
+    if args.sources:  # each source replaces the i-th camera's, keeping its cubicles
+        in_file = raw.get("cameras")
+        layouts: list[Any] = in_file if isinstance(in_file, list) else []
+        cameras = []
+        for i, source in enumerate(args.sources):
+            layout = layouts[i] if i < len(layouts) and isinstance(layouts[i], dict) else {}
+            cameras.append({**layout, "name": layout.get("name", f"cam{i}"),
+                            "source": int(source) if source.isdigit() else source})
+        raw["cameras"] = cameras
+    elif not args.config:
+        raw["cameras"] = [{"name": f"cam{i}", "source": i} for i in range(args.cameras)]
+    config = config_from_args(args, raw, origin)
+    return run_snapshot(config, args.out, fmt=args.format)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
