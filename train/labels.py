@@ -5,11 +5,12 @@ the file, the line (header = line 1) and the column or value, and every image th
 is counted in the `LabelSummary` with its reason instead of being dropped silently.
 
 CSV columns: `image` (relative to the CSV's folder or `images_root`), the five units named as
-`UNITS` (0, 1, 2, blank = not scoreable), optional `mouse`, `condition`, `rater` and optional
-face box `face_x, face_y, face_w, face_h` in pixels (top-left corner, width, height). Boxes may
-instead come from a JSON file `{"<image as in the CSV>": [x, y, w, h] pixels}` or a folder of
-YOLO `<image stem>.txt` files (`class cx cy w h` normalised; first line used). An image without
-a box is a face crop already and is used whole.
+`UNITS` (0, 1, 2, blank = not scoreable), optional `mouse`, `condition`, `rater`, `selection`
+(how mgs-label chose the image: `random`, `uncertain`) and optional face box `face_x, face_y,
+face_w, face_h` in pixels (top-left corner, width, height). Boxes may instead come from a
+JSON file `{"<image as in the CSV>": [x, y, w, h] pixels}` or a folder of YOLO
+`<image stem>.txt` files (`class cx cy w h` normalised; first line used). An image without a
+box is a face crop already and is used whole.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ T = TypeVar("T")
 
 MAJORITY = "majority"
 BOX_COLUMNS = ("face_x", "face_y", "face_w", "face_h")
-COLUMNS = ("image", *UNITS, "mouse", "condition", "rater", *BOX_COLUMNS)
+COLUMNS = ("image", *UNITS, "mouse", "condition", "rater", *BOX_COLUMNS, "selection")
 NO_UNIT = "no scoreable unit"
 _BOX_SLACK = 1.0  # pixels a box may overhang the image: annotation tools round outward
 
@@ -65,6 +66,7 @@ class LabelledImage:
     condition: str
     box: Box | None  # normalised cx, cy, w, h; None = the whole image is the face crop
     raters: dict[str, Levels]  # key "" when the CSV has no rater column
+    selection: str = ""  # how the image was chosen for labelling: random, uncertain (mgs-label)
 
 
 @dataclass
@@ -106,6 +108,7 @@ class _Row:
     mouse: str
     condition: str
     box: Box | None  # pixels x, y, w, h from the CSV's box columns
+    selection: str = ""
 
 
 def load_labels(
@@ -114,6 +117,7 @@ def load_labels(
     images_root: Path | None = None,
     rater: str = MAJORITY,
     boxes: Path | None = None,
+    need_levels: bool = True,
 ) -> tuple[list[LabelledImage], LabelSummary]:
     """Reads, checks and resolves a label CSV; `rater` is "majority" or one rater's name.
 
@@ -121,6 +125,7 @@ def load_labels(
     the lower-rounded median of the tied levels (0 vs 2 -> 0, 1 vs 2 -> 1, 0 vs 1 vs 2 -> 1):
     deterministic, and a split panel never yields a level above its median. Every image in the
     CSV is opened once, to check it decodes and to turn pixel boxes into normalised ones.
+    `need_levels=False` keeps images no unit was scored on (face boxes for the localizer).
     """
     where = str(csv_path)
     header, records = _read_csv(csv_path)
@@ -133,7 +138,8 @@ def load_labels(
     groups = _group(where, rows)
     _check_rater(where, rater, "rater" in header, rows)
     sizes = _image_sizes(where, groups)
-    items, skipped = _resolve(where, groups, _boxes(where, groups, boxes, sizes), rater)
+    items, skipped = _resolve(where, groups, _boxes(where, groups, boxes, sizes), rater,
+                              need_levels)
     return items, _summary(where, rows, items, skipped)
 
 
@@ -192,6 +198,7 @@ def _parse_row(where: str, line: int, values: dict[str, str], root: Path) -> _Ro
         mouse=values.get("mouse", "").strip(),
         condition=values.get("condition", "").strip(),
         box=_csv_box(at, values),
+        selection=values.get("selection", "").strip(),
     )
 
 
@@ -355,7 +362,7 @@ def _normalised(box: Box | None, size: tuple[int, int], at: str) -> Box | None:
 
 
 def _resolve(where: str, groups: dict[Path, list[_Row]], boxes: dict[Path, Box | None],
-             rater: str) -> tuple[list[LabelledImage], Counter[str]]:
+             rater: str, need_levels: bool) -> tuple[list[LabelledImage], Counter[str]]:
     """The used images and, per reason, how many were not used."""
     items: list[LabelledImage] = []
     skipped: Counter[str] = Counter()
@@ -367,11 +374,12 @@ def _resolve(where: str, groups: dict[Path, list[_Row]], boxes: dict[Path, Box |
             skipped[f"no rating by {rater}"] += 1
             continue
         levels = vote(raters.values()) if rater == MAJORITY else raters[rater]
-        if all(level is None for level in levels):
+        if need_levels and all(level is None for level in levels):
             skipped[NO_UNIT] += 1
             continue
+        selection = next((row.selection for row in rows if row.selection), "")
         items.append(LabelledImage(path, levels, mouse or "", condition or "", boxes[path],
-                                   raters))
+                                   raters, selection))
     return items, skipped
 
 

@@ -107,7 +107,8 @@ def localizer_views(items: list[LabelledImage], size: int, views: int,
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
-    items, _ = load_labels(args.labels, images_root=args.images_root, boxes=args.boxes)
+    items, _ = load_labels(args.labels, images_root=args.images_root, boxes=args.boxes,
+                           need_levels=False)
     train_idx, val_idx, _test = holdout_split(items, seed=args.seed)
     rng = np.random.default_rng(args.seed)
     train = localizer_views([items[i] for i in train_idx], args.input_size, args.views, rng)
