@@ -1,5 +1,6 @@
 """The packages depend in one direction: monitor/ on none of the others, train/ on monitor/,
-export/ on train/ and monitor/, demo/ on all three. Read from the source, import by import."""
+export/ on train/ and monitor/, demo/ on all three, label/ (mgs-label) on train/ and monitor/.
+Read from the source, import by import."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import pytest
 from monitor.cli import build_parser
 
 ROOT = Path(__file__).parent.parent
-PACKAGES = ("monitor", "train", "export", "demo")
+PACKAGES = ("monitor", "train", "export", "demo", "label")
 ALLOWED = {
     "monitor": {"monitor"},
     "train": {"train", "monitor"},
     "export": {"export", "train", "monitor"},
     "demo": {"demo", "export", "train", "monitor"},
+    "label": {"label", "train", "monitor"},
 }
 
 

@@ -1,0 +1,191 @@
+"""`mgs-label`: turn monitor evidence, or any folder of images, into label CSVs for mgs-train.
+
+Every error a user can cause ends in one line `mgs-label: error: ...` naming the file, key or
+value, with exit code 2 (as mgs-monitor does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import UserError
+
+DESCRIPTION = """\
+Blind MGS scoring in a web browser, for one rater or several, into label CSVs that mgs-train
+and mgs-train-localizer read as they are.
+
+  1. queue    pick the images: a random sample (marked `random`) and the crops the model was
+              least sure of (`uncertain`, spread over mice and time) from the monitor's score
+              CSVs, plus cubicles of kept full frames to draw face boxes on; about 10% of the
+              faces come back later, unannounced, to measure each rater's consistency
+  2. serve    the scoring page: no mouse, camera, time or condition is shown; each rater sees
+              their own order and can stop and resume at any time
+  3. export   labels.csv (+ labels-random.csv), boxes.csv and provenance.csv, with mouse ids
+              and the lab's conditions joined back in
+"""
+
+EPILOG = """\
+examples:
+  mgs-label queue mgs-records/scores-*.csv --project study1 --random 200 --uncertain 100 \\
+      --frames 20                       from monitor evidence (RUN.csv + RUN.evidence/)
+  mgs-label queue --images photos/ --project study2
+                                        any folder of face images (all `random`)
+  mgs-label serve study1                open http://127.0.0.1:8765/ and give your name
+  mgs-label serve study1 --host 0.0.0.0 --token "$(openssl rand -hex 16)"
+                                        raters on other machines (every request needs it)
+  mgs-label export study1 --conditions mice.csv
+  mgs-train --labels study1/labels.csv
+  mgs-train-localizer --labels study1/boxes.csv
+
+keys on the scoring page:
+  0 1 2 x    level of the highlighted unit (x = not scoreable); moves to the next unit, and
+             the fifth saves the image and shows the next: 5 keys per image
+  Backspace  take back the last unit keyed; with none keyed, undo the last saved image (or u)
+  Enter      save (when all five are keyed)      s   skip for now (it comes back at the end)
+  on face boxes: drag a box then Enter, a = accept the suggested box, n = no face visible
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        return int(args.func(args))
+    except UserError as exc:
+        print(f"mgs-label: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mgs-label", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_queue(sub)
+    _add_serve(sub)
+    _add_export(sub)
+    return parser
+
+
+def _add_queue(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    queue = sub.add_parser(
+        "queue", help="make a project folder of images to label",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Make a project folder from the monitor's evidence (score CSVs of score\n"
+        "schema 3 with their RUN.evidence/ folders) or from a folder of images. Queued\n"
+        "evidence files are added to RUN.evidence/pinned.txt so the monitor's disk budget\n"
+        "never deletes them; images are copied into the project under opaque ids.",
+        epilog="example:\n  mgs-label queue records/scores-*.csv --project study1 "
+        "--random 200 --uncertain 100 --frames 20")
+    queue.add_argument("scores", nargs="*", type=Path, metavar="SCORES.csv",
+                       help="score CSVs written by mgs-monitor")
+    queue.add_argument("--images", type=Path, metavar="FOLDER",
+                       help="instead: every image under FOLDER, all `random`, no probabilities")
+    queue.add_argument("--project", type=Path, required=True, metavar="DIR",
+                       help="new folder for the project (refused if it holds a queue already)")
+    queue.add_argument("--random", type=int, metavar="N",
+                       help="faces drawn at random (default 100; with --images: all images)")
+    queue.add_argument("--uncertain", type=int, default=50, metavar="N",
+                       help="faces the model was least sure of: highest entropy of its 5x3 "
+                       "probabilities, taken round-robin over mice (default %(default)s)")
+    queue.add_argument("--min-gap", type=float, default=600.0, metavar="S",
+                       help="uncertain crops of one mouse at least S seconds apart "
+                       "(default %(default)s)")
+    queue.add_argument("--frames", type=int, default=0, metavar="N",
+                       help="full frames drawn at random from RUN.evidence/frames.csv; each "
+                       "cubicle becomes one image to draw the face box on (default 0)")
+    queue.add_argument("--repeat", type=float, default=0.1, metavar="F",
+                       help="share of faces shown a second time to each rater, unannounced "
+                       "(default %(default)s)")
+    queue.add_argument("--seed", type=int, default=0, help="for the draws and each rater's "
+                       "order (default %(default)s)")
+    queue.set_defaults(func=cmd_queue)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = sub.add_parser(
+        "serve", help="the scoring page (and the agreement page, /agreement)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve the scoring page with Flask's development server (Werkzeug, one\n"
+        "thread per request): fine on loopback or a trusted lab network, not a server for the\n"
+        "internet. Every answer is on disk (answers.jsonl, fsynced) before the page shows the\n"
+        "next image. /agreement shows kappas, ICCs and each rater's consistency, and a button\n"
+        "that writes the CSVs as `export` does. Ctrl-C stops it; nothing is lost.",
+        epilog="example:\n  mgs-label serve study1 --conditions mice.csv")
+    serve.add_argument("project", type=Path, metavar="DIR")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default %(default)s); any non-loopback "
+                       "address needs --token")
+    serve.add_argument("--port", type=int, default=8765, help="default %(default)s")
+    serve.add_argument("--token", default=os.environ.get("MGS_LABEL_TOKEN"),
+                       help="secret every request must carry (default $MGS_LABEL_TOKEN); the "
+                       "URL printed at start carries it once, then a cookie does")
+    serve.add_argument("--conditions", type=Path, metavar="CSV",
+                       help="mouse,condition table used by the page's export button")
+    serve.set_defaults(func=cmd_serve)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    export = sub.add_parser(
+        "export", help="write labels.csv, labels-random.csv, boxes.csv, provenance.csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write the label CSVs into DIR from its answers log (safe while `serve`\n"
+        "runs). A rater's repeat answers are kept out of the label rows: they measure\n"
+        "consistency only. Each file is written whole to .tmp and renamed.\n\n"
+        "  labels.csv         image, five units (blank = not scoreable), mouse, condition,\n"
+        "                     rater: one row per image and rater (mgs-train --labels)\n"
+        "  labels-random.csv  the same for the randomly drawn images only (evaluation)\n"
+        "  boxes.csv          cubicle images with the face box in their pixels, units blank\n"
+        "                     (mgs-train-localizer --labels)\n"
+        "  provenance.csv     every queued image: selection (random / uncertain), mouse,\n"
+        "                     condition, camera, times, source file",
+        epilog="example:\n  mgs-label export study1 --conditions mice.csv && "
+        "mgs-train --labels study1/labels.csv")
+    export.add_argument("project", type=Path, metavar="DIR")
+    export.add_argument("--conditions", type=Path, metavar="CSV",
+                        help="the lab's mouse -> condition table, columns mouse,condition")
+    export.set_defaults(func=cmd_export)
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from . import queue
+
+    if args.images is not None and args.scores:
+        raise UserError("give score CSVs or --images FOLDER, not both")
+    if args.images is None and not args.scores:
+        raise UserError("give the score CSVs to queue from, or --images FOLDER")
+    for name in ("random", "uncertain", "frames"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise UserError(f"--{name} {value}: must be 0 or more")
+    if not 0 <= args.repeat <= 1:
+        raise UserError(f"--repeat {args.repeat}: must be a share between 0 and 1")
+    if args.images is not None:
+        report = queue.from_images(args.images, args.project, random=args.random,
+                                   repeat=args.repeat, seed=args.seed)
+    else:
+        report = queue.from_evidence(
+            args.scores, args.project, random=100 if args.random is None else args.random,
+            uncertain=args.uncertain, frames=args.frames, repeat=args.repeat, seed=args.seed,
+            min_gap=args.min_gap)
+    print(f"{args.project}:\n{report}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    return serve(args.project, args.host, args.port, args.token or None, args.conditions)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_folder
+
+    print(export_folder(args.project, args.conditions))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Monitor evidence for the mgs-label tests, written to the evidence contract directly: a score
+CSV (score schema 3, `crop` column) with synthetic face crops, and RUN.evidence/frames.csv with
+synthetic four-cubicle frames."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from monitor.config import Camera
+from monitor.faces import cubicle_pixels
+from monitor.schema import CSV_COLUMNS, SCORE_COLUMNS, ScoreRecord, csv_row
+from train import synth
+
+START = 1_718_000_000.0  # 2024-06-10
+
+
+@dataclass
+class Run:
+    csv: Path
+    truth: dict[str, list[int]] = field(default_factory=dict)  # crop (CSV-relative) -> levels
+    mice: set[str] = field(default_factory=set)
+    cameras: set[str] = field(default_factory=set)
+    times: list[float] = field(default_factory=list)
+
+
+def probs_for(levels: list[int], rng: np.random.Generator, sure: float) -> list[list[float]]:
+    """A 5x3 distribution peaked at `levels`: `sure` near 1 is confident, near 1/3 is not."""
+    rows = []
+    for level in levels:
+        p = rng.dirichlet([1.0, 1.0, 1.0]) * (1 - sure)
+        p[level] += sure
+        rows.append([float(v) for v in p / p.sum()])
+    return rows
+
+
+def write_run(folder: Path, name: str = "scores", cameras: int = 2, samples: int = 5,
+              every: float = 300.0, frames: int = 2, seed: int = 0) -> Run:
+    """`cameras` four-cubicle cameras sampled `samples` times; every crop kept; `frames` full
+    frames kept per camera. Crops of camera 0 are unsure, camera 1 sure."""
+    rng = np.random.default_rng(seed)
+    run = Run(folder / f"{name}.csv")
+    evidence = folder / f"{name}.evidence"
+    rows, frame_rows = [], []
+    seq = 0
+    for k in range(cameras):
+        camera = Camera(name=f"cam{k}", source=k)
+        run.cameras.add(camera.name)
+        for s in range(samples):
+            t = START + s * every + k
+            run.times.append(t)
+            day = time.strftime("%Y-%m-%d", time.gmtime(t))
+            levels = [[int(v) for v in rng.integers(0, 3, 5)] for _ in camera.cubicle_list()]
+            for c, cubicle in enumerate(camera.cubicle_list(), 1):
+                seq += 1
+                run.mice.add(cubicle.mouse)
+                crop = f"{name}.evidence/crops/{day}/{cubicle.mouse}/run1-{seq}.jpg"
+                (folder / crop).parent.mkdir(parents=True, exist_ok=True)
+                face = synth.draw_face(levels[c - 1], rng, 64)
+                cv2.imwrite(str(folder / crop), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+                run.truth[crop] = levels[c - 1]
+                sure = 0.4 + 0.1 * s if k == 0 else 0.97
+                rows.append(_record(seq, t, camera.name, c, cubicle.mouse, levels[c - 1],
+                                    probs_for(levels[c - 1], rng, sure), crop))
+            if s < frames:
+                frame_rows.append(_frame(evidence, camera, t, s, levels, rng))
+    with run.csv.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(csv_row(SCORE_COLUMNS, r) for r in rows)
+    with (evidence / "frames.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["wall_time", "source_time", "camera", "frame_index", "reason", "image",
+                         "width", "height", "cubicles"])
+        writer.writerows(frame_rows)
+    return run
+
+
+def _record(seq: int, t: float, camera: str, cubicle: int, mouse: str, levels: list[int],
+            probs: list[list[float]], crop: str) -> ScoreRecord:
+    return ScoreRecord(
+        publisher="test", seq=seq, wall_time=t, mono_time=t, source_time=t, frame_index=seq,
+        camera=camera, cubicle=cubicle, mouse=mouse, status="scored",
+        face_box=(0.5, 0.5, 0.3, 0.3), face_score=0.9, sharpness=100.0,
+        probs=tuple(tuple(p) for p in probs), levels=tuple(levels), total=sum(levels),
+        expected_total=float(sum(levels)), pain=False, model_kind="demo", instance="run1",
+        crop=crop)
+
+
+def _frame(evidence: Path, camera: Camera, t: float, s: int, levels: list[list[int]],
+           rng: np.random.Generator) -> list[object]:
+    """Writes one frame (the second cubicle's mouse turned away) and returns its index row."""
+    shown: list[list[int] | None] = [list(v) for v in levels]
+    shown[1] = None
+    image, boxes = synth.draw_array_frame(shown, rng, 640, 240)
+    day = time.strftime("%Y-%m-%d", time.gmtime(t))
+    name = f"frames/{day}/{camera.name}/f{s:04d}.jpg"
+    (evidence / name).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(evidence / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    cubicles = []
+    for c, (cubicle, box) in enumerate(zip(camera.cubicle_list(), boxes, strict=True), 1):
+        x0, y0, x1, y1 = cubicle_pixels(image.shape, cubicle)
+        pixels = None
+        if box is not None:
+            w, h = box[2] * (x1 - x0), box[3] * (y1 - y0)
+            pixels = [round(x0 + box[0] * (x1 - x0) - w / 2, 1),
+                      round(y0 + box[1] * (y1 - y0) - h / 2, 1), round(w, 1), round(h, 1)]
+        cubicles.append({"cubicle": c, "mouse": cubicle.mouse, "region": [x0, y0, x1, y1],
+                         "box": pixels, "score": 0.9 if box else 0.1})
+    return [t, t, camera.name, s, "first" if s == 0 else "hourly", name, 640, 240,
+            json.dumps(cubicles)]
+
+
+def write_conditions(path: Path, mice: set[str]) -> Path:
+    """Half the mice (sorted) `pain`, the rest `control`."""
+    ordered = sorted(mice)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["mouse", "condition"])
+        writer.writerows([m, "pain" if i % 2 else "control"] for i, m in enumerate(ordered))
+    return path

@@ -1,0 +1,175 @@
+"""mgs-label queue: random and uncertain selection, spread over mice, repeats, pinning, and
+every bad input as one line naming the file."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from label import project
+from label.cli import main
+from label.selection import REPEAT_GAP, Candidate, pick_uncertain, rater_order
+from tests.label_util import Run, write_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return write_run(tmp_path_factory.mktemp("evidence"), samples=5)
+
+
+@pytest.fixture(scope="module")
+def queued(run: Run, tmp_path_factory: pytest.TempPathFactory) -> project.Project:
+    folder = tmp_path_factory.mktemp("queued") / "study"
+    assert main(["queue", str(run.csv), "--project", str(folder), "--random", "12",
+                 "--uncertain", "8", "--frames", "1", "--repeat", "0.1"]) == 0
+    return project.load(folder)
+
+
+def test_random_sample_first_then_the_least_certain(run: Run,
+                                                     queued: project.Project) -> None:
+    faces = [i for i in queued.items if i.task == "face"]
+    kinds = Counter(i.selection for i in faces)
+    assert kinds == {"random": 12, "uncertain": 8}
+    assert len({i.source for i in faces}) == 20  # no crop twice
+    drawn = {Path(i.source) for i in faces if i.selection == "random"}
+    rest = sorted((e for e, path in _entropies(run) if path not in drawn), reverse=True)
+    uncertain = [i for i in faces if i.selection == "uncertain"]
+    # from the 2 x 8 least certain crops the random draw left, as many mice as possible
+    assert min(float(i.entropy) for i in uncertain) >= rest[15] - 1e-4
+    assert len({i.mouse for i in uncertain}) >= 6
+    for item in faces:
+        assert (queued.folder / item.image).read_bytes() == Path(item.source).read_bytes()
+
+
+def _entropies(run: Run) -> list[tuple[float, Path]]:
+    from label.evidence import read_scores
+    crops, _ = read_scores(run.csv)
+    return [(c.entropy, c.path.resolve()) for c in crops]
+
+
+def test_frames_become_one_image_per_cubicle_with_the_suggestion_moved(
+        queued: project.Project) -> None:
+    boxes = [i for i in queued.items if i.task == "box"]
+    assert len(boxes) == 4 and all(i.width == 160 and i.height == 240 for i in boxes)
+    assert sum(i.suggestion == "" for i in boxes) == 1  # the mouse facing away
+    for item in boxes:
+        image = cv2.imread(str(queued.folder / item.image))
+        assert image.shape[:2] == (240, 160)
+        box = item.suggested_box()
+        if box:
+            assert box[0] >= 0 and box[1] >= 0 and box[0] + box[2] <= 160.01
+
+
+def test_uncertain_ones_go_round_robin_over_mice_and_apart_in_time() -> None:
+    unsure_mouse = [Candidate("A", float(t), 5.0 - t / 100) for t in range(10)]
+    others = [Candidate("B", 0.0, 3.0), Candidate("B", 1000.0, 2.9), Candidate("C", 0.0, 2.0)]
+    picked = pick_uncertain(3, unsure_mouse + others, set(), min_gap=600)
+    assert sorted((unsure_mouse + others)[i].mouse for i in picked) == ["A", "B", "C"]
+    picked = pick_uncertain(5, unsure_mouse + others, set(), min_gap=600)
+    chosen = [(unsure_mouse + others)[i] for i in picked]
+    assert Counter(c.mouse for c in chosen) == {"A": 2, "B": 2, "C": 1}
+    a_times = [c.time for c in chosen if c.mouse == "A"]
+    assert a_times[0] == 0.0  # its most uncertain; the second only as the gap is dropped
+    assert len(pick_uncertain(4, unsure_mouse, {0, 1}, min_gap=0)) == 4
+    assert 0 not in pick_uncertain(4, unsure_mouse, {0}, min_gap=0)
+
+
+def test_about_a_tenth_come_back_later_to_the_same_rater(queued: project.Project) -> None:
+    faces = [i for i in queued.items if i.task == "face"]
+    repeated = [i for i in faces if i.repeat_id]
+    assert len(repeated) == 2  # 10% of 20
+    order = queued.order("ann", "face")
+    assert len(order) == 22
+    for item in repeated:
+        positions = [p for p, (it, _) in enumerate(order) if it.id == item.id]
+        first, again = positions
+        assert not order[first][1] and order[again][1]
+        assert again - first >= min(REPEAT_GAP, len(order) - first - 1)
+    assert [i.id for i, _ in queued.order("ann", "face")] == [i.id for i, _ in order]
+    assert [i.id for i, _ in queued.order("bob", "face")] != [i.id for i, _ in order]
+
+
+def test_repeat_positions_leave_a_gap_in_long_queues() -> None:
+    ids = [f"i{n}" for n in range(200)]
+    order = rater_order(ids, set(ids[:20]), seed=1, rater="ann", queue="face")
+    seen: dict[str, int] = {}
+    for pos, (item, again) in enumerate(order):
+        if again:
+            assert pos - seen[item] >= REPEAT_GAP or pos >= 200 - REPEAT_GAP
+        else:
+            seen[item] = pos
+
+
+def test_queued_evidence_is_pinned_by_appending(run: Run, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run.csv.parent, copy)
+    pinned = copy / "scores.evidence" / "pinned.txt"
+    pinned.write_text("crops/kept-by-hand.jpg\n")
+    assert main(["queue", str(copy / "scores.csv"), "--project", str(tmp_path / "p"),
+                 "--random", "3", "--uncertain", "2", "--frames", "1"]) == 0
+    lines = pinned.read_text().splitlines()
+    assert lines[0] == "crops/kept-by-hand.jpg"
+    sources = {Path(i.source) for i in project.load(tmp_path / "p").items}
+    assert {(copy / "scores.evidence" / line).resolve() for line in lines[1:]} == sources
+    assert all(line.startswith(("crops/", "frames/")) for line in lines)
+
+
+def test_any_folder_of_images(tmp_path: Path) -> None:
+    (tmp_path / "in" / "M1").mkdir(parents=True)
+    for n in range(6):
+        image = np.full((40, 50, 3), n * 40, np.uint8)
+        cv2.imwrite(str(tmp_path / "in" / "M1" / f"2024-05-0{n + 1}_M1.jpg"), image)
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    assert main(["queue", "--images", str(tmp_path / "in"), "--project",
+                 str(tmp_path / "p"), "--repeat", "0"]) == 0
+    items = project.load(tmp_path / "p").items
+    assert len(items) == 6 and {i.selection for i in items} == {"random"}
+    assert all(i.image.endswith(".png") and "M1" not in i.image for i in items)
+    assert all(i.mouse == "" and i.entropy == "" for i in items)
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mgs-label: error: ")
+    return err
+
+
+def test_a_missing_score_csv_is_named(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    err = _error(capsys, ["queue", str(tmp_path / "nope.csv"), "--project", str(tmp_path / "p")])
+    assert "nope.csv: score CSV not found" in err
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_score_csv_without_crops_is_named(run: Run, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    old = tmp_path / "old.csv"
+    with run.csv.open() as src, old.open("w", newline="") as dst:
+        rows = list(csv.reader(src))
+        csv.writer(dst).writerows(row[:-1] for row in rows)  # schema 2: no crop column
+    err = _error(capsys, ["queue", str(old), "--project", str(tmp_path / "p")])
+    assert f"{old}: no 'crop' column" in err
+
+
+def test_other_bad_queue_input(run: Run, queued: project.Project, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    err = _error(capsys, ["queue", str(run.csv), "--project", str(queued.folder)])
+    assert "already holds a queue" in err
+    assert "not both" in _error(capsys, ["queue", str(run.csv), "--images", str(tmp_path),
+                                         "--project", str(tmp_path / "p")])
+    assert "image folder not found" in _error(
+        capsys, ["queue", "--images", str(tmp_path / "none"), "--project", str(tmp_path / "p")])
+    assert "--repeat 2.0" in _error(capsys, ["queue", str(run.csv), "--repeat", "2",
+                                             "--project", str(tmp_path / "p")])
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(run.csv, bare / "scores.csv")  # no evidence folder: the crops are gone
+    err = _error(capsys, ["queue", str(bare / "scores.csv"), "--project", str(tmp_path / "p")])
+    assert "no scored row with a kept face crop" in err
