@@ -238,7 +238,20 @@ def _health_lines(state: DashboardState) -> list[Text]:
             lines.append(Text(f"{who}CSV: {report.csv_backlog} records held in memory, "
                               f"{report.csv_dropped} lost — {report.csv_error or 'writing'}",
                               style="bold red"))
+        if report.evidence_folder:
+            lines.append(_evidence_line(who, report))
     return lines
+
+
+def _evidence_line(who: str, report: StatusReport) -> Text:
+    """What evidence holds; red while it is not being kept (disk or budget full)."""
+    line = (f"{who}evidence: {report.evidence_files} files, {report.evidence_bytes / 1e9:.2f} GB "
+            f"in {report.evidence_folder}")
+    if report.evidence_dropped:
+        line += f", {report.evidence_dropped} not kept"
+    if report.evidence_error:
+        return Text(f"{line} — {report.evidence_error}", style="bold red")
+    return Text(line, style="dim")
 
 
 def _natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
