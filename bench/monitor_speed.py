@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -41,7 +42,7 @@ from export.quantize import level_agreement, quantize_scorer
 from monitor.capture import Frame
 from monitor.config import build_config
 from monitor.models import SCORER, OnnxModel
-from monitor.pipeline import Analyzer, Models
+from monitor.pipeline import Analyzer, Models, keep_crops
 from monitor.runtimes import RuntimeName, installed_runtimes, open_session
 from monitor.sinks import open_sinks
 from train import synth
@@ -81,13 +82,14 @@ def frame_latency_ms(config_raw: dict, frame_bgr: np.ndarray, cameras: int, repe
                            "bus": {"enabled": False}})
     analyzer = Analyzer(config, Models.load(config))
     csv.unlink(missing_ok=True)  # a file of an earlier run, maybe of an older record schema
+    shutil.rmtree(csv.with_suffix(".evidence"), ignore_errors=True)
     latencies = []
     with open_sinks(config, csv, "inproc://bench-latency", print) as sinks:
         for i in range(repeats + 1):
             due = time.monotonic()
             frames = [Frame(c.name, frame_bgr, time.time(), due, float(i), i)
                       for c in config.cameras]
-            sinks.scores(analyzer.process(frames))
+            sinks.scores(keep_crops(analyzer.analyze(frames), sinks.evidence))
             latencies.append((time.monotonic() - due) * 1000.0)
     return latencies[1:]  # the first call pays one-off allocations
 

@@ -147,6 +147,8 @@ def add_outputs(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--insecure", action="store_true",
                        help="allow publishing beyond this machine without CURVE keys")
     group.add_argument("--no-dashboard", action="store_true", help="no live dashboard")
+    group.add_argument("--no-evidence", action="store_true",
+                       help="keep no face crops or frames beside the CSV (evidence.enabled)")
 
 
 def _add_run(sub: Any) -> None:
@@ -311,6 +313,8 @@ def config_from_args(args: argparse.Namespace, raw: dict[str, Any],
     if args.insecure:
         bus["insecure"] = True
     raw["bus"] = bus
+    if getattr(args, "no_evidence", False):
+        raw["evidence"] = {**(raw.get("evidence") or {}), "enabled": False}
     return build_config(raw, origin=origin)
 
 

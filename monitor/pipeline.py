@@ -243,11 +243,9 @@ class Monitor:
         return time.monotonic() - self._stop_asked > STOP_GRACE_S
 
     def _score(self, sinks: Sinks, frames: list[Frame]) -> None:
-        analyzed = self._analyzer.analyze(frames)
         evidence = sinks.evidence
-        if evidence:  # the crop's path goes into the record, the pixels to the writer thread
-            analyzed = [(evidence.keep_crop(record, crop), crop) for record, crop in analyzed]
-        judged = [self._alerts.update(record) for record, _ in analyzed]
+        analyzed = keep_crops(self._analyzer.analyze(frames), evidence)
+        judged = [self._alerts.update(record) for record in analyzed]
         records = [record for record, _ in judged]
         events = [event for _, events in judged for event in events]
         sinks.scores(records)
@@ -345,6 +343,15 @@ class Monitor:
             queue_dropped=self._frames.drops(), hooks=hooks, notice=notice,
             notice_time=notice_time, **_evidence_fields(sinks.evidence),
         ))
+
+
+def keep_crops(analyzed: list[tuple[ScoreRecord, np.ndarray | None]],
+               evidence: EvidenceWriter | None) -> list[ScoreRecord]:
+    """The records, each naming its crop when evidence is kept: the path goes into the record
+    now, the pixels to the writer thread."""
+    if evidence is None:
+        return [record for record, _ in analyzed]
+    return [evidence.keep_crop(record, crop) for record, crop in analyzed]
 
 
 def _evidence_fields(evidence: EvidenceWriter | None) -> dict[str, Any]:
