@@ -232,3 +232,11 @@ def test_bad_evidence_settings_name_the_key(demo_small: DemoBuild, tmp_path: Pat
     assert main(replay_args(demo_small, tmp_path / "s.csv", "--config", str(config))) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_no_evidence_flag(demo_small: DemoBuild, tmp_path: Path) -> None:
+    out = tmp_path / "s.csv"
+    assert main(replay_args(demo_small, out, "--no-evidence")) == 0
+    rows = read_rows(out)
+    assert rows and all(r["crop"] == "" for r in rows)
+    assert not (tmp_path / "s.evidence").exists()
