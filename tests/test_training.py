@@ -22,8 +22,8 @@ from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.pipeline import Analyzer, Models
 from monitor.units import UNITS
 from train import synth
+from train.evaluate import chosen, rater_totals
 from train.evaluate import cli as eval_cli
-from train.evaluate import rater_totals
 from train.frames import box_iou
 from train.labels import (
     LabelError,
@@ -35,6 +35,7 @@ from train.labels import (
 )
 from train.localizer import cli as localizer_cli
 from train.report import EvalInput, evaluate, validation_cutoff
+from train.run import Run, RunError
 from train.train import OPTIMISTIC, get_args_parser, split_kind, splits
 from train.train import cli as train_cli
 from train.train import main as train_main
@@ -486,3 +487,14 @@ def test_frames_join_the_runs_report_page(run: Path, tmp_path: Path,
     page = " ".join((out / "report.html").read_text().split())
     assert "The localizer in the loop" in page and "8 labelled frames: face found in" in page
     assert json.loads((out / "report.json").read_text())["frames"]["images"] == 8
+
+
+def test_evaluation_can_keep_the_images_labelled_at_random(tmp_path: Path) -> None:
+    run = Run(tmp_path, {})
+    rows = [{"image": "a", "selection": "random"}, {"image": "b", "selection": "uncertain"},
+            {"image": "c", "selection": "random"}]
+    assert chosen(run, rows, None) == rows
+    assert [r["image"] for r in chosen(run, rows, "random")] == ["a", "c"]
+    with pytest.raises(RunError, match=r"no test image was chosen 'random' for labelling "
+                                       r"\(selections in its predictions: \(none\)\)"):
+        chosen(run, [{"image": "a"}], "random")  # a run whose labels had no selection

@@ -44,6 +44,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "Default: every condition not named pain")
     parser.add_argument("--out", type=Path,
                         help="report folder (default: RUN/report, or frames-report/)")
+    parser.add_argument("--selection", metavar="NAME",
+                        help="evaluate only the test images chosen this way for labelling "
+                        "(mgs-label's `selection` column): `random` gives figures free of the "
+                        "bias of choosing hard (`uncertain`) images")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--gradcam", type=int, default=4, help="Grad-CAM images per unit")
     parser.add_argument("--seed", type=int, default=0)
@@ -61,6 +65,20 @@ def read_predictions(run: Run, name: str = "predictions.csv") -> list[dict[str, 
     if not rows and name == "predictions.csv":
         raise RunError(f"{run.folder}: no held-out predictions (no trained fold has a test part)")
     return rows
+
+
+def chosen(run: Run, rows: list[dict[str, str]], selection: str | None
+           ) -> list[dict[str, str]]:
+    """The predictions of images chosen `selection` for labelling (all without it)."""
+    if not selection:
+        return rows
+    kept = [row for row in rows if row.get("selection") == selection]
+    if not kept:
+        found = sorted({row.get("selection") or "(none)" for row in rows})
+        raise RunError(f"{run.folder}: no test image was chosen {selection!r} for labelling "
+                       f"(selections in its predictions: {', '.join(found)})")
+    print(f"evaluating the {len(kept)} of {len(rows)} test images chosen {selection!r}")
+    return kept
 
 
 def _total(levels: tuple[int | None, ...] | None) -> float:
@@ -173,11 +191,12 @@ def evaluate_run(args: argparse.Namespace, frames: dict[str, Any] | None = None
     if pain & control:
         raise RunError(f"--pain-conditions and --control-conditions both name "
                        f"{', '.join(sorted(pain & control))}")
-    data = eval_input(run, read_predictions(run), pain, control)
+    data = eval_input(run, chosen(run, read_predictions(run), args.selection), pain, control)
     validation = eval_input(run, read_predictions(run, "predictions-val.csv"), pain, control)
     results = evaluate(data, n_boot=args.bootstrap, seed=args.seed,
                        cutoff=validation_cutoff(validation) if pain else None)
     results["deployed_model"] = deployed_model(run)
+    results["selection"] = args.selection or "all test images"
     results["frames"] = frames
     html = write_report(out, data, results, gradcam_images(run, out, args.gradcam))
     print(f"report written to {html}")

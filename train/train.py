@@ -367,7 +367,7 @@ def assemble_scorer(folder: Path, args: argparse.Namespace) -> tuple[UnitScorer,
 
 PREDICTION_COLUMNS = ("image", "mouse", "condition", *(f"truth_{u}" for u in UNITS),
                       *(f"pred_{u}" for u in UNITS), "pred_total", "pred_expected_total",
-                      *(f"p_{u}_{lv}" for u in UNITS for lv in LEVELS))
+                      *(f"p_{u}_{lv}" for u in UNITS for lv in LEVELS), "selection")
 
 
 @torch.no_grad()
@@ -386,7 +386,7 @@ def write_predictions(path: Path, scorer: UnitScorer, items: list[LabelledImage]
             writer.writerow([str(item.image), item.mouse, item.condition,
                              *("" if v is None else v for v in item.levels), *scores.levels,
                              scores.total, f"{scores.expected_total:.4f}",
-                             *(f"{p:.5f}" for p in unit_probs.flatten())])
+                             *(f"{p:.5f}" for p in unit_probs.flatten()), item.selection])
 
 
 def _progress() -> Progress:
