@@ -6,6 +6,11 @@ Reads the logger's CSVs (several files of one session are joined), plus `<name>.
 (`wall_time,mouse,rule,event,...`) beside them where present. Writes one PNG per mouse,
 `summary.json` and `index.html`. matplotlib is only needed for drawing, so reading and
 summarising work on the monitor's own dependencies.
+
+Under each mouse's plot, every alert span gets a row of thumbnails: the evidence its raised
+event named (face crops; for no_face the whole frame), else crops of the rows scored inside it
+(files older than evidence have neither: the span is listed without images). The images are
+linked where they are, relative to the page, never copied.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import csv
 import html
 import json
 import math
+import os
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -41,14 +47,27 @@ if TYPE_CHECKING:
 ALL_MICE = "*"
 ROLLING = 10  # samples in the scoreable-fraction window
 ALERT_COLUMNS_READ = csv_header(ALERT_COLUMNS)[:4]  # wall_time, mouse, rule, event
+MAX_THUMBNAILS = 8  # crops shown for a span whose alert named no evidence
+SECONDS_RULES = ("no_face", "camera_down")  # rules whose value is seconds, not an MGS value
 _NUMBERS = ("total", "expected_total", *UNITS,
             *(f"p_{unit}_{level}" for unit in UNITS for level in LEVELS))
 _INDEX = {name: CSV_COLUMNS.index(name) for name in
           ("wall_time", "mouse", "camera", "status", "alert", "model_kind", *_NUMBERS)}
+_CROP = CSV_COLUMNS.index("crop")  # schema 3 on; older rows end before it
 
 
 class ReportError(ValueError):
     """An input that cannot be reported on; the message is one line naming the file."""
+
+
+class AlertSpan(NamedTuple):
+    """One alert of one rule, raised to cleared (or to the mouse's last record)."""
+
+    start: float
+    end: float
+    rule: str
+    peak: float = math.nan  # highest value the alerts log gave it; NaN without one
+    evidence: tuple[Path, ...] = ()  # the files its raised event named, as readable from here
 
 
 @dataclass
@@ -64,8 +83,9 @@ class MouseSeries:
     levels: np.ndarray  # [n, 5]
     band_low: np.ndarray  # expected_total - 1 SD, clipped to 0..10
     band_high: np.ndarray
+    crops: list[Path | None]  # each record's face crop, None where none was kept
     markers: list[tuple[float, str]] = field(default_factory=list)
-    alerts: list[tuple[float, float, str]] = field(default_factory=list)  # start, end, rule
+    alerts: list[AlertSpan] = field(default_factory=list)
     demo: bool = False  # any of its records came from DEMO models (trained on synthetic faces)
 
 
@@ -77,6 +97,16 @@ class _Row(NamedTuple):
     alert: str
     model_kind: str
     numbers: list[float]  # _NUMBERS
+    crop: Path | None
+
+
+class _Event(NamedTuple):
+    wall_time: float
+    mouse: str
+    rule: str
+    event: str
+    peak: float
+    evidence: tuple[Path, ...]
 
 
 def read_series(csv_paths: list[Path]) -> dict[str, MouseSeries]:
@@ -98,7 +128,8 @@ def read_series(csv_paths: list[Path]) -> dict[str, MouseSeries]:
     alert_files = [side_file(p, "alerts") for p in csv_paths
                    if side_file(p, "alerts").is_file()]
     if alert_files:  # the alerts log is the record; the alert column is the fallback
-        events = sorted((e for f in alert_files for e in _read_alerts(f)), key=lambda e: e[0])
+        events = sorted((e for f in alert_files for e in _read_alerts(f)),
+                        key=lambda e: e.wall_time)
         for item in series.values():
             item.alerts = _event_spans(events, item.mouse, float(item.time[-1]))
     return series
@@ -165,7 +196,7 @@ def write_report(csv_paths: list[Path], out: Path) -> Path:
     images = {mouse: _plot(item, out) for mouse, item in series.items()}
     (out / "summary.json").write_text(json.dumps(summaries, indent=1, allow_nan=False))
     page = out / "index.html"
-    page.write_text(_html(csv_paths, summaries, images), encoding="utf-8")
+    page.write_text(_html(csv_paths, summaries, images, series, out), encoding="utf-8")
     return page
 
 
@@ -189,16 +220,18 @@ def _read_scores(path: Path) -> list[_Row]:
     try:
         # A live file can end in a half-written row: rows of another length are skipped. Older
         # schemas are the newest one's first columns, so the same positions are read.
-        return [_parse(row) for row in rows[1:] if len(row) == len(rows[0])]
+        return [_parse(row, path.parent) for row in rows[1:] if len(row) == len(rows[0])]
     except ValueError as exc:
         raise ReportError(f"{path}: bad number ({exc})") from exc
 
 
-def _parse(row: list[str]) -> _Row:
+def _parse(row: list[str], folder: Path) -> _Row:
     i = _INDEX
     numbers = [float(row[i[name]]) if row[i[name]] else math.nan for name in _NUMBERS]
+    crop = row[_CROP] if len(row) > _CROP else ""
     return _Row(float(row[i["wall_time"]]), row[i["mouse"]], row[i["camera"]],
-                row[i["status"]], row[i["alert"]], row[i["model_kind"]], numbers)
+                row[i["status"]], row[i["alert"]], row[i["model_kind"]], numbers,
+                folder / crop if crop else None)
 
 
 def _series(mouse: str, rows: list[_Row]) -> MouseSeries:
@@ -213,17 +246,17 @@ def _series(mouse: str, rows: list[_Row]) -> MouseSeries:
         mouse=mouse, camera=rows[-1].camera, time=time, status=status, total=numbers[:, 0],
         expected_total=expected, levels=numbers[:, 2:2 + len(UNITS)],
         band_low=np.clip(expected - sd, 0, MAX_TOTAL),
-        band_high=np.clip(expected + sd, 0, MAX_TOTAL),
+        band_high=np.clip(expected + sd, 0, MAX_TOTAL), crops=[r.crop for r in rows],
         alerts=_column_spans(time, np.array(["pain" in r.alert.split(",") for r in rows])),
         demo=any(r.model_kind == "demo" for r in rows),
     )
 
 
-def _column_spans(time: np.ndarray, active: np.ndarray) -> list[tuple[float, float, str]]:
+def _column_spans(time: np.ndarray, active: np.ndarray) -> list[AlertSpan]:
     """Runs of the score CSV's `alert` column: until the first record after the run."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
     last = len(time) - 1
-    return [(float(time[a]), float(time[min(b, last)]), "pain")
+    return [AlertSpan(float(time[a]), float(time[min(b, last)]), "pain")
             for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
@@ -252,32 +285,48 @@ def _read_markers(path: Path) -> list[tuple[float, str, str]]:
             for n, row in _table(path, csv_header(MARKER_COLUMNS))]
 
 
-def _read_alerts(path: Path) -> list[tuple[float, str, str, str]]:
-    return [(_time(path, n, row["wall_time"]), row["mouse"], row["rule"], row["event"])
+def _read_alerts(path: Path) -> list[_Event]:
+    """Events with their peak (older files: the value; neither: NaN) and evidence, resolved
+    against the score CSV's folder (older files name none)."""
+    return [_Event(_time(path, n, row["wall_time"]), row["mouse"], row["rule"], row["event"],
+                   _optional_number(row.get("peak") or row.get("value", "")),
+                   tuple(path.parent / p for p in row.get("evidence", "").split(";") if p))
             for n, row in _table(path, ALERT_COLUMNS_READ)]
 
 
-def _event_spans(events: list[tuple[float, str, str, str]], mouse: str,
-                 last: float) -> list[tuple[float, float, str]]:
+def _optional_number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:  # only decorates a caption: not worth refusing the file over
+        return math.nan
+
+
+def _event_spans(events: list[_Event], mouse: str, last: float) -> list[AlertSpan]:
     """raised -> next cleared per rule; `active` opens a span too, as a file can begin mid-alert;
-    an open span runs to the mouse's last record."""
-    opened: dict[str, float] = {}
+    an open span runs to the mouse's last record. The peak is the highest of its events."""
+    opened: dict[str, AlertSpan] = {}
     spans = []
-    for time, who, rule, event in events:
-        if who != mouse:
+    for e in events:
+        if e.mouse != mouse:
             continue
-        if event in ("raised", "active"):
-            opened.setdefault(rule, time)
-        elif event == "cleared" and rule in opened:
-            spans.append((opened.pop(rule), time, rule))
-    spans += [(start, max(start, last), rule) for rule, start in opened.items()]
-    return sorted(spans)
+        span = opened.get(e.rule)
+        if span is None:
+            if e.event in ("raised", "active"):
+                opened[e.rule] = AlertSpan(e.wall_time, e.wall_time, e.rule, e.peak,
+                                           e.evidence if e.event == "raised" else ())
+            continue
+        span = span._replace(peak=float(np.fmax(span.peak, e.peak)))  # fmax: NaN never wins
+        opened[e.rule] = span
+        if e.event == "cleared":
+            spans.append(opened.pop(e.rule)._replace(end=e.wall_time))
+    spans += [span._replace(end=max(span.start, last)) for span in opened.values()]
+    return sorted(spans, key=lambda s: s[:3])
 
 
-def _covered(spans: list[tuple[float, float, str]]) -> float:
+def _covered(spans: list[AlertSpan]) -> float:
     """Seconds under any alert: overlapping rules count once."""
     total, reach = 0.0, -math.inf
-    for start, end, _ in sorted(spans):
+    for start, end, *_ in sorted(spans, key=lambda s: s.start):
         total += max(0.0, end - max(start, reach))
         reach = max(reach, end)
     return total
@@ -342,8 +391,8 @@ def _plot_total(ax: Axes, x: np.ndarray, series: MouseSeries) -> None:
     ax.fill_between(xs, low, high, color="tab:blue", alpha=0.2, lw=0, label="±1 SD")
     ax.plot(xs, expected, color="tab:blue", lw=1, label="expected total")
     ax.plot(x, series.total, ".", color="black", ms=3, label="total (scored)")
-    for i, (start, end, _) in enumerate(series.alerts):
-        ax.axvspan(_date(start), _date(end), color="red", alpha=0.15, lw=0,
+    for i, span in enumerate(series.alerts):
+        ax.axvspan(_date(span.start), _date(span.end), color="red", alpha=0.15, lw=0,
                    label="alert" if i == 0 else None)
     ax.set_ylim(-0.3, MAX_TOTAL + 0.3)
     ax.set_ylabel("MGS total")
@@ -400,6 +449,11 @@ def _time_axis(axes: np.ndarray) -> None:
 STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
          "td,th{border:1px solid #bbb;padding:3px 6px;font-size:13px}th{background:#eee}"
          "img{max-width:100%;border:1px solid #ddd}"
+         ".span{margin:.8em 0}.span p{margin:.2em 0;font-size:13px}"
+         ".thumbs img{height:128px;width:auto;margin:0 3px 3px 0;vertical-align:top}"
+         ".missing{display:inline-block;height:128px;width:128px;margin:0 3px 3px 0;"
+         "vertical-align:top;overflow-wrap:anywhere;font-size:11px;color:#a00;"
+         "border:1px dashed #a00;padding:4px;box-sizing:border-box}"
          ".demo{background:#c00;color:#fff;font-weight:bold;padding:8px}")
 CAPTION = ("Top: total of each scored sample (points), expected total with ±1 SD band, event "
            "markers (dashed), alert spans (red). Middle: the five unit levels. Bottom: fraction "
@@ -447,8 +501,49 @@ def _figure(mouse: str, camera: str, image: str) -> str:
             f'<img src="{src}" alt="{html.escape(mouse, quote=True)}">')
 
 
+def _span_images(series: MouseSeries, span: AlertSpan) -> tuple[list[Path], str]:
+    """The images of one alert span and what they are: the files its raised event named, else
+    up to MAX_THUMBNAILS crops scored inside it, evenly spread."""
+    if span.evidence:
+        return list(span.evidence), "the evidence the alert named"
+    inside = [crop for time, crop in zip(series.time, series.crops, strict=True)
+              if crop is not None and span.start <= time <= span.end]
+    if len(inside) <= MAX_THUMBNAILS:
+        return inside, "crops scored in the span" if inside else "no images kept"
+    picks = np.linspace(0, len(inside) - 1, MAX_THUMBNAILS).round().astype(int)
+    return [inside[i] for i in picks], f"{MAX_THUMBNAILS} of {len(inside)} crops scored in the span"
+
+
+def _thumbnail(path: Path, folder: Path) -> str:
+    """A linked image, relative to the page in `folder`; text where the file is gone (removed
+    by the evidence budget, or moved), not a broken image."""
+    rel = Path(os.path.relpath(path, folder)).as_posix()
+    if not path.is_file():
+        return f"<span class='missing'>missing: {html.escape(rel)}</span>"
+    src = html.escape(urllib.parse.quote(rel), quote=True)
+    return (f'<a href="{src}"><img src="{src}" alt="{html.escape(path.name, quote=True)}" '
+            f'loading="lazy"></a>')
+
+
+def _span_caption(span: AlertSpan, what: str) -> str:
+    unit = " s" if span.rule in SECONDS_RULES else ""
+    peak = "" if math.isnan(span.peak) else f", peak {span.peak:.2f}{unit}"
+    return f"{span.rule} raised {_clock(span.start)}{peak} — {what}"
+
+
+def _alert_rows(series: MouseSeries, folder: Path) -> str:
+    """Per alert span a caption and a row of thumbnails, so a person sees the faces behind it."""
+    rows = []
+    for span in series.alerts:
+        files, what = _span_images(series, span)
+        thumbs = "".join(_thumbnail(path, folder) for path in files)
+        rows.append(f"<div class='span'><p>{html.escape(_span_caption(span, what))}</p>"
+                    f"<div class='thumbs'>{thumbs}</div></div>")
+    return f"<h3>Alerts</h3>{''.join(rows)}" if rows else ""
+
+
 def _html(csv_paths: list[Path], summaries: dict[str, dict[str, Any]],
-          images: dict[str, str]) -> str:
+          images: dict[str, str], series: dict[str, MouseSeries], folder: Path) -> str:
     sources = ", ".join(path.name for path in csv_paths)
     demo = [s["mouse"] for s in summaries.values() if s["demo"]]
     parts = [f"<h1>MGS monitor report</h1><p>{len(summaries)} mice from "
@@ -457,6 +552,6 @@ def _html(csv_paths: list[Path], summaries: dict[str, dict[str, Any]],
                if demo else []),
              _summary_table(summaries), f"<p>{html.escape(CAPTION)}</p>",
              *(_figure(mouse, summaries[mouse]["camera"], image)
-               for mouse, image in images.items())]
+               + _alert_rows(series[mouse], folder) for mouse, image in images.items())]
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>MGS monitor report"
             f"</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
+import os
+import re
+import shutil
 import sys
+import urllib.parse
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from demo.build import DemoBuild
 from monitor.cli import main
 from monitor.report import (
     ReportError,
@@ -20,7 +27,10 @@ from monitor.report import (
     total_sd,
     write_report,
 )
-from monitor.schema import CSV_COLUMNS, SCORE_COLUMNS, ScoreRecord, csv_row
+from monitor.schema import CSV_COLUMNS, SCORE_COLUMNS, AlertEvent, ScoreRecord, csv_row
+from tests.monitor_util import run_until
+from tests.test_evidence import camera_monitor
+from tests.test_pipeline import cubicle_frame, read_rows
 
 T0 = 1_700_000_000.0
 SURE = [[0.0, 1.0, 0.0]] * 5  # every unit certain: SD 0
@@ -120,7 +130,10 @@ def test_markers_and_alert_spans_go_to_their_mouse(session: list[Path]) -> None:
     assert series[HIDDEN].markers == [(T0 + 2, "NTG injected")]
     assert series[RISING].markers == [(T0 + 2, "NTG injected"), (T0 + 6, "buprenorphine")]
     assert series[HIDDEN].alerts == []
-    assert series[RISING].alerts == [(T0 + 4, T0 + 6, "pain"), (T0 + 8, T0 + 9, "pain")]
+    spans = series[RISING].alerts
+    assert [span[:3] for span in spans] == [(T0 + 4, T0 + 6, "pain"), (T0 + 8, T0 + 9, "pain")]
+    assert [span.peak for span in spans] == [6.0, 8.0]  # no peak column: the highest value
+    assert [span.evidence for span in spans] == [(), ()]  # an alerts file older than evidence
 
 
 def test_without_an_alerts_file_spans_come_from_the_alert_column(tmp_path: Path) -> None:
@@ -128,7 +141,7 @@ def test_without_an_alerts_file_spans_come_from_the_alert_column(tmp_path: Path)
     path = write_scores(tmp_path / "s.csv", [record(RISING, i, alert=a)
                                              for i, a in enumerate(alert)])
     spans = read_series([path])[RISING].alerts
-    assert spans == [(T0 + 1, T0 + 3, "pain"), (T0 + 5, T0 + 5, "pain")]
+    assert [span[:3] for span in spans] == [(T0 + 1, T0 + 3, "pain"), (T0 + 5, T0 + 5, "pain")]
 
 
 def test_summarize_counts_statuses_totals_and_alert_time(session: list[Path]) -> None:
@@ -182,8 +195,8 @@ def test_the_page_says_demo_when_any_series_came_from_demo_models(tmp_path: Path
 def test_a_file_of_score_schema_1_is_read_as_it_is(tmp_path: Path) -> None:
     """Files written before records carried their run's instance are still reported."""
     records = session_records(range(10))
-    old = write_csv(tmp_path / "old.csv", CSV_COLUMNS[:-1],
-                    [csv_row(SCORE_COLUMNS, r)[:-1] for r in records])
+    old = write_csv(tmp_path / "old.csv", CSV_COLUMNS[:-2],  # without instance and crop
+                    [csv_row(SCORE_COLUMNS, r)[:-2] for r in records])
     assert old.read_text().splitlines()[0].split(",")[-1] == "latency_ms"
     new = write_scores(tmp_path / "new.csv", records)
     for mouse, series in read_series([old]).items():
@@ -225,3 +238,126 @@ def test_a_glob_that_also_matches_side_files_reports_the_scores(session: list[Pa
     assert read_series(matched)[RISING].alerts == read_series(session)[RISING].alerts
     with pytest.raises(ReportError, match="no score CSVs given"):
         read_series([p for p in matched if p.name.endswith(".alerts.csv")])
+
+
+# Evidence beside the series: the faces behind each alert
+
+
+@pytest.fixture(scope="module")
+def evidence_run(demo_small: DemoBuild, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real monitor run whose alerts name their evidence: pain raised on the crops of the
+    first samples, then no_face on the frame kept once the faces are gone (as test_evidence)."""
+    out = tmp_path_factory.mktemp("run") / "s.csv"
+    faces = cubicle_frame([(2, 2, 2, 2, 2)] * 4, 3)
+    empty = cubicle_frame([None] * 4, 3)
+    alerts = {"defaults": {"threshold": 0, "window": 2, "min_valid": 2, "no_face_after_s": 0.1}}
+    monitor = camera_monitor(demo_small, [faces] * 3 + [empty] * 6, out, alerts=alerts)
+    run_until(monitor, 36, also=lambda v: len(
+        [e for e in v.of(AlertEvent) if e.rule == "no_face" and e.event == "raised"]) == 4)
+    return out
+
+
+def copied_run(run: Path, tmp_path: Path) -> Path:
+    """The run copied into this test's own folder, so a test may remove or rewrite files."""
+    shutil.copytree(run.parent, tmp_path / "runs")
+    return tmp_path / "runs" / run.name
+
+
+def span_blocks(page: Path) -> dict[tuple[str, str], list[str]]:
+    """(mouse, caption) -> the image sources and missing texts under it, as the page has them."""
+    text = page.read_text(encoding="utf-8")
+    blocks = {}
+    for section in text.split("<h2>")[1:]:
+        mouse = html.unescape(section.split(" <small>")[0])
+        for block in section.split("<div class='span'>")[1:]:
+            found = re.search(r"<p>(.*?)</p>", block)
+            assert found, block
+            caption = html.unescape(found[1])
+            shown = re.findall(r'<img src="([^"]+)"|>missing: ([^<]+)<', block)
+            blocks[mouse, caption] = [urllib.parse.unquote(html.unescape(src)) if src else
+                                      f"missing: {html.unescape(gone)}" for src, gone in shown]
+    return blocks
+
+
+def caption(row: dict[str, str], what: str) -> str:
+    """What the page writes above an alert span's images: rule, time raised, peak."""
+    raised = datetime.fromtimestamp(float(row["wall_time"])).strftime("%Y-%m-%d %H:%M:%S")
+    unit = " s" if row["rule"] == "no_face" else ""
+    return f"{row['rule']} raised {raised}, peak {float(row['peak']):.2f}{unit} — {what}"
+
+
+def test_each_alert_shows_the_evidence_its_raised_event_named(evidence_run: Path,
+                                                              tmp_path: Path) -> None:
+    run = copied_run(evidence_run, tmp_path)
+    raised = [r for r in read_rows(run.with_suffix(".alerts.csv")) if r["event"] == "raised"]
+    assert {r["rule"] for r in raised} == {"pain", "no_face"}
+    assert all(r["evidence"] for r in raised)
+    gone = run.parent / raised[0]["evidence"].split(";")[-1]  # as if the budget removed it
+    gone.unlink()
+    out = tmp_path / "report"  # not the CSV's folder: sources climb out of it
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    blocks = span_blocks(out / "index.html")
+    assert len(blocks) == len(raised)  # every span is raised here, none older than the file
+    for row in raised:
+        files = [run.parent / p for p in row["evidence"].split(";")]
+        relative = [Path(os.path.relpath(f, out)).as_posix() for f in files]
+        assert all(r.startswith("../runs/s.evidence/") for r in relative)
+        pairs = list(zip(files, relative, strict=True))
+        shown = blocks[row["mouse"], caption(row, "the evidence the alert named")]
+        assert shown == [f"missing: {r}" if f == gone else r for f, r in pairs]
+        for file, src in pairs:  # each source leads from the page's folder to the file named
+            assert (out / src).resolve() == file.resolve()
+            assert (out / src).is_file() == (file != gone)
+
+
+def test_an_alert_that_named_no_evidence_shows_the_crops_scored_in_it(evidence_run: Path,
+                                                                      tmp_path: Path) -> None:
+    """An alerts file from before evidence (no evidence column): the CSV's crops inside the
+    span stand in."""
+    run = copied_run(evidence_run, tmp_path)
+    alerts = run.with_suffix(".alerts.csv")
+    rows = read_rows(alerts)
+    write_csv(alerts, list(rows[0])[:-1], [list(r.values())[:-1] for r in rows])
+    page = write_report([run], tmp_path / "report")
+    blocks = span_blocks(page)
+    scores = read_rows(run)
+    for row in (r for r in rows if r["event"] == "raised" and r["rule"] == "pain"):
+        crops = [r["crop"] for r in scores if r["mouse"] == row["mouse"] and r["crop"]
+                 and float(r["wall_time"]) >= float(row["wall_time"])]
+        assert crops  # the open span runs to the mouse's last record
+        shown = blocks[row["mouse"], caption(row, "crops scored in the span")]
+        assert shown == [f"../runs/{c}" for c in crops]
+        assert all((page.parent / src).is_file() for src in shown)
+
+
+def test_a_long_span_shows_evenly_spread_crops(tmp_path: Path) -> None:
+    """No alerts file: the alert column's span, with up to 8 crops, first and last included."""
+    records = [record(RISING, i, alert="pain" if 2 <= i <= 21 else "").model_copy(
+        update={"crop": f"ev/{i:02d}.jpg"}) for i in range(25)]
+    page = write_report([write_scores(tmp_path / "s.csv", records)], tmp_path)
+    (shown,) = span_blocks(page).values()
+    assert len(shown) == 8
+    assert shown[0] == "missing: ev/02.jpg" and shown[-1] == "missing: ev/22.jpg"
+    assert len(set(shown)) == 8
+
+
+def read_csv_rows(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))[1:]
+
+
+def test_files_older_than_evidence_give_a_report_without_images(session: list[Path],
+                                                                tmp_path: Path) -> None:
+    """Schema 2 scores (no crop column) and an alerts file with no evidence column."""
+    for path in session:
+        records = [row[:-1] for row in read_csv_rows(path)]
+        write_csv(path, CSV_COLUMNS[:-1], records)
+    page = write_report(session, tmp_path / "report")
+    text = page.read_text(encoding="utf-8")
+    assert re.findall(r"<img [^>]*>", text) == [
+        f'<img src="{m}.png" alt="{m}">' for m in (HIDDEN, RISING)]
+    assert "missing:" not in text
+    blocks = span_blocks(page)
+    assert [mouse for mouse, _ in blocks] == [RISING, RISING]
+    assert all(shown == [] and cap.endswith("— no images kept")
+               for (_, cap), shown in blocks.items())
