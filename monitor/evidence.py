@@ -106,18 +106,19 @@ class EvidenceWriter:
             return record
         return record.model_copy(update={"crop": str(self._prefix / relative)})
 
-    def frame_due(self, camera: str, now: float) -> str:
-        """Why a camera's frame is due now: `first`, `hourly` (every `frame_every_s`), or ""."""
+    def frame_due(self, camera: str, t: float) -> str:
+        """Why a camera's frame at session time `t` (video time in replay, as alerts use) is
+        due: `first`, `hourly` (every `frame_every_s`), or ""."""
         if camera not in self._next_frame:
             return "first"
-        return "hourly" if now >= self._next_frame[camera] else ""
+        return "hourly" if t >= self._next_frame[camera] else ""
 
     def keep_frame(self, camera: Camera, image: np.ndarray, records: list[ScoreRecord],
                    reason: str) -> str:
         """Keep a whole frame with its cubicles; its path relative to the CSV's folder, or ""
         when it could not be kept now."""
         first = records[0]
-        self._next_frame[camera.name] = time.time() + self.settings.frame_every_s
+        self._next_frame[camera.name] = first.source_time + self.settings.frame_every_s
         day = time.strftime("%Y-%m-%d", time.localtime(first.wall_time))
         relative = Path("frames", day, camera.name, f"{first.instance}-{first.seq:06d}.jpg")
         height, width = image.shape[:2]

@@ -260,14 +260,14 @@ class Monitor:
                      records: list[ScoreRecord], events: list[AlertEvent]) -> list[AlertEvent]:
         """Whole frames for face boxes: each camera's first, then every `frame_every_s`, and the
         one a no_face alert was raised on, which the alert then names."""
-        now = time.time()
         raised = {e.camera for e in events if e.rule == "no_face" and e.event == "raised"}
         kept: dict[str, str] = {}
         for frame in frames:
             camera = self._analyzer.cameras[frame.camera]
             own = [r for r in records if r.camera == frame.camera and r.frame_index ==
                    frame.frame_index and r.source_time == frame.source_time]
-            reason = "no_face" if frame.camera in raised else evidence.frame_due(frame.camera, now)
+            due = evidence.frame_due(frame.camera, frame.source_time)
+            reason = "no_face" if frame.camera in raised else due
             if frame.image is None or not reason or len(own) != len(camera.cubicle_list()):
                 continue
             kept[frame.camera] = evidence.keep_frame(camera, frame.image, own, reason)

@@ -14,7 +14,7 @@ from demo.build import DemoBuild
 from monitor import evidence as evidence_module
 from monitor.capture import Frame
 from monitor.cli import main
-from monitor.config import Evidence, build_config
+from monitor.config import Camera, Evidence, build_config
 from monitor.evidence import PINNED, EvidenceWriter
 from monitor.pipeline import Analyzer, Models, Monitor
 from monitor.schema import AlertEvent, ScoreRecord, StatusReport
@@ -240,3 +240,18 @@ def test_no_evidence_flag(demo_small: DemoBuild, tmp_path: Path) -> None:
     rows = read_rows(out)
     assert rows and all(r["crop"] == "" for r in rows)
     assert not (tmp_path / "s.evidence").exists()
+
+
+def test_frames_are_due_by_the_session_clock(tmp_path: Path) -> None:
+    """Video time in replay, as alerts use: a fast replay of a day keeps a frame each hour."""
+    one = writer(tmp_path, 10**9)
+    camera = Camera(name="cam0", source=0)
+    records = [crop_record(k).model_copy(update={"cubicle": k + 1, "source_time": 7200.0})
+               for k in range(4)]
+    assert one.frame_due("cam0", 7200.0) == "first"
+    assert one.keep_frame(camera, noise(0), records, "first")
+    assert one.frame_due("cam0", 7200.0 + 3599) == ""
+    assert one.frame_due("cam0", 7200.0 + 3600) == "hourly"
+    one.close()
+    (row,) = read_rows(tmp_path / "ev" / "frames.csv")
+    assert row["reason"] == "first" and float(row["source_time"]) == 7200.0
