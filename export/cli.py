@@ -77,8 +77,8 @@ def export_run(args: argparse.Namespace) -> Path:
     missing = [u for u in UNITS if u not in checkpoint["units"]]
     if missing:
         raise RunError(f"{fold / 'scorer.pth'}: units not trained: {', '.join(missing)}")
-    held_out = run.test_items(fold)[:PARITY_CROPS] or run.labels()[:PARITY_CROPS]
-    crops = crops_of(held_out, scorer.input_size)
+    held_out = run.test_items(fold)[:PARITY_CROPS]  # a final fit has none: it saw them all
+    crops = crops_of(held_out or run.labels()[:PARITY_CROPS], scorer.input_size)
     cutoff = pain_cutoff(args.report) if args.report else None
     metrics = checkpoint["metrics"]
     trained_on = metrics.get("trained_on") or _fold_text(run, fold)
@@ -88,7 +88,7 @@ def export_run(args: argparse.Namespace) -> Path:
     print(f"{path}: {trained_on}")
     print(f"{path}: five-unit scorer ({scorer.arch}, {scorer.input_size}px, kind={args.kind}"
           f"{f', pain cut-off {cutoff:g}' if cutoff is not None else ''}); parity checked on "
-          f"{len(crops)} held-out crops")
+          f"{len(crops)} {'held-out' if held_out else 'labelled'} crops")
     if args.int8:
         export_int8(run, fold, path, scorer.input_size, args.int8_min_agreement)
     if args.fp16:

@@ -22,15 +22,18 @@ class QueueReport:
     repeats: int = 0
     frames: int = 0
     cubicles: int = 0
-    pinned: int = 0
+    pinned: int = 0  # newly added to pinned.txt
+    queued_files: int = 0  # evidence files the queue took (alerts may have pinned some already)
     warnings: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         faces = ", ".join(f"{n} {kind}" for kind, n in self.faces.items()) or "none"
         lines = [*(f"warning: {w}" for w in self.warnings),
                  f"faces to score: {faces}; {self.repeats} of them come back once more",
-                 f"face boxes to draw: {self.cubicles} cubicles of {self.frames} frames",
-                 f"pinned {self.pinned} evidence files (pinned.txt) against the disk budget"]
+                 f"face boxes to draw: {self.cubicles} cubicles of {self.frames} frames"]
+        if self.queued_files:
+            lines.append(f"the {self.queued_files} evidence files queued are pinned against "
+                         f"the disk budget ({self.pinned} newly added to pinned.txt)")
         return "\n".join(lines)
 
 
@@ -67,6 +70,7 @@ def from_evidence(scores: list[Path], folder: Path, *, random: int, uncertain: i
     for cubicle in cubicles:
         by_evidence[cubicle.evidence].append(cubicle.frame)
     report.pinned = sum(pin(evidence, files) for evidence, files in by_evidence.items())
+    report.queued_files = sum(len(set(files)) for files in by_evidence.values())
     return report
 
 
