@@ -7,8 +7,10 @@ from __future__ import annotations
 import csv
 import json
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -125,3 +127,12 @@ def write_conditions(path: Path, mice: set[str]) -> Path:
         writer.writerow(["mouse", "condition"])
         writer.writerows([m, "pain" if i % 2 else "control"] for i, m in enumerate(ordered))
     return path
+
+
+def api(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One request as the page's JS makes it: JSON in, JSON out."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)

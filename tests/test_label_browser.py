@@ -10,11 +10,9 @@ Screenshots of the three pages go to /tmp/label-shots/.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from label import project
 from label.answers import AnswerLog
 from label.cli import main
 from label.server import create_app
-from tests.label_util import Run, write_conditions, write_run
+from tests.label_util import Run, api, write_conditions, write_run
 
 if os.environ.get("MGS_NO_BROWSER") == "1":
     pytest.skip("MGS_NO_BROWSER=1: browser tests skipped on purpose", allow_module_level=True)
@@ -82,14 +80,6 @@ def browser() -> Iterator[webdriver.Chrome]:
     SHOTS.mkdir(exist_ok=True)
     yield driver
     driver.quit()
-
-
-def api(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
 
 
 def ready(driver: webdriver.Chrome, done: int, view: str = "face") -> dict[str, Any]:

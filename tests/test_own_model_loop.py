@@ -48,6 +48,7 @@ from label.cli import main as label_main
 from monitor.cli import main as monitor_main
 from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.units import UNITS
+from tests.label_util import api
 from train.evaluate import cli as eval_cli
 from train.labels import data_fingerprint, load_labels
 from train.localizer import cli as localizer_cli
@@ -84,15 +85,6 @@ def truth_levels(row: dict[str, str]) -> Levels:
     if row["visible"] != "1":
         return [None] * len(UNITS)
     return [int(row[unit]) for unit in UNITS]
-
-
-def api(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """One request as the page's JS makes it: JSON in, JSON out."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
 
 
 def fetch(base: str, path: str) -> bytes:
