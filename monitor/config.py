@@ -295,7 +295,8 @@ class Evidence(Strict):
 
     enabled: bool = Field(True, description="Keep each scored face crop and some whole frames.")
     folder: Path | None = Field(
-        None, description="Where; default: <CSV name>.evidence beside the CSV.")
+        None, description="Where; default: a folder `evidence` beside the CSVs, shared by "
+        "every run writing there, so the budget holds across restarts.")
     budget_gb: float = Field(
         5.0, gt=0, description="Disk kept for evidence; the oldest files go first, never one "
         "an alert or a label refers to.")

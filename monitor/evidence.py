@@ -1,18 +1,19 @@
 """Evidence: the face crops the monitor scored and, now and then, whole frames, kept as JPEGs.
 
 A person can look at what raised an alert, and a lab can label its own images (`mgs-label`)
-to train its own models. Layout, beside the score CSV `RUN.csv`:
+to train its own models. Layout of the evidence folder (`evidence.folder`; default `evidence/`
+beside the score CSVs, shared by every run writing there, so the budget holds across
+restarts; `<instance>` tells the runs apart):
 
-    RUN.evidence/crops/<YYYY-MM-DD>/<mouse>/<instance>-<seq>.jpg   each scored face, RGB at the
-                                                                    scorer's input size
-    RUN.evidence/frames/<YYYY-MM-DD>/<camera>/<instance>-<seq>.jpg  whole frames: the first of
-                                                                    each camera, then hourly,
-                                                                    and when no_face is raised
-    RUN.evidence/frames.csv    one row per frame: times, camera, reason, image (relative to the
-                               evidence folder), size, and per cubicle its mouse, region and the
-                               localizer's box in frame pixels (FRAME_COLUMNS)
-    RUN.evidence/pinned.txt    paths (relative to the evidence folder) never removed by the
-                               budget: the monitor adds those alerts name, mgs-label its queue
+    crops/<YYYY-MM-DD>/<mouse>/<instance>-<seq>.jpg   each scored face, RGB at the scorer's
+                                                       input size
+    frames/<YYYY-MM-DD>/<camera>/<instance>-<seq>.jpg  whole frames: the first of each camera,
+                                                       then hourly, and when no_face is raised
+    frames.csv    one row per frame: times, camera, reason, image (relative to the evidence
+                  folder), size, and per cubicle its mouse, region and the localizer's box in
+                  frame pixels (FRAME_COLUMNS)
+    pinned.txt    paths (relative to the evidence folder), one per line, never removed by the
+                  budget: the monitor adds those alerts name, mgs-label its queue
 
 The pipeline thread only names a file and hands the pixels over; encoding and writing happen
 on the writer's own thread, so evidence never slows scoring. When the queue is full, or the
@@ -26,6 +27,7 @@ import csv
 import json
 import os
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -88,6 +90,8 @@ class EvidenceWriter:
         self._next_frame: dict[str, float] = {}
         self._pinned: set[str] = set()
         self._pinned_stamp: tuple[float, int] | None = None
+        self._unpinned: list[str] = []  # pins a failing write could not record yet
+        self._closing = False
         folder.mkdir(parents=True, exist_ok=True)
         self._budget = _Budget(int(settings.budget_gb * 1e9))
         self._scan()
@@ -101,7 +105,8 @@ class EvidenceWriter:
         if crop is None:
             return record
         day = time.strftime("%Y-%m-%d", time.localtime(record.wall_time))
-        relative = Path("crops", day, record.mouse, f"{record.instance}-{record.seq:06d}.jpg")
+        relative = Path("crops", day, _safe(record.mouse),
+                        f"{record.instance}-{record.seq:06d}.jpg")
         if not self._offer(_File(self.folder / relative, crop, rgb=True)):
             return record
         return record.model_copy(update={"crop": str(self._prefix / relative)})
@@ -118,34 +123,43 @@ class EvidenceWriter:
         """Keep a whole frame with its cubicles; its path relative to the CSV's folder, or ""
         when it could not be kept now."""
         first = records[0]
-        self._next_frame[camera.name] = first.source_time + self.settings.frame_every_s
         day = time.strftime("%Y-%m-%d", time.localtime(first.wall_time))
-        relative = Path("frames", day, camera.name, f"{first.instance}-{first.seq:06d}.jpg")
+        relative = Path("frames", day, _safe(camera.name),
+                        f"{first.instance}-{first.seq:06d}.jpg")
         height, width = image.shape[:2]
         row = [f"{first.wall_time:.3f}", f"{first.source_time:.3f}", camera.name,
                str(first.frame_index), reason, relative.as_posix(), str(width), str(height),
                json.dumps(_cubicles(camera, image.shape, records))]
         if not self._offer(_File(self.folder / relative, image, rgb=False, index_row=row)):
-            return ""
+            return ""  # not due later: the next frame is tried
+        self._next_frame[camera.name] = first.source_time + self.settings.frame_every_s
         return str(self._prefix / relative)
 
     def pin(self, paths: list[str]) -> None:
         """Keep these files (relative to the CSV's folder) whatever the budget."""
-        inside = [os.path.relpath(self.csv_folder / p, self.folder) for p in paths if p]
-        if not inside:
+        self._unpinned += [Path(os.path.relpath(self.csv_folder / p, self.folder)).as_posix()
+                           for p in paths if p]
+        if not self._unpinned:
             return
         try:
             with (self.folder / PINNED).open("a", encoding="utf-8") as handle:
-                handle.writelines(f"{Path(p).as_posix()}\n" for p in inside)
-        except OSError as exc:
-            self._fail(f"{self.folder / PINNED}: {exc.strerror or exc}")
+                handle.writelines(f"{p}\n" for p in self._unpinned)
+            self._unpinned = []
+        except OSError as exc:  # tried again with the next alert's; evidence goes on meanwhile
+            with self._lock:
+                self._counts.error = (f"cannot pin what alerts name: {self.folder / PINNED}: "
+                                      f"{exc.strerror or exc}")
 
     def counts(self) -> EvidenceCounts:
         with self._lock:
-            return EvidenceCounts(**vars(self._counts))
+            counts = EvidenceCounts(**vars(self._counts))
+        if not self._thread.is_alive() and not self._closing:
+            counts.error = "evidence stopped: its writer thread ended"
+        return counts
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued (up to `timeout`), then stop the thread."""
+        self._closing = True
         deadline = time.monotonic() + timeout
         while self._thread.is_alive() and time.monotonic() < deadline:
             try:
@@ -174,9 +188,10 @@ class EvidenceWriter:
         while (item := self._queue.get()) is not None:
             try:
                 self._write(item)
-            except OSError as exc:
+            except Exception as exc:  # a disk, a codec, a bad pinned.txt: never the thread
                 self._drop()
-                self._fail(f"{item.path}: {exc.strerror or exc}")
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                self._fail(f"{item.path}: {reason}")
 
     def _write(self, item: _File) -> None:
         pixels = cv2.cvtColor(item.pixels, cv2.COLOR_RGB2BGR) if item.rgb else item.pixels
@@ -210,10 +225,12 @@ class EvidenceWriter:
             self._counts.files += 1 - removed
             self._counts.bytes = budget.total
             self._counts.error = ""
-        if not path.exists():  # removed at once: everything older is pinned
+        if not path.exists():  # removed at once: everything older is pinned, or none fits
             self._drop()
-            self._fail(f"the budget of {self.settings.budget_gb:g} GB is full of files alerts "
-                       f"or labels refer to ({self.folder / PINNED}); raise evidence.budget_gb")
+            held = ("full of files alerts or labels refer to" if self._read_pinned()
+                    else "smaller than one file")
+            self._fail(f"the budget of {self.settings.budget_gb:g} GB is {held}; raise "
+                       "evidence.budget_gb")
 
     def _trim(self) -> int:
         """Remove the oldest unpinned files until the budget holds; how many were removed."""
@@ -228,7 +245,11 @@ class EvidenceWriter:
             if path.relative_to(self.folder).as_posix() in pinned:
                 kept.append((path, size))
                 continue
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # kept, and counted, until a later trim removes it
+                kept.append((path, size))
+                continue
             budget.total -= size
             removed += 1
         budget.files.extendleft(reversed(kept))
@@ -242,7 +263,8 @@ class EvidenceWriter:
             return self._pinned
         if (stat.st_mtime, stat.st_size) != self._pinned_stamp:
             self._pinned_stamp = (stat.st_mtime, stat.st_size)
-            self._pinned = set(path.read_text(encoding="utf-8").split())
+            text = path.read_text(encoding="utf-8", errors="replace")
+            self._pinned = {line.strip() for line in text.splitlines() if line.strip()}
         return self._pinned
 
     def _scan(self) -> None:
@@ -258,6 +280,12 @@ class EvidenceWriter:
         self._retry_at = time.monotonic() + RETRY_S
         with self._lock:
             self._counts.error = f"evidence paused, scoring goes on: {error}"
+
+
+def _safe(name: str) -> str:
+    """A mouse or camera id as one folder name: no separators, no `..`, no spaces."""
+    cleaned = re.sub(r"[^\w.-]+", "_", name).strip(".")
+    return cleaned or "_"
 
 
 def _cubicles(camera: Camera, shape: tuple[int, ...],

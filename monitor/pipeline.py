@@ -259,21 +259,22 @@ class Monitor:
     def _keep_frames(self, evidence: EvidenceWriter, frames: list[Frame],
                      records: list[ScoreRecord], events: list[AlertEvent]) -> list[AlertEvent]:
         """Whole frames for face boxes: each camera's first, then every `frame_every_s`, and the
-        one a no_face alert was raised on, which the alert then names."""
-        raised = {e.camera for e in events if e.rule == "no_face" and e.event == "raised"}
-        kept: dict[str, str] = {}
+        one a no_face alert was raised on (one frame, however many mice it raised for), which
+        the alert then names."""
+        raised = {(e.camera, e.time) for e in events if _raises_no_face(e)}
+        kept: dict[tuple[str, float], str] = {}
         for frame in frames:
+            at = (frame.camera, frame.source_time)
             camera = self._analyzer.cameras[frame.camera]
-            own = [r for r in records if r.camera == frame.camera and r.frame_index ==
-                   frame.frame_index and r.source_time == frame.source_time]
-            due = evidence.frame_due(frame.camera, frame.source_time)
-            reason = "no_face" if frame.camera in raised else due
-            if frame.image is None or not reason or len(own) != len(camera.cubicle_list()):
+            own = [r for r in records if (r.camera, r.source_time) == at and
+                   r.frame_index == frame.frame_index]
+            reason = "no_face" if at in raised else evidence.frame_due(*at)
+            if frame.image is None or not reason or at in kept or \
+                    len(own) != len(camera.cubicle_list()):
                 continue
-            kept[frame.camera] = evidence.keep_frame(camera, frame.image, own, reason)
-        return [e.model_copy(update={"evidence": (kept[e.camera],)})
-                if e.rule == "no_face" and e.event == "raised" and kept.get(e.camera) else e
-                for e in events]
+            kept[at] = evidence.keep_frame(camera, frame.image, own, reason)
+        return [e.model_copy(update={"evidence": (kept[e.camera, e.time],)})
+                if _raises_no_face(e) and kept.get((e.camera, e.time)) else e for e in events]
 
     def _post_notice(self, text: str) -> None:
         """Something a person should read: it goes out in a status report at once."""
@@ -343,6 +344,10 @@ class Monitor:
             queue_dropped=self._frames.drops(), hooks=hooks, notice=notice,
             notice_time=notice_time, **_evidence_fields(sinks.evidence),
         ))
+
+
+def _raises_no_face(event: AlertEvent) -> bool:
+    return event.rule == "no_face" and event.event == "raised"
 
 
 def keep_crops(analyzed: list[tuple[ScoreRecord, np.ndarray | None]],

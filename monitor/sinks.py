@@ -63,7 +63,15 @@ class Sinks:
                     self.notice(f"cannot write {self.alert_log.path}: {exc.strerror or exc}")
             self.publisher.publish(event)
             if self.hooks:
-                self.hooks.submit(event)
+                self.hooks.submit(self._for_hook(event))
+
+    def _for_hook(self, event: AlertEvent) -> AlertEvent:
+        """The hook runs anywhere: it gets the evidence as absolute paths."""
+        if not (event.evidence and self.csv):
+            return event
+        folder = self.csv.path.parent.resolve()
+        return event.model_copy(update={"evidence": tuple(str(folder / p)
+                                                          for p in event.evidence)})
 
     def publish(self, message: Message) -> None:
         self.publisher.publish(message)
@@ -124,7 +132,9 @@ def open_sinks(config: MonitorConfig, csv_path: Path | None, view_endpoint: str,
 
 
 def evidence_folder(config: MonitorConfig, csv_path: Path) -> Path:
-    return config.evidence.folder or csv_path.with_suffix(".evidence")
+    """One folder for every run writing CSVs to one folder (each start writes a new CSV), so
+    the disk budget holds across restarts."""
+    return config.evidence.folder or csv_path.parent / "evidence"
 
 
 def _evidence(config: MonitorConfig, csv_path: Path | None) -> EvidenceWriter | None:

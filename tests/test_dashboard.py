@@ -343,13 +343,13 @@ def test_two_monitors_are_summed_and_their_notices_named() -> None:
 
 def test_evidence_is_shown_and_red_while_it_is_not_kept() -> None:
     state = DashboardState()
-    state.apply(status(evidence_folder="/d/s.evidence", evidence_files=1200,
+    state.apply(status(evidence_folder="/d/evidence", evidence_files=1200,
                        evidence_bytes=2_500_000_000))
-    assert "evidence: 1200 files, 2.50 GB in /d/s.evidence" in " ".join(draw(state).split())
-    state.apply(status(evidence_folder="/d/s.evidence", evidence_files=1200,
+    assert "evidence: 1200 files, 2.50 GB in /d/evidence" in " ".join(draw(state).split())
+    state.apply(status(evidence_folder="/d/evidence", evidence_files=1200,
                        evidence_bytes=2_500_000_000, evidence_dropped=7,
                        evidence_error="evidence paused, scoring goes on: No space left"))
-    assert ("evidence: 1200 files, 2.50 GB in /d/s.evidence, 7 not kept — evidence paused, "
+    assert ("evidence: 1200 files, 2.50 GB in /d/evidence, 7 not kept — evidence paused, "
             "scoring goes on: No space left") in " ".join(draw(state).split())
     state.apply(status())  # evidence off: nothing said
     assert "evidence:" not in draw(state)

@@ -46,7 +46,7 @@ def test_replay_keeps_the_crop_it_scored_for_every_scored_row(demo_small: DemoBu
         assert path.parts[-4:-2][0] == "crops" and path.parent.name == row["mouse"]
         image = cv2.imread(str(path))
         assert image is not None and image.shape == (size, size, 3)
-    kept = [p.name for p in (out.parent / "s.evidence").rglob("*") if p.is_file()]
+    kept = [p.name for p in (out.parent / "evidence").rglob("*") if p.is_file()]
     assert not [name for name in kept if name.endswith(".tmp")]  # no half-written file left
     assert len([name for name in kept if name.endswith(".jpg")]) == len(scored) + 2  # + frames
 
@@ -73,10 +73,10 @@ def test_whole_frames_are_kept_with_their_cubicles(demo_small: DemoBuild, tmp_pa
     out = tmp_path / "s.csv"
     view = run_until(camera_monitor(demo_small, [frame] * 3, out), 12)
     records = view.of(ScoreRecord)
-    index = read_rows(tmp_path / "s.evidence" / "frames.csv")
+    index = read_rows(tmp_path / "evidence" / "frames.csv")
     assert [row["reason"] for row in index] == ["first"]  # then hourly: not within this run
     (row,) = index
-    image = cv2.imread(str(tmp_path / "s.evidence" / row["image"]))
+    image = cv2.imread(str(tmp_path / "evidence" / row["image"]))
     assert image.shape[:2] == frame.shape[:2] == (int(row["height"]), int(row["width"]))
     cubicles = json.loads(row["cubicles"])
     assert [c["mouse"] for c in cubicles] == [r.mouse for r in records[:4]]
@@ -86,10 +86,10 @@ def test_whole_frames_are_kept_with_their_cubicles(demo_small: DemoBuild, tmp_pa
         x, y, w, h = cubicle["box"]
         assert x0 <= x < x + w <= x1 + 1 and y0 <= y < y + h <= y1 + 1  # inside its cubicle
     status = view.of(StatusReport)[-1]
-    assert status.evidence_folder == str(tmp_path / "s.evidence")
+    assert status.evidence_folder == str(tmp_path / "evidence")
     assert status.evidence_files == 3 * 3 + 1 and status.evidence_error == ""
     assert status.evidence_bytes == sum(
-        p.stat().st_size for p in (tmp_path / "s.evidence").rglob("*.jpg"))
+        p.stat().st_size for p in (tmp_path / "evidence").rglob("*.jpg"))
 
 
 def test_alerts_name_their_evidence_and_it_is_pinned(demo_small: DemoBuild,
@@ -113,10 +113,10 @@ def test_alerts_name_their_evidence_and_it_is_pinned(demo_small: DemoBuild,
     assert len(frames) == 1  # one frame, kept once, named by the alert of each mouse in it
     (frame_path,) = next(iter(frames))
     assert cv2.imread(str(tmp_path / frame_path)) is not None
-    index = read_rows(tmp_path / "s.evidence" / "frames.csv")
+    index = read_rows(tmp_path / "evidence" / "frames.csv")
     assert [r["reason"] for r in index] == ["first", "no_face"]
-    pinned = set((tmp_path / "s.evidence" / PINNED).read_text().split())
-    named = {str(Path(p).relative_to("s.evidence").as_posix())
+    pinned = set((tmp_path / "evidence" / PINNED).read_text().split())
+    named = {str(Path(p).relative_to("evidence").as_posix())
              for e in raised for p in e.evidence}
     assert named and pinned == named
     rows = read_rows(out.with_suffix(".alerts.csv"))
@@ -140,7 +140,6 @@ def noise(seed: int) -> np.ndarray:
 
 def test_the_budget_removes_the_oldest_but_never_a_pinned_file(tmp_path: Path) -> None:
     one = writer(tmp_path, 10**9)
-    size = 0
     records = [one.keep_crop(crop_record(seq), noise(seq)) for seq in range(1, 4)]
     one.close()
     size = max(p.stat().st_size for p in (tmp_path / "ev").rglob("*.jpg"))
@@ -171,8 +170,8 @@ def test_a_refusing_disk_stops_evidence_not_scoring(demo_small: DemoBuild, tmp_p
     monkeypatch.setattr(evidence_module, "RETRY_S", 0.3)
     frame = cubicle_frame([(1, 1, 1, 1, 1)] * 4, 2)
     out = tmp_path / "s.csv"
-    (tmp_path / "s.evidence").mkdir()
-    (tmp_path / "s.evidence" / "crops").write_text("a file where a folder must go")
+    (tmp_path / "evidence").mkdir()
+    (tmp_path / "evidence" / "crops").write_text("a file where a folder must go")
     monitor = camera_monitor(demo_small, [frame] * 2000, out)
     view = View(monitor)
     monitor.start()
@@ -180,9 +179,10 @@ def test_a_refusing_disk_stops_evidence_not_scoring(demo_small: DemoBuild, tmp_p
     def status() -> StatusReport:
         return view.of(StatusReport)[-1]
 
-    view.wait_for(lambda v: v.of(StatusReport) and "evidence paused" in status().evidence_error)
-    assert "evidence paused, scoring goes on" in status().notice
-    (tmp_path / "s.evidence" / "crops").unlink()  # room again
+    view.wait_for(lambda v: v.of(StatusReport) and "evidence paused, scoring goes on" in
+                  status().notice)
+    assert "evidence paused" in view.of(StatusReport)[-1].evidence_error
+    (tmp_path / "evidence" / "crops").unlink()  # room again
     view.wait_for(lambda v: "evidence kept again" in status().notice)
     monitor.request_stop()
     assert monitor.wait(10) and monitor.error is None
@@ -199,7 +199,7 @@ def test_no_evidence_when_turned_off(demo_small: DemoBuild, tmp_path: Path) -> N
     out = tmp_path / "s.csv"
     frame = cubicle_frame([(1, 1, 1, 1, 1)] * 4, 2)
     view = run_until(camera_monitor(demo_small, [frame], out, evidence={"enabled": False}), 4)
-    assert not (tmp_path / "s.evidence").exists()
+    assert not (tmp_path / "evidence").exists()
     assert all(r["crop"] == "" for r in read_rows(out))
     assert view.of(StatusReport)[-1].evidence_folder == ""
 
@@ -239,7 +239,7 @@ def test_no_evidence_flag(demo_small: DemoBuild, tmp_path: Path) -> None:
     assert main(replay_args(demo_small, out, "--no-evidence")) == 0
     rows = read_rows(out)
     assert rows and all(r["crop"] == "" for r in rows)
-    assert not (tmp_path / "s.evidence").exists()
+    assert not (tmp_path / "evidence").exists()
 
 
 def test_frames_are_due_by_the_session_clock(tmp_path: Path) -> None:
@@ -255,3 +255,50 @@ def test_frames_are_due_by_the_session_clock(tmp_path: Path) -> None:
     one.close()
     (row,) = read_rows(tmp_path / "ev" / "frames.csv")
     assert row["reason"] == "first" and float(row["source_time"]) == 7200.0
+
+
+def test_a_file_mgs_label_pins_is_kept_from_the_budget(tmp_path: Path) -> None:
+    """Both write pinned.txt: the monitor must read mgs-label's lines as its own."""
+    from label.evidence import pin
+
+    one = writer(tmp_path, 10**9)
+    first = one.keep_crop(crop_record(1).model_copy(update={"mouse": "cage 3/ü"}), noise(1))
+    one.close()
+    path = tmp_path / first.crop
+    assert path.is_file() and path.parent.name == "cage_3_ü"  # one folder, inside evidence
+    assert pin(tmp_path / "ev", [path]) == 1
+    one = writer(tmp_path, 10)
+    one.keep_crop(crop_record(2), noise(2))
+    one.close()
+    assert path.is_file()
+    assert "full of files alerts or labels refer to" in one.counts().error
+
+
+def test_a_fault_on_the_writer_thread_is_counted_and_writing_goes_on(tmp_path: Path) -> None:
+    one = writer(tmp_path, 10**9)
+    bad = one.keep_crop(crop_record(1), np.zeros((0, 0, 3), np.uint8))  # cv2 refuses it
+    good = one.keep_crop(crop_record(2), noise(2))
+    one.close()
+    assert not (tmp_path / bad.crop).exists() and (tmp_path / good.crop).is_file()
+    counts = one.counts()
+    assert counts.dropped == 1 and counts.files == 1 and counts.error == ""
+
+
+def test_the_hook_gets_the_evidence_as_absolute_paths(demo_small: DemoBuild,
+                                                      tmp_path: Path) -> None:
+    said = tmp_path / "paged.txt"
+    hook = tmp_path / "page.sh"
+    hook.write_text(f'#!/bin/sh\necho "$MGS_RULE $MGS_EVENT $MGS_EVIDENCE" >> {said}\n')
+    hook.chmod(0o755)
+    faces = cubicle_frame([(2, 2, 2, 2, 2)] * 4, 3)
+    alerts = {"defaults": {"threshold": 0, "window": 2, "min_valid": 2},
+              "on_alert": [str(hook)]}
+    out = tmp_path / "runs" / "s.csv"
+    monitor = camera_monitor(demo_small, [faces] * 3, out, alerts=alerts)
+    run_until(monitor, 8, also=lambda v: said.exists() and said.read_text().count("\n") == 4)
+    for line in said.read_text().splitlines():
+        rule, event, evidence = line.split(" ", 2)
+        paths = evidence.split(";")
+        assert (rule, event, len(paths)) == ("pain", "raised", 2)
+        assert all(Path(p).is_absolute() and Path(p).is_file() for p in paths)
+        assert all(Path(p).is_relative_to(out.parent / "evidence") for p in paths)

@@ -197,12 +197,12 @@ def test_own_model_loop(demo_small: DemoBuild, tmp_path: Path,
     assert rows and "crop" in rows[0]
     scored = [r for r in rows if r["status"] == "scored"]
     assert len(scored) >= RANDOM + UNCERTAIN
-    evidence = run.with_suffix(".evidence")
+    evidence = run.parent / "evidence"
     for row in rows:
         if row["status"] != "scored":
             assert row["crop"] == ""
             continue
-        assert row["crop"].startswith("RUN.evidence/crops/")
+        assert row["crop"].startswith("evidence/crops/")
         crop = cv2.imread(str(run.parent / row["crop"]))
         size = demo.spec.scorer_size  # kept as the scorer saw it
         assert crop is not None and crop.shape == (size, size, 3)

@@ -301,7 +301,7 @@ def test_each_alert_shows_the_evidence_its_raised_event_named(evidence_run: Path
     for row in raised:
         files = [run.parent / p for p in row["evidence"].split(";")]
         relative = [Path(os.path.relpath(f, out)).as_posix() for f in files]
-        assert all(r.startswith("../runs/s.evidence/") for r in relative)
+        assert all(r.startswith("../runs/evidence/") for r in relative)
         pairs = list(zip(files, relative, strict=True))
         shown = blocks[row["mouse"], caption(row, "the evidence the alert named")]
         assert shown == [f"missing: {r}" if f == gone else r for f, r in pairs]
