@@ -89,7 +89,9 @@ class AnswerLog:
         try:
             if _ends_torn(fd):
                 line = b"\n" + line
-            os.write(fd, line)
+            written = 0
+            while written < len(line):  # a short write (a signal, a full pipe) is continued
+                written += os.write(fd, line[written:])
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -31,7 +31,7 @@ and mgs-train-localizer read as they are.
 EPILOG = """\
 examples:
   mgs-label queue mgs-records/scores-*.csv --project study1 --random 200 --uncertain 100 \\
-      --frames 20                       from monitor evidence (RUN.csv + RUN.evidence/)
+      --frames 20                       from monitor evidence (CSVs + evidence/)
   mgs-label queue --images photos/ --project study2
                                         any folder of face images (all `random`)
   mgs-label serve study1                open http://127.0.0.1:8765/ and give your name
@@ -74,8 +74,8 @@ def _add_queue(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "queue", help="make a project folder of images to label",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Make a project folder from the monitor's evidence (score CSVs of score\n"
-        "schema 3 with their RUN.evidence/ folders) or from a folder of images. Queued\n"
-        "evidence files are added to RUN.evidence/pinned.txt so the monitor's disk budget\n"
+        "schema 3 and the evidence folder their crops are in) or from a folder of images.\n"
+        "Queued evidence files are added to its pinned.txt so the monitor's disk budget\n"
         "never deletes them; images are copied into the project under opaque ids.",
         epilog="example:\n  mgs-label queue records/scores-*.csv --project study1 "
         "--random 200 --uncertain 100 --frames 20")
@@ -94,7 +94,7 @@ def _add_queue(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                        help="uncertain crops of one mouse at least S seconds apart "
                        "(default %(default)s)")
     queue.add_argument("--frames", type=int, default=0, metavar="N",
-                       help="full frames drawn at random from RUN.evidence/frames.csv; each "
+                       help="full frames drawn at random from the evidence's frames.csv; each "
                        "cubicle becomes one image to draw the face box on (default 0)")
     queue.add_argument("--repeat", type=float, default=0.1, metavar="F",
                        help="share of faces shown a second time to each rater, unannounced "

@@ -1,9 +1,9 @@
 """Reads what the monitor keeps as evidence of a run, and pins what a queue takes from it.
 
-A score CSV `RUN.csv` (score schema 3 or later) names each kept face crop in its `crop` column,
-relative to the CSV's folder; `RUN.evidence/frames.csv` indexes the full frames kept, with each
-cubicle's region and the localizer's box in the frame's pixels. Files listed in
-`RUN.evidence/pinned.txt` are never deleted by the monitor's disk budget.
+A score CSV (score schema 3 or later) names each kept face crop in its `crop` column, relative
+to the CSV's folder; the crop lies in the monitor's evidence folder (monitor/evidence.py), whose
+`frames.csv` indexes the full frames kept, with each cubicle's region and the localizer's box
+in the frame's pixels. Files listed in its `pinned.txt` are never deleted by the disk budget.
 """
 
 from __future__ import annotations
@@ -68,8 +68,10 @@ class FrameCubicle:
     where: str
 
 
-def evidence_folder(scores_csv: Path) -> Path:
-    return scores_csv.with_suffix(".evidence")
+def evidence_of(crop: Path) -> Path:
+    """The evidence folder a kept crop is in (`crops/<date>/<mouse>/<file>` inside it),
+    wherever the monitor's `evidence.folder` put it."""
+    return crop.parents[3]
 
 
 def read_scores(path: Path) -> tuple[list[Crop], list[str]]:
@@ -88,7 +90,7 @@ def read_scores(path: Path) -> tuple[list[Crop], list[str]]:
             missing += 1
             continue
         at = f"{path} line {line}"
-        crops.append(Crop(image, evidence_folder(path), row["mouse"], row["camera"],
+        crops.append(Crop(image, evidence_of(image), row["mouse"], row["camera"],
                           int(_number(at, row, "cubicle")), _number(at, row, "wall_time"),
                           _number(at, row, "source_time"), _probs(at, row), at))
     warnings = [f"{path}: {missing} crops named in the CSV no longer exist"] if missing else []
@@ -119,7 +121,8 @@ def read_frames(evidence: Path) -> list[FrameCubicle]:
 def pin(evidence: Path, files: list[Path]) -> int:
     """Appends the files inside `evidence` to its pinned.txt (once each); returns how many."""
     listed = evidence / "pinned.txt"
-    known = set(listed.read_text().splitlines()) if listed.is_file() else set()
+    known = (set(listed.read_text(encoding="utf-8", errors="replace").splitlines())
+             if listed.is_file() else set())
     names = []
     for file in files:
         name = Path(os.path.relpath(file, evidence)).as_posix()
@@ -127,7 +130,7 @@ def pin(evidence: Path, files: list[Path]) -> int:
             known.add(name)
             names.append(name)
     if names:
-        with listed.open("a") as fh:
+        with listed.open("a", encoding="utf-8") as fh:
             fh.write("".join(f"{name}\n" for name in names))
             fh.flush()
             os.fsync(fh.fileno())

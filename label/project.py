@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -150,7 +151,7 @@ def copy_image(source: Path, folder: Path, item_id: str, reencode: bool) -> tupl
 
 
 def write_csv_atomic(path: Path, rows: Iterable[Iterable[object]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _partial(path)
     with tmp.open("w", newline="") as fh:
         csv.writer(fh).writerows(rows)
         fh.flush()
@@ -160,13 +161,19 @@ def write_csv_atomic(path: Path, rows: Iterable[Iterable[object]]) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _partial(path)
     with tmp.open("w") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _sync_folder(path.parent)
+
+
+def _partial(path: Path) -> Path:
+    """A temporary name of this process and thread alone: a CLI export while the page exports
+    writes its own file, and each rename installs a whole one."""
+    return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
 
 
 def _sync_folder(folder: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import project
 from .errors import UserError
-from .evidence import Crop, FrameCubicle, evidence_folder, pin, read_frames, read_scores
+from .evidence import Crop, FrameCubicle, pin, read_frames, read_scores
 from .project import BOX, FACE, IMAGE_SUFFIXES, RANDOM, UNCERTAIN, Item, new_id
 from .selection import Candidate, pick_random, pick_repeats, pick_uncertain
 
@@ -49,7 +49,7 @@ def from_evidence(scores: list[Path], folder: Path, *, random: int, uncertain: i
     chosen_random = pick_random(random, len(crops), rng)
     candidates = [Candidate(c.mouse, c.wall_time, c.entropy) for c in crops]
     chosen_uncertain = pick_uncertain(uncertain, candidates, set(chosen_random), min_gap)
-    cubicles = _pick_frames(scores, frames, rng)
+    cubicles = _pick_frames(sorted({c.evidence for c in crops}), frames, rng)
     if not chosen_random and not chosen_uncertain and not cubicles:
         names = ", ".join(map(str, scores))
         raise UserError(f"{names}: no scored row with a kept face crop and no kept frame to "
@@ -98,15 +98,15 @@ def from_images(source: Path, folder: Path, *, random: int | None, repeat: float
     return report
 
 
-def _pick_frames(scores: list[Path], count: int, rng: np.random.Generator
+def _pick_frames(evidence: list[Path], count: int, rng: np.random.Generator
                  ) -> list[FrameCubicle]:
-    """Every cubicle of `count` frames drawn at random from the runs' frame indexes."""
+    """Every cubicle of `count` frames drawn at random from the evidence folders' indexes."""
     if count <= 0:
         return []
-    cubicles = [c for path in scores for c in read_frames(evidence_folder(path))]
+    cubicles = [c for folder in evidence for c in read_frames(folder)]
     frames = sorted({c.frame for c in cubicles})
     if not frames:
-        names = ", ".join(str(evidence_folder(path) / "frames.csv") for path in scores)
+        names = ", ".join(str(folder / "frames.csv") for folder in evidence) or "evidence"
         raise UserError(f"{names}: no kept full frame to draw face boxes on (use --frames 0)")
     keep = {frames[i] for i in pick_random(count, len(frames), rng)}
     return [c for c in cubicles if c.frame in keep]

@@ -17,6 +17,7 @@ import ipaddress
 import re
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ HOW = ("drawn", "suggested", "no_face")
 def create_app(project: Project, log: AnswerLog, *, token: str | None = None,
                conditions: Path | None = None, loopback: bool = True) -> Flask:
     app = Flask(__name__)
+    exporting = threading.Lock()
     app.json.sort_keys = False  # type: ignore[attr-defined]
     images = project.by_id()
     orders: dict[tuple[str, str], list[tuple[Item, bool]]] = {}
@@ -135,10 +137,13 @@ def create_app(project: Project, log: AnswerLog, *, token: str | None = None,
 
     @app.post("/api/export")
     def export() -> Any:
-        try:
-            report = export_folder(project.folder, conditions, log=log, project=project)
-        except UserError as exc:
-            abort(400, str(exc))
+        _body()  # JSON only: a page of another site cannot send it without asking first
+        with exporting:  # two clicks write one after the other, never into one file at once
+            try:
+                report = export_folder(project.folder, conditions, log=log, project=project)
+            except UserError as exc:  # may name mice and conditions: the terminal gets it
+                print(f"mgs-label: export failed: {exc}", file=sys.stderr)
+                abort(400, "export failed: the reason is in the terminal running mgs-label")
         return jsonify(report.as_dict())
 
     @app.get("/image/<iid>")

@@ -192,3 +192,17 @@ def test_agreement_page_shows_kappas_and_consistency(tmp_path: Path) -> None:
     page = c.get("/agreement").get_data(as_text=True)
     assert "ann &ndash; bob" in page and "ICC" in page and "images seen twice" in page
     assert re.search(r"<td>ann</td><td>3</td>", page)  # 3 of 12 images came back
+
+
+def test_export_from_the_page_is_json_only_and_keeps_mice_off_the_page(
+        study: project.Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mice = tmp_path / "mice.csv"
+    mice.write_text("mouse,condition\ncam0-c1,pain\n")
+    c = client(study, conditions=mice)
+    assert c.post("/api/export").status_code == 400  # a cross-site form post carries no JSON
+    mice.write_text("mouse,condition\ncam0-c1,pain\ncam0-c1,control\n")  # edited meanwhile
+    response = c.post("/api/export", json={})
+    assert response.status_code == 400
+    assert "cam0-c1" not in response.get_data(as_text=True)
+    assert "terminal" in response.get_json()["error"]
+    assert "cam0-c1" in capsys.readouterr().err  # where the person running it reads it
