@@ -158,7 +158,7 @@ class EvidenceWriter:
         return counts
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued (up to `timeout`), then stop the thread."""
+        """Write what is queued (up to `timeout`), then stop the thread; again: nothing."""
         self._closing = True
         deadline = time.monotonic() + timeout
         while self._thread.is_alive() and time.monotonic() < deadline:
@@ -201,19 +201,26 @@ class EvidenceWriter:
             raise OSError(f"cannot encode a {pixels.shape} image as JPEG")
         item.path.parent.mkdir(parents=True, exist_ok=True)
         partial = item.path.with_suffix(".jpg.tmp")  # a crash never leaves half a JPEG
-        partial.write_bytes(data.tobytes())
-        partial.replace(item.path)
+        try:
+            partial.write_bytes(data.tobytes())
+            partial.replace(item.path)
+        except OSError:
+            partial.unlink(missing_ok=True)  # a full disk leaves no stray part behind
+            raise
+        self._kept(item.path, len(data))  # on disk: counted, even if the index fails below
         if item.index_row is not None:
             self._index(item.index_row)
-        self._kept(item.path, len(data))
 
     def _index(self, row: list[str]) -> None:
         path = self.folder / "frames.csv"
         new = not path.exists() or path.stat().st_size == 0
+        torn = not new and not _ends_with_newline(path)  # a crash cut the last row
         with path.open("a", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             if new:
                 writer.writerow(FRAME_COLUMNS)
+            if torn:
+                handle.write("\r\n")
             writer.writerow(row)
 
     def _kept(self, path: Path, size: int) -> None:
@@ -269,8 +276,14 @@ class EvidenceWriter:
 
     def _scan(self) -> None:
         """The files an earlier run kept count against the budget, oldest first."""
-        found = [(p.stat().st_mtime, p, p.stat().st_size)
-                 for part in ("crops", "frames") for p in (self.folder / part).rglob("*.jpg")]
+        found = []
+        for part in ("crops", "frames"):
+            for path in (self.folder / part).rglob("*.jpg"):
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:  # removed meanwhile (an old run's budget)
+                    continue
+                found.append((stat.st_mtime, path, stat.st_size))
         for _, path, size in sorted(found):
             self._budget.files.append((path, size))
             self._budget.total += size
@@ -280,6 +293,12 @@ class EvidenceWriter:
         self._retry_at = time.monotonic() + RETRY_S
         with self._lock:
             self._counts.error = f"evidence paused, scoring goes on: {error}"
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def _safe(name: str) -> str:

@@ -228,6 +228,8 @@ class Monitor:
             self._report_cameras(sinks)
             self._reload_if_asked()
             self._report_status(sinks)
+        if sinks.evidence:  # what is queued is written first, so the last report counts it
+            sinks.evidence.close()
         self._report_cameras(sinks, final=True)
         self._report_status(sinks, final=True)
 

@@ -302,3 +302,16 @@ def test_the_hook_gets_the_evidence_as_absolute_paths(demo_small: DemoBuild,
         assert (rule, event, len(paths)) == ("pain", "raised", 2)
         assert all(Path(p).is_absolute() and Path(p).is_file() for p in paths)
         assert all(Path(p).is_relative_to(out.parent / "evidence") for p in paths)
+
+
+def test_a_frames_index_cut_by_a_crash_goes_on_on_a_line_of_its_own(tmp_path: Path) -> None:
+    (tmp_path / "ev").mkdir()
+    index = tmp_path / "ev" / "frames.csv"
+    index.write_text(",".join(evidence_module.FRAME_COLUMNS) + "\r\n1.0,2.0,cam0,3,fir")
+    one = writer(tmp_path, 10**9)
+    records = [crop_record(k).model_copy(update={"cubicle": k + 1}) for k in range(4)]
+    assert one.keep_frame(Camera(name="cam0", source=0), noise(0), records, "first")
+    one.close()
+    rows = read_rows(index)
+    assert [r["reason"] for r in rows] == ["fir", "first"]  # the torn row stays apart
+    assert (tmp_path / "ev" / rows[1]["image"]).is_file()
