@@ -146,9 +146,8 @@ class EvidenceWriter:
                 handle.writelines(f"{p}\n" for p in self._unpinned)
             self._unpinned = []
         except OSError as exc:  # tried again with the next alert's; evidence goes on meanwhile
-            with self._lock:
-                self._counts.error = (f"cannot pin what alerts name: {self.folder / PINNED}: "
-                                      f"{exc.strerror or exc}")
+            self._say(f"cannot pin what alerts name: {self.folder / PINNED}: "
+                      f"{exc.strerror or exc}")
 
     def counts(self) -> EvidenceCounts:
         with self._lock:
@@ -188,10 +187,12 @@ class EvidenceWriter:
         while (item := self._queue.get()) is not None:
             try:
                 self._write(item)
-            except Exception as exc:  # a disk, a codec, a bad pinned.txt: never the thread
+            except OSError as exc:  # the disk refuses: pause, then try again
                 self._drop()
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-                self._fail(f"{item.path}: {reason}")
+                self._fail(f"{item.path}: {exc.strerror or exc}")
+            except Exception as exc:  # this file alone (a codec): said, and the next goes on
+                self._drop()
+                self._say(f"evidence file not kept: {item.path}: {exc}")
 
     def _write(self, item: _File) -> None:
         pixels = cv2.cvtColor(item.pixels, cv2.COLOR_RGB2BGR) if item.rgb else item.pixels
@@ -291,8 +292,11 @@ class EvidenceWriter:
 
     def _fail(self, error: str) -> None:
         self._retry_at = time.monotonic() + RETRY_S
+        self._say(f"evidence paused, scoring goes on: {error}")
+
+    def _say(self, error: str) -> None:
         with self._lock:
-            self._counts.error = f"evidence paused, scoring goes on: {error}"
+            self._counts.error = error
 
 
 def _ends_with_newline(path: Path) -> bool:
