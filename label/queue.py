@@ -57,6 +57,7 @@ def from_evidence(scores: list[Path], folder: Path, *, random: int, uncertain: i
     project.start(folder)
     picked = [(crops[i], RANDOM) for i in chosen_random]
     picked += [(crops[i], UNCERTAIN) for i in chosen_uncertain]
+    _pin_first(picked, cubicles, report)  # before copying: a running monitor's budget waits
     faces = [_face_item(folder, crop, selection) for crop, selection in picked]
     faces = _with_repeats(faces, repeat, rng, report)
     boxes = [_cubicle_item(folder, cubicle) for cubicle in cubicles]
@@ -64,14 +65,23 @@ def from_evidence(scores: list[Path], folder: Path, *, random: int, uncertain: i
     report.faces = {kind: sum(s == kind for _, s in picked) for kind in (RANDOM, UNCERTAIN)}
     report.frames = len({c.frame for c in cubicles})
     report.cubicles = len(boxes)
+    return report
+
+
+def _pin_first(picked: list[tuple[Crop, str]], cubicles: list[FrameCubicle],
+               report: QueueReport) -> None:
+    """Pin every queued evidence file, so the monitor's budget cannot remove it meanwhile."""
     by_evidence: dict[Path, list[Path]] = defaultdict(list)
     for crop, _ in picked:
         by_evidence[crop.evidence].append(crop.path)
     for cubicle in cubicles:
         by_evidence[cubicle.evidence].append(cubicle.frame)
-    report.pinned = sum(pin(evidence, files) for evidence, files in by_evidence.items())
+    try:
+        report.pinned = sum(pin(evidence, files) for evidence, files in by_evidence.items())
+    except OSError as exc:
+        raise UserError(f"cannot pin the queued evidence: {exc.filename}: "
+                        f"{exc.strerror or exc}") from exc
     report.queued_files = sum(len(set(files)) for files in by_evidence.values())
-    return report
 
 
 def from_images(source: Path, folder: Path, *, random: int | None, repeat: float,

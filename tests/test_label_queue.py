@@ -120,6 +120,17 @@ def test_queued_evidence_is_pinned_by_appending(run: Run, tmp_path: Path) -> Non
     assert all(line.startswith(("crops/", "frames/")) for line in lines)
 
 
+def test_evidence_that_cannot_be_pinned_is_one_line(run: Run, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run.csv.parent, copy)
+    (copy / "scores.evidence" / "pinned.txt").unlink(missing_ok=True)
+    (copy / "scores.evidence" / "pinned.txt").mkdir()  # cannot be appended to
+    err = _error(capsys, ["queue", str(copy / "scores.csv"), "--project", str(tmp_path / "p"),
+                          "--random", "3"])
+    assert f"cannot pin the queued evidence: {copy / 'scores.evidence' / 'pinned.txt'}" in err
+
+
 def test_any_folder_of_images(tmp_path: Path) -> None:
     (tmp_path / "in" / "M1").mkdir(parents=True)
     for n in range(6):
