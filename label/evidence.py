@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from monitor.evidence import FRAME_COLUMNS, append_pinned, read_pinned
 from monitor.units import LEVELS, UNITS
 
 from .errors import UserError
@@ -25,8 +26,6 @@ from .errors import UserError
 PROB_COLUMNS = tuple(f"p_{unit}_{level}" for unit in UNITS for level in LEVELS)
 SCORE_NEEDS = ("wall_time", "source_time", "camera", "cubicle", "mouse", "status",
                *PROB_COLUMNS)
-FRAME_COLUMNS = ("wall_time", "source_time", "camera", "frame_index", "reason", "image",
-                 "width", "height", "cubicles")
 
 
 @dataclass(frozen=True)
@@ -120,9 +119,7 @@ def read_frames(evidence: Path) -> list[FrameCubicle]:
 
 def pin(evidence: Path, files: list[Path]) -> int:
     """Appends the files inside `evidence` to its pinned.txt (once each); returns how many."""
-    listed = evidence / "pinned.txt"
-    known = (set(listed.read_text(encoding="utf-8", errors="replace").splitlines())
-             if listed.is_file() else set())
+    known = read_pinned(evidence)
     names = []
     for file in files:
         name = Path(os.path.relpath(file, evidence)).as_posix()
@@ -130,10 +127,7 @@ def pin(evidence: Path, files: list[Path]) -> int:
             known.add(name)
             names.append(name)
     if names:
-        with listed.open("a", encoding="utf-8") as fh:
-            fh.write("".join(f"{name}\n" for name in names))
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_pinned(evidence, names)
     return len(names)
 
 

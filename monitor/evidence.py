@@ -142,8 +142,7 @@ class EvidenceWriter:
         if not self._unpinned:
             return
         try:
-            with (self.folder / PINNED).open("a", encoding="utf-8") as handle:
-                handle.writelines(f"{p}\n" for p in self._unpinned)
+            append_pinned(self.folder, self._unpinned)
             self._unpinned = []
         except OSError as exc:  # tried again with the next alert's; evidence goes on meanwhile
             self._say(f"cannot pin what alerts name: {self.folder / PINNED}: "
@@ -271,8 +270,7 @@ class EvidenceWriter:
             return self._pinned
         if (stat.st_mtime, stat.st_size) != self._pinned_stamp:
             self._pinned_stamp = (stat.st_mtime, stat.st_size)
-            text = path.read_text(encoding="utf-8", errors="replace")
-            self._pinned = {line.strip() for line in text.splitlines() if line.strip()}
+            self._pinned = read_pinned(self.folder)
         return self._pinned
 
     def _scan(self) -> None:
@@ -297,6 +295,22 @@ class EvidenceWriter:
     def _say(self, error: str) -> None:
         with self._lock:
             self._counts.error = error
+
+
+def read_pinned(folder: Path) -> set[str]:
+    """The paths an evidence folder's pinned.txt lists (relative to the folder), a line each:
+    the monitor and mgs-label both read and write it through these two functions."""
+    path = folder / PINNED
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    return {line.strip() for line in text.splitlines() if line.strip()}
+
+
+def append_pinned(folder: Path, names: list[str]) -> None:
+    """Add paths (relative to the folder, POSIX form) to pinned.txt, durably."""
+    with (folder / PINNED).open("a", encoding="utf-8") as handle:
+        handle.writelines(f"{name}\n" for name in names)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -18,6 +18,7 @@ from monitor.capture import Frame
 from monitor.config import build_config
 from monitor.models import SCORER, OnnxModel
 from monitor.pipeline import Analyzer, Models
+from tests.test_half import crops
 from tests.test_pipeline import cubicle_frame
 
 CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -25,10 +26,6 @@ CPU = ["CPUExecutionProvider"]
 
 pytestmark = pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
                                 reason="onnxruntime has no CUDA provider here")
-
-
-def crops(n: int, seed: int, size: int = 32) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 255, (n, size, size, 3), dtype=np.uint8)
 
 
 def test_the_scorer_runs_on_cuda_with_the_cpus_answers(random_models: Path) -> None:
