@@ -179,8 +179,12 @@ def test_a_refusing_disk_stops_evidence_not_scoring(demo_small: DemoBuild, tmp_p
     def status() -> StatusReport:
         return view.of(StatusReport)[-1]
 
-    view.wait_for(lambda v: v.of(StatusReport) and "evidence paused, scoring goes on" in
-                  status().notice)
+    def refused(v: View) -> bool:  # paused, and a scored record went out without a crop
+        return bool(v.of(StatusReport)) and "evidence paused, scoring goes on" in \
+            status().notice and any(r.status == "scored" and not r.crop
+                                    for r in v.of(ScoreRecord))
+
+    view.wait_for(refused)
     assert "evidence paused" in view.of(StatusReport)[-1].evidence_error
     (tmp_path / "evidence" / "crops").unlink()  # room again
     view.wait_for(lambda v: "evidence kept again" in status().notice)
