@@ -7,7 +7,6 @@ value, with exit code 2 (as mgs-monitor does).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,8 @@ and mgs-train-localizer read as they are.
               CSVs, plus cubicles of kept full frames to draw face boxes on; about 10% of the
               faces come back later, unannounced, to measure each rater's consistency
   2. serve    the scoring page: no mouse, camera, time or condition is shown; each rater sees
-              their own order and can stop and resume at any time
+              their own order and progress and can stop and resume at any time; the
+              coordinator alone sees the agreement page and writes the label files
   3. export   labels.csv (+ labels-random.csv), boxes.csv and provenance.csv, with mouse ids
               and the lab's conditions joined back in
 """
@@ -34,9 +34,9 @@ examples:
       --frames 20                       from monitor evidence (CSVs + evidence/)
   mgs-label queue --images photos/ --project study2
                                         any folder of face images (all `random`)
-  mgs-label serve study1                open http://127.0.0.1:8765/ and give your name
-  mgs-label serve study1 --host 0.0.0.0 --token "$(openssl rand -hex 16)"
-                                        raters on other machines (every request needs it)
+  mgs-label serve study1                raters open the address in study1/access/rater-url
+  mgs-label serve study1 --host 0.0.0.0 --tls-cert lab.pem --tls-key lab.key
+                                        raters on other machines, over HTTPS
   mgs-label export study1 --conditions mice.csv
   mgs-train --labels study1/labels.csv
   mgs-train-localizer --labels study1/boxes.csv
@@ -106,22 +106,31 @@ def _add_queue(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = sub.add_parser(
-        "serve", help="the scoring page (and the agreement page, /agreement)",
+        "serve", help="the scoring page (and the coordinator's agreement page, /agreement)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Serve the scoring page with Flask's development server (Werkzeug, one\n"
-        "thread per request): fine on loopback or a trusted lab network, not a server for the\n"
-        "internet. Every answer is on disk (answers.jsonl, fsynced) before the page shows the\n"
-        "next image. /agreement shows kappas, ICCs and each rater's consistency, and a button\n"
-        "that writes the CSVs as `export` does. Ctrl-C stops it; nothing is lost.",
+        description="Serve the scoring page (waitress: idle connections closed after a\n"
+        "minute, request bodies over 1 MB refused). Every answer is on disk (answers.jsonl,\n"
+        "fsynced) before the page shows the next image. Ctrl-C stops it; nothing is lost.\n\n"
+        "Two tokens, each from the environment or else from a file in DIR/access/ (made,\n"
+        "192 random bits, when missing; fewer than 128 bits are refused):\n"
+        "  raters       $MGS_LABEL_TOKEN or DIR/access/rater-token: the scoring page\n"
+        "  coordinator  $MGS_LABEL_COORDINATOR_TOKEN or DIR/access/coordinator-token: also\n"
+        "               /agreement (kappas, ICCs, each rater's consistency) and its button\n"
+        "               that writes the CSVs as `export` does\n"
+        "The addresses to hand out, each carrying its token once, are written to\n"
+        "DIR/access/rater-url and DIR/access/coordinator-url; the terminal shows only the\n"
+        "tokens' first characters. A rater's name belongs to the browser that gave it first.",
         epilog="example:\n  mgs-label serve study1 --conditions mice.csv")
     serve.add_argument("project", type=Path, metavar="DIR")
     serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default %(default)s); any non-loopback "
-                       "address needs --token")
+                       help="address to listen on (default %(default)s); on any other, give "
+                       "--tls-cert and --tls-key or reach it through an SSH tunnel")
     serve.add_argument("--port", type=int, default=8765, help="default %(default)s")
-    serve.add_argument("--token", default=os.environ.get("MGS_LABEL_TOKEN"),
-                       help="secret every request must carry (default $MGS_LABEL_TOKEN); the "
-                       "URL printed at start carries it once, then a cookie does")
+    serve.add_argument("--tls-cert", type=Path, metavar="PEM",
+                       help="serve HTTPS with this certificate (chain), with --tls-key")
+    serve.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's key")
+    serve.add_argument("--max-raters", type=int, default=20, metavar="N",
+                       help="names the page accepts (default %(default)s)")
     serve.add_argument("--conditions", type=Path, metavar="CSV",
                        help="mouse,condition table used by the page's export button")
     serve.set_defaults(func=cmd_serve)
@@ -177,7 +186,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
-    return serve(args.project, args.host, args.port, args.token or None, args.conditions)
+    return serve(args.project, args.host, args.port, args.conditions,
+                 max_raters=args.max_raters, tls_cert=args.tls_cert, tls_key=args.tls_key)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

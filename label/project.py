@@ -4,7 +4,8 @@
     DIR/items.csv      one row per image: id, task, selection, and the facts the raters must
                        not see (mouse, camera, cubicle, times, source file); read by the server
                        and by export, never sent to a page
-    DIR/images/ID.*    face crops to score (copies: the project travels without the evidence)
+    DIR/images/ID.*    face crops to score (copies: the project travels without the evidence);
+                       a face shown twice has a second copy under an id of its own
     DIR/cubicles/ID.jpg  one cubicle cut out of a kept full frame, for a face box
     DIR/answers.jsonl  every answer, skip and undo (answers.py)
 
@@ -38,7 +39,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 @dataclass(frozen=True)
 class Item:
-    """One image to label. Fields after `repeat_id` are never shown to a rater."""
+    """One image to label. Fields after `repeat_image` are never shown to a rater."""
 
     id: str
     task: str  # FACE: score the five units; BOX: draw the face box
@@ -48,6 +49,7 @@ class Item:
     height: int
     suggestion: str  # BOX: the localizer's "x y w h" in this image's pixels, blank if none
     repeat_id: str  # FACE: the id its second showing is served under, blank if not repeated
+    repeat_image: str  # FACE: the second showing's own copy (blank in projects made before)
     mouse: str
     camera: str
     cubicle: str
@@ -77,6 +79,13 @@ class Project:
         """Items under every id they are served by, the repeat ids included."""
         found = {item.id: item for item in self.items}
         found.update({item.repeat_id: item for item in self.items if item.repeat_id})
+        return found
+
+    def files(self) -> dict[str, Path]:
+        """The file each id is served from: a repeat from its own copy."""
+        found = {item.id: self.folder / item.image for item in self.items}
+        found.update({item.repeat_id: self.folder / (item.repeat_image or item.image)
+                      for item in self.items if item.repeat_id})
         return found
 
     def order(self, rater: str, task: str) -> list[tuple[Item, bool]]:
@@ -125,29 +134,32 @@ def load(folder: Path) -> Project:
 
 
 def _item(row: dict[str, str]) -> Item:
+    row.setdefault("repeat_image", "")  # a project made before repeats had copies of their own
     values: dict[str, Any] = {name: row[name] for name in ITEM_COLUMNS}
     values["width"], values["height"] = int(row["width"]), int(row["height"])
     return Item(**values)
 
 
-def copy_image(source: Path, folder: Path, item_id: str, reencode: bool) -> tuple[str, int, int]:
-    """Puts an image into the project under its id; returns (name, width, height).
+def copy_image(source: Path, folder: Path, reencode: bool) -> tuple[str, str, int, int]:
+    """Puts an image into the project under a fresh id; returns (id, name, width, height).
 
     Files from an arbitrary folder are re-encoded as PNG (lossless) so no metadata (EXIF time,
-    camera) reaches the page; the monitor's own crops carry none and are copied as they are.
+    camera) reaches the page; the monitor's own JPEG crops carry none and are copied as they
+    are (blind.disguise pads them later).
     """
     image = cv2.imread(str(source), cv2.IMREAD_COLOR)
     if image is None:
         raise UserError(f"{source}: cannot be decoded as an image")
     height, width = image.shape[:2]
-    if reencode:
+    item_id = new_id()
+    if reencode or source.suffix.lower() not in (".jpg", ".jpeg"):
         name = f"images/{item_id}.png"
         if not cv2.imwrite(str(folder / name), image):
             raise UserError(f"{folder / name}: cannot write")
     else:
-        name = f"images/{item_id}{source.suffix.lower()}"
+        name = f"images/{item_id}.jpg"
         shutil.copyfile(source, folder / name)
-    return name, width, height
+    return item_id, name, width, height
 
 
 def write_csv_atomic(path: Path, rows: Iterable[Iterable[object]]) -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from . import project
+from . import blind, project
 from .errors import UserError
 from .evidence import Crop, FrameCubicle, pin, read_frames, read_scores
 from .project import BOX, FACE, IMAGE_SUFFIXES, RANDOM, UNCERTAIN, Item, new_id
 from .selection import Candidate, pick_random, pick_repeats, pick_uncertain
+
+Copy = tuple[str, str, int, int]  # id, name in the project, width, height
 
 
 @dataclass
@@ -58,9 +62,20 @@ def from_evidence(scores: list[Path], folder: Path, *, random: int, uncertain: i
     picked = [(crops[i], RANDOM) for i in chosen_random]
     picked += [(crops[i], UNCERTAIN) for i in chosen_uncertain]
     _pin_first(picked, cubicles, report)  # before copying: a running monitor's budget waits
-    faces = [_face_item(folder, crop, selection) for crop, selection in picked]
-    faces = _with_repeats(faces, repeat, rng, report)
-    boxes = [_cubicle_item(folder, cubicle) for cubicle in cubicles]
+    again = _repeats(len(picked), repeat, rng, report)
+    jobs: list[Callable[[], Copy]] = [
+        *(partial(project.copy_image, crop.path, folder, False) for crop, _ in picked),
+        *(partial(project.copy_image, picked[i][0].path, folder, False) for i in again),
+        *(partial(_cut_cubicle, folder, cubicle) for cubicle in cubicles)]
+    copies = blind.shuffled(jobs)
+    seconds = dict(zip(again, copies[len(picked):len(picked) + len(again)], strict=True))
+    faces = [_face_item(copy, crop, selection, seconds.get(i))
+             for i, (copy, (crop, selection)) in enumerate(zip(copies, picked, strict=False))]
+    boxes = [_cubicle_item(copy, cubicle)
+             for copy, cubicle in zip(copies[len(picked) + len(again):], cubicles, strict=True)]
+    blind.disguise(folder, [[i.image for i in faces] + [i.repeat_image for i in faces
+                                                         if i.repeat_image],
+                            [i.image for i in boxes]])
     project.save(folder, seed, repeat, map(str, scores), faces + boxes)
     report.faces = {kind: sum(s == kind for _, s in picked) for kind in (RANDOM, UNCERTAIN)}
     report.frames = len({c.frame for c in cubicles})
@@ -97,13 +112,14 @@ def from_images(source: Path, folder: Path, *, random: int | None, repeat: float
         files = [files[i] for i in pick_random(random, len(files), rng)]
     project.start(folder)
     report = QueueReport(faces={RANDOM: len(files)})
-    items = []
-    for path in files:
-        item_id = new_id()
-        name, width, height = project.copy_image(path, folder, item_id, reencode=True)
-        items.append(Item(item_id, FACE, name, RANDOM, width, height, "", "", "", "", "", "",
-                          "", "", str(path.resolve())))
-    items = _with_repeats(items, repeat, rng, report)
+    again = _repeats(len(files), repeat, rng, report)
+    copies = blind.shuffled([partial(project.copy_image, path, folder, True)
+                             for path in [*files, *(files[i] for i in again)]])
+    seconds = dict(zip(again, copies[len(files):], strict=True))
+    items = [_image_item(copy, path, seconds.get(i))
+             for i, (copy, path) in enumerate(zip(copies, files, strict=False))]
+    blind.disguise(folder, [[i.image for i in items] + [i.repeat_image for i in items
+                                                         if i.repeat_image]])
     project.save(folder, seed, repeat, [str(source)], items)
     return report
 
@@ -122,23 +138,28 @@ def _pick_frames(evidence: list[Path], count: int, rng: np.random.Generator
     return [c for c in cubicles if c.frame in keep]
 
 
-def _face_item(folder: Path, crop: Crop, selection: str) -> Item:
-    item_id = new_id()
-    name, width, height = project.copy_image(crop.path, folder, item_id, reencode=False)
+def _face_item(copy: Copy, crop: Crop, selection: str, second: Copy | None) -> Item:
+    item_id, name, width, height = copy
     entropy = "" if np.isnan(crop.entropy) else f"{crop.entropy:.4f}"
-    return Item(item_id, FACE, name, selection, width, height, "", "", crop.mouse, crop.camera,
-                str(crop.cubicle), repr(crop.wall_time), repr(crop.source_time), entropy,
-                str(crop.path.resolve()))
+    return Item(item_id, FACE, name, selection, width, height, "",
+                second[0] if second else "", second[1] if second else "", crop.mouse,
+                crop.camera, str(crop.cubicle), repr(crop.wall_time), repr(crop.source_time),
+                entropy, str(crop.path.resolve()))
 
 
-def _cubicle_item(folder: Path, cubicle: FrameCubicle) -> Item:
-    """The cubicle's pixels as an image of their own, the suggestion moved into them."""
+def _image_item(copy: Copy, path: Path, second: Copy | None) -> Item:
+    item_id, name, width, height = copy
+    return Item(item_id, FACE, name, RANDOM, width, height, "", second[0] if second else "",
+                second[1] if second else "", "", "", "", "", "", "", str(path.resolve()))
+
+
+def _cut_cubicle(folder: Path, cubicle: FrameCubicle) -> Copy:
+    """The cubicle's pixels as an image of their own under a fresh id."""
     frame = cv2.imread(str(cubicle.frame), cv2.IMREAD_COLOR)
     if frame is None:
         raise UserError(f"{cubicle.frame}: cannot be decoded as an image ({cubicle.where})")
     height, width = frame.shape[:2]
-    x0, y0, x1, y1 = cubicle.region
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    x0, y0, x1, y1 = _clipped(cubicle.region, width, height)
     if x1 <= x0 or y1 <= y0:
         raise UserError(f"{cubicle.where}: cubicle {cubicle.cubicle} region "
                         f"{list(cubicle.region)} lies outside the {width}x{height} frame")
@@ -146,10 +167,23 @@ def _cubicle_item(folder: Path, cubicle: FrameCubicle) -> Item:
     name = f"cubicles/{item_id}.jpg"
     if not cv2.imwrite(str(folder / name), frame[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 95]):
         raise UserError(f"{folder / name}: cannot write")
-    return Item(item_id, BOX, name, RANDOM, x1 - x0, y1 - y0,
-                _suggestion(cubicle.box, x0, y0, x1, y1), "", cubicle.mouse, cubicle.camera,
-                str(cubicle.cubicle), repr(cubicle.wall_time), repr(cubicle.source_time), "",
-                str(cubicle.frame.resolve()))
+    return item_id, name, x1 - x0, y1 - y0
+
+
+def _cubicle_item(copy: Copy, cubicle: FrameCubicle) -> Item:
+    """A cubicle image with the localizer's suggestion moved into its pixels."""
+    item_id, name, width, height = copy
+    x0, y0 = max(0, cubicle.region[0]), max(0, cubicle.region[1])
+    return Item(item_id, BOX, name, RANDOM, width, height,
+                _suggestion(cubicle.box, x0, y0, x0 + width, y0 + height), "", "", cubicle.mouse,
+                cubicle.camera, str(cubicle.cubicle), repr(cubicle.wall_time),
+                repr(cubicle.source_time), "", str(cubicle.frame.resolve()))
+
+
+def _clipped(region: tuple[int, int, int, int], width: int, height: int
+             ) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = region
+    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
 
 
 def _suggestion(box: tuple[float, float, float, float] | None,
@@ -164,9 +198,9 @@ def _suggestion(box: tuple[float, float, float, float] | None,
     return " ".join(f"{v:.1f}" for v in (bx0 - x0, by0 - y0, bx1 - bx0, by1 - by0))
 
 
-def _with_repeats(items: list[Item], fraction: float, rng: np.random.Generator,
-                  report: QueueReport) -> list[Item]:
-    again = set(pick_repeats(len(items), fraction, rng))
+def _repeats(count: int, fraction: float, rng: np.random.Generator,
+             report: QueueReport) -> list[int]:
+    """Which faces come back once more; each gets a copy of its own."""
+    again = pick_repeats(count, fraction, rng)
     report.repeats = len(again)
-    return [replace(item, repeat_id=new_id()) if i in again else item
-            for i, item in enumerate(items)]
+    return again

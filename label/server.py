@@ -1,12 +1,16 @@
 """The labelling web page: Flask serving plain HTML, CSS and JS from this package.
 
 Blind by construction: the page and its JSON get an image by an opaque id, a slot number in
-the rater's own order, progress counts and, for face boxes, the localizer's suggestion in the
-image's pixels. Mouse, camera, times and conditions stay in items.csv on the server.
+the rater's own order, their own progress and, for face boxes, the localizer's suggestion in
+the image's pixels. Images come as bytes alone: no file name, date or tag. Mouse, camera,
+times and conditions stay in items.csv on the server.
 
-Bound to loopback, requests must name a loopback host (a web page elsewhere cannot reach the
-server through DNS rebinding). With a token, every request must carry it: the first in the
-URL (`/?token=...`), which sets a cookie and is then removed from the address bar.
+Two roles (access.py): raters score; the coordinator also sees the agreement page and writes
+the label files. Every request carries its role's token: the first in the URL (`/?token=...`),
+which sets a cookie named after the port and is then removed from the address bar. Which rater
+a browser is comes from its own secret cookie (raters.py), never from a request's body.
+Bound to loopback, requests must also name a loopback host (a web page elsewhere cannot reach
+the server through DNS rebinding).
 """
 
 from __future__ import annotations
@@ -14,40 +18,51 @@ from __future__ import annotations
 import fcntl
 import hmac
 import ipaddress
-import re
+import mimetypes
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, abort, jsonify, redirect, render_template, request, send_file
+from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from monitor.units import LEVELS, UNITS
 
-from . import agreement
+from . import access, agreement, web
+from .access import COORDINATOR, RATER
 from .answers import AnswerLog, progress
 from .errors import UserError
 from .export import export_folder, read_conditions
 from .project import BOX, FACE, Item, Project
+from .raters import NAME, Raters, Refused, new_secret, valid_secret
 from .reference import NOT_SCOREABLE, REFERENCE
 
-COOKIE = "mgs_label_token"
-RATER = re.compile(r"^\w[\w .-]{0,39}$")
-TOKEN_IN_URL = re.compile(r"token=[^&\s]*")
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 HOW = ("drawn", "suggested", "no_face")
+MAX_JSON = 64 * 1024  # bytes; an answer is a few hundred
+MAX_RATERS = 20
+YEAR = 365 * 24 * 3600
 
 
-def create_app(project: Project, log: AnswerLog, *, token: str | None = None,
-               conditions: Path | None = None, loopback: bool = True) -> Flask:
+def cookie_names(port: int) -> tuple[str, str]:
+    """(access, rater) cookie names. Browsers keep cookies per host, not per port: two projects
+    served on one host must not overwrite each other's."""
+    return f"mgs_label_{port}", f"mgs_label_rater_{port}"
+
+
+def create_app(project: Project, log: AnswerLog, *, tokens: dict[str, str], port: int,
+               raters: Raters, conditions: Path | None = None, loopback: bool = True,
+               secure: bool = False) -> Flask:
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_JSON
     exporting = threading.Lock()
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    images = project.by_id()
-    orders: dict[tuple[str, str], list[tuple[Item, bool]]] = {}
+    files = project.files()
+    orders: dict[tuple[str, str], list[tuple[Item, bool]]] = {}  # bounded: raters are
     tasks = {item.task for item in project.items}
+    access_cookie, rater_cookie = cookie_names(port)
 
     def order(rater: str, task: str) -> list[tuple[Item, bool]]:
         key = (rater, task)
@@ -55,24 +70,39 @@ def create_app(project: Project, log: AnswerLog, *, token: str | None = None,
             orders[key] = project.order(rater, task)
         return orders[key]
 
+    def role_of(given: str) -> str | None:
+        found = None
+        for role, token in tokens.items():  # compare with both, always: the time says nothing
+            if hmac.compare_digest(given.encode(), token.encode()):
+                found = role
+        return found
+
     @app.before_request
     def guard() -> Any:
         if loopback and _hostname(request.host) not in LOOPBACK_NAMES:
             abort(403, "this server answers only to a loopback host name")
-        if token is None:
-            return None
-        given = request.args.get("token") or request.cookies.get(COOKIE) or ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            abort(403, "this server needs its token: open the address mgs-label serve printed")
-        if "token" in request.args and request.method == "GET":
+        given = request.args.get("token")
+        if given is not None and request.method == "GET":
+            if role_of(given) is None:
+                abort(403, "this token is not this server's: ask the coordinator for the address")
             response = redirect(request.path)  # keep the token out of the address bar
-            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+            response.set_cookie(access_cookie, given, httponly=True, samesite="Strict",
+                                secure=secure)
             return response
+        g.role = role_of(request.cookies.get(access_cookie, ""))
+        if g.role is None:
+            abort(403, "this server needs its token: open the address the coordinator gave you")
+        g.secret = valid_secret(request.cookies.get(rater_cookie))
         return None
 
     @app.after_request
     def headers(response: Response) -> Response:
-        response.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self'"
+        if getattr(g, "new_secret", None):
+            response.set_cookie(rater_cookie, g.new_secret, max_age=YEAR, httponly=True,
+                                samesite="Strict", secure=secure)
+        response.headers["Content-Security-Policy"] = \
+            "default-src 'self'; img-src 'self'; frame-ancestors 'none'"
+        response.headers["X-Frame-Options"] = "DENY"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cache-Control"] = "no-store"
@@ -86,12 +116,15 @@ def create_app(project: Project, log: AnswerLog, *, token: str | None = None,
 
     @app.get("/")
     def index() -> str:
+        if g.secret is None:  # this browser's first visit: its rater secret
+            g.secret = g.new_secret = new_secret()
         return render_template("index.html", units=UNITS, levels=LEVELS, reference=REFERENCE,
                                not_scoreable=NOT_SCOREABLE, has_boxes=BOX in tasks,
-                               has_faces=FACE in tasks)
+                               has_faces=FACE in tasks, coordinator=g.role == COORDINATOR)
 
     @app.get("/agreement")
     def agreement_page() -> str:
+        _coordinator()
         records = log.in_force()
         ratings, repeats = agreement.face_ratings(records)
         done: dict[str, dict[str, int]] = {}
@@ -104,9 +137,26 @@ def create_app(project: Project, log: AnswerLog, *, token: str | None = None,
                                consistency=agreement.consistency(repeats), done=done,
                                warnings=log.warnings)
 
+    @app.get("/api/rater")
+    def who() -> Any:
+        return jsonify(rater=raters.name_of(g.secret) if g.secret else None)
+
+    @app.post("/api/rater")
+    def claim() -> Any:
+        name = _body().get("name")
+        if not isinstance(name, str) or not NAME.match(name.strip()):
+            abort(400, "rater name: 1-40 letters, digits, spaces, dots, dashes or underscores")
+        if g.secret is None:
+            g.secret = g.new_secret = new_secret()
+        try:
+            name = raters.claim(g.secret, name)
+        except Refused as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(rater=name)
+
     @app.get("/api/task")
     def task() -> Any:
-        return jsonify(_task(request.args.get("rater"), request.args.get("task")))
+        return jsonify(_task(_rater(), request.args.get("task")))
 
     @app.post("/api/answer")
     def answer() -> Any:
@@ -131,12 +181,13 @@ def create_app(project: Project, log: AnswerLog, *, token: str | None = None,
     @app.post("/api/undo")
     def undo() -> Any:
         body = _body()
-        rater, task = _rater(body.get("rater")), _task_name(body.get("task"))
+        rater, task = _rater(), _task_name(body.get("task"))  # this browser's rater only
         undone = log.undo(rater, task)
         return jsonify({**_task(rater, task), "undone": undone is not None})
 
     @app.post("/api/export")
     def export() -> Any:
+        _coordinator()
         _body()  # JSON only: a page of another site cannot send it without asking first
         with exporting:  # two clicks write one after the other, never into one file at once
             try:
@@ -148,13 +199,25 @@ def create_app(project: Project, log: AnswerLog, *, token: str | None = None,
 
     @app.get("/image/<iid>")
     def image(iid: str) -> Any:
-        item = images.get(iid)
-        if item is None:
+        path = files.get(iid)
+        if path is None:
             abort(404, "no such image")
-        return send_file(project.folder / item.image, max_age=0)
+        # the bytes alone: no file name, no dates, no tag that could tell two copies apart
+        mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return Response(path.read_bytes(), mimetype=mimetype)
 
-    def _task(rater: Any, task: Any) -> dict[str, Any]:
-        rater, task = _rater(rater), _task_name(task)
+    def _rater() -> str:
+        name = raters.name_of(g.secret) if g.secret else None
+        if name is None:
+            abort(403, "this browser has no rater name yet: reload the page and give yours")
+        return name
+
+    def _coordinator() -> None:
+        if g.role != COORDINATOR:
+            abort(403, "the agreement page and the label files are the coordinator's")
+
+    def _task(rater: str, task: Any) -> dict[str, Any]:
+        task = _task_name(task)
         slots = order(rater, task)
         answered, skips = progress(log.stack(rater, task))
         payload: dict[str, Any] = {"task": task, "done": len(answered), "total": len(slots),
@@ -171,7 +234,7 @@ def create_app(project: Project, log: AnswerLog, *, token: str | None = None,
         return payload
 
     def _slot(body: dict[str, Any]) -> tuple[str, str, int, Item]:
-        rater, task = _rater(body.get("rater")), _task_name(body.get("task"))
+        rater, task = _rater(), _task_name(body.get("task"))
         slot = body.get("slot")
         slots = order(rater, task)
         if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < len(slots):
@@ -191,12 +254,6 @@ def _body() -> dict[str, Any]:
     if not isinstance(body, dict):
         abort(400, "expected a JSON object")
     return body
-
-
-def _rater(value: Any) -> str:
-    if not isinstance(value, str) or not RATER.match(value.strip()):
-        abort(400, "rater name: 1-40 letters, digits, spaces, dots, dashes or underscores")
-    return value.strip()
 
 
 def _levels(value: Any) -> list[int | None]:
@@ -243,49 +300,68 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def serve(folder: Path, host: str, port: int, token: str | None,
-          conditions: Path | None) -> int:
-    """Runs Werkzeug's threaded development server until Ctrl-C: fine for a few raters on
-    loopback or a trusted lab network, not a public web server."""
-    from werkzeug.serving import WSGIRequestHandler, make_server
-
+def serve(folder: Path, host: str, port: int, conditions: Path | None, *,
+          max_raters: int = MAX_RATERS, tls_cert: Path | None = None,
+          tls_key: Path | None = None) -> int:
+    """Serves the project with waitress (web.py) until Ctrl-C or SIGTERM."""
     from .project import load
 
-    class Handler(WSGIRequestHandler):
-        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            self.path = TOKEN_IN_URL.sub("token=***", self.path)  # the secret stays out of logs
-            super().log_request(code, size)
-
-    loopback = is_loopback(host)
-    if not loopback and not token:
-        raise UserError(f"--host {host} is not a loopback address: give --token (every "
-                        "request must then carry it) or serve on 127.0.0.1")
+    if (tls_cert is None) != (tls_key is None):
+        raise UserError("--tls-cert and --tls-key go together: the certificate and its key")
+    if max_raters < 1:
+        raise UserError(f"--max-raters {max_raters}: must be 1 or more")
     project = load(folder)
     if conditions is not None:
         read_conditions(conditions)  # a broken table is named now, not at the first export
+    tls = web.tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
     held = _hold(folder)
-    log = AnswerLog(project.answers_path)
-    for warning in log.warnings:
-        print(f"mgs-label: warning: {warning}", file=sys.stderr)
-    app = create_app(project, log, token=token, conditions=conditions, loopback=loopback)
     try:
-        server = make_server(host, port, app, threaded=True, request_handler=Handler)
-    except OSError as exc:
-        held.close()
-        raise UserError(f"--host {host} --port {port}: cannot listen: {exc.strerror}") from None
-    shown = f"[{host}]" if ":" in host else host
-    query = f"/?token={token}" if token else "/"
-    print(f"mgs-label: serving {folder} on http://{shown}:{server.port}{query} "
-          "(Ctrl-C stops; every answer is already on disk)", file=sys.stderr)
-    signal.signal(signal.SIGTERM, _stop)  # systemd and kill stop it as Ctrl-C does
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        tokens = access.load_both(folder)
+        log = AnswerLog(project.answers_path)
+        for warning in log.warnings:
+            print(f"mgs-label: warning: {warning}", file=sys.stderr)
+        late = _Late()  # the cookies are named after the port, known once it is bound
+        server = web.make_server(late, host, port, tls)
+        bound = int(server.effective_port)  # type: ignore[attr-defined]
+        late.app = create_app(project, log, tokens={r: t.value for r, t in tokens.items()},
+                              port=bound, raters=Raters(folder / "raters.json", max_raters),
+                              conditions=conditions, loopback=is_loopback(host),
+                              secure=tls is not None)
+        base = f"{'https' if tls else 'http'}://{access.shown_host(host)}:{bound}"
+        urls = access.write_addresses(folder, base, tokens)
+        _say_where(folder, base, tokens, urls, plain=tls is None and not is_loopback(host))
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _stop)  # systemd and kill stop it as Ctrl-C does
+        try:
+            server.run()  # returns on Ctrl-C, after its worker threads finished
+        finally:
+            server.close()
     finally:
-        server.server_close()
         held.close()
     return 0
+
+
+class _Late:
+    """A WSGI app set after the server is made."""
+
+    app: Any = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.app(environ, start_response)
+
+
+def _say_where(folder: Path, base: str, tokens: dict[str, access.Token],
+               urls: dict[str, Path], plain: bool) -> None:
+    rater = tokens[RATER]
+    lines = [f"serving {folder} on {base}/ (Ctrl-C stops; every answer is already on disk)",
+             f"raters open the address in {urls[RATER]} (token {rater.hint} from {rater.source})",
+             f"the coordinator opens the address in {urls[COORDINATOR]} (agreement page and "
+             f"label files; token {tokens[COORDINATOR].hint} from {tokens[COORDINATOR].source})"]
+    if plain:
+        lines.append("warning: tokens and answers cross the network unencrypted: give "
+                     "--tls-cert and --tls-key, or serve on 127.0.0.1 through an SSH tunnel")
+    for line in lines:
+        print(f"mgs-label: {line}", file=sys.stderr, flush=True)
 
 
 def _stop(signum: int, frame: Any) -> None:

@@ -6,9 +6,22 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import queue
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +149,118 @@ def api(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
+
+
+class Browser:
+    """A browser as far as the server can tell: it keeps the cookies it is given by name, for
+    the host alone, whatever the port (as browsers do), and sends them back."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.cookies: dict[str, str] = {}
+        self.set_cookies: list[str] = []  # every Set-Cookie header, as sent
+        self.tls = tls
+
+    def request(self, url: str, body: Any = None, raw: bytes | None = None
+                ) -> tuple[int, dict[str, str], bytes]:
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        request = urllib.request.Request(url, data=data, headers=headers)
+        opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(
+            context=self.tls))
+        try:
+            with opener.open(request, timeout=20) as response:
+                status, got, content = response.status, response.headers, response.read()
+        except urllib.error.HTTPError as exc:
+            status, got, content = exc.code, exc.headers, exc.read()
+        for header in got.get_all("Set-Cookie") or []:
+            self.set_cookies.append(header)
+            for name, morsel in SimpleCookie(header).items():
+                self.cookies[name] = morsel.value
+        return status, {k.lower(): v for k, v in got.items()}, content
+
+    def json(self, url: str, body: Any = None) -> Any:
+        status, _, content = self.request(url, body)
+        assert status == 200, (url, status, content[:300])
+        return json.loads(content)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect comes back as it is, with its Set-Cookie
+
+
+@dataclass
+class Served:
+    base: str
+    port: int
+    tokens: dict[str, str]
+    lines: list[str]
+    process: subprocess.Popen[str]
+
+    def rater(self, name: str | None, tls: ssl.SSLContext | None = None) -> Browser:
+        """A new browser that opened the raters' address and, given a name, took it."""
+        browser = Browser(tls)
+        assert browser.request(f"{self.base}/?token={self.tokens['rater']}")[0] == 302
+        assert browser.request(self.base + "/")[0] == 200
+        if name is not None:
+            assert browser.json(self.base + "/api/rater", {"name": name}) == {"rater": name}
+        return browser
+
+    def coordinator(self, tls: ssl.SSLContext | None = None) -> Browser:
+        browser = Browser(tls)
+        assert browser.request(f"{self.base}/agreement?token={self.tokens['coordinator']}"
+                               )[0] == 302
+        return browser
+
+
+@contextmanager
+def served(project: Path, *options: str, env: dict[str, str] | None = None
+           ) -> Iterator[Served]:
+    """`mgs-label serve PROJECT --port 0 OPTIONS` in a process of its own; stopped by SIGTERM,
+    as systemd stops it, and made to exit cleanly."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MGS_LABEL_")}
+    environ.update(env or {}, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "label.cli", "serve", str(project), "--port", "0", *options],
+        stderr=subprocess.PIPE, text=True, env=environ)
+    lines: list[str] = []
+    said: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_drain, args=(process, lines, said), daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not any("the coordinator opens" in line for line in lines):
+        try:
+            said.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            process.kill()
+            process.wait()
+            raise AssertionError("mgs-label serve did not start:\n" + "".join(lines)) from None
+    base = next(m for line in lines if (m := re.search(r"serving .* on (https?://\S+?)/ ", line)))
+    url = base.group(1).replace(f"//{socket.gethostname()}:", "//127.0.0.1:")
+    names = {"rater": "MGS_LABEL_TOKEN", "coordinator": "MGS_LABEL_COORDINATOR_TOKEN"}
+    tokens = {role: (env or {}).get(name) or
+              (project / "access" / f"{role}-token").read_text().strip()
+              for role, name in names.items()}
+    try:
+        yield Served(url, int(url.rsplit(":", 1)[1]), tokens, lines, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0, "".join(lines)
+
+
+def _drain(process: subprocess.Popen[str], lines: list[str], said: queue.Queue[str]) -> None:
+    """Keeps the server's stderr pipe from filling; every line is kept for messages."""
+    for line in process.stderr or []:
+        lines.append(line)
+        said.put(line)
+
+
+def unpadded(data: bytes | Path) -> bytes:
+    """A JPEG without the comment segments label.blind put right after its start."""
+    data = data.read_bytes() if isinstance(data, Path) else data
+    assert data[:2] == b"\xff\xd8"
+    at = 2
+    while data[at:at + 2] == b"\xff\xfe":
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    return data[:2] + data[at:]

@@ -1,6 +1,8 @@
-"""mgs-label end to end in a real headless Chromium over real HTTP: a rater scores faces with
-the keyboard only, draws and accepts face boxes, undoes, reloads and resumes; a second rater
-answers through the API; the export button writes the CSVs, and tiny models train on them.
+"""mgs-label end to end in a real headless Chromium over real HTTP, against `mgs-label serve`
+in a process of its own: a rater opens the raters' address, scores faces with the keyboard
+only, draws and accepts face boxes, undoes, reloads and resumes; a second rater answers
+through the API; the rater cannot open the agreement page, the coordinator can, and its export
+button writes the CSVs, and tiny models train on them.
 
 Needs Debian's chromium and chromium-driver (scripts/test installs them). Without them this
 fails, so CI cannot pass without running it, unless MGS_NO_BROWSER=1 skips it on purpose.
@@ -12,7 +14,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,8 @@ from typing import Any
 import pytest
 
 from label import project
-from label.answers import AnswerLog
 from label.cli import main
-from label.server import create_app
-from tests.label_util import Run, api, write_conditions, write_run
+from tests.label_util import Browser, Run, Served, served, write_conditions, write_run
 
 if os.environ.get("MGS_NO_BROWSER") == "1":
     pytest.skip("MGS_NO_BROWSER=1: browser tests skipped on purpose", allow_module_level=True)
@@ -49,17 +48,10 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, project.Projec
 
 
 @pytest.fixture(scope="module")
-def server(study: tuple[Run, project.Project, Path]) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
+def server(study: tuple[Run, project.Project, Path]) -> Iterator[Served]:
     _, proj, conditions = study
-    app = create_app(proj, AnswerLog(proj.answers_path), conditions=conditions)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.port}"
-    httpd.shutdown()
-    thread.join()
+    with served(proj.folder, "--conditions", str(conditions)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +87,15 @@ def keys(driver: webdriver.Chrome, *pressed: str) -> None:
 
 
 def test_rate_undo_resume_export_and_train(study: tuple[Run, project.Project, Path],
-                                           server: str, browser: webdriver.Chrome,
+                                           server: Served, browser: webdriver.Chrome,
                                            tmp_path: Path) -> None:
     run, proj, _ = study
-    browser.get(server + "/")
+    base = server.base
+    browser.get(f"{base}/?token={server.tokens['rater']}")  # the address in access/rater-url
+    assert browser.current_url == base + "/"  # the token left the address bar
     name = browser.find_element(By.ID, "rater-input")
-    assert name.is_displayed()
+    WebDriverWait(browser, 10).until(lambda d: name.is_displayed())
+    assert not browser.find_elements(By.CSS_SELECTOR, 'a[href="/agreement"]')  # a rater's page
     name.send_keys("ann", Keys.ENTER)
 
     # three faces, keyboard only: five keys each, the fifth saves
@@ -150,14 +145,19 @@ def test_rate_undo_resume_export_and_train(study: tuple[Run, project.Project, Pa
     truth = {(run.csv.parent / crop).resolve(): levels for crop, levels in run.truth.items()}
     by_url = {f"/image/{i.id}": i for i in proj.items}
     by_url.update({f"/image/{i.repeat_id}": i for i in proj.items if i.repeat_id})
-    for rater in ("bob", "ann"):
-        task = api(server, f"/api/task?task=face&rater={rater}")
+    ann = Browser()  # ann's browser's own cookies: her rater secret and the raters' token
+    ann.cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    for rater in (server.rater("bob"), ann):
+        task = rater.json(base + "/api/task?task=face")
         while not task["finished"]:
             levels = truth[Path(by_url[task["image"]].source)]
-            task = api(server, "/api/answer", {"rater": rater, "task": "face",
-                                               "slot": task["slot"], "levels": levels})
+            task = rater.json(base + "/api/answer", {"task": "face", "slot": task["slot"],
+                                                     "levels": levels})
 
-    browser.get(server + "/agreement")
+    browser.get(base + "/agreement")  # not the raters'
+    assert "403" in browser.find_element(By.TAG_NAME, "body").text
+    assert "images seen twice" not in browser.page_source
+    browser.get(f"{base}/agreement?token={server.tokens['coordinator']}")
     assert "ann \u2013 bob" in browser.find_element(By.ID, "pairs").text
     browser.find_element(By.ID, "export").click()
     WebDriverWait(browser, 10).until(

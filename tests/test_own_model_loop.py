@@ -26,14 +26,9 @@ from __future__ import annotations
 
 import csv
 import json
-import queue
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -48,13 +43,12 @@ from label.cli import main as label_main
 from monitor.cli import main as monitor_main
 from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.units import UNITS
-from tests.label_util import api
+from tests.label_util import Browser, served, unpadded
 from train.evaluate import cli as eval_cli
 from train.labels import data_fingerprint, load_labels
 from train.localizer import cli as localizer_cli
 from train.train import cli as train_cli
 
-REPO = Path(__file__).resolve().parents[1]
 RATERS = ("ann", "bob")
 RANDOM, UNCERTAIN, FRAMES = 24, 8, 2
 # What the page's JSON may carry (label/server.py, _task): nothing about mouse, camera or time.
@@ -87,58 +81,11 @@ def truth_levels(row: dict[str, str]) -> Levels:
     return [int(row[unit]) for unit in UNITS]
 
 
-def fetch(base: str, path: str) -> bytes:
-    with urllib.request.urlopen(base + path, timeout=10) as response:
-        return bytes(response.read())
-
-
-class LabelServer:
-    """`mgs-label serve P --port 0` as its own process: a rater's browser would talk to it."""
-
-    def __init__(self, project: Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "label.cli", "serve", str(project), "--port", "0"],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.base = self._address()
-
-    def _drain(self) -> None:  # request logs go to stderr: keep the pipe from filling
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log.append(line)
-            self.lines.put(line)
-
-    def _address(self) -> str:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            found = re.search(r"serving .* on (http://127\.0\.0\.1:\d+)/", line)
-            if found:
-                return found.group(1)
-        self.process.kill()
-        raise AssertionError(f"mgs-label serve did not start: {''.join(self.log)}")
-
-    def stop(self) -> int:
-        """SIGTERM, as systemd or `kill` stop it: exits 0, every answer already on disk."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=15)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-
-
-def answer_faces(base: str, rater: str, items: dict[str, dict[str, str]],
+def answer_faces(base: str, rater: Browser, items: dict[str, dict[str, str]],
                  source_truth: dict[Path, Levels], hidden: list[str]) -> dict[str, Levels]:
     """Every face in the rater's order, answered with the truth; item id -> first answer."""
     given: dict[str, Levels] = {}
-    task = api(base, f"/api/task?task=face&rater={rater}")
+    task = rater.json(base + "/api/task?task=face")
     seen = 0
     while not task["finished"]:
         assert set(task) <= TASK_KEYS, task
@@ -148,29 +95,30 @@ def answer_faces(base: str, rater: str, items: dict[str, dict[str, str]],
         assert served, task["image"]
         item = items[served.group(1)]  # the test's own look-up in the project's items.csv
         source = Path(item["source"])
-        assert fetch(base, task["image"]) == source.read_bytes()  # the crop, copied unchanged
+        image = rater.request(base + task["image"])[2]
+        assert unpadded(image) == source.read_bytes()  # the crop, copied unchanged
         levels = source_truth[source]
         assert task["done"] == seen
-        task = api(base, "/api/answer", {"rater": rater, "task": "face", "slot": task["slot"],
-                                         "levels": levels})
+        task = rater.json(base + "/api/answer", {"task": "face", "slot": task["slot"],
+                                                 "levels": levels})
         given.setdefault(item["id"], levels)  # a repeat showing: the same answer again
         seen += 1
     return given
 
 
-def answer_boxes(base: str, rater: str, items: dict[str, dict[str, str]],
+def answer_boxes(base: str, rater: str, browser: Browser, items: dict[str, dict[str, str]],
                  visible: dict[str, bool]) -> dict[str, list[float] | None]:
     """Every cubicle: ann accepts the localizer's suggestion, bob draws the same box by hand
     (the truth has no face box); no face where the scene hid it or no box was suggested."""
     given: dict[str, list[float] | None] = {}
-    task = api(base, f"/api/task?task=box&rater={rater}")
+    task = browser.json(base + "/api/task?task=box")
     while not task["finished"]:
         assert set(task) <= TASK_KEYS, task
         item = items[task["image"].rsplit("/", 1)[1]]
         suggestion = task["suggestion"]
         assert suggestion == ([float(v) for v in item["suggestion"].split()]
                               if item["suggestion"] else None)
-        body: dict[str, Any] = {"rater": rater, "task": "box", "slot": task["slot"]}
+        body: dict[str, Any] = {"task": "box", "slot": task["slot"]}
         if not visible[item["id"]] or suggestion is None:
             body["how"] = "no_face"
         elif rater == "ann":
@@ -178,7 +126,7 @@ def answer_boxes(base: str, rater: str, items: dict[str, dict[str, str]],
         else:
             body.update(how="drawn", box=suggestion)
         given[item["id"]] = suggestion if body["how"] != "no_face" else None
-        task = api(base, "/api/answer", body)
+        task = browser.json(base + "/api/answer", body)
     return given
 
 
@@ -247,17 +195,15 @@ def test_own_model_loop(demo_small: DemoBuild, tmp_path: Path,
     hidden = [*mice, *(v.stem for v in demo.videos), "uncertain", "random"]
 
     # 3. mgs-label serve study   (two raters, through the page's HTTP API)
-    server = LabelServer(project)
-    try:
-        page = fetch(server.base, "/").decode()
+    with served(project) as server:  # stopped by SIGTERM, as systemd does: exits 0
+        browsers = {rater: server.rater(rater) for rater in RATERS}
+        page = browsers["ann"].request(server.base + "/")[2].decode()
         assert not any(word in page for word in mice)
-        posted = {rater: answer_faces(server.base, rater, by_id, source_truth, hidden)
+        posted = {rater: answer_faces(server.base, browsers[rater], by_id, source_truth, hidden)
                   for rater in RATERS}
-        drawn = {rater: answer_boxes(server.base, rater, by_id, visible) for rater in RATERS}
-        agreement = fetch(server.base, "/agreement").decode()
-    finally:
-        code = server.stop()
-    assert code == 0, "".join(server.log)
+        drawn = {rater: answer_boxes(server.base, rater, browsers[rater], by_id, visible)
+                 for rater in RATERS}
+        agreement = server.coordinator().request(server.base + "/agreement")[2].decode()
     for rater in RATERS:
         assert posted[rater] == {i["id"]: source_truth[Path(i["source"])] for i in faces}
         assert (f"<tr><td>{rater}</td><td>{len(faces) + repeats}</td><td>{len(boxes)}</td></tr>"

@@ -3,11 +3,10 @@
 "use strict";
 
 const UNITS = document.body.dataset.units.split(",");
-const RATER_KEY = "mgs-label-rater";
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  rater: localStorage.getItem(RATER_KEY) || "",
+  rater: "",           // this browser's rater, as the server knows it (by its cookie)
   view: null,          // "faces" | "boxes"
   task: null,          // the server's current task payload
   levels: [],          // face: level per unit (null = not scoreable, undefined = not keyed)
@@ -21,7 +20,7 @@ const state = {
 async function api(path, body) {
   const options = body === undefined ? {} : {
     method: "POST", headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({rater: state.rater, ...body}),
+    body: JSON.stringify(body),
   };
   const response = await fetch(path, options);
   const data = await response.json().catch(() => ({error: response.statusText}));
@@ -38,7 +37,7 @@ function status(text) { $(prefix() + "-status").textContent = text; }
 async function load() {
   state.busy = true;
   try {
-    const query = new URLSearchParams({task: taskName(), rater: state.rater});
+    const query = new URLSearchParams({task: taskName()});
     show(await api("/api/task?" + query));
   } catch (error) { status(error.message); }
 }
@@ -241,12 +240,14 @@ function askName() {
   $("rater-input").focus();
 }
 
-$("name-form").addEventListener("submit", (event) => {
+$("name-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const name = $("rater-input").value.trim();
   if (!name) return;
-  state.rater = name;
-  localStorage.setItem(RATER_KEY, name);
+  try {
+    state.rater = (await api("/api/rater", {name})).rater;
+  } catch (error) { $("name-status").textContent = error.message; return; }
+  $("name-status").textContent = "";
   $("rater-input").blur();
   route();
 });
@@ -269,4 +270,5 @@ window.addEventListener("resize", () => {
 });
 window.addEventListener("hashchange", route);
 document.addEventListener("keydown", onKey);
-route();
+api("/api/rater").then((me) => { state.rater = me.rater || ""; route(); },
+                       (error) => { $("name-status").textContent = error.message; askName(); });
