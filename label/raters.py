@@ -65,9 +65,25 @@ class Raters:
                               "(mgs-label serve --max-raters)")
             self._owners.pop(name, None)
             self._owners[name] = digest
-            write_atomic(self.path, json.dumps({"version": 1, "raters": self._owners},
-                                               indent=2) + "\n")
+            self._save()
         return name
+
+    def release(self, name: str) -> bool:
+        """Frees a name for the next browser that gives it (a rater on a new computer, or
+        whose cookies were cleared); their answers stay theirs. False: no such name."""
+        with self.lock:
+            if self._owners.pop(name, None) is None:
+                return False
+            self._save()
+        return True
+
+    def names(self) -> list[str]:
+        with self.lock:
+            return list(self._owners)
+
+    def _save(self) -> None:
+        write_atomic(self.path, json.dumps({"version": 1, "raters": self._owners},
+                                           indent=2) + "\n")
 
 
 def _hash(secret: str) -> str:

@@ -132,10 +132,12 @@ def create_app(project: Project, log: AnswerLog, *, tokens: dict[str, str], port
             if r["kind"] == "answer":
                 counts = done.setdefault(r["rater"], {FACE: 0, BOX: 0})
                 counts[r["task"]] += 1
+        for name in raters.names():
+            done.setdefault(name, {FACE: 0, BOX: 0})
         return render_template("agreement.html", units=UNITS, reference=REFERENCE,
                                pairs=agreement.pairs(ratings),
                                consistency=agreement.consistency(repeats), done=done,
-                               warnings=log.warnings)
+                               taken=set(raters.names()), warnings=log.warnings)
 
     @app.get("/api/rater")
     def who() -> Any:
@@ -153,6 +155,12 @@ def create_app(project: Project, log: AnswerLog, *, tokens: dict[str, str], port
         except Refused as exc:
             return jsonify(error=str(exc)), 409
         return jsonify(rater=name)
+
+    @app.post("/api/release")
+    def release() -> Any:
+        _coordinator()
+        name = _body().get("name")
+        return jsonify(released=isinstance(name, str) and raters.release(name))
 
     @app.get("/api/task")
     def task() -> Any:
@@ -328,12 +336,14 @@ def serve(folder: Path, host: str, port: int, conditions: Path | None, *,
                               conditions=conditions, loopback=is_loopback(host),
                               secure=tls is not None)
         base = f"{'https' if tls else 'http'}://{access.shown_host(host)}:{bound}"
-        urls = access.write_addresses(folder, base, tokens)
-        _say_where(folder, base, tokens, urls, plain=tls is None and not is_loopback(host))
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _stop)  # systemd and kill stop it as Ctrl-C does
         try:
+            urls = access.write_addresses(folder, base, tokens)
+            _say_where(folder, base, tokens, urls, plain=tls is None and not is_loopback(host))
             server.run()  # returns on Ctrl-C, after its worker threads finished
+        except KeyboardInterrupt:
+            pass  # stopped before it began serving
         finally:
             server.close()
     finally:

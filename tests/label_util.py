@@ -216,14 +216,15 @@ class Served:
 
 
 @contextmanager
-def served(project: Path, *options: str, env: dict[str, str] | None = None
+def served(project: Path, *options: str, env: dict[str, str] | None = None, port: int = 0
            ) -> Iterator[Served]:
-    """`mgs-label serve PROJECT --port 0 OPTIONS` in a process of its own; stopped by SIGTERM,
-    as systemd stops it, and made to exit cleanly."""
+    """`mgs-label serve PROJECT --port PORT OPTIONS` in a process of its own (port 0: any free
+    one); stopped by SIGTERM, as systemd stops it, and made to exit cleanly."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MGS_LABEL_")}
     environ.update(env or {}, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     process = subprocess.Popen(
-        [sys.executable, "-m", "label.cli", "serve", str(project), "--port", "0", *options],
+        [sys.executable, "-m", "label.cli", "serve", str(project), "--port", str(port),
+         *options],
         stderr=subprocess.PIPE, text=True, env=environ)
     lines: list[str] = []
     said: queue.Queue[str] = queue.Queue()

@@ -163,6 +163,10 @@ def test_rate_undo_resume_export_and_train(study: tuple[Run, project.Project, Pa
     WebDriverWait(browser, 10).until(
         lambda d: "label rows" in d.find_element(By.ID, "export-status").text)
     browser.save_screenshot(str(SHOTS / "agreement.png"))
+    browser.find_element(By.CSS_SELECTOR, 'button.release[data-name="bob"]').click()
+    WebDriverWait(browser, 10).until(
+        lambda d: "the next browser" in d.find_element(By.ID, "release-status").text)
+    assert server.rater("bob").json(base + "/api/task?task=face")["finished"]  # bob's answers
 
     with (proj.folder / "labels.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))

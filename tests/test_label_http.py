@@ -163,6 +163,11 @@ def test_the_coordinator_alone_sees_agreement_and_export_and_a_rater_undoes_only
         assert status == 200 and b"images seen twice" in page
         assert b"/agreement" in coordinator.request(base + "/")[2]
         assert coordinator.json(base + "/api/export", {})["labels"] == 1
+        assert ann.request(base + "/api/release", {"name": "ann"})[0] == 403
+        assert coordinator.json(base + "/api/release", {"name": "ann"}) == {"released": True}
+        assert stranger.json(base + "/api/rater", {"name": "ann"}) == {"rater": "ann"}
+        assert stranger.json(base + "/api/task?task=face")["done"] == 1  # her answers so far
+        assert ann.request(base + "/api/task?task=face")[0] == 403
         # the rater token cannot be turned into the coordinator's
         assert ann.request(f"{base}/agreement?token={server.tokens['rater']}")[0] == 302
         assert ann.request(base + "/agreement")[0] == 403
@@ -177,10 +182,7 @@ def test_a_rater_keeps_their_name_across_a_restart(study: project.Project) -> No
         t = ann.json(server.base + "/api/task?task=face")
         ann.json(server.base + "/api/answer", {"task": "face", "slot": t["slot"],
                                                "levels": [0, 0, 0, 0, 0]})
-    with served(study.folder) as server:  # a new port: a new cookie name for the token
-        ann.request(f"{server.base}/?token={server.tokens['rater']}")
-        ann.cookies[f"mgs_label_rater_{server.port}"] = next(
-            v for k, v in ann.cookies.items() if k.startswith("mgs_label_rater_"))
+    with served(study.folder, port=server.port) as server:  # the same port, the same cookies
         assert ann.json(server.base + "/api/rater") == {"rater": "ann"}
         assert ann.json(server.base + "/api/task?task=face")["done"] == 1
 
