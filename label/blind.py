@@ -28,7 +28,7 @@ from typing import TypeVar
 from .errors import UserError
 
 T = TypeVar("T")
-JPEG_SOI, JPEG_COM = b"\xff\xd8", b"\xff\xfe"
+JPEG_SOI, JPEG_APP0, JPEG_COM = b"\xff\xd8", b"\xff\xe0", b"\xff\xfe"
 JPEG_SEGMENT = 65537  # marker (2) + length (2) + at most 65533 bytes of comment
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_CHUNK = b"skIp"  # ancillary, private, safe to copy: every decoder ignores it
@@ -67,7 +67,8 @@ def _pad(path: Path, size: int) -> None:
     data = path.read_bytes()
     room = size - len(data)
     if data.startswith(JPEG_SOI):
-        padded = JPEG_SOI + _jpeg_comments(room) + data[2:]
+        at = 2 + (2 + int.from_bytes(data[4:6], "big") if data[2:4] == JPEG_APP0 else 0)
+        padded = data[:at] + _jpeg_comments(room) + data[at:]  # after JFIF's header, if any
     elif data.startswith(PNG_SIGNATURE) and data[-PNG_IEND + 4:-4] == b"IEND":
         padded = data[:-PNG_IEND] + _png_chunk(room) + data[-PNG_IEND:]
     else:

@@ -258,10 +258,12 @@ def _drain(process: subprocess.Popen[str], lines: list[str], said: queue.Queue[s
 
 
 def unpadded(data: bytes | Path) -> bytes:
-    """A JPEG without the comment segments label.blind put right after its start."""
+    """A JPEG without the comment segments label.blind put after its start (and JFIF header)."""
     data = data.read_bytes() if isinstance(data, Path) else data
     assert data[:2] == b"\xff\xd8"
-    at = 2
+    start = 2 + (2 + int.from_bytes(data[4:6], "big") if data[2:4] == b"\xff\xe0" else 0)
+    at = start
     while data[at:at + 2] == b"\xff\xfe":
         at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
-    return data[:2] + data[at:]
+    assert at > start  # padded
+    return data[:start] + data[at:]

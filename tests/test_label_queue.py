@@ -185,3 +185,21 @@ def test_other_bad_queue_input(run: Run, queued: project.Project, tmp_path: Path
     shutil.copy(run.csv, bare / "scores.csv")  # no evidence folder: the crops are gone
     err = _error(capsys, ["queue", str(bare / "scores.csv"), "--project", str(tmp_path / "p")])
     assert "no scored row with a kept face crop" in err
+
+
+def test_padding_keeps_the_pixels_and_makes_one_size(tmp_path: Path) -> None:
+    from label.blind import disguise
+
+    rng = np.random.default_rng(3)
+    for n, suffix in enumerate((".jpg", ".jpg", ".png", ".png")):
+        size = 8 if n % 2 else 400  # one small file, one large: the small is padded a lot
+        cv2.imwrite(str(tmp_path / f"{n}{suffix}"), rng.integers(0, 255, (size, size, 3),
+                                                                 np.uint8))
+    before = {n: cv2.imread(str(tmp_path / n)) for n in ("0.jpg", "1.jpg", "2.png", "3.png")}
+    disguise(tmp_path, [["0.jpg", "1.jpg"], ["2.png", "3.png"]])
+    for group in (("0.jpg", "1.jpg"), ("2.png", "3.png")):
+        assert len({(tmp_path / n).stat().st_size for n in group}) == 1
+    for name, pixels in before.items():
+        assert np.array_equal(cv2.imread(str(tmp_path / name)), pixels)
+    assert (tmp_path / "1.jpg").stat().st_size > 2 * 65537  # several comment segments
+    assert len(unpadded(tmp_path / "1.jpg")) < 2000
