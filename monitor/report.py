@@ -32,7 +32,7 @@ import numpy as np
 from monitor.schema import (
     ALERT_COLUMNS,
     CSV_COLUMNS,
-    MARKER_COLUMNS,
+    MARKER_HEADERS,
     SCORE_HEADERS,
     STATUSES,
     csv_header,
@@ -282,7 +282,7 @@ def _read_markers(path: Path) -> list[tuple[float, str, str]]:
     if not path.is_file():
         return []
     return [(_time(path, n, row["wall_time"]), row["mouse"], row["text"])
-            for n, row in _table(path, csv_header(MARKER_COLUMNS))]
+            for n, row in _table(path, MARKER_HEADERS[1])]  # kind: newer files only
 
 
 def _read_alerts(path: Path) -> list[_Event]:
