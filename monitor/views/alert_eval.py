@@ -116,6 +116,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if not scores:
         raise ReportError("no score CSVs given (only .alerts/.markers/.gaps files)")
     alerts = load_alerts(args.config)
+    grid = rule_grid(args.thresholds, args.windows, args.clear_gaps)
     tracks = read_tracks(scores)
     truths, left_out = _truths(args, scores, tracks)
     mice = sorted(truths)
@@ -123,7 +124,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         spans = engine_spans(_only(tracks, mice), alerts, args.model_cutoff)
         outcomes = [outcome(tracks[m], truths[m], spans[m]["pain"]) for m in mice]
         base = ResolvedRule.resolve(alerts.defaults, args.model_cutoff)
-        grid = rule_grid(args.thresholds, args.windows, args.clear_gaps)
         swept = sweep(tracks, truths, base, grid, progress)
     results = _results(args, scores, tracks, truths, alerts, outcomes, base, grid, swept)
     results["left_out"] = left_out

@@ -65,9 +65,9 @@ def read_mice(path: Path) -> dict[str, _Listed]:
             raise TruthError(f"{path}: line {n}: no mouse id")
         if mouse in mice:
             raise TruthError(f"{path}: line {n}: mouse {mouse} is listed twice "
-                             f"(first at {mice[mouse].where})")
+                             f"(first on {mice[mouse].where.rpartition(': ')[2]})")
         mice[mouse] = _Listed((row["condition"] or "").strip(),
-                              (row.get("onset") or "").strip(), f"{path}:{n}")
+                              (row.get("onset") or "").strip(), f"{path}: line {n}")
     if not mice:
         raise TruthError(f"{path}: no mice listed")
     return mice
