@@ -7,6 +7,7 @@ the dashboard and every CSV row say they are not real pain models. Built once, t
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -229,6 +230,30 @@ def mouse_id(camera: int, cubicle: int) -> str:
 def pain_onset(duration: float) -> float:
     """The injection: a fifth into the video."""
     return 0.2 * duration
+
+
+def truth_alert_delays(build: DemoBuild, threshold: float = 4.0, window: int = 3,
+                       min_valid: int = 2) -> dict[str, float]:
+    """Per pain mouse, onset to the first sample at which a pain rule would fire on the scene's
+    own truth: the mean of the last `window` visible totals at the sampled frames, counted
+    from truth.csv alone (no model, no alert engine), as a check on what the monitor reports."""
+    with (build.folder / "truth.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    onset = pain_onset(build.spec.seconds)
+    every = max(1, int(build.spec.every_s * build.spec.fps))
+    delays: dict[str, float] = {}
+    for mouse in sorted({r["mouse"] for r in rows if r["pain_mouse"] == "1"}):
+        seen: list[int] = []
+        for row in rows:
+            if row["mouse"] != mouse or int(row["frame_index"]) % every:
+                continue
+            if row["visible"] == "1":
+                seen.append(sum(int(row[unit]) for unit in UNITS))
+            last = seen[-window:]
+            if len(last) >= min_valid and sum(last) / len(last) >= threshold:
+                delays[mouse] = max(0.0, float(row["source_time"]) - onset)
+                break
+    return delays
 
 
 def pain_course(t: float, duration: float, pain_mouse: bool) -> float:

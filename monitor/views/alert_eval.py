@@ -29,6 +29,7 @@ from monitor.config import (
     describe_errors,
     read_config_file,
 )
+from monitor.models import SCORER, ModelError, OnnxModel
 from monitor.report import ReportError
 from monitor.schema import ONSET_KINDS, is_side_file
 from monitor.views.alert_figures import Outcome, choose, figures, outcome, split_mice
@@ -49,7 +50,7 @@ from monitor.views.alert_truth import (
     resolve,
 )
 
-USER_ERRORS = (ReportError, TruthError, ConfigError)
+USER_ERRORS = (ReportError, TruthError, ConfigError, ModelError)
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path,
                         help="monitor config whose `alerts:` rules are judged (default: the "
                         "monitor's defaults)")
-    parser.add_argument("--model-cutoff", type=float,
-                        help="the scorer's pain_cutoff, the threshold a rule without one uses "
-                        "(as the monitor reads it from the model's metadata)")
+    cutoff = parser.add_mutually_exclusive_group()
+    cutoff.add_argument("--scorer", type=Path, metavar="ONNX",
+                        help="the scorer the records came from: its metadata's pain_cutoff is "
+                        "the threshold of a rule that gives none, as in the monitor (e.g. the "
+                        "cut-off mgs-export wrote from mgs-eval)")
+    cutoff.add_argument("--model-cutoff", type=float,
+                        help="that pain_cutoff given as a number")
     parser.add_argument("--pain-conditions", default="pain",
                         help="comma-separated conditions that mean pain")
     parser.add_argument("--control-conditions", default="",
@@ -116,20 +121,29 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if not scores:
         raise ReportError("no score CSVs given (only .alerts/.markers/.gaps files)")
     alerts = load_alerts(args.config)
+    cutoff = model_cutoff(args)
     grid = rule_grid(args.thresholds, args.windows, args.clear_gaps)
     tracks = read_tracks(scores)
     truths, left_out = _truths(args, scores, tracks)
     mice = sorted(truths)
     with Progress(transient=True) as progress:
-        spans = engine_spans(_only(tracks, mice), alerts, args.model_cutoff)
+        spans = engine_spans(_only(tracks, mice), alerts, cutoff)
         outcomes = [outcome(tracks[m], truths[m], spans[m]["pain"]) for m in mice]
-        base = ResolvedRule.resolve(alerts.defaults, args.model_cutoff)
+        base = ResolvedRule.resolve(alerts.defaults, cutoff)
         swept = sweep(tracks, truths, base, grid, progress)
-    results = _results(args, scores, tracks, truths, alerts, outcomes, base, grid, swept)
+    results = _results(args, scores, tracks, truths, alerts, cutoff, outcomes, base, grid,
+                       swept)
     results["left_out"] = left_out
     write(args.out, results, outcomes, truths, tracks, spans, base)
     _print(results)
     return results
+
+
+def model_cutoff(args: argparse.Namespace) -> float | None:
+    """The threshold of a rule that gives none: the scorer's pain_cutoff, as in the monitor."""
+    if args.scorer is None:
+        return float(args.model_cutoff) if args.model_cutoff is not None else None
+    return OnnxModel(args.scorer, SCORER, ["CPUExecutionProvider"]).info.pain_cutoff
 
 
 def load_alerts(path: Path | None) -> Alerts:
@@ -220,9 +234,9 @@ def sweep(tracks: dict[str, Track], truths: dict[str, MouseTruth], base: Resolve
 
 # Results ------------------------------------------------------------------------------------
 def _results(args: argparse.Namespace, scores: list[Path], tracks: dict[str, Track],
-             truths: dict[str, MouseTruth], alerts: Alerts, outcomes: list[Outcome],
-             base: ResolvedRule, grid: list[RulePoint], swept: list[dict[str, Outcome]]
-             ) -> dict[str, Any]:
+             truths: dict[str, MouseTruth], alerts: Alerts, cutoff: float | None,
+             outcomes: list[Outcome], base: ResolvedRule, grid: list[RulePoint],
+             swept: list[dict[str, Outcome]]) -> dict[str, Any]:
     horizon = args.within_hours * 3600.0
     n_pain = sum(t.pain for t in truths.values())
     results: dict[str, Any] = {
@@ -234,7 +248,7 @@ def _results(args: argparse.Namespace, scores: list[Path], tracks: dict[str, Tra
         "rule": {"threshold": base.threshold, "window": base.window,
                  "min_valid": base.min_valid, "clear_below": base.clear_below,
                  "units": base.units, "baseline_samples": base.baseline_samples,
-                 "text": _rule_text(base, alerts)},
+                 "text": _rule_text(base, alerts, cutoff)},
         "configured": figures(outcomes, horizon, args.bootstrap, args.seed),
         "mice": [asdict(o) for o in outcomes],
         "max_false_per_day": args.max_false_per_day,
@@ -304,12 +318,14 @@ def rule_yaml(alerts: Alerts, chosen: dict[str, Any], horizon: float) -> str:
     return "\n".join(comments) + "\n" + block
 
 
-def _rule_text(rule: ResolvedRule, alerts: Alerts) -> str:
+def _rule_text(rule: ResolvedRule, alerts: Alerts, cutoff: float | None) -> str:
     extra = f"; {len(alerts.overrides)} per-mouse override(s) applied" if alerts.overrides else ""
+    source = ("the config" if alerts.defaults.threshold is not None else
+              "the monitor's default" if cutoff is None else "the scorer's pain_cutoff")
     baseline = (f", as a rise over the first {rule.baseline_samples} samples"
                 if rule.baseline_samples else "")
     return (f"pain: {rule.label} mean of {rule.window} scored samples (at least "
-            f"{rule.min_valid}) raised at {rule.threshold:g}, cleared below "
+            f"{rule.min_valid}) raised at {rule.threshold:g} (from {source}), cleared below "
             f"{rule.clear_below:g}{baseline}{extra}. The sweep varies threshold, window and "
             "clear level of the default rule, for every mouse alike.")
 
