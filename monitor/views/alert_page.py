@@ -95,9 +95,9 @@ def plot_timeline(track: Track, truth: MouseTruth, spans: list[Span], threshold:
     if truth.onset is not None:
         ax.axvline((truth.onset - start) / size, color="#1f77b4", ls="--", label="onset")
     ax.axhline(threshold, color="#d62728", lw=0.8, ls=":")
-    ax.set(ylim=(-0.3, MAX_TOTAL + 0.3), xlabel=f"{unit} since first record", ylabel="total",
-           title=f"{truth.mouse} ({truth.condition})")
-    ax.legend(loc="upper left", fontsize=7, ncols=5, frameon=False)
+    ax.set(ylim=(-0.3, MAX_TOTAL + 0.3), xlabel=f"{unit} since first record", ylabel="total")
+    ax.set_title(f"{truth.mouse} ({truth.condition})", loc="right", fontsize=10)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1), fontsize=7, ncols=5, frameon=False)
     path = out / f"{_safe(truth.mouse)}.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -141,7 +141,7 @@ def plot_curve(points: list[dict[str, Any]], chosen: int | None, max_false: floa
                        s=90, marker=marker, color=colour, label=name, zorder=3)
     ax.axvline(max_false, color="#555", ls=":", lw=1, label=f"limit {max_false:g}/mouse-day")
     ax.set_xscale("symlog", linthresh=0.01)
-    ax.set_xlim(left=0)
+    ax.set_xlim(left=-0.003)  # a rule with no false alert sits at 0, visibly
     ax.set(xlabel="false alerts per control mouse-day", ylabel="pain mice alerted (share)",
            ylim=(-0.05, 1.05))
     ax.legend(fontsize=7, loc="lower right")
@@ -170,7 +170,13 @@ def page(results: dict[str, Any], outcomes: list[Outcome], truths: dict[str, Mou
     parts.append(f"<p>{html.escape(results['inputs'])}</p>")
     parts.append(f"<h2>The configured rule</h2><p>{html.escape(results['rule']['text'])}</p>")
     parts.append(_lines(summary_lines(results["configured"], horizon)))
+    parts.append("<h2>Mice (configured rule)</h2>")
+    parts += [f"<p><img src='{path.relative_to(out)}' alt='{html.escape(mouse)}'></p>"
+              for mouse, path in timelines.items()]
+    parts.append(_mouse_table(outcomes, truths, horizon))
     parts.append("<h2>A rule chosen out of sample</h2>")
+    if curve is not None:
+        parts.append(f"<img src='{curve.relative_to(out)}' alt='sweep curve'>")
     chosen = results["chosen"]
     if chosen is None:
         parts.append(f"<p>{html.escape(results['chosen_note'])}</p>")
@@ -180,11 +186,6 @@ def page(results: dict[str, Any], outcomes: list[Outcome], truths: dict[str, Mou
                           ("held_out", "on the held-out mice (the figures to quote)")):
             parts.append(f"<h3>{name}</h3>" + _lines(summary_lines(chosen[key], horizon)))
         parts.append(f"<pre>{html.escape(rule_yaml)}</pre>")
-    if curve is not None:
-        parts.append(f"<img src='{curve.relative_to(out)}' alt='sweep curve'>")
-    parts.append("<h2>Mice (configured rule)</h2>" + _mouse_table(outcomes, truths, horizon))
-    parts += [f"<p><img src='{path.relative_to(out)}' alt='{html.escape(mouse)}'></p>"
-              for mouse, path in timelines.items()]
     return "\n".join(parts)
 
 
