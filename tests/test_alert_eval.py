@@ -25,7 +25,7 @@ from export.onnx_export import export_scorer
 from monitor.alerts import ResolvedRule
 from monitor.cli import main as monitor_main
 from monitor.config import AlertRule, Alerts
-from monitor.schema import SCORE_COLUMNS, ScoreRecord, csv_header, csv_row
+from monitor.schema import SCORE_COLUMNS, SCORE_HEADERS, ScoreRecord, csv_header, csv_row
 from monitor.views.alert_eval import rule_grid
 from monitor.views.alert_figures import clopper_pearson
 from monitor.views.alert_replay import engine_spans, fast_pain_spans, read_tracks
@@ -448,3 +448,21 @@ def test_the_scorers_exported_cutoff_is_the_threshold(tmp_path: Path) -> None:
     assert "the scorer's pain_cutoff" in exported["rule"]["text"]
     assert default["configured"]["sensitivity"]["caught"] == 1
     assert exported["configured"]["sensitivity"]["caught"] == 0  # totals of 6 never reach 7
+
+
+def test_score_csvs_of_every_schema_are_read_alike(tmp_path: Path) -> None:
+    """Older files are the newest one's first columns: the same records in a schema-1 file
+    (no `instance`, no `crop`) and a torn last row give the same figures."""
+    onset = START + 3600
+    newest = write_scores(tmp_path / "new.csv", {"p1": steady(0, 8, onset),
+                                                 "c1": steady(0, 0, 0)})
+    rows = newest.read_text().splitlines()
+    oldest = tmp_path / "old.csv"
+    oldest.write_text("\n".join(",".join(row.split(",")[:len(SCORE_HEADERS[1])])
+                                for row in rows) + "\n" + rows[-1][:40])
+    assert oldest.read_text().splitlines()[0].split(",") == list(SCORE_HEADERS[1])
+    mice = write_mice(tmp_path / "mice.csv", [("p1", "pain", str(onset)), ("c1", "control", "")])
+    new = evaluate(tmp_path / "a", str(newest), "--mice", str(mice))
+    old = evaluate(tmp_path / "b", str(oldest), "--mice", str(mice))
+    assert new["configured"] == old["configured"] and new["mice"] == old["mice"]
+    assert new["configured"]["sensitivity"]["caught"] == 1

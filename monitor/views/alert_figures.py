@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.views.alert_replay import UNSEEN_STATUSES, Span, Track
+from monitor.views.alert_replay import Span, Track
 from monitor.views.alert_truth import MouseTruth
 
 DAY_S = 86400.0
@@ -56,8 +56,7 @@ def outcome(track: Track, truth: MouseTruth, spans: list[Span]) -> Outcome:
         mouse=truth.mouse, pain=truth.pain, observed_s=track.observed, raises=len(spans),
         before_onset=sum(start < onset for start, _ in spans) if truth.pain else 0,
         alert_s=float(sum(stop - start for start, stop in closed)), delay_s=delay,
-        judged=not truth.pain or onset <= end, unseen_s=track.seconds(UNSEEN_STATUSES),
-        down_s=track.seconds(("camera_down",)))
+        judged=not truth.pain or onset <= end, unseen_s=track.unseen_s, down_s=track.down_s)
 
 
 # Intervals ----------------------------------------------------------------------------------

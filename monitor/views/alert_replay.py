@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,14 @@ class Track:
     def seconds(self, statuses: Iterable[str]) -> float:
         """Time the mouse spent in these statuses, each record held until the next."""
         return float(self.held()[np.isin(self.status, list(statuses))].sum())
+
+    @cached_property
+    def unseen_s(self) -> float:
+        return self.seconds(UNSEEN_STATUSES)
+
+    @cached_property
+    def down_s(self) -> float:
+        return self.seconds(("camera_down",))
 
     @property
     def observed(self) -> float:
