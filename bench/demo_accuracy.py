@@ -2,7 +2,9 @@
 
 Replays the demo videos through the real monitor (capture, localizer, scorer, alerts, CSV),
 joins every scored record with truth.csv, and reports per-unit agreement, Pearson r of totals,
-the scored fraction, and whether each pain mouse was flagged and each control was not.
+the scored fraction, and whether each pain mouse was flagged and each control was not; then
+`mgs-eval --alerts` on the replay: pain mice caught, false alerts on controls and each pain
+mouse's onset-to-alert time beside the one the scene's truth gives under the same rule.
 Prints a table and writes bench/results/demo_accuracy.json.
 
     .venv/bin/python bench/demo_accuracy.py
@@ -11,6 +13,7 @@ Prints a table and writes bench/results/demo_accuracy.json.
 from __future__ import annotations
 
 import csv
+import json
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -18,9 +21,10 @@ from pathlib import Path
 import numpy as np
 from figures import publish
 
-from demo.build import build_demo
+from demo.build import DemoBuild, build_demo, truth_alert_delays, write_mice_table
 from monitor.cli import main as mgs_monitor
 from monitor.units import UNITS
+from train.mgs_eval import cli as mgs_eval
 
 
 def read(path: Path) -> list[dict[str, str]]:
@@ -61,9 +65,27 @@ def main() -> None:
                              f"{sum(pain_mouse.values())}",
         "controls_flagged": f"{sum(alerts[m] for m, p in pain_mouse.items() if not p)}/"
                             f"{sum(not p for p in pain_mouse.values())}",
+        **alert_figures(demo, out),
         "demo_model_validation": demo.metrics,
     }
     publish("demo_accuracy", results, hidden=("demo_model_validation",))
+
+
+def alert_figures(demo: DemoBuild, records: Path) -> dict[str, object]:
+    """mgs-eval --alerts on the replay, and the delays the truth alone gives (same rule)."""
+    out = records.parent / "alerts"
+    assert mgs_eval(["--alerts", str(records), "--mice", str(write_mice_table(demo)),
+                     "--out", str(out), "--bootstrap", "200"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    figures = report["configured"]
+    return {
+        "alerts_pain_mice_caught": f"{figures['sensitivity']['caught']}/"
+                                   f"{figures['sensitivity']['mice']}",
+        "alerts_false_on_controls": f"{figures['false_alerts']['count']} on "
+                                    f"{figures['false_alerts']['mice']} mice",
+        "alerts_delay_s": {m["mouse"]: m["delay_s"] for m in report["mice"] if m["pain"]},
+        "alerts_delay_s_by_truth": truth_alert_delays(demo),
+    }
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ the dashboard and every CSV row say they are not real pain models. Built once, t
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -92,6 +93,8 @@ def build_demo(folder: Path | None = None, spec: DemoSpec | None = None,
         saved = json.loads(stamp.read_text())
         build = DemoBuild(folder, spec, saved.get("metrics", {}))
         if saved.get("spec") == asdict(spec) and all(p.exists() for p in _outputs(build)):
+            if not (folder / "mice.csv").exists():
+                write_mice_table(build)
             return build
     folder.mkdir(parents=True, exist_ok=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
@@ -99,6 +102,7 @@ def build_demo(folder: Path | None = None, spec: DemoSpec | None = None,
         metrics = _build_models(folder, spec, progress)
         build = DemoBuild(folder, spec, metrics)
         _build_scene(build, progress)
+        write_mice_table(build)
     stamp.write_text(json.dumps({"spec": asdict(spec), "metrics": metrics}, indent=2))
     return build
 
@@ -106,6 +110,21 @@ def build_demo(folder: Path | None = None, spec: DemoSpec | None = None,
 def _outputs(build: DemoBuild) -> list[Path]:
     return [build.folder / "scorer.onnx", build.folder / "localizer.onnx", *build.videos,
             build.folder / "truth.csv"]
+
+
+def write_mice_table(build: DemoBuild) -> Path:
+    """`mice.csv`: each mouse of the scene, its condition and, for pain mice, the second of
+    the video its grimace begins (the injection of `pain_course`), as `mgs-eval --alerts` reads
+    it. Made from the spec alone, so a cached build gets it without being rebuilt."""
+    path = build.folder / "mice.csv"
+    lines = ["mouse,condition,onset"]
+    for camera in range(build.spec.cameras):
+        for cubicle in range(CUBICLES):
+            pain = is_pain_mouse(cubicle)
+            onset = f"{pain_onset(build.spec.seconds):g}" if pain else ""
+            lines.append(f"{mouse_id(camera, cubicle)},{'pain' if pain else 'control'},{onset}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 # models -------------------------------------------------------------------------------------
@@ -199,11 +218,49 @@ def _split(data: Any, val_fraction: float = 0.15) -> tuple[Any, Any]:
 
 
 # scene --------------------------------------------------------------------------------------
+def is_pain_mouse(cubicle: int) -> bool:
+    """Cubicles 1 and 3 of every camera (0-based 0 and 2) hold pain mice, 2 and 4 controls."""
+    return cubicle % 2 == 0
+
+
+def mouse_id(camera: int, cubicle: int) -> str:
+    return f"cam{camera}-c{cubicle + 1}"
+
+
+def pain_onset(duration: float) -> float:
+    """The injection: a fifth into the video."""
+    return 0.2 * duration
+
+
+def truth_alert_delays(build: DemoBuild, threshold: float = 4.0, window: int = 3,
+                       min_valid: int = 2) -> dict[str, float]:
+    """Per pain mouse, onset to the first sample at which a pain rule would fire on the scene's
+    own truth: the mean of the last `window` visible totals at the sampled frames, counted
+    from truth.csv alone (no model, no alert engine), as a check on what the monitor reports."""
+    with (build.folder / "truth.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    onset = pain_onset(build.spec.seconds)
+    every = max(1, int(build.spec.every_s * build.spec.fps))
+    delays: dict[str, float] = {}
+    for mouse in sorted({r["mouse"] for r in rows if r["pain_mouse"] == "1"}):
+        seen: list[int] = []
+        for row in rows:
+            if row["mouse"] != mouse or int(row["frame_index"]) % every:
+                continue
+            if row["visible"] == "1":
+                seen.append(sum(int(row[unit]) for unit in UNITS))
+            last = seen[-window:]
+            if len(last) >= min_valid and sum(last) / len(last) >= threshold:
+                delays[mouse] = max(0.0, float(row["source_time"]) - onset)
+                break
+    return delays
+
+
 def pain_course(t: float, duration: float, pain_mouse: bool) -> float:
     """0-1 pain intensity: baseline, injection at 20%, rise to a peak, relief after analgesia."""
     if not pain_mouse:
         return 0.0
-    start, peak, relief = 0.2 * duration, 0.45 * duration, 0.75 * duration
+    start, peak, relief = pain_onset(duration), 0.45 * duration, 0.75 * duration
     if t < start:
         return 0.0
     if t < peak:
@@ -225,14 +282,14 @@ def scene_schedule(spec: DemoSpec, camera: int, rng: np.random.Generator
         row: list[synth.Levels | None] = []
         for cubicle in range(CUBICLES):
             if index % max(1, int(spec.every_s * spec.fps)) == 0:
-                pain = pain_course(t, spec.seconds, pain_mouse=cubicle % 2 == 0)
+                pain = pain_course(t, spec.seconds, pain_mouse=is_pain_mouse(cubicle))
                 held[cubicle] = synth.random_levels(rng, pain)
             hidden = rng.random() < 0.08
             row.append(None if hidden else held[cubicle])
             truth.append({"camera": f"cam{camera}", "cubicle": cubicle + 1,
-                          "mouse": f"cam{camera}-c{cubicle + 1}", "frame_index": index,
+                          "mouse": mouse_id(camera, cubicle), "frame_index": index,
                           "source_time": round(t, 3), "visible": int(not hidden),
-                          "pain_mouse": int(cubicle % 2 == 0),
+                          "pain_mouse": int(is_pain_mouse(cubicle)),
                           **dict(zip(UNITS, held[cubicle], strict=True))})
         schedule.append(row)
     return schedule, truth

@@ -37,6 +37,7 @@ from monitor.memory import keep_frames_out_of_the_heap
 from monitor.models import ModelError
 from monitor.report import ReportError, write_report
 from monitor.run import run_monitor
+from monitor.schema import MARKER_KINDS
 from monitor.snapshot import FORMATS, SnapshotError, run_snapshot
 from monitor.stills import StillsError, score_stills
 from monitor.stopping import stop_on_signals
@@ -278,6 +279,9 @@ def _add_mark(sub: Any) -> None:
     mark = sub.add_parser("mark", help="record an event marker (e.g. an injection) for a mouse")
     mark.add_argument("mouse", help="mouse id, or '*' for every mouse")
     mark.add_argument("text", help="what happened, e.g. 'NTG injected'")
+    mark.add_argument("--kind", choices=MARKER_KINDS, default="note",
+                      help="what kind of event: onset, injection and surgery mark when pain "
+                      "may begin, for `mgs-eval --alerts` (default %(default)s)")
     where = mark.add_mutually_exclusive_group()
     where.add_argument("--csv", type=Path, help="score CSV the marker belongs to")
     where.add_argument("--folder", type=Path, default=Path("mgs-records"),
@@ -428,7 +432,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 def cmd_mark(args: argparse.Namespace) -> int:
     scores = args.csv or latest_scores(args.folder)
-    path = add_marker(scores, args.mouse, args.text)
+    path = add_marker(scores, args.mouse, args.text, kind=args.kind)
     print(f"marker for {args.mouse} written to {path}")
     return 0
 

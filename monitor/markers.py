@@ -1,16 +1,27 @@
 """Event markers ("NTG injected", "buprenorphine") kept beside a score CSV.
 
 `mgs-monitor mark` appends to `<scores>.markers.csv`; `mgs-monitor report` draws them on each
-mouse's series. Mouse `*` marks every mouse.
+mouse's series, and `mgs-eval --alerts` takes markers of an onset kind (`onset`, `injection`,
+`surgery`) as the time a mouse's pain began. Mouse `*` marks every mouse.
 """
 
 from __future__ import annotations
 
+import csv
 import time
 from pathlib import Path
 
 from monitor.csvlog import SideLog
-from monitor.schema import MARKER_COLUMNS, Marker, is_side_file, side_file
+from monitor.schema import (
+    MARKER_COLUMNS,
+    MARKER_HEADERS,
+    MARKER_KINDS,
+    Column,
+    Marker,
+    csv_header,
+    is_side_file,
+    side_file,
+)
 
 
 class MarkerError(ValueError):
@@ -26,13 +37,33 @@ def latest_scores(folder: Path) -> Path:
     return candidates[-1]
 
 
-def add_marker(scores_csv: Path, mouse: str, text: str, when: float | None = None) -> Path:
+def add_marker(scores_csv: Path, mouse: str, text: str, when: float | None = None,
+               kind: str = "note") -> Path:
     if not mouse.strip() or not text.strip():
         raise MarkerError("a marker needs a mouse id (or '*') and a text")
+    if kind not in MARKER_KINDS:
+        raise MarkerError(f"marker kind {kind!r} is not one of {', '.join(MARKER_KINDS)}")
     path = side_file(scores_csv, "markers")
     try:
-        SideLog(path, MARKER_COLUMNS).write(Marker(time.time() if when is None else when,
-                                                   mouse, text))
+        columns = _columns_of(path)
+        if len(columns) < len(MARKER_COLUMNS) and kind != "note":
+            raise MarkerError(f"{path}: written by an older mgs-monitor, without a kind column; "
+                              f"a {kind} marker goes into a new score CSV's markers (or give "
+                              "the onset in the mice table of mgs-eval --alerts)")
+        SideLog(path, columns).write(Marker(time.time() if when is None else when,
+                                            mouse, text, kind))
     except OSError as exc:
         raise MarkerError(f"{path}: cannot write the marker: {exc.strerror or exc}") from exc
     return path
+
+
+def _columns_of(path: Path) -> tuple[Column, ...]:
+    """The columns to append with: the file's own (older files have no kind), else the newest."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return MARKER_COLUMNS
+    with path.open(newline="", encoding="utf-8") as handle:
+        header = tuple(next(csv.reader(handle), ()))
+    if header not in MARKER_HEADERS:
+        raise MarkerError(f"{path}: not a markers file (header {','.join(header)!r}); "
+                          f"expected {','.join(csv_header(MARKER_COLUMNS))}")
+    return MARKER_COLUMNS[:len(header)]

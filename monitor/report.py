@@ -32,9 +32,10 @@ import numpy as np
 from monitor.schema import (
     ALERT_COLUMNS,
     CSV_COLUMNS,
-    MARKER_COLUMNS,
+    MARKER_HEADERS,
     SCORE_HEADERS,
     STATUSES,
+    Marker,
     csv_header,
     is_side_file,
     side_file,
@@ -121,10 +122,10 @@ def read_series(csv_paths: list[Path]) -> dict[str, MouseSeries]:
     if not by_mouse:
         raise ReportError(f"{', '.join(map(str, csv_paths))}: no records")
     series = {mouse: _series(mouse, rows) for mouse, rows in sorted(by_mouse.items())}
-    markers = [m for path in csv_paths for m in _read_markers(side_file(path, "markers"))]
+    markers = [m for path in csv_paths for m in read_markers(side_file(path, "markers"))]
     for item in series.values():
-        item.markers = sorted((t, text) for t, mouse, text in markers
-                              if mouse in (item.mouse, ALL_MICE))
+        item.markers = sorted((m.wall_time, m.text) for m in markers
+                              if m.mouse in (item.mouse, ALL_MICE))
     alert_files = [side_file(p, "alerts") for p in csv_paths
                    if side_file(p, "alerts").is_file()]
     if alert_files:  # the alerts log is the record; the alert column is the fallback
@@ -213,14 +214,19 @@ def _rows(path: Path) -> list[list[str]]:
         raise ReportError(f"{path}: cannot read ({exc})") from exc
 
 
-def _read_scores(path: Path) -> list[_Row]:
+def score_rows(path: Path) -> list[list[str]]:
+    """The data rows of a score CSV of any schema. Older schemas are the newest one's first
+    columns, so a column sits at the same position in all of them (`CSV_COLUMNS.index`). A live
+    file can end in a half-written row: rows of another length are skipped."""
     rows = _rows(path)
     if not rows or tuple(rows[0]) not in SCORE_HEADERS.values():
         raise ReportError(f"{path}: not an mgs-monitor score CSV (header differs)")
+    return [row for row in rows[1:] if len(row) == len(rows[0])]
+
+
+def _read_scores(path: Path) -> list[_Row]:
     try:
-        # A live file can end in a half-written row: rows of another length are skipped. Older
-        # schemas are the newest one's first columns, so the same positions are read.
-        return [_parse(row, path.parent) for row in rows[1:] if len(row) == len(rows[0])]
+        return [_parse(row, path.parent) for row in score_rows(path)]
     except ValueError as exc:
         raise ReportError(f"{path}: bad number ({exc})") from exc
 
@@ -278,11 +284,14 @@ def _time(path: Path, line: int, text: str) -> float:
         raise ReportError(f"{path}: line {line}: wall_time {text!r} is not a number") from None
 
 
-def _read_markers(path: Path) -> list[tuple[float, str, str]]:
+def read_markers(path: Path) -> list[Marker]:
+    """The markers of a `<scores>.markers.csv` (none when there is no such file); files from
+    before marker kinds give kind `note`."""
     if not path.is_file():
         return []
-    return [(_time(path, n, row["wall_time"]), row["mouse"], row["text"])
-            for n, row in _table(path, csv_header(MARKER_COLUMNS))]
+    return [Marker(_time(path, n, row["wall_time"]), row["mouse"], row["text"],
+                   row.get("kind") or "note")
+            for n, row in _table(path, MARKER_HEADERS[1])]
 
 
 def _read_alerts(path: Path) -> list[_Event]:

@@ -330,16 +330,23 @@ GAP_COLUMNS: tuple[Column, ...] = tuple(map(_attr, (
     "publisher", "first_missing", "last_missing", "wall_time", "instance")))
 
 
+MARKER_KINDS = ("note", "onset", "injection", "surgery", "treatment")
+ONSET_KINDS = ("onset", "injection", "surgery")  # what `mgs-eval --alerts` takes as pain onset
+
+
 @dataclass(frozen=True)
 class Marker:
-    """An event a person marked for a mouse ("NTG injected"); mouse `*` is every mouse."""
+    """An event a person marked for a mouse ("NTG injected"); mouse `*` is every mouse. The
+    kind says what it was, so an onset can be told from a note."""
 
     wall_time: float
     mouse: str
     text: str
+    kind: str = "note"
 
 
-MARKER_COLUMNS: tuple[Column, ...] = tuple(map(_attr, ("wall_time", "mouse", "text")))
+MARKER_COLUMNS: tuple[Column, ...] = tuple(map(_attr, ("wall_time", "mouse", "text", "kind")))
+MARKER_HEADERS = (csv_header(MARKER_COLUMNS), csv_header(MARKER_COLUMNS)[:3])  # newest first
 
 SideKind = Literal["alerts", "gaps", "markers"]
 SIDE_KINDS: tuple[SideKind, ...] = ("alerts", "gaps", "markers")

@@ -29,7 +29,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mgs-eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Evaluate a trained run: per-unit metrics with Clopper-Pearson CIs, "
-        "agreement with raters (Pearson r, Bland-Altman), AUROC/AUPRC, Grad-CAM.")
+        "agreement with raters (Pearson r, Bland-Altman), AUROC/AUPRC, Grad-CAM. "
+        "Alerts against truth (mice caught, delay, false alerts per mouse-day) are "
+        "`mgs-eval --alerts SCORES.csv --mice MICE.csv`: see `mgs-eval --alerts --help`.")
     parser.add_argument("--run", type=Path, help="mgs-train --output-dir")
     parser.add_argument("--frames", type=Path, metavar="CSV",
                         help="labelled frames with face boxes (a label CSV): run through the "

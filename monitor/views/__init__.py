@@ -1,0 +1,2 @@
+"""Views: what people read off the records afterwards (reports and pages), never on the scoring
+path."""
