@@ -127,7 +127,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     truths, left_out = _truths(args, scores, tracks)
     mice = sorted(truths)
     with Progress(transient=True) as progress:
-        spans = engine_spans(_only(tracks, mice), alerts, cutoff)
+        task = progress.add_task("alerts, as the monitor raised them", total=len(mice))
+        spans = engine_spans(_only(tracks, mice), alerts, cutoff,
+                             lambda: progress.advance(task))
         outcomes = [outcome(tracks[m], truths[m], spans[m]["pain"]) for m in mice]
         base = ResolvedRule.resolve(alerts.defaults, cutoff)
         swept = sweep(tracks, truths, base, grid, progress)
@@ -154,7 +156,8 @@ def load_alerts(path: Path | None) -> Alerts:
     try:
         return Alerts.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: alerts.{describe_errors(exc)}") from None
+        where = "; ".join(f"alerts.{part}" for part in describe_errors(exc).split("; "))
+        raise ConfigError(f"{path}: {where}") from None
 
 
 def _truths(args: argparse.Namespace, scores: list[Path], tracks: dict[str, Track]

@@ -9,7 +9,7 @@ takes seconds, not hours; tests hold it to the engine's raised and cleared event
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -40,9 +40,10 @@ class Track:
     levels: np.ndarray  # int64 [n, 5]; -1 where the record was not scored
     demo: bool  # a record came from DEMO models
 
-    @property
+    @cached_property
     def scored(self) -> np.ndarray:
-        return np.asarray(self.status == "scored")
+        """Records the engine judges as scored: status `scored` with all five levels."""
+        return np.asarray((self.status == "scored") & (self.levels >= 0).all(axis=1))
 
     def held(self) -> np.ndarray:
         """Seconds each record stands for: until the next record (the last, none)."""
@@ -85,17 +86,17 @@ def _track(mouse: str, rows: list[list[str]]) -> Track:
     status = np.array([row[c["status"]] for row in rows])
     levels = np.array([[int(row[c[u]]) if row[c[u]] else -1 for u in UNITS] for row in rows],
                       np.int64).reshape(len(rows), len(UNITS))
-    levels[(status != "scored") | (levels < 0).any(axis=1)] = -1
+    levels[(status != "scored") | (levels < 0).any(axis=1)] = -1  # unscored: no levels at all
     return Track(mouse, rows[-1][c["camera"]],
                  np.array([float(row[c["source_time"]]) for row in rows]),
                  np.array([float(row[c["wall_time"]]) for row in rows]), status, levels,
                  any(row[c["model_kind"]] == "demo" for row in rows))
 
 
-def engine_spans(tracks: dict[str, Track], alerts: Alerts, model_cutoff: float | None
-                 ) -> dict[str, dict[str, list[Span]]]:
+def engine_spans(tracks: dict[str, Track], alerts: Alerts, model_cutoff: float | None,
+                 tick: Callable[[], object] = lambda: None) -> dict[str, dict[str, list[Span]]]:
     """Each mouse's alert spans per rule (pain, no_face, camera_down), from the monitor's own
-    AlertEngine fed one record at a time in source time, as live."""
+    AlertEngine fed one record at a time in source time, as live; `tick` after each mouse."""
     found: dict[str, dict[str, list[Span]]] = {}
     for track in tracks.values():
         engine = AlertEngine(alerts, model_cutoff)
@@ -107,12 +108,14 @@ def engine_spans(tracks: dict[str, Track], alerts: Alerts, model_cutoff: float |
                 elif event.event == "cleared":
                     spans[event.rule][-1] = (spans[event.rule][-1][0], float(track.time[i]))
         found[track.mouse] = spans
+        tick()
     return found
 
 
 def _records(track: Track) -> Iterable[ScoreRecord]:
+    scored = track.scored
     for i, status in enumerate(track.status.tolist()):
-        levels = tuple(track.levels[i].tolist()) if status == "scored" else None
+        levels = tuple(track.levels[i].tolist()) if scored[i] else None
         yield ScoreRecord(publisher="mgs-eval", seq=i, wall_time=float(track.wall[i]),
                           mono_time=0.0, source_time=float(track.time[i]), frame_index=i,
                           camera=track.camera, cubicle=0, mouse=track.mouse, status=status,
