@@ -1,4 +1,5 @@
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -6,12 +7,15 @@ from pathlib import Path
 import pytest
 import zmq
 
+from monitor.alerts import AlertEngine
 from monitor.bus import BusError, Publisher, Subscriber, is_local, make_keys, run_proxy
+from monitor.config import Alerts
 from monitor.schema import (
     AlertEvent,
     CameraReport,
     HookCounts,
     MessageError,
+    ScoreRecord,
     StatusReport,
     decode,
     encode,
@@ -68,7 +72,7 @@ def test_malformed_messages_are_counted_not_parsed(free_endpoint: str) -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"schema": 1}, "score record schema 1 is not 3; update mgs-monitor on the older side"),
+    ({"schema": 1}, "score record schema 1 is not 4; update mgs-monitor on the older side"),
     ({"mood": "calm"}, "score record: mood: unknown field"),
     ({"levels": [0, 1, 3, 0, 0]}, "levels.2: Input should be less than or equal to 2"),
     ({"levels": [0, 1]}, "levels: Tuple should have at least 5 items"),
@@ -176,3 +180,51 @@ def test_a_public_key_is_not_a_secret(tmp_path: Path, free_endpoint: str) -> Non
     public, _ = make_keys(tmp_path)
     with pytest.raises(BusError, match="holds no secret key"):
         Publisher(free_endpoint, secret_key=public)
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _pain_reminder_without_a_value() -> AlertEvent:
+    """A pain alert's reminder after a reload asked for more scored samples than there are:
+    the window value is unknown."""
+    rules = {"defaults": {"threshold": 4, "window": 2}, "repeat_every_s": 100}
+    engine = AlertEngine(Alerts.model_validate(rules), None)
+    events = []
+    for i, status in enumerate(["scored", "scored", "no_face"]):
+        if i == 2:
+            engine.reload(Alerts.model_validate(rules | {"defaults": {
+                "threshold": 4, "window": 5, "min_valid": 5}}), None)
+        record = score_record(i + 1, total=6 if status == "scored" else None, status=status)
+        events += engine.update(record.model_copy(update={"source_time": 120.0 * i}))[1]
+    assert [e.event for e in events] == ["raised", "active"]
+    return events[-1]
+
+
+def test_every_message_is_standard_json_with_null_for_unknown() -> None:
+    """Other languages' JSON parsers refuse NaN and Infinity: unknown numbers go as null."""
+    camera_down = ScoreRecord(
+        publisher="p", seq=1, wall_time=1.0, mono_time=1.0, source_time=1.0, frame_index=0,
+        camera="cam0", cubicle=1, mouse="M1", status="camera_down", face_score=math.nan,
+        sharpness=math.nan, latency_ms=math.inf)
+    no_face = score_record(2, status="no_face").model_copy(update={"sharpness": None})
+    camera = CameraReport(publisher="p", seq=1, wall_time=1.0, camera="cam0", state="ok")
+    reminder = _pain_reminder_without_a_value()
+    status = StatusReport(publisher="p", seq=3, wall_time=1.0, title="t", model_kind="demo",
+                          alert_threshold=4.0, records=10)
+    for message in (camera_down, no_face, camera, reminder, status):
+        payload = json.loads(message.to_json(), parse_constant=_not_json)
+        assert decode(encode(message)) == message
+    assert json.loads(camera_down.to_json())["sharpness"] is None
+    assert json.loads(camera_down.to_json())["latency_ms"] is None
+    assert json.loads(no_face.to_json())["sharpness"] is None
+    assert json.loads(camera.to_json())["latency_ms"] is None
+    assert reminder.value is None and json.loads(reminder.to_json())["value"] is None
+    assert payload["schema"] == 2  # the status report's wire form did not change
+
+
+def test_a_nan_of_an_older_monitor_is_refused_by_version() -> None:
+    old = b'{"schema":3,"sharpness":NaN}'
+    with pytest.raises(MessageError, match="schema 3 is not 4"):
+        decode([b"score", old])
