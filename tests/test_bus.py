@@ -8,7 +8,16 @@ import pytest
 import zmq
 
 from monitor.alerts import AlertEngine
-from monitor.bus import BusError, Publisher, Subscriber, is_local, make_keys, run_proxy
+from monitor.bus import (
+    BusError,
+    Publisher,
+    Serving,
+    Subscriber,
+    Upstream,
+    is_local,
+    run_proxy,
+)
+from monitor.keys import make_keys
 from monitor.config import Alerts
 from monitor.schema import (
     AlertEvent,
@@ -114,7 +123,8 @@ def test_port_in_use_is_one_clear_line(free_endpoint: str) -> None:
 def test_proxy_joins_two_publishers(free_endpoint: str) -> None:
     first, second, backend = free_endpoint, free_port_endpoint(), free_port_endpoint()
     stop = threading.Event()
-    proxy = threading.Thread(target=run_proxy, args=([first, second], backend, stop.is_set))
+    proxy = threading.Thread(target=run_proxy,
+                             args=([Upstream(first), Upstream(second)], backend, stop.is_set))
     publishers = [Publisher(first), Publisher(second)]
     proxy.start()
     subscriber = Subscriber(backend)
@@ -228,3 +238,162 @@ def test_a_nan_of_an_older_monitor_is_refused_by_version() -> None:
     old = b'{"schema":3,"sharpness":NaN}'
     with pytest.raises(MessageError, match="schema 3 is not 4"):
         decode([b"score", old])
+
+
+# Encryption end to end -------------------------------------------------------------------------
+class Proxy:
+    """`run_proxy` on a thread, collecting what it says."""
+
+    def __init__(self, sources: list[Upstream], backend: str, **options: object) -> None:
+        self.said: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=run_proxy, args=(sources, backend, self.stop.is_set),
+                                       kwargs={"say": self.said.append, **options})
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+
+
+def publish_until_heard(publisher: Publisher, subscriber: Subscriber, count: int) -> list:
+    """Publish a first record until one arrives (subscriptions travel through the proxy and
+    handshakes take a moment), then `count` numbered records; what arrived of those."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        publisher.publish(score_record(0))
+        if list(subscriber.receive(200)):
+            break
+    for seq in range(1, count + 1):
+        publisher.publish(score_record(seq))
+    return [m for m in receive_until(subscriber, count) if m.seq > 0]
+
+
+def test_curve_monitor_to_curve_proxy_to_curve_subscriber_gets_every_record(
+        tmp_path: Path, free_endpoint: str) -> None:
+    """Encrypted and admitted by key at every hop: 20 of 20 records arrive."""
+    _, monitor_secret = make_keys(tmp_path / "monitor")
+    monitor_public = tmp_path / "monitor" / "server.key"
+    _, proxy_secret = make_keys(tmp_path / "proxy")
+    proxy_client, proxy_client_secret = make_keys(tmp_path / "proxy", "proxy-client")
+    logger_public, logger_secret = make_keys(tmp_path / "logger", "logger1")
+    (tmp_path / "monitor-clients").mkdir()
+    proxy_client.rename(tmp_path / "monitor-clients" / proxy_client.name)
+    (tmp_path / "proxy-clients").mkdir()
+    logger_public.rename(tmp_path / "proxy-clients" / logger_public.name)
+    backend = free_port_endpoint()
+    publisher = Publisher(free_endpoint, secret_key=monitor_secret,
+                          allowed_clients=tmp_path / "monitor-clients")
+    proxy = Proxy([Upstream(free_endpoint, monitor_public)], backend,
+                  client_key=proxy_client_secret,
+                  serving=Serving(proxy_secret, tmp_path / "proxy-clients"))
+    subscriber = Subscriber(backend, server_key=tmp_path / "proxy" / "server.key",
+                            client_key=logger_secret)
+    try:
+        got = publish_until_heard(publisher, subscriber, 20)
+        assert [m.seq for m in got] == list(range(1, 21))
+        assert subscriber.problems() == [] and proxy.said == []
+    finally:
+        subscriber.close()
+        proxy.close()
+        publisher.close()
+
+
+def test_a_subscriber_whose_key_is_not_allowed_gets_nothing_and_is_told(
+        tmp_path: Path, free_endpoint: str) -> None:
+    public, secret = make_keys(tmp_path / "monitor")
+    allowed, _ = make_keys(tmp_path / "clients", "logger1")
+    _, stranger = make_keys(tmp_path / "stranger", "logger2")
+    publisher = Publisher(free_endpoint, secret_key=secret, allowed_clients=tmp_path / "clients")
+    refused = Subscriber(free_endpoint, server_key=public, client_key=stranger)
+    fresh_key = Subscriber(free_endpoint, server_key=public)
+    try:
+        time.sleep(0.5)
+        for seq in range(1, 21):
+            publisher.publish(score_record(seq))
+        assert not list(refused.receive(500)) and not list(fresh_key.receive(300))
+        assert refused.problems() == [
+            f"{free_endpoint} refuses this subscriber's key: add its public key (.key) to the "
+            "publisher's allowed-clients folder, and give its .key_secret as --client-key"]
+        assert refused.problems() == []  # said once
+        assert allowed.exists()
+    finally:
+        refused.close()
+        fresh_key.close()
+        publisher.close()
+
+
+def test_a_proxy_without_the_monitors_server_key_gets_nothing_and_says_why(
+        tmp_path: Path, free_endpoint: str) -> None:
+    public, secret = make_keys(tmp_path / "monitor")
+    _, other = make_keys(tmp_path / "other")
+    backend, wrong_backend = free_port_endpoint(), free_port_endpoint()
+    publisher = Publisher(free_endpoint, secret_key=secret)
+    keyless = Proxy([Upstream(free_endpoint)], backend)
+    wrong = Proxy([Upstream(free_endpoint, other.with_suffix(".key"))], wrong_backend)
+    subscribers = [Subscriber(backend), Subscriber(wrong_backend)]
+    try:
+        time.sleep(1.0)
+        for seq in range(1, 21):
+            publisher.publish(score_record(seq))
+        assert [list(s.receive(500)) for s in subscribers] == [[], []]
+    finally:
+        for subscriber in subscribers:
+            subscriber.close()
+        keyless.close()
+        wrong.close()
+        publisher.close()
+    assert keyless.said == [f"{free_endpoint} encrypts (CURVE): give its public server key "
+                            "(--server-key, or ENDPOINT=KEYFILE for the proxy)"]
+    assert wrong.said == [f"{free_endpoint}: the encrypted handshake failed: the server key "
+                          "given is not the one this publisher holds (its server.key from "
+                          "`mgs-monitor keys`)"]
+    assert public.exists()
+
+
+def test_a_proxy_joins_an_encrypted_and_a_plain_monitor(tmp_path: Path,
+                                                        free_endpoint: str) -> None:
+    """Keys are per upstream: one monitor encrypts, the other (on loopback) does not."""
+    public, secret = make_keys(tmp_path / "hostA")
+    plain, backend = free_port_endpoint(), free_port_endpoint()
+    publishers = [Publisher(free_endpoint, secret_key=secret), Publisher(plain)]
+    proxy = Proxy([Upstream.parse(f"{free_endpoint}={public}"), Upstream(plain)], backend)
+    subscriber = Subscriber(backend)
+    try:
+        time.sleep(1.0)
+        publishers[0].publish(score_record(1, publisher="hostA"))
+        publishers[1].publish(score_record(1, publisher="hostB"))
+        got = receive_until(subscriber, 2)
+    finally:
+        subscriber.close()
+        proxy.close()
+        for publisher in publishers:
+            publisher.close()
+    assert sorted(m.publisher for m in got) == ["hostA", "hostB"] and proxy.said == []
+
+
+def test_a_proxy_backend_beyond_this_machine_needs_keys(tmp_path: Path) -> None:
+    with pytest.raises(BusError, match="tcp://0.0.0.0:5999 reaches beyond this machine: give "
+                       "--secret-key"):
+        run_proxy([], "tcp://0.0.0.0:5999", lambda: True,
+                  serving=Serving(names=("--secret-key", "--allowed-clients", "--insecure")))
+    with pytest.raises(BusError, match="--allowed-clients .*: clients are known by their CURVE "
+                       "keys, so it needs --secret-key too"):
+        run_proxy([], "tcp://127.0.0.1:5999", lambda: True, serving=Serving(
+            None, tmp_path, names=("--secret-key", "--allowed-clients", "--insecure")))
+
+
+def test_an_allowed_clients_folder_without_keys_is_refused(tmp_path: Path,
+                                                           free_endpoint: str) -> None:
+    _, secret = make_keys(tmp_path / "monitor")
+    (tmp_path / "clients").mkdir()
+    with pytest.raises(BusError, match="clients: holds no public keys"):
+        Publisher(free_endpoint, secret_key=secret, allowed_clients=tmp_path / "clients")
+
+
+def test_client_keys_are_made_by_name_and_never_overwritten(tmp_path: Path) -> None:
+    public, secret = make_keys(tmp_path, "logger1")
+    assert (public.name, secret.name) == ("logger1.key", "logger1.key_secret")
+    with pytest.raises(BusError, match="logger1.key: already exists"):
+        make_keys(tmp_path, "logger1")
