@@ -123,10 +123,11 @@ class _ZapHandler:
     folder changes, so adding or removing a key file takes effect at the next connection);
     any other domain is a socket that checks no client keys, and is let through as before."""
 
-    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _registry: ClassVar[threading.Lock] = threading.Lock()  # guards _running
     _running: ClassVar[dict[int, _ZapHandler]] = {}  # id(context) -> its handler
 
     def __init__(self, context: zmq.Context) -> None:
+        self._lock = threading.Lock()  # guards _folders, also read by the handler's thread
         self._folders: dict[str, Path] = {}
         self._cache: dict[Path, tuple[int, set[bytes]]] = {}
         self._stop = threading.Event()
@@ -137,23 +138,26 @@ class _ZapHandler:
 
     @classmethod
     def join(cls, context: zmq.Context, domain: str, folder: Path) -> _ZapHandler:
-        with cls._lock:
+        with cls._registry:
             handler = cls._running.get(id(context))
             if handler is None:
                 handler = cls(context)
                 handler._start()
                 cls._running[id(context)] = handler
-            handler._folders[domain] = folder
+            with handler._lock:
+                handler._folders[domain] = folder
             return handler
 
     def leave(self, domain: str) -> None:
-        with self._lock:
-            self._folders.pop(domain, None)
-            if self._folders:
-                return
+        """The last one to leave stops the thread, before another can start on the context."""
+        with self._registry:
+            with self._lock:
+                self._folders.pop(domain, None)
+                if self._folders:
+                    return
             self._running.pop(id(self._context), None)
-        self._stop.set()
-        self._thread.join(5)
+            self._stop.set()
+            self._thread.join(5)
 
     def _start(self) -> None:
         self._thread.start()
@@ -217,7 +221,8 @@ def refusal(event: int, value: int, endpoint: str, encrypted: bool) -> str:
     """One line saying why a handshake with `endpoint` failed, and what to give."""
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         return (f"{endpoint} refuses this subscriber's key: add its public key (.key) to the "
-                "publisher's allowed-clients folder, and give its .key_secret as --client-key")
+                "publisher's allowed-clients folder, give its .key_secret as --client-key, and "
+                "restart this subscriber (a refused connection is not retried)")
     if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and not encrypted:
         return (f"{endpoint} encrypts (CURVE): give its public server key (--server-key, or "
                 "ENDPOINT=KEYFILE for the proxy)")

@@ -315,7 +315,8 @@ def test_a_subscriber_whose_key_is_not_allowed_gets_nothing_and_is_told(
         assert not list(refused.receive(500)) and not list(fresh_key.receive(300))
         assert refused.problems() == [
             f"{free_endpoint} refuses this subscriber's key: add its public key (.key) to the "
-            "publisher's allowed-clients folder, and give its .key_secret as --client-key"]
+            "publisher's allowed-clients folder, give its .key_secret as --client-key, and "
+            "restart this subscriber (a refused connection is not retried)"]
         assert refused.problems() == []  # said once
         assert allowed.exists()
     finally:
@@ -400,3 +401,23 @@ def test_client_keys_are_made_by_name_and_never_overwritten(tmp_path: Path) -> N
     assert (public.name, secret.name) == ("logger1.key", "logger1.key_secret")
     with pytest.raises(BusError, match=r"logger1\.key: already exists"):
         make_keys(tmp_path, "logger1")
+
+
+def test_a_key_added_to_the_allowed_folder_counts_from_the_next_connection(
+        tmp_path: Path, free_endpoint: str) -> None:
+    public, secret = make_keys(tmp_path / "monitor")
+    make_keys(tmp_path / "clients", "logger1")
+    late_public, late_secret = make_keys(tmp_path / "late", "logger2")
+    publisher = Publisher(free_endpoint, secret_key=secret, allowed_clients=tmp_path / "clients")
+    refused = Subscriber(free_endpoint, server_key=public, client_key=late_secret)
+    try:
+        time.sleep(0.5)
+        publisher.publish(score_record(1))
+        assert not list(refused.receive(300)) and refused.problems() != []
+        late_public.rename(tmp_path / "clients" / late_public.name)  # no restart of the monitor
+        with Subscriber(free_endpoint, server_key=public, client_key=late_secret) as restarted:
+            got = publish_until_heard(publisher, restarted, 5)
+        assert [m.seq for m in got] == [1, 2, 3, 4, 5]
+    finally:
+        refused.close()
+        publisher.close()
