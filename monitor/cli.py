@@ -259,7 +259,7 @@ def _add_subscriber_keys(parser: argparse.ArgumentParser) -> None:
 
 def _add_client_key(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client-key", type=Path, metavar="FILE",
-                        help="this subscriber's own secret certificate (NAME.key_secret from "
+                        help="the secret certificate it presents (NAME.key_secret from "
                         "`mgs-monitor keys DIR --name NAME`), for a monitor that admits only "
                         "the keys in its bus.allowed_clients folder (default: a fresh key, "
                         "which such a monitor refuses)")
@@ -292,13 +292,13 @@ PROXY_EPILOG = """examples:
   mgs-monitor proxy --from tcp://hostA:5560 --from tcp://hostB:5560
       two monitors publishing without encryption (bus.insecure); dashboards and loggers of
       this host connect to tcp://127.0.0.1:5562
-  mgs-monitor proxy --from tcp://hostA:5560=keys/hostA.key --from tcp://hostB:5560=keys/hostB.key \
-      --client-key keys/proxy.key_secret \
+  mgs-monitor proxy --from tcp://hostA:5560=keys/hostA.key --from tcp://hostB:5560=keys/hostB.key \\
+      --client-key keys/proxy.key_secret \\
       --backend tcp://0.0.0.0:5562 --secret-key keys/server.key_secret --allowed-clients clients/
       monitors that encrypt (bus.secret_key; ENDPOINT=KEYFILE gives each one's public server.key)
       and admit the proxy's key (proxy.key in their bus.allowed_clients); the backend encrypts
       with the proxy's own keys and admits the subscribers whose NAME.key is in clients/:
-      mgs-monitor log --endpoint tcp://proxyhost:5562 --server-key keys/server.key \
+      mgs-monitor log --endpoint tcp://proxyhost:5562 --server-key keys/server.key \\
           --client-key logger1.key_secret
 
 A monitor that refuses the proxy (a missing or wrong server key, a client key it does not
