@@ -349,7 +349,8 @@ def _follow_up(alert: _Alert, record: ScoreRecord, kind: str, reading: _Reading)
     """An active or cleared event: the raised event brought up to this record."""
     return alert.raised.model_copy(update={
         "wall_time": record.wall_time, "time": record.source_time, "camera": record.camera,
-        "event": kind, "value": reading.value, "detail": reading.detail})
+        "event": kind, "value": None if math.isnan(reading.value) else reading.value,
+        "detail": reading.detail})  # model_copy does not validate: unknown made None here
 
 
 def _limit(seconds: float | None) -> float:
@@ -361,7 +362,9 @@ def _limit_text(limit: float) -> str:
 
 
 def _text(value: object) -> str:
-    """Numbers as in the record CSV: three decimals, empty when unknown (nan)."""
+    """Numbers as in the record CSV: three decimals, empty when unknown (None or nan)."""
+    if value is None:
+        return ""
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.3f}"
     return str(value)

@@ -2,28 +2,22 @@
 
 Messages are two frames, [topic, JSON]; topics are prefixes (`score`, `camera`, `alert`,
 `status`). Each socket is made, used and closed by one thread. Messages are parsed as data and
-checked against their schema, never unpickled.
+checked against their schema, never unpickled. Keys and who may subscribe: monitor/keys.py.
 """
 
 from __future__ import annotations
 
 import errno
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-import zmq.auth
 
+from monitor.keys import BusError, Gate, HandshakeWatch, connect_encrypted, serve_encrypted
 from monitor.schema import MESSAGE_TYPES, Message, MessageError, decode, encode
 
 CLOSE_LINGER_MS = 1000  # time given to queued messages when a publisher shuts down
-
-
-class BusError(RuntimeError):
-    """The bus cannot be set up; the message is one line for the user."""
-
-
 LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1")
 
 
@@ -33,26 +27,44 @@ def is_local(endpoint: str) -> bool:
     return scheme in ("ipc", "inproc") or rest.startswith(LOOPBACK_HOSTS)
 
 
-def make_keys(folder: Path) -> tuple[Path, Path]:
-    """A CURVE keypair for a publisher: `server.key_secret` stays with the monitor,
-    `server.key` (public) goes to every subscriber."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        public, secret = zmq.auth.create_certificates(str(folder), "server")
-        os.chmod(secret, 0o600)
-    except OSError as exc:
-        raise BusError(f"{folder}: cannot write the keys here: {exc.strerror or exc}") from exc
-    return Path(public), Path(secret)
+@dataclass(frozen=True)
+class Serving:
+    """How a bound socket serves: `secret_key` encrypts (CURVE server), `allowed_clients` is a
+    folder of the public keys that may subscribe, `insecure` allows plain text off this
+    machine. `names` are the settings an error should point to."""
+
+    secret_key: Path | None = None
+    allowed_clients: Path | None = None
+    insecure: bool = False
+    names: tuple[str, str, str] = ("bus.secret_key", "bus.allowed_clients", "bus.insecure")
+
+    def check(self, endpoint: str) -> None:
+        key, allowed, insecure = self.names
+        if self.allowed_clients is not None and self.secret_key is None:
+            raise BusError(f"{allowed} {self.allowed_clients}: clients are known by their CURVE "
+                           f"keys, so it needs {key} too")
+        if not (is_local(endpoint) or self.secret_key or self.insecure):
+            raise BusError(f"{endpoint} reaches beyond this machine: give {key} (make one "
+                           f"with `mgs-monitor keys DIR`) or, knowingly, {insecure}")
+
+    def apply(self, socket: zmq.Socket) -> Gate | None:
+        if self.secret_key is None:
+            return None
+        return serve_encrypted(socket, self.secret_key, self.allowed_clients)
 
 
-def _certificate(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
-    try:
-        public, secret_key = zmq.auth.load_certificate(str(path))
-    except (OSError, ValueError) as exc:
-        raise BusError(f"{path}: not a CURVE certificate from `mgs-monitor keys` ({exc})") from exc
-    if secret and secret_key is None:
-        raise BusError(f"{path}: holds no secret key; give the *.key_secret file")
-    return public, secret_key
+@dataclass(frozen=True)
+class Upstream:
+    """A publisher to subscribe to, and its public server key when it encrypts."""
+
+    endpoint: str
+    server_key: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Upstream:
+        """`ENDPOINT` or `ENDPOINT=KEYFILE` (endpoints hold no `=`)."""
+        endpoint, _, key = text.partition("=")
+        return cls(endpoint, Path(key).expanduser() if key else None)
 
 
 class Publisher:
@@ -61,64 +73,76 @@ class Publisher:
 
     def __init__(self, endpoint: str, context: zmq.Context | None = None, *,
                  secret_key: Path | None = None, insecure: bool = False,
-                 also: tuple[str, ...] = ()) -> None:
-        if not (is_local(endpoint) or secret_key or insecure):
-            raise BusError(f"{endpoint} reaches beyond this machine: give bus.secret_key (make "
-                           "one with `mgs-monitor keys DIR`) or, knowingly, bus.insecure: true")
+                 allowed_clients: Path | None = None, also: tuple[str, ...] = ()) -> None:
+        serving = Serving(secret_key, allowed_clients, insecure)
+        serving.check(endpoint)
         self.endpoint = endpoint
         self.socket = (context or zmq.Context.instance()).socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, 10000)
+        self._gate: Gate | None = None
         try:
-            if secret_key is not None:
-                public, secret = _certificate(secret_key, secret=True)
-                self.socket.curve_server = True
-                self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
+            self._gate = serving.apply(self.socket)
             for where in (endpoint, *also):
                 self._bind(where)
         except BaseException:
-            self.socket.close(linger=0)
+            self.close(linger=0)
             raise
 
     def _bind(self, endpoint: str) -> None:
-        try:
-            self.socket.bind(endpoint)
-        except zmq.ZMQError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise BusError(
-                    f"{endpoint} is already in use (another mgs-monitor?); choose another with "
-                    "--endpoint or bus.endpoint"
-                ) from exc
-            raise BusError(f"cannot bind {endpoint}: {exc}") from exc
+        bind(self.socket, endpoint, "--endpoint or bus.endpoint")
 
     def publish(self, message: Message) -> None:
         self.socket.send_multipart(encode(message))
 
-    def close(self) -> None:
-        self.socket.close(linger=CLOSE_LINGER_MS)
+    def close(self, linger: int = CLOSE_LINGER_MS) -> None:
+        self.socket.close(linger=linger)
+        if self._gate is not None:
+            self._gate.close()
+
+
+def bind(socket: zmq.Socket, endpoint: str, setting: str) -> None:
+    try:
+        socket.bind(endpoint)
+    except zmq.ZMQError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise BusError(f"{endpoint} is already in use (another mgs-monitor?); choose "
+                           f"another with {setting}") from exc
+        raise BusError(f"cannot bind {endpoint}: {exc}") from exc
 
 
 class Subscriber:
-    """Receives messages from one or more publishers; counts (and skips) malformed ones."""
+    """Receives messages from one or more publishers; counts (and skips) malformed ones, and
+    says why a publisher refuses the connection (`problems`)."""
 
     def __init__(self, endpoint: str, topics: tuple[bytes, ...] = tuple(MESSAGE_TYPES),
-                 context: zmq.Context | None = None, *, server_key: Path | None = None) -> None:
+                 context: zmq.Context | None = None, *, server_key: Path | None = None,
+                 client_key: Path | None = None) -> None:
+        if client_key is not None and server_key is None:
+            raise BusError(f"--client-key {client_key}: a client key is presented only to a "
+                           "publisher that encrypts; give its --server-key too")
         self.socket = (context or zmq.Context.instance()).socket(zmq.SUB)
         self.socket.setsockopt(zmq.RCVHWM, 100000)
+        self._watch: HandshakeWatch | None = None
         try:
-            if server_key is not None:  # only a publisher holding the matching secret is heard
-                self.socket.curve_serverkey = _certificate(server_key, secret=False)[0]
-                self.socket.curve_publickey, self.socket.curve_secretkey = zmq.curve_keypair()
+            # only a publisher holding the matching secret is heard
+            connect_encrypted(self.socket, server_key, client_key)
             for topic in topics:
                 self.socket.setsockopt(zmq.SUBSCRIBE, topic)
+            if not endpoint.startswith("inproc://"):  # no handshake in-process
+                self._watch = HandshakeWatch(self.socket, {endpoint: server_key is not None})
             self.socket.connect(endpoint)
         except zmq.ZMQError as exc:
-            self.socket.close(linger=0)
+            self.close()
             raise BusError(f"cannot connect to {endpoint}: {exc}") from exc
         except BaseException:
-            self.socket.close(linger=0)
+            self.close()
             raise
         self.malformed = 0
         self.last_error = ""
+
+    def problems(self) -> list[str]:
+        """New lines saying why a publisher refused this subscriber, if one did."""
+        return self._watch.problems() if self._watch is not None else []
 
     def receive(self, timeout_ms: int) -> Iterator[Message]:
         """Everything that arrives within `timeout_ms` of the first wait, parsed."""
@@ -134,6 +158,8 @@ class Subscriber:
             yield message
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         self.socket.close(linger=0)
 
     def __enter__(self) -> Subscriber:
@@ -143,32 +169,47 @@ class Subscriber:
         self.close()
 
 
-def run_proxy(sources: list[str], backend: str, stop: Callable[[], bool],
-              context: zmq.Context | None = None) -> None:
+def run_proxy(sources: Sequence[Upstream], backend: str, stop: Callable[[], bool],
+              context: zmq.Context | None = None, *, serving: Serving | None = None,
+              client_key: Path | None = None, say: Callable[[str], None] = print) -> None:
     """Forward the records of every monitor in `sources` (their PUB endpoints, joined by an
-    XSUB socket) to every subscriber of `backend` (XPUB), so many capture hosts feed one
-    dashboard and logger. Runs until `stop()` is true."""
-    if not is_local(backend):
-        raise BusError(f"{backend}: the proxy republishes without encryption, so it binds only "
-                       "on this machine")
+    XSUB socket, each with its own server key when it encrypts, all presenting `client_key`)
+    to every subscriber of `backend` (XPUB, served as `serving` says), so many capture hosts
+    feed one dashboard and logger. `say` gets each refused handshake once. Runs until
+    `stop()` is true."""
+    serving = serving or Serving(names=("--secret-key", "--allowed-clients", "--insecure"))
+    serving.check(backend)
     ctx = context or zmq.Context.instance()
     xsub, xpub = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
+    gate: Gate | None = None
+    watch = HandshakeWatch(xsub, {s.endpoint: s.server_key is not None for s in sources})
     try:
-        try:
-            xpub.bind(backend)
-            for source in sources:
-                xsub.connect(source)
-        except zmq.ZMQError as exc:
-            raise BusError(f"proxy cannot use {backend} / {', '.join(sources)}: {exc}") from exc
-        poller = zmq.Poller()
-        poller.register(xsub, zmq.POLLIN)
-        poller.register(xpub, zmq.POLLIN)
-        while not stop():
-            ready = dict(poller.poll(200))
-            if xsub in ready:  # data flows publishers -> subscribers
-                xpub.send_multipart(xsub.recv_multipart())
-            if xpub in ready:  # subscriptions flow subscribers -> publishers
-                xsub.send_multipart(xpub.recv_multipart())
+        gate = serving.apply(xpub)
+        bind(xpub, backend, "--backend")
+        for source in sources:
+            connect_encrypted(xsub, source.server_key, client_key)
+            try:
+                xsub.connect(source.endpoint)
+            except zmq.ZMQError as exc:
+                raise BusError(f"proxy cannot connect to {source.endpoint}: {exc}") from exc
+        _forward(xsub, xpub, stop, lambda: list(map(say, watch.problems())))
     finally:
+        watch.close()
         xsub.close(linger=0)
         xpub.close(linger=0)
+        if gate is not None:
+            gate.close()
+
+
+def _forward(xsub: zmq.Socket, xpub: zmq.Socket, stop: Callable[[], bool],
+             tick: Callable[[], object]) -> None:
+    poller = zmq.Poller()
+    poller.register(xsub, zmq.POLLIN)
+    poller.register(xpub, zmq.POLLIN)
+    while not stop():
+        ready = dict(poller.poll(200))
+        if xsub in ready:  # data flows publishers -> subscribers
+            xpub.send_multipart(xsub.recv_multipart())
+        if xpub in ready:  # subscriptions flow subscribers -> publishers
+            xsub.send_multipart(xpub.recv_multipart())
+        tick()

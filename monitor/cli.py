@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor import __version__
-from monitor.bus import BusError, make_keys, run_proxy
+from monitor.bus import BusError, Serving, Upstream, run_proxy
 from monitor.capture import media_problem, quiet_opencv
 from monitor.config import (
     DEFAULT_ENDPOINT,
@@ -31,6 +31,7 @@ from monitor.config import (
 )
 from monitor.csvlog import CsvLogError
 from monitor.dashboard_service import run_dashboard
+from monitor.keys import make_keys
 from monitor.log_service import run_logger
 from monitor.markers import MarkerError, add_marker, latest_scores
 from monitor.memory import keep_frames_out_of_the_heap
@@ -235,7 +236,7 @@ def _add_snapshot(sub: Any) -> None:
 def _add_dashboard(sub: Any) -> None:
     dash = sub.add_parser("dashboard", help="live dashboard of a running monitor (ZeroMQ)")
     dash.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="default %(default)s")
-    _add_server_key(dash)
+    _add_subscriber_keys(dash)
     dash.add_argument("--seconds", type=float, help="stop after this long")
     dash.set_defaults(func=cmd_dashboard)
 
@@ -243,34 +244,91 @@ def _add_dashboard(sub: Any) -> None:
 def _add_log(sub: Any) -> None:
     log = sub.add_parser("log", help="write a running monitor's records to CSV (ZeroMQ)")
     log.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="default %(default)s")
-    _add_server_key(log)
+    _add_subscriber_keys(log)
     log.add_argument("--out", type=Path, default=Path("mgs-records/scores.csv"), metavar="CSV",
                      help="CSV file to append to (default %(default)s)")
     log.add_argument("--seconds", type=float, help="stop after this long")
     log.set_defaults(func=cmd_log)
 
 
-def _add_server_key(parser: argparse.ArgumentParser) -> None:
+def _add_subscriber_keys(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server-key", type=Path, metavar="FILE",
                         help="the monitor's public CURVE certificate (server.key from "
                         "`mgs-monitor keys`) when it publishes with bus.secret_key")
+    _add_client_key(parser)
+
+
+def _add_client_key(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--client-key", type=Path, metavar="FILE",
+                        help="the secret certificate it presents (NAME.key_secret from "
+                        "`mgs-monitor keys DIR --name NAME`), for a monitor that admits only "
+                        "the keys in its bus.allowed_clients folder (default: a fresh key, "
+                        "which such a monitor refuses)")
+
+
+KEYS_EPILOG = """examples:
+  mgs-monitor keys /etc/mgs-monitor/keys
+      server.key_secret for the monitor's bus.secret_key (or the proxy's --secret-key);
+      server.key for every subscriber's --server-key (the proxy: --from ENDPOINT=server.key)
+  mgs-monitor keys /etc/mgs-logger/keys --name logger1
+      a subscriber's own keypair: logger1.key_secret for its --client-key, logger1.key
+      copied into the monitor's bus.allowed_clients folder (or the proxy's --allowed-clients)
+
+An existing key is never overwritten: others may already trust it.
+"""
 
 
 def _add_keys(sub: Any) -> None:
-    keys = sub.add_parser("keys", help="make a CURVE keypair for publishing beyond this machine")
-    keys.add_argument("folder", type=Path, help="where to write server.key and server.key_secret")
+    keys = sub.add_parser("keys", help="make a CURVE keypair for the bus (a monitor's, or a "
+                          "subscriber's)", epilog=KEYS_EPILOG,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    keys.add_argument("folder", type=Path, help="where to write NAME.key and NAME.key_secret")
+    keys.add_argument("--name", default="server",
+                      help="file name of the pair (default %(default)s: a publisher's; any "
+                      "other name: a subscriber's client keypair)")
     keys.set_defaults(func=cmd_keys)
+
+
+PROXY_EPILOG = """examples:
+  mgs-monitor proxy --from tcp://hostA:5560 --from tcp://hostB:5560
+      two monitors publishing without encryption (bus.insecure); dashboards and loggers of
+      this host connect to tcp://127.0.0.1:5562
+  mgs-monitor proxy --from tcp://hostA:5560=keys/hostA.key --from tcp://hostB:5560=keys/hostB.key \\
+      --client-key keys/proxy.key_secret \\
+      --backend tcp://0.0.0.0:5562 --secret-key keys/server.key_secret --allowed-clients clients/
+      monitors that encrypt (bus.secret_key; ENDPOINT=KEYFILE gives each one's public server.key)
+      and admit the proxy's key (proxy.key in their bus.allowed_clients); the backend encrypts
+      with the proxy's own keys and admits the subscribers whose NAME.key is in clients/:
+      mgs-monitor log --endpoint tcp://proxyhost:5562 --server-key keys/server.key \\
+          --client-key logger1.key_secret
+
+A monitor that refuses the proxy (a missing or wrong server key, a client key it does not
+admit) is said once, in one line naming it; nothing from it reaches the backend meanwhile.
+"""
 
 
 def _add_proxy(sub: Any) -> None:
     proxy = sub.add_parser("proxy", help="join several monitors' records into one stream",
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog=PROXY_EPILOG,
                            description="An XSUB/XPUB proxy: it subscribes to every monitor "
                            "named with --from and republishes everything on --backend, where "
                            "one `dashboard` or `log` sees all capture hosts.")
     proxy.add_argument("--from", dest="sources", action="append", required=True,
-                       metavar="ENDPOINT", help="a monitor's bus.endpoint (repeat for each)")
+                       type=Upstream.parse, metavar="ENDPOINT[=KEYFILE]",
+                       help="a monitor's bus.endpoint, with =KEYFILE its public server.key "
+                       "when it encrypts (repeat for each monitor)")
+    _add_client_key(proxy)
     proxy.add_argument("--backend", default="tcp://127.0.0.1:5562",
                        help="where dashboards and loggers connect (default %(default)s)")
+    proxy.add_argument("--secret-key", type=Path, metavar="FILE",
+                       help="the proxy's own secret certificate (`mgs-monitor keys`): encrypts "
+                       "the backend; needed to bind it beyond this machine")
+    proxy.add_argument("--allowed-clients", type=Path, metavar="DIR",
+                       help="only subscribers whose public key (NAME.key) is in DIR may "
+                       "connect to the backend (needs --secret-key)")
+    proxy.add_argument("--insecure", action="store_true",
+                       help="bind the backend beyond this machine without encryption")
     proxy.add_argument("--seconds", type=float, help="stop after this long")
     proxy.set_defaults(func=cmd_proxy)
 
@@ -414,19 +472,27 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    public, secret = make_keys(args.folder)
-    print(f"secret (keep with the monitor, bus.secret_key): {secret}\n"
-          f"public (give to dashboards and loggers, --server-key): {public}")
+    public, secret = make_keys(args.folder, args.name)
+    if args.name == "server":
+        print(f"secret (keep with the monitor, bus.secret_key): {secret}\n"
+              f"public (give to dashboards and loggers, --server-key): {public}")
+    else:
+        print(f"secret (keep with the subscriber, --client-key): {secret}\n"
+              f"public (copy into the monitor's bus.allowed_clients folder): {public}")
     return 0
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.seconds if args.seconds else None
-    print(f"proxy: {', '.join(args.sources)} -> {args.backend} (Ctrl-C to stop)",
-          file=sys.stderr)
+    sources = ", ".join(s.endpoint for s in args.sources)
+    serving = Serving(args.secret_key, args.allowed_clients, args.insecure,
+                      ("--secret-key", "--allowed-clients", "--insecure"))
+    print(f"proxy: {sources} -> {args.backend} (Ctrl-C to stop)", file=sys.stderr)
     with stop_on_signals() as stopping:
         run_proxy(args.sources, args.backend, lambda: stopping() or (
-            deadline is not None and time.monotonic() >= deadline))
+            deadline is not None and time.monotonic() >= deadline), serving=serving,
+            client_key=args.client_key, say=lambda line: print(f"proxy: {line}",
+                                                                file=sys.stderr, flush=True))
     return 0
 
 
@@ -444,11 +510,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    return run_dashboard(args.endpoint, args.server_key, args.seconds)
+    return run_dashboard(args.endpoint, args.server_key, args.seconds, args.client_key)
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    return run_logger(args.endpoint, args.server_key, args.out, args.seconds)
+    return run_logger(args.endpoint, args.server_key, args.out, args.seconds, args.client_key)
 
 
 if __name__ == "__main__":

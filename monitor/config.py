@@ -281,6 +281,17 @@ class Bus(Strict):
         "stream; needed to bind beyond this machine.")
     insecure: bool = Field(
         False, description="Allow binding beyond this machine without CURVE keys.")
+    allowed_clients: Path | None = Field(
+        None, description="Folder of subscribers' public keys (NAME.key from `mgs-monitor keys "
+        "DIR --name NAME`): only they may subscribe; needs secret_key. Default: anyone who has "
+        "the public server key.")
+
+    @model_validator(mode="after")
+    def _clients_need_keys(self) -> Bus:
+        if self.allowed_clients is not None and self.secret_key is None:
+            raise ValueError("allowed_clients: clients are known by their CURVE keys, so it "
+                             "needs secret_key too")
+        return self
 
 
 class Logging(Strict):
@@ -398,8 +409,9 @@ def _relative_to(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             if isinstance(models.get(key), str):
                 models[key] = str(base / Path(models[key]).expanduser())
     bus = raw.get("bus")
-    if isinstance(bus, dict) and isinstance(bus.get("secret_key"), str):
-        bus["secret_key"] = str(base / Path(bus["secret_key"]).expanduser())
+    for key in ("secret_key", "allowed_clients"):
+        if isinstance(bus, dict) and isinstance(bus.get(key), str):
+            bus[key] = str(base / Path(bus[key]).expanduser())
     for section in ("csv", "evidence"):
         folders = raw.get(section)
         if isinstance(folders, dict) and isinstance(folders.get("folder"), str):

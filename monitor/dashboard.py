@@ -178,6 +178,10 @@ def _block(value: float, low: float, high: float) -> str:
     return BLOCKS[round(fraction * (len(BLOCKS) - 1))]
 
 
+def _one_decimal(value: float | None) -> str:
+    return NEVER if value is None else f"{value:.1f}"
+
+
 def format_age(seconds: float | None) -> str:
     """Compact age for a narrow column: 12s, 3m, 2h, 4d; '—' when there is none to show."""
     if seconds is None or math.isnan(seconds):
@@ -332,7 +336,7 @@ def _alerts_table(state: DashboardState, now: float) -> Table:
     for (mouse, rule), event in sorted(state.alerts.items(),
                                        key=lambda kv: (_natural_key(kv[0][0]), kv[0][1])):
         table.add_row(Text(mouse, style="bold"), Text(rule, style="bold red"),
-                      Text(format_age(now - event.wall_time)), Text(f"{event.value:.1f}"),
+                      Text(format_age(now - event.wall_time)), Text(_one_decimal(event.value)),
                       Text(f"{event.peak:.1f}"), Text(f"{event.threshold:g}"),
                       Text(_truncate(event.detail, ERROR_WIDTH)))
     return table
@@ -356,7 +360,7 @@ def _camera_row(name: str, report: CameraReport | None, queue_dropped: int) -> l
     if report is None:
         return [Text(name), Text(NEVER, style="dim"), Text(NEVER), Text(NEVER),
                 Text(str(queue_dropped)), Text(NEVER), Text(NEVER), Text("")]
-    latency = NEVER if math.isnan(report.latency_ms) else f"{report.latency_ms:.0f}"
+    latency = NEVER if report.latency_ms is None else f"{report.latency_ms:.0f}"
     return [
         Text(name),
         Text(report.state, style=CAMERA_STYLES.get(report.state, "")),

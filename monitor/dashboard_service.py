@@ -49,6 +49,8 @@ def follow(subscriber: Subscriber, state: DashboardState, done: Callable[[], boo
                     console.print(f"[magenta]{state.notice}[/]")
                 for line in state.mixed[mixed:]:
                     console.print(f"[bold red]{line}[/]")
+            for problem in subscriber.problems():  # e.g. a key the monitor refuses
+                console.print(f"[bold red]{problem}[/]")
             state.malformed = subscriber.malformed
             if watchdog is not None:
                 watchdog.ping(heard)
@@ -86,11 +88,12 @@ def media_progress(cameras: list[str], console: Console) -> Progress:
     return progress
 
 
-def run_dashboard(endpoint: str, server_key: Path | None, seconds: float | None) -> int:
+def run_dashboard(endpoint: str, server_key: Path | None, seconds: float | None,
+                  client_key: Path | None = None) -> int:
     """`mgs-monitor dashboard`: follow a running monitor until Ctrl-C (or `seconds`)."""
     state = DashboardState(title=f"mgs-monitor dashboard — {endpoint}")
     deadline = time.monotonic() + seconds if seconds else None
-    with Subscriber(endpoint, server_key=server_key) as subscriber, \
+    with Subscriber(endpoint, server_key=server_key, client_key=client_key) as subscriber, \
             stop_on_signals() as stopping:
         follow(subscriber, state,
                lambda: stopping() or (deadline is not None and time.monotonic() >= deadline),

@@ -338,6 +338,6 @@ def _cubicles(camera: Camera, shape: tuple[int, ...],
                    round(w * (x1 - x0), 1), round(h * (y1 - y0), 1)]
         found.append({"cubicle": record.cubicle, "mouse": record.mouse,
                       "region": [x0, y0, x1, y1], "box": box,
-                      "score": None if record.face_score != record.face_score
+                      "score": None if record.face_score is None
                       else round(record.face_score, 3)})
     return found

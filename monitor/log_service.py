@@ -28,11 +28,12 @@ from monitor.stopping import stop_on_signals
 from monitor.systemd import Watchdog, notify
 
 
-def run_logger(endpoint: str, server_key: Path | None, out: Path, seconds: float | None) -> int:
+def run_logger(endpoint: str, server_key: Path | None, out: Path, seconds: float | None,
+               client_key: Path | None = None) -> int:
     deadline = time.monotonic() + seconds if seconds else None
     console = Console(stderr=True)
     with Subscriber(endpoint, topics=(TOPIC_SCORE, TOPIC_ALERT),
-                    server_key=server_key) as subscriber:
+                    server_key=server_key, client_key=client_key) as subscriber:
         logger = CsvLogger(out)
         alert_log = SideLog(side_file(out, "alerts"), ALERT_COLUMNS)
         origins = MouseOrigins()
@@ -55,6 +56,8 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path, seconds: float
                             alert_log.write(message)
                     if wrote:
                         logger.sync()
+                    for problem in subscriber.problems():  # e.g. a key the monitor refuses
+                        console.print(f"[bold red]{problem}[/]")
         finally:
             logger.close()
     gaps = f", {len(logger.gaps)} gaps written to {logger.gaps_path}" if logger.gaps else ""

@@ -129,8 +129,8 @@ class Analyzer:
             mono_time=time.monotonic(), source_time=frame.source_time,
             frame_index=frame.frame_index, camera=frame.camera, cubicle=cubicle, mouse=mouse,
             status=status, face_box=face.box if face else None,
-            face_score=face.score if face else float("nan"),
-            sharpness=face.sharpness if face else float("nan"),
+            face_score=face.score if face else None,
+            sharpness=face.sharpness if face else None,
             probs=scores.probs.round(5).tolist() if scores else None,
             levels=scores.levels if scores else None, total=scores.total if scores else None,
             expected_total=scores.expected_total if scores else None,
@@ -176,7 +176,7 @@ class Monitor:
         self._notice: tuple[str, float | None] = ("", None)
         self._hook_failures = 0
         self._hook_alert: AlertEvent | None = None  # hook_failing, while raised
-        self._latency_ms: dict[str, float] = {}
+        self._latency_ms: dict[str, float | None] = {}
         self._stop_asked: float | None = None
         self.records = 0
         self.error: BaseException | None = None
@@ -315,7 +315,7 @@ class Monitor:
                 camera=worker.camera, state=health.state, frames_read=health.frames_read,
                 frames_dropped=health.frames_dropped,
                 reconnects=health.reconnects, last_frame_time=health.last_frame_time,
-                fps=health.fps, latency_ms=self._latency_ms.get(worker.camera, float("nan")),
+                fps=health.fps, latency_ms=self._latency_ms.get(worker.camera),
                 error=health.error, position=health.position, total_frames=health.total_frames,
             ))
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from monitor.units import LEVELS, UNITS
 
@@ -38,6 +38,15 @@ UnitProbs = Annotated[tuple[tuple[float, float, float], ...],
                       Field(min_length=len(UNITS), max_length=len(UNITS))]
 Box = tuple[float, float, float, float]
 
+
+def _known(value: object) -> object:
+    """NaN and infinities become None: JSON has no such numbers, so unknown is null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+# A number the monitor may not know (no face, no frame yet): null on the wire, blank in CSV.
+Unknown = Annotated[float | None, BeforeValidator(_known)]
+
 TOPIC_SCORE = b"score"
 TOPIC_CAMERA = b"camera"
 TOPIC_ALERT = b"alert"
@@ -49,9 +58,10 @@ class MessageError(ValueError):
 
 
 class Message(BaseModel):
-    """A frozen value with a wire form: JSON (NaN kept as NaN), parsed strictly."""
+    """A frozen value with a wire form: standard JSON (no NaN or Infinity, which other
+    languages' parsers refuse; unknown numbers are null), parsed strictly."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants",
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="null",
                               serialize_by_alias=True, validate_by_name=True)
     TOPIC: ClassVar[bytes]
     KIND: ClassVar[str]
@@ -73,7 +83,7 @@ class ScoreRecord(Message):
     TOPIC: ClassVar[bytes] = TOPIC_SCORE
     KIND: ClassVar[str] = "score record"
 
-    version: Literal[3] = Field(3, alias="schema")
+    version: Literal[4] = Field(4, alias="schema")
     publisher: str
     seq: int
     wall_time: float
@@ -85,8 +95,8 @@ class ScoreRecord(Message):
     mouse: str
     status: Status
     face_box: Box | None = None
-    face_score: float = math.nan
-    sharpness: float = math.nan
+    face_score: Unknown = None  # None without a face box (camera_down)
+    sharpness: Unknown = None  # None unless a face was cropped
     probs: UnitProbs | None = None
     levels: UnitLevels | None = None
     total: int | None = None
@@ -96,9 +106,10 @@ class ScoreRecord(Message):
     model_kind: ModelKind = ""
     scorer_id: str = ""
     localizer_id: str = ""
-    latency_ms: float = math.nan
+    latency_ms: Unknown = None
     instance: str = ""  # one run of the monitor: its sequence numbers start with it (schema 2)
     crop: str = ""  # the face crop kept as evidence, relative to the CSV's folder (schema 3)
+    # Schema 4: unknown numbers are null on the wire instead of NaN; the CSV row is unchanged.
 
 
 def new_instance() -> str:
@@ -114,7 +125,7 @@ class CameraReport(Message):
     TOPIC: ClassVar[bytes] = TOPIC_CAMERA
     KIND: ClassVar[str] = "camera report"
 
-    version: Literal[2] = Field(2, alias="schema")
+    version: Literal[3] = Field(3, alias="schema")  # 3: latency_ms null, not NaN, before a record
     publisher: str
     seq: int
     wall_time: float
@@ -125,7 +136,7 @@ class CameraReport(Message):
     reconnects: int = 0
     last_frame_time: float | None = None
     fps: float = 0.0
-    latency_ms: float = math.nan
+    latency_ms: Unknown = None  # None until the camera's first record
     error: str = ""
     position: int = 0
     total_frames: int = 0
@@ -137,14 +148,15 @@ class AlertEvent(Message):
     TOPIC: ClassVar[bytes] = TOPIC_ALERT
     KIND: ClassVar[str] = "alert event"
 
-    version: Literal[2] = Field(2, alias="schema")
+    version: Literal[3] = Field(3, alias="schema")  # 3: value null, not NaN, when unknown
     wall_time: float
     time: float  # session clock: the record's source_time
     mouse: str  # `*` for hook_failing: every mouse's pages are lost
     camera: str
     rule: AlertRuleName
     event: AlertStep
-    value: float  # pain: window value; no_face, camera_down: seconds
+    value: Unknown  # pain: window value (None in a reminder while too few samples are scored);
+    # no_face, camera_down: seconds
     threshold: float
     since: float  # session time the alert was raised
     peak: float  # highest value while active
@@ -304,8 +316,10 @@ SCORE_COLUMNS: tuple[Column, ...] = (
 )
 CSV_COLUMNS = csv_header(SCORE_COLUMNS)
 # Headers of every score schema still read (by `report`); only the newest is written.
+# Schema 4 changed the wire only (null for NaN): its rows are laid out as schema 3's, so a
+# file of schema 3 rows takes schema 4 rows.
 SCORE_HEADERS: dict[int, tuple[str, ...]] = {1: CSV_COLUMNS[:-2], 2: CSV_COLUMNS[:-1],
-                                              3: CSV_COLUMNS}
+                                              3: CSV_COLUMNS, 4: CSV_COLUMNS}
 
 # `<csv>.alerts.csv`: the first seven columns are a contract with readers.
 ALERT_COLUMNS: tuple[Column, ...] = (

@@ -156,7 +156,7 @@ def _publisher(config: MonitorConfig, view_endpoint: str) -> Publisher:
     if not bus.enabled:
         return Publisher(view_endpoint)
     return Publisher(bus.endpoint, secret_key=bus.secret_key, insecure=bus.insecure,
-                     also=(view_endpoint,))
+                     allowed_clients=bus.allowed_clients, also=(view_endpoint,))
 
 
 def _hooks(config: MonitorConfig) -> HookRunner | None:

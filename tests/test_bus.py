@@ -1,17 +1,31 @@
 import json
+import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import zmq
 
-from monitor.bus import BusError, Publisher, Subscriber, is_local, make_keys, run_proxy
+from monitor.alerts import AlertEngine
+from monitor.bus import (
+    BusError,
+    Publisher,
+    Serving,
+    Subscriber,
+    Upstream,
+    is_local,
+    run_proxy,
+)
+from monitor.config import Alerts
+from monitor.keys import make_keys
 from monitor.schema import (
     AlertEvent,
     CameraReport,
     HookCounts,
     MessageError,
+    ScoreRecord,
     StatusReport,
     decode,
     encode,
@@ -68,7 +82,7 @@ def test_malformed_messages_are_counted_not_parsed(free_endpoint: str) -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"schema": 1}, "score record schema 1 is not 3; update mgs-monitor on the older side"),
+    ({"schema": 1}, "score record schema 1 is not 4; update mgs-monitor on the older side"),
     ({"mood": "calm"}, "score record: mood: unknown field"),
     ({"levels": [0, 1, 3, 0, 0]}, "levels.2: Input should be less than or equal to 2"),
     ({"levels": [0, 1]}, "levels: Tuple should have at least 5 items"),
@@ -110,7 +124,8 @@ def test_port_in_use_is_one_clear_line(free_endpoint: str) -> None:
 def test_proxy_joins_two_publishers(free_endpoint: str) -> None:
     first, second, backend = free_endpoint, free_port_endpoint(), free_port_endpoint()
     stop = threading.Event()
-    proxy = threading.Thread(target=run_proxy, args=([first, second], backend, stop.is_set))
+    proxy = threading.Thread(target=run_proxy,
+                             args=([Upstream(first), Upstream(second)], backend, stop.is_set))
     publishers = [Publisher(first), Publisher(second)]
     proxy.start()
     subscriber = Subscriber(backend)
@@ -176,3 +191,246 @@ def test_a_public_key_is_not_a_secret(tmp_path: Path, free_endpoint: str) -> Non
     public, _ = make_keys(tmp_path)
     with pytest.raises(BusError, match="holds no secret key"):
         Publisher(free_endpoint, secret_key=public)
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _pain_reminder_without_a_value() -> AlertEvent:
+    """A pain alert's reminder after a reload asked for more scored samples than there are:
+    the window value is unknown."""
+    rules = {"defaults": {"threshold": 4, "window": 2}, "repeat_every_s": 100}
+    engine = AlertEngine(Alerts.model_validate(rules), None)
+    events = []
+    for i, status in enumerate(["scored", "scored", "no_face"]):
+        if i == 2:
+            engine.reload(Alerts.model_validate(rules | {"defaults": {
+                "threshold": 4, "window": 5, "min_valid": 5}}), None)
+        record = score_record(i + 1, total=6 if status == "scored" else None, status=status)
+        events += engine.update(record.model_copy(update={"source_time": 120.0 * i}))[1]
+    assert [e.event for e in events] == ["raised", "active"]
+    return events[-1]
+
+
+def test_every_message_is_standard_json_with_null_for_unknown() -> None:
+    """Other languages' JSON parsers refuse NaN and Infinity: unknown numbers go as null."""
+    camera_down = ScoreRecord(
+        publisher="p", seq=1, wall_time=1.0, mono_time=1.0, source_time=1.0, frame_index=0,
+        camera="cam0", cubicle=1, mouse="M1", status="camera_down", face_score=math.nan,
+        sharpness=math.nan, latency_ms=math.inf)
+    no_face = score_record(2, status="no_face").model_copy(update={"sharpness": None})
+    camera = CameraReport(publisher="p", seq=1, wall_time=1.0, camera="cam0", state="ok")
+    reminder = _pain_reminder_without_a_value()
+    status = StatusReport(publisher="p", seq=3, wall_time=1.0, title="t", model_kind="demo",
+                          alert_threshold=4.0, records=10)
+    for message in (camera_down, no_face, camera, reminder, status):
+        payload = json.loads(message.to_json(), parse_constant=_not_json)
+        assert decode(encode(message)) == message
+    assert json.loads(camera_down.to_json())["sharpness"] is None
+    assert json.loads(camera_down.to_json())["latency_ms"] is None
+    assert json.loads(no_face.to_json())["sharpness"] is None
+    assert json.loads(camera.to_json())["latency_ms"] is None
+    assert reminder.value is None and json.loads(reminder.to_json())["value"] is None
+    assert payload["schema"] == 2  # the status report's wire form did not change
+
+
+def test_a_nan_of_an_older_monitor_is_refused_by_version() -> None:
+    old = b'{"schema":3,"sharpness":NaN}'
+    with pytest.raises(MessageError, match="schema 3 is not 4"):
+        decode([b"score", old])
+
+
+# Encryption end to end -------------------------------------------------------------------------
+class Proxy:
+    """`run_proxy` on a thread, collecting what it says."""
+
+    def __init__(self, sources: list[Upstream], backend: str, **options: object) -> None:
+        self.said: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=run_proxy, args=(sources, backend, self.stop.is_set),
+                                       kwargs={"say": self.said.append, **options})
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+
+
+def eventually(check: Callable[[], object], seconds: float = 10.0) -> None:
+    """Wait for what the sockets' threads do in their own time (a handshake, a refusal)."""
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def publish_until_heard(publisher: Publisher, subscriber: Subscriber, count: int) -> list:
+    """Publish a first record until one arrives (subscriptions travel through the proxy and
+    handshakes take a moment), then `count` numbered records; what arrived of those."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        publisher.publish(score_record(0))
+        if list(subscriber.receive(200)):
+            break
+    for seq in range(1, count + 1):
+        publisher.publish(score_record(seq))
+    return [m for m in receive_until(subscriber, count) if m.seq > 0]
+
+
+def test_curve_monitor_to_curve_proxy_to_curve_subscriber_gets_every_record(
+        tmp_path: Path, free_endpoint: str) -> None:
+    """Encrypted and admitted by key at every hop: 20 of 20 records arrive."""
+    _, monitor_secret = make_keys(tmp_path / "monitor")
+    monitor_public = tmp_path / "monitor" / "server.key"
+    _, proxy_secret = make_keys(tmp_path / "proxy")
+    proxy_client, proxy_client_secret = make_keys(tmp_path / "proxy", "proxy-client")
+    logger_public, logger_secret = make_keys(tmp_path / "logger", "logger1")
+    (tmp_path / "monitor-clients").mkdir()
+    proxy_client.rename(tmp_path / "monitor-clients" / proxy_client.name)
+    (tmp_path / "proxy-clients").mkdir()
+    logger_public.rename(tmp_path / "proxy-clients" / logger_public.name)
+    backend = free_port_endpoint()
+    publisher = Publisher(free_endpoint, secret_key=monitor_secret,
+                          allowed_clients=tmp_path / "monitor-clients")
+    proxy = Proxy([Upstream(free_endpoint, monitor_public)], backend,
+                  client_key=proxy_client_secret,
+                  serving=Serving(proxy_secret, tmp_path / "proxy-clients"))
+    subscriber = Subscriber(backend, server_key=tmp_path / "proxy" / "server.key",
+                            client_key=logger_secret)
+    try:
+        got = publish_until_heard(publisher, subscriber, 20)
+        assert [m.seq for m in got] == list(range(1, 21))
+        assert subscriber.problems() == [] and proxy.said == []
+    finally:
+        subscriber.close()
+        proxy.close()
+        publisher.close()
+
+
+def test_a_subscriber_whose_key_is_not_allowed_gets_nothing_and_is_told(
+        tmp_path: Path, free_endpoint: str) -> None:
+    public, secret = make_keys(tmp_path / "monitor")
+    allowed, _ = make_keys(tmp_path / "clients", "logger1")
+    _, stranger = make_keys(tmp_path / "stranger", "logger2")
+    publisher = Publisher(free_endpoint, secret_key=secret, allowed_clients=tmp_path / "clients")
+    refused = Subscriber(free_endpoint, server_key=public, client_key=stranger)
+    fresh_key = Subscriber(free_endpoint, server_key=public)
+    try:
+        time.sleep(0.5)
+        for seq in range(1, 21):
+            publisher.publish(score_record(seq))
+        assert not list(refused.receive(500)) and not list(fresh_key.receive(300))
+        said: list[str] = []
+        eventually(lambda: said.extend(refused.problems()) or said)
+        assert said == [
+            f"{free_endpoint} refuses this subscriber's key: add its public key (.key) to the "
+            "publisher's allowed-clients folder, give its .key_secret as --client-key, and "
+            "restart this subscriber (a refused connection is not retried)"]
+        time.sleep(0.3)
+        assert refused.problems() == []  # said once
+        assert allowed.exists()
+    finally:
+        refused.close()
+        fresh_key.close()
+        publisher.close()
+
+
+def test_a_proxy_without_the_monitors_server_key_gets_nothing_and_says_why(
+        tmp_path: Path, free_endpoint: str) -> None:
+    public, secret = make_keys(tmp_path / "monitor")
+    _, other = make_keys(tmp_path / "other")
+    backend, wrong_backend = free_port_endpoint(), free_port_endpoint()
+    publisher = Publisher(free_endpoint, secret_key=secret)
+    keyless = Proxy([Upstream(free_endpoint)], backend)
+    wrong = Proxy([Upstream(free_endpoint, other.with_suffix(".key"))], wrong_backend)
+    subscribers = [Subscriber(backend), Subscriber(wrong_backend)]
+    try:
+        time.sleep(1.0)
+        for seq in range(1, 21):
+            publisher.publish(score_record(seq))
+        assert [list(s.receive(500)) for s in subscribers] == [[], []]
+        eventually(lambda: keyless.said and wrong.said)
+    finally:
+        for subscriber in subscribers:
+            subscriber.close()
+        keyless.close()
+        wrong.close()
+        publisher.close()
+    assert keyless.said == [f"{free_endpoint} encrypts (CURVE): give its public server key "
+                            "(--server-key, or ENDPOINT=KEYFILE for the proxy)"]
+    assert wrong.said == [f"{free_endpoint}: the encrypted handshake failed: the server key "
+                          "given is not the one this publisher holds (its server.key from "
+                          "`mgs-monitor keys`)"]
+    assert public.exists()
+
+
+def test_a_proxy_joins_an_encrypted_and_a_plain_monitor(tmp_path: Path,
+                                                        free_endpoint: str) -> None:
+    """Keys are per upstream: one monitor encrypts, the other (on loopback) does not."""
+    public, secret = make_keys(tmp_path / "hostA")
+    plain, backend = free_port_endpoint(), free_port_endpoint()
+    publishers = [Publisher(free_endpoint, secret_key=secret), Publisher(plain)]
+    proxy = Proxy([Upstream.parse(f"{free_endpoint}={public}"), Upstream(plain)], backend)
+    subscriber = Subscriber(backend)
+    try:
+        time.sleep(1.0)
+        publishers[0].publish(score_record(1, publisher="hostA"))
+        publishers[1].publish(score_record(1, publisher="hostB"))
+        got = receive_until(subscriber, 2)
+    finally:
+        subscriber.close()
+        proxy.close()
+        for publisher in publishers:
+            publisher.close()
+    assert sorted(m.publisher for m in got) == ["hostA", "hostB"] and proxy.said == []
+
+
+def test_a_proxy_backend_beyond_this_machine_needs_keys(tmp_path: Path) -> None:
+    flags = ("--secret-key", "--allowed-clients", "--insecure")
+    with pytest.raises(BusError) as refused:
+        run_proxy([], "tcp://0.0.0.0:5999", lambda: True, serving=Serving(names=flags))
+    assert str(refused.value) == (
+        "tcp://0.0.0.0:5999 reaches beyond this machine: give --secret-key (make one with "
+        "`mgs-monitor keys DIR`) or, knowingly, --insecure")
+    with pytest.raises(BusError) as refused:
+        run_proxy([], "tcp://127.0.0.1:5999", lambda: True,
+                  serving=Serving(None, tmp_path, names=flags))
+    assert str(refused.value) == (f"--allowed-clients {tmp_path}: clients are known by their "
+                                  "CURVE keys, so it needs --secret-key too")
+
+
+def test_an_allowed_clients_folder_without_keys_is_refused(tmp_path: Path,
+                                                           free_endpoint: str) -> None:
+    _, secret = make_keys(tmp_path / "monitor")
+    (tmp_path / "clients").mkdir()
+    with pytest.raises(BusError, match="clients: holds no public keys"):
+        Publisher(free_endpoint, secret_key=secret, allowed_clients=tmp_path / "clients")
+
+
+def test_client_keys_are_made_by_name_and_never_overwritten(tmp_path: Path) -> None:
+    public, secret = make_keys(tmp_path, "logger1")
+    assert (public.name, secret.name) == ("logger1.key", "logger1.key_secret")
+    with pytest.raises(BusError, match=r"logger1\.key: already exists"):
+        make_keys(tmp_path, "logger1")
+
+
+def test_a_key_added_to_the_allowed_folder_counts_from_the_next_connection(
+        tmp_path: Path, free_endpoint: str) -> None:
+    public, secret = make_keys(tmp_path / "monitor")
+    make_keys(tmp_path / "clients", "logger1")
+    late_public, late_secret = make_keys(tmp_path / "late", "logger2")
+    publisher = Publisher(free_endpoint, secret_key=secret, allowed_clients=tmp_path / "clients")
+    refused = Subscriber(free_endpoint, server_key=public, client_key=late_secret)
+    try:
+        time.sleep(0.5)
+        publisher.publish(score_record(1))
+        assert not list(refused.receive(300))
+        eventually(refused.problems)
+        late_public.rename(tmp_path / "clients" / late_public.name)  # no restart of the monitor
+        with Subscriber(free_endpoint, server_key=public, client_key=late_secret) as restarted:
+            got = publish_until_heard(publisher, restarted, 5)
+        assert [m.seq for m in got] == [1, 2, 3, 4, 5]
+    finally:
+        refused.close()
+        publisher.close()

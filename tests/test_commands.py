@@ -256,3 +256,49 @@ def test_dashboard_stops_on_time_while_records_keep_coming(free_endpoint: str) -
     assert dashboard.returncode == 0, err
     assert time.monotonic() - started < 8  # --seconds 1.5, not held by the stream
     assert "cam0-c1" in screen
+
+
+def test_an_encrypted_monitor_reaches_an_admitted_logger_through_an_encrypted_proxy(
+        demo_small: DemoBuild, tmp_path: Path, free_endpoint: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The many-hosts set-up with CURVE on both hops and allowed-client folders at both
+    publishers: the admitted logger writes every record; one whose key is not admitted gets
+    none and says why."""
+    keys, monitor_clients, proxy_clients = (tmp_path / n for n in ("keys", "mc", "pc"))
+    assert main(["keys", str(keys / "monitor")]) == 0
+    assert main(["keys", str(keys / "proxy")]) == 0
+    assert main(["keys", str(monitor_clients), "--name", "proxy"]) == 0
+    assert main(["keys", str(proxy_clients), "--name", "logger1"]) == 0
+    assert main(["keys", str(keys / "stranger"), "--name", "logger2"]) == 0
+    assert "copy into the monitor's bus.allowed_clients folder" in capsys.readouterr().out
+    backend = free_port_endpoint()
+    started = threading.Event()
+    monitor = monitor_on(demo_small, 0, "cam0", free_endpoint, started, tmp_path / "local.csv",
+                         secret_key=str(keys / "monitor" / "server.key_secret"),
+                         allowed_clients=str(monitor_clients))
+    monitor.start()
+    proxy = command("proxy", "--from", f"{free_endpoint}={keys / 'monitor' / 'server.key'}",
+                    "--client-key", str(monitor_clients / "proxy.key_secret"),
+                    "--backend", backend, "--secret-key", str(keys / "proxy" / "server.key_secret"),
+                    "--allowed-clients", str(proxy_clients), "--seconds", "20")
+    loggers = [command("log", "--endpoint", backend, "--server-key",
+                       str(keys / "proxy" / "server.key"), "--client-key", str(secret),
+                       "--out", str(tmp_path / f"{name}.csv"), "--seconds", "10")
+               for name, secret in (("admitted", proxy_clients / "logger1.key_secret"),
+                                    ("refused", keys / "stranger" / "logger2.key_secret"))]
+    time.sleep(3.0)  # subscriptions travel logger -> proxy -> monitor
+    started.set()
+    assert monitor.wait(30) and monitor.error is None
+    said = []
+    for logger in loggers:
+        _, err = logger.communicate(timeout=30)
+        assert logger.returncode == 0, err
+        said.append(" ".join(err.split()))
+    proxy.send_signal(signal.SIGINT)
+    _, proxy_err = proxy.communicate(timeout=30)
+    assert proxy.returncode == 0 and "refuses" not in proxy_err, proxy_err
+    local = read_rows(tmp_path / "local.csv")
+    assert len(local) > 20 and read_rows(tmp_path / "admitted.csv") == local
+    assert read_rows(tmp_path / "refused.csv") == []
+    assert "refuses this subscriber's key" not in said[0]
+    assert f"{backend} refuses this subscriber's key" in said[1]

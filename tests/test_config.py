@@ -124,3 +124,14 @@ def test_odd_files_are_one_line(tmp_path: Path, data: bytes, expected: str) -> N
     with pytest.raises(ConfigError, match=expected) as err:
         load_config(path)
     assert "\n" not in str(err.value)
+
+
+def test_allowed_clients_is_relative_to_the_file_and_needs_a_secret_key(tmp_path: Path) -> None:
+    keys = "bus: {secret_key: keys/server.key_secret, allowed_clients: clients}\n"
+    config = load_config(write(tmp_path, GOOD + keys))
+    assert config.bus.allowed_clients == tmp_path / "clients"
+    assert config.bus.secret_key == tmp_path / "keys" / "server.key_secret"
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD + "bus: {allowed_clients: clients}\n"))
+    assert str(err.value) == (f"{tmp_path / 'lab.yaml'}: bus: allowed_clients: clients are "
+                              "known by their CURVE keys, so it needs secret_key too")

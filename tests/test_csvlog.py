@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from monitor.csvlog import CsvLogError, CsvLogger
+from monitor.report import read_series
 from monitor.schema import CSV_COLUMNS
 from monitor.units import UNITS
 from tests.records_util import score_record
@@ -166,3 +167,23 @@ def test_a_full_disk_holds_records_and_writes_them_when_there_is_space(tmp_path:
     assert after == "0 ok"
     assert [int(r["seq"]) for r in rows(path)] == list(range(1, 22))  # each once, in order
     assert all(len(line.split(",")) == len(CSV_COLUMNS) for line in path.read_text().splitlines())
+
+
+def test_a_schema_3_file_takes_schema_4_rows_with_unknown_numbers_blank(tmp_path: Path) -> None:
+    """Schema 4 changed only the wire (null for NaN): the row layout is schema 3's, so a file
+    an older monitor began is appended to, and `report` reads both kinds of rows."""
+    path = tmp_path / "scores.csv"
+    logger = CsvLogger(path)
+    logger.write(score_record(1))
+    logger.close()
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "3" + lines[1][1:]]) + "\n")  # as schema 3 wrote it
+    unknown = score_record(2, status="camera_down").model_copy(update={
+        "face_box": None, "face_score": None, "sharpness": None, "latency_ms": None})
+    logger = CsvLogger(path)
+    logger.write(unknown)
+    logger.close()
+    first, second = rows(path)
+    assert (first["schema"], second["schema"]) == ("3", "4")
+    assert [second[k] for k in ("face_score", "sharpness", "latency_ms", "face_cx")] == [""] * 4
+    assert read_series([path])["cam0-c1"].status == ["scored", "camera_down"]

@@ -279,7 +279,7 @@ def test_format_age(seconds: float | None, expected: str) -> None:
     assert format_age(seconds) == expected
 
 
-def _alert(event: str, value: float, peak: float, wall: float) -> AlertEvent:
+def _alert(event: str, value: float | None, peak: float, wall: float) -> AlertEvent:
     return AlertEvent(wall_time=wall, time=wall, mouse="cam0-c1", camera="cam0", rule="pain",
                       event=event, value=value, threshold=4.0, since=wall, peak=peak,
                       detail="window mean 5.0")
@@ -387,3 +387,15 @@ def test_the_dashboard_shows_a_shared_mouse_and_counts_no_false_gaps() -> None:
         state.apply(from_run("cam0-c1", "host", "bbbb", k))
     assert state.gaps == 0 and len(state.mixed) == 1
     assert "mouse cam0-c1 comes from two monitors" in " ".join(draw(state).split())
+
+
+def test_unknown_numbers_from_the_wire_are_dashes() -> None:
+    """A camera report before the first record (latency null) and a reminder whose window value
+    is unknown (value null) are drawn, not refused."""
+    state = DashboardState()
+    state.add_camera(camera("cam0", state="ok").model_copy(update={"latency_ms": None}))
+    state.add_alert(_alert("raised", 5.0, 5.0, 1000.0))
+    state.add_alert(_alert("active", None, 5.0, 1600.0))
+    text = draw(state, 1700.0)
+    assert cells(row_of(text, "cam0"))[6] == "—"
+    assert cells(row_of(text, "cam0-c1"))[3:5] == ["—", "5.0"]  # value unknown, peak kept
