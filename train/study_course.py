@@ -94,7 +94,8 @@ def write_study_course(folder: Path, course: Course, seed: int = 0) -> tuple[Pat
     """`scores.csv` (every mouse, in time order as a monitor writes them) and `mice.csv`."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    rows, mice = [], []
+    rows: list[tuple[float, int, list[str]]] = []
+    mice: list[dict[str, str]] = []
     for mouse in range(course.mice):
         records, row = mouse_records(mouse, course, rng)
         rows.extend((r.source_time, r.cubicle, csv_row(SCORE_COLUMNS, r)) for r in records)
@@ -105,7 +106,7 @@ def write_study_course(folder: Path, course: Course, seed: int = 0) -> tuple[Pat
         writer.writerow(csv_header(SCORE_COLUMNS))
         writer.writerows(row for *_, row in sorted(rows, key=lambda r: r[:2]))
     with table.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["mouse", "condition", "onset"])
-        writer.writeheader()
-        writer.writerows(mice)
+        table_writer = csv.DictWriter(handle, fieldnames=["mouse", "condition", "onset"])
+        table_writer.writeheader()
+        table_writer.writerows(mice)
     return scores, table
