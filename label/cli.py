@@ -26,6 +26,7 @@ and mgs-train-localizer read as they are.
               their own order and can stop and resume at any time
   3. export   labels.csv (+ labels-random.csv), boxes.csv and provenance.csv, with mouse ids
               and the lab's conditions joined back in
+  4. release  let the monitor's disk budget have the evidence the project pinned
 """
 
 EPILOG = """\
@@ -38,6 +39,7 @@ examples:
   mgs-label serve study1 --host 0.0.0.0 --token "$(openssl rand -hex 16)"
                                         raters on other machines (every request needs it)
   mgs-label export study1 --conditions mice.csv
+  mgs-label release study1              the study is done: its evidence may go
   mgs-train --labels study1/labels.csv
   mgs-train-localizer --labels study1/boxes.csv
 
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_queue(sub)
     _add_serve(sub)
     _add_export(sub)
+    _add_release(sub)
     return parser
 
 
@@ -146,7 +149,24 @@ def _add_export(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     export.add_argument("project", type=Path, metavar="DIR")
     export.add_argument("--conditions", type=Path, metavar="CSV",
                         help="the lab's mouse -> condition table, columns mouse,condition")
+    export.add_argument("--release", action="store_true",
+                        help="then release the evidence the project pinned (as `release`)")
     export.set_defaults(func=cmd_export)
+
+
+def _add_release(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    release = sub.add_parser(
+        "release", help="unpin the evidence this project pinned",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Remove from the evidence folder's pinned.txt the lines this project's\n"
+        "queue added (noted in DIR/pins.json), and only those: files an alert or another\n"
+        "project pinned stay pinned. The monitor's disk budget may then remove the others,\n"
+        "oldest first; the project keeps its own copies of the images. Once per project: a\n"
+        "second run changes nothing.",
+        epilog="example:\n  mgs-label export study1 --conditions mice.csv && "
+        "mgs-label release study1")
+    release.add_argument("project", type=Path, metavar="DIR")
+    release.set_defaults(func=cmd_release)
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -184,6 +204,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_folder
 
     print(export_folder(args.project, args.conditions))
+    if args.release:
+        return cmd_release(args)
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from .evidence import release
+
+    print("\n".join(release(args.project)))
     return 0
 
 
