@@ -181,8 +181,9 @@ def release(project: Path) -> list[str]:
         try:
             removed = release_pinned(Path(folder), names)
         except OSError as exc:
-            raise UserError(f"cannot release the pins: {exc.filename}: "
-                            f"{exc.strerror or exc}") from exc
+            raise UserError(f"cannot release the pins: {exc.filename}: {exc.strerror or exc}; "
+                            f"they stay until its entry under `released` in {project / PINS} "
+                            "is removed and release runs again") from exc
         said.append(f"{folder}: {removed} pins of this project released (pins of alerts and "
                     "of other projects stay); the disk budget may now remove those files")
     return said

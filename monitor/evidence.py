@@ -15,7 +15,7 @@ restarts; `<instance>` tells the runs apart):
     pinned.txt    paths (relative to the evidence folder), one per line, never removed by the
                   budget: the monitor adds those alerts name, mgs-label its queue (pinned.py)
     writer.lock   held (flock) by the one monitor writing here: pid, host and publisher
-    budget.sqlite the budget's index of the kept files, while a monitor runs (evidence_budget.py)
+    budget.sqlite the budget's index of the kept files (evidence_budget.py)
 
 The pipeline thread only names a file and hands the pixels over; encoding and writing happen
 on the writer's own thread, so evidence never slows scoring. When the queue is full, or the
@@ -208,6 +208,7 @@ class EvidenceWriter:
                 self._drop()
             return
         try:
+            self._scan(budget)  # an index a monitor closed: counted already
             self._loop(budget)
         finally:
             budget.close()

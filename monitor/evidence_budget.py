@@ -2,11 +2,12 @@
 in memory that does not grow with the files kept.
 
 The kept files are listed in an SQLite index inside the folder (`budget.sqlite`: path, size,
-time, pinned), made afresh by a scan at every start and removed at close. RAM holds SQLite's
-page cache (2 MB at most) and two totals, so a million files cost no more memory than ten; the
-index costs about 150 bytes of disk per file. The scan goes a step at a time on the evidence
-writer's thread, between files (never on the start path); nothing is removed until it is done,
-and it removes the `.tmp` files a crash left in crops/ and frames/.
+time, pinned). RAM holds SQLite's page cache (2 MB at most) and two totals, so a million files
+cost no more memory than ten; the index costs about 150 bytes of disk per file. A monitor that
+closed its index marks it clean and the next start goes on from it; after a crash (or with no
+index) a scan makes it afresh. The scan goes a step at a time on the evidence writer's thread,
+between files (never on the start path); nothing is removed until it is done, and it removes
+the `.tmp` files a crash left in crops/ and frames/.
 
 Pins come from pinned.txt (monitor/pinned.py), read again whenever it changes. Its stamp is
 recorded only after a whole read, and while it cannot be read nothing at all is removed.
@@ -28,11 +29,10 @@ SCAN_STEP = 2000  # entries per step: a few ms, so the files waiting to be writt
 TRIM_ROWS = 64  # oldest rows fetched at a time
 
 _SCHEMA = """
-PRAGMA journal_mode = OFF;
-PRAGMA synchronous = OFF;
 CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER, time REAL, pinned INTEGER)
     WITHOUT ROWID;
 CREATE INDEX oldest ON files (pinned, time, path);
+CREATE TABLE clean (closed REAL);
 """
 
 
@@ -48,11 +48,11 @@ class Budget:
         self.pins_error = ""  # why pinned.txt cannot be read now
         self._pinned: set[str] = set()  # the rows' `pinned` flags say the same
         self._stamp: tuple[int, int, int] | None = None  # of the last whole read
-        path = folder / INDEX
-        path.unlink(missing_ok=True)  # a cache of the folder: the scan fills it again
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
-        self._db.executescript(_SCHEMA)
+        self._db, clean = _open(folder / INDEX)
         self._walk = _files([folder / part for part in PARTS])
+        if clean:
+            self._go_on()
+        self._db.execute("DELETE FROM clean")  # until closed: a crash means a new count
         self.sync_pins()
 
     @property
@@ -127,8 +127,18 @@ class Budget:
         return True
 
     def close(self) -> None:
+        """The index stays, marked clean when it holds every file: the next start goes on."""
+        if self.scanned:
+            self._db.execute("INSERT INTO clean VALUES (?)", (time.time(),))
         self._db.close()
-        (self.folder / INDEX).unlink(missing_ok=True)
+
+    def _go_on(self) -> None:
+        """Take up the index a monitor closed: its totals, and the pins it flagged."""
+        self.files, self.total = self._db.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM files").fetchone()
+        self._pinned = {name for (name,) in
+                        self._db.execute("SELECT path FROM files WHERE pinned = 1")}
+        self.scanned = True
 
     def _repin(self, pins: set[str]) -> None:
         self._db.execute("BEGIN")
@@ -140,13 +150,13 @@ class Budget:
         self._pinned = pins
 
     def _found(self, entry: os.DirEntry[str]) -> None:
-        path = Path(entry.path)
         try:
             if entry.name.endswith(".tmp"):  # a crash cut its write: never a whole file
-                path.unlink(missing_ok=True)
-            elif entry.name.endswith(".jpg"):
+                os.unlink(entry.path)
+            elif entry.name.endswith(".jpg"):  # plain strings: millions of Paths cost time
                 stat = entry.stat(follow_symlinks=False)
-                self._add(path.relative_to(self.folder).as_posix(), stat.st_size, stat.st_mtime)
+                name = os.path.relpath(entry.path, self.folder).replace(os.sep, "/")
+                self._add(name, stat.st_size, stat.st_mtime)
         except FileNotFoundError:  # removed meanwhile
             pass
 
@@ -158,14 +168,36 @@ class Budget:
             self.total += size
 
 
-def _files(folders: list[Path]) -> Iterator[os.DirEntry[str]]:
+def _open(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """The folder's index, and whether a monitor closed it; any other is made afresh (a crash
+    may have left it half-written)."""
+    db = _connect(path)
+    try:
+        if db.execute("SELECT count(*) FROM clean").fetchone()[0]:
+            return db, True
+    except sqlite3.DatabaseError:  # none yet, or broken
+        pass
+    db.close()
+    path.unlink(missing_ok=True)
+    db = _connect(path)
+    db.executescript(_SCHEMA)
+    return db, False
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+    db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")  # a cache
+    return db
+
+
+def _files(folders: list[Path] | list[str]) -> Iterator[os.DirEntry[str]]:
     """Every file below the folders, a directory listing open at a time per level."""
     for folder in folders:
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
-                        yield from _files([Path(entry.path)])
+                        yield from _files([entry.path])
                     elif entry.is_file(follow_symlinks=False):
                         yield entry
         except OSError:  # gone meanwhile, or not a folder: nothing of ours to count there

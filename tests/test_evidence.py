@@ -283,7 +283,7 @@ def test_a_file_mgs_label_pins_is_kept_from_the_budget(tmp_path: Path) -> None:
     one.close()
     path = tmp_path / first.crop
     assert path.is_file() and path.parent.name == "cage_3_ü"  # one folder, inside evidence
-    assert pin(tmp_path / "ev", [path]) == 1
+    assert pin(tmp_path / "ev", [path]) == ([path.relative_to(tmp_path / "ev").as_posix()], 1)
     one = writer(tmp_path, 10)
     one.keep_crop(crop_record(2), noise(2))
     one.close()
@@ -419,11 +419,14 @@ def test_one_monitor_per_evidence_folder(demo_small: DemoBuild, tmp_path: Path,
     """A second monitor on one folder deleted the first one's files with its own budget;
     it is refused at start, naming the folder and the monitor holding it."""
     out = tmp_path / "s.csv"
-    first = EvidenceWriter(tmp_path / "evidence", tmp_path, Evidence(), "lab-a")
+    frame = cubicle_frame([(1, 1, 1, 1, 1)] * 4, 2)
+    first = camera_monitor(demo_small, [frame] * 2000, tmp_path / "a.csv", publisher="lab-a")
+    first.start()
     try:
         assert main(replay_args(demo_small, out)) == 2
     finally:
-        first.close()
+        first.request_stop()
+        assert first.wait(20) and first.error is None
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == (f"mgs-monitor: error: {tmp_path / 'evidence'}: evidence folder in use by "
                     f"another monitor (pid {os.getpid()} on {socket.gethostname()}, publisher "
@@ -451,6 +454,26 @@ def test_memory_does_not_grow_with_the_files_kept(tmp_path: Path) -> None:
     assert one.counts().files == 20_001
     held = sum(stat.size for stat in ours.statistics("filename"))
     assert held < 1_000_000, f"{held / 1e6:.1f} MB held for 20,000 files kept"
+
+
+def test_a_restart_goes_on_from_the_index_and_a_crash_counts_again(tmp_path: Path) -> None:
+    """A monitor restarted (a config change, systemd) does not count a large folder again;
+    one that crashed does, since its index may miss what it wrote last."""
+    from monitor.evidence_budget import Budget
+
+    one = writer(tmp_path, 10**9)
+    for seq in (1, 2):
+        one.keep_crop(crop_record(seq), noise(seq))
+    one.close()
+    again = Budget(tmp_path / "ev", 10**9)
+    assert again.scanned and (again.files, again.total) == (2, one.counts().bytes)
+    (tmp_path / "ev" / "crops" / "stray.jpg").write_bytes(b"x")  # never seen by the index
+    crashed = Budget(tmp_path / "ev", 10**9)  # the one before was never closed
+    assert not crashed.scanned
+    while not crashed.scan_step():
+        pass
+    assert crashed.files == 3
+    crashed.close()
 
 
 def test_parts_of_files_a_crash_left_are_removed_at_start(tmp_path: Path) -> None:
