@@ -79,7 +79,8 @@ def _add_queue(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description="Make a project folder from the monitor's evidence (score CSVs of score\n"
         "schema 3 and the evidence folder their crops are in) or from a folder of images.\n"
         "Queued evidence files are added to its pinned.txt so the monitor's disk budget\n"
-        "never deletes them; images are copied into the project under opaque ids.",
+        "never deletes them (until `mgs-label release DIR`); images are copied into the\n"
+        "project under opaque ids.",
         epilog="example:\n  mgs-label queue records/scores-*.csv --project study1 "
         "--random 200 --uncertain 100 --frames 20")
     queue.add_argument("scores", nargs="*", type=Path, metavar="SCORES.csv",
@@ -160,7 +161,7 @@ def _add_release(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Remove from the evidence folder's pinned.txt the lines this project's\n"
         "queue added (noted in DIR/pins.json), and only those: files an alert or another\n"
-        "project pinned stay pinned. The monitor's disk budget may then remove the others,\n"
+        "project pinned stay pinned. The monitor's disk budget may then remove the files,\n"
         "oldest first; the project keeps its own copies of the images. Once per project: a\n"
         "second run changes nothing.",
         epilog="example:\n  mgs-label export study1 --conditions mice.csv && "
