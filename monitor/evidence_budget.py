@@ -46,6 +46,7 @@ class Budget:
         self.total = 0  # bytes
         self.scanned = False
         self.pins_error = ""  # why pinned.txt cannot be read now
+        self._missed = False  # a file kept that the index could not take: count again next time
         self._pinned: set[str] = set()  # the rows' `pinned` flags say the same
         self._stamp: tuple[int, int, int] | None = None  # of the last whole read
         self._db, clean = _open(folder / INDEX)
@@ -128,7 +129,7 @@ class Budget:
 
     def close(self) -> None:
         """The index stays, marked clean when it holds every file: the next start goes on."""
-        if self.scanned:
+        if self.scanned and not self._missed:
             self._db.execute("INSERT INTO clean VALUES (?)", (time.time(),))
         self._db.close()
 
@@ -161,8 +162,12 @@ class Budget:
             pass
 
     def _add(self, name: str, size: int, mtime: float) -> None:
-        cursor = self._db.execute("INSERT OR IGNORE INTO files VALUES (?, ?, ?, ?)",
-                                  (name, size, mtime, int(name in self._pinned)))
+        try:
+            cursor = self._db.execute("INSERT OR IGNORE INTO files VALUES (?, ?, ?, ?)",
+                                      (name, size, mtime, int(name in self._pinned)))
+        except sqlite3.Error:
+            self._missed = True
+            raise
         if cursor.rowcount == 1:  # a file written during the scan is met twice
             self.files += 1
             self.total += size
