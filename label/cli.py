@@ -26,6 +26,7 @@ and mgs-train-localizer read as they are.
               coordinator alone sees the agreement page and writes the label files
   3. export   labels.csv (+ labels-random.csv), boxes.csv and provenance.csv, with mouse ids
               and the lab's conditions joined back in
+  4. release  let the monitor's disk budget have the evidence the project pinned
 """
 
 EPILOG = """\
@@ -38,6 +39,7 @@ examples:
   mgs-label serve study1 --host 0.0.0.0 --tls-cert lab.pem --tls-key lab.key
                                         raters on other machines, over HTTPS
   mgs-label export study1 --conditions mice.csv
+  mgs-label release study1              the study is done: its evidence may go
   mgs-train --labels study1/labels.csv
   mgs-train-localizer --labels study1/boxes.csv
 
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_queue(sub)
     _add_serve(sub)
     _add_export(sub)
+    _add_release(sub)
     return parser
 
 
@@ -76,7 +79,8 @@ def _add_queue(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description="Make a project folder from the monitor's evidence (score CSVs of score\n"
         "schema 3 and the evidence folder their crops are in) or from a folder of images.\n"
         "Queued evidence files are added to its pinned.txt so the monitor's disk budget\n"
-        "never deletes them; images are copied into the project under opaque ids.",
+        "never deletes them (until `mgs-label release DIR`); images are copied into the\n"
+        "project under opaque ids.",
         epilog="example:\n  mgs-label queue records/scores-*.csv --project study1 "
         "--random 200 --uncertain 100 --frames 20")
     queue.add_argument("scores", nargs="*", type=Path, metavar="SCORES.csv",
@@ -155,7 +159,24 @@ def _add_export(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     export.add_argument("project", type=Path, metavar="DIR")
     export.add_argument("--conditions", type=Path, metavar="CSV",
                         help="the lab's mouse -> condition table, columns mouse,condition")
+    export.add_argument("--release", action="store_true",
+                        help="then release the evidence the project pinned (as `release`)")
     export.set_defaults(func=cmd_export)
+
+
+def _add_release(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    release = sub.add_parser(
+        "release", help="unpin the evidence this project pinned",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Remove from the evidence folder's pinned.txt the lines this project's\n"
+        "queue added (noted in DIR/pins.json), and only those: files an alert or another\n"
+        "project pinned stay pinned. The monitor's disk budget may then remove the files,\n"
+        "oldest first; the project keeps its own copies of the images. Once per project: a\n"
+        "second run changes nothing.",
+        epilog="example:\n  mgs-label export study1 --conditions mice.csv && "
+        "mgs-label release study1")
+    release.add_argument("project", type=Path, metavar="DIR")
+    release.set_defaults(func=cmd_release)
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -194,6 +215,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_folder
 
     print(export_folder(args.project, args.conditions))
+    if args.release:
+        return cmd_release(args)
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from .evidence import release
+
+    print("\n".join(release(args.project)))
     return 0
 
 

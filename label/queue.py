@@ -13,7 +13,7 @@ import numpy as np
 
 from . import blind, project
 from .errors import UserError
-from .evidence import Crop, FrameCubicle, pin, read_frames, read_scores
+from .evidence import Crop, FrameCubicle, pin, read_frames, read_scores, record_pins
 from .project import BOX, FACE, IMAGE_SUFFIXES, RANDOM, UNCERTAIN, Item, new_id
 from .selection import Candidate, pick_random, pick_repeats, pick_uncertain
 
@@ -26,7 +26,7 @@ class QueueReport:
     repeats: int = 0
     frames: int = 0
     cubicles: int = 0
-    pinned: int = 0  # newly added to pinned.txt
+    pinned: int = 0  # not pinned before (by an alert or another project)
     queued_files: int = 0  # evidence files the queue took (alerts may have pinned some already)
     warnings: list[str] = field(default_factory=list)
 
@@ -37,7 +37,8 @@ class QueueReport:
                  f"face boxes to draw: {self.cubicles} cubicles of {self.frames} frames"]
         if self.queued_files:
             lines.append(f"the {self.queued_files} evidence files queued are pinned against "
-                         f"the disk budget ({self.pinned} newly added to pinned.txt)")
+                         f"the disk budget ({self.pinned} not pinned before); `mgs-label "
+                         "release` lets them go when the project is done")
         return "\n".join(lines)
 
 
@@ -53,7 +54,7 @@ def from_evidence(scores: list[Path], folder: Path, *, random: int, uncertain: i
     chosen_random = pick_random(random, len(crops), rng)
     candidates = [Candidate(c.mouse, c.wall_time, c.entropy) for c in crops]
     chosen_uncertain = pick_uncertain(uncertain, candidates, set(chosen_random), min_gap)
-    cubicles = _pick_frames(sorted({c.evidence for c in crops}), frames, rng)
+    cubicles = _pick_frames(sorted({c.evidence for c in crops}), frames, rng, report)
     if not chosen_random and not chosen_uncertain and not cubicles:
         names = ", ".join(map(str, scores))
         raise UserError(f"{names}: no scored row with a kept face crop and no kept frame to "
@@ -61,7 +62,7 @@ def from_evidence(scores: list[Path], folder: Path, *, random: int, uncertain: i
     project.start(folder)
     picked = [(crops[i], RANDOM) for i in chosen_random]
     picked += [(crops[i], UNCERTAIN) for i in chosen_uncertain]
-    _pin_first(picked, cubicles, report)  # before copying: a running monitor's budget waits
+    _pin_first(folder, picked, cubicles, report)  # before copying: the budget waits
     again = _repeats(len(picked), repeat, rng, report)
     jobs: list[Callable[[], Copy]] = [
         *(partial(project.copy_image, crop.path, folder, False) for crop, _ in picked),
@@ -83,19 +84,26 @@ def from_evidence(scores: list[Path], folder: Path, *, random: int, uncertain: i
     return report
 
 
-def _pin_first(picked: list[tuple[Crop, str]], cubicles: list[FrameCubicle],
+def _pin_first(folder: Path, picked: list[tuple[Crop, str]], cubicles: list[FrameCubicle],
                report: QueueReport) -> None:
-    """Pin every queued evidence file, so the monitor's budget cannot remove it meanwhile."""
+    """Pin every queued evidence file, so the monitor's budget cannot remove it meanwhile, and
+    note the lines added in the project, for `release`."""
     by_evidence: dict[Path, list[Path]] = defaultdict(list)
     for crop, _ in picked:
         by_evidence[crop.evidence].append(crop.path)
     for cubicle in cubicles:
         by_evidence[cubicle.evidence].append(cubicle.frame)
+    added: dict[str, list[str]] = {}
     try:
-        report.pinned = sum(pin(evidence, files) for evidence, files in by_evidence.items())
+        for evidence, files in by_evidence.items():
+            names, new = pin(evidence, files)
+            added[str(evidence.resolve())] = names
+            report.pinned += new
     except OSError as exc:
         raise UserError(f"cannot pin the queued evidence: {exc.filename}: "
                         f"{exc.strerror or exc}") from exc
+    finally:
+        record_pins(folder, added)  # what was appended, even when a later folder failed
     report.queued_files = sum(len(set(files)) for files in by_evidence.values())
 
 
@@ -124,12 +132,16 @@ def from_images(source: Path, folder: Path, *, random: int | None, repeat: float
     return report
 
 
-def _pick_frames(evidence: list[Path], count: int, rng: np.random.Generator
-                 ) -> list[FrameCubicle]:
+def _pick_frames(evidence: list[Path], count: int, rng: np.random.Generator,
+                 report: QueueReport) -> list[FrameCubicle]:
     """Every cubicle of `count` frames drawn at random from the evidence folders' indexes."""
     if count <= 0:
         return []
-    cubicles = [c for folder in evidence for c in read_frames(folder)]
+    cubicles: list[FrameCubicle] = []
+    for folder in evidence:
+        found, warnings = read_frames(folder)
+        cubicles += found
+        report.warnings += warnings
     frames = sorted({c.frame for c in cubicles})
     if not frames:
         names = ", ".join(str(folder / "frames.csv") for folder in evidence) or "evidence"

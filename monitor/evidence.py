@@ -13,37 +13,47 @@ restarts; `<instance>` tells the runs apart):
                   folder), size, and per cubicle its mouse, region and the localizer's box in
                   frame pixels (FRAME_COLUMNS)
     pinned.txt    paths (relative to the evidence folder), one per line, never removed by the
-                  budget: the monitor adds those alerts name, mgs-label its queue
+                  budget: the monitor adds those alerts name, mgs-label its queue (pinned.py)
+    writer.lock   held (flock) by the one monitor writing here: pid, host and publisher
+    budget.sqlite the budget's index of the kept files (evidence_budget.py)
 
 The pipeline thread only names a file and hands the pixels over; encoding and writing happen
 on the writer's own thread, so evidence never slows scoring. When the queue is full, or the
 disk refuses a file, that evidence is dropped and counted; scoring and the CSV go on. The
-budget removes the oldest files first, never a pinned one.
+budget removes the oldest files first, never a pinned one; it counts the files kept before
+on the writer's thread, between files, so a large folder never holds up the start.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import queue
 import re
+import socket
+import sqlite3
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from monitor.config import Camera, Evidence
+from monitor.evidence_budget import INDEX, Budget
 from monitor.faces import cubicle_pixels
+from monitor.pinned import PINNED, append_pinned, cut_torn_line, read_pinned
 from monitor.schema import ScoreRecord
+
+__all__ = ["FRAME_COLUMNS", "PINNED", "EvidenceCounts", "EvidenceError", "EvidenceWriter",
+           "append_pinned", "read_pinned"]
 
 FRAME_COLUMNS = ("wall_time", "source_time", "camera", "frame_index", "reason", "image",
                  "width", "height", "cubicles")
-PINNED = "pinned.txt"
+WRITER_LOCK = "writer.lock"
 QUEUE_SIZE = 256  # files waiting to be written; a 1080p frame is ~6 MB while it waits
 RETRY_S = 5.0  # how often a refusing disk is tried again
 
@@ -64,21 +74,18 @@ class EvidenceCounts:
     bytes: int = 0
     dropped: int = 0
     error: str = ""
+    scanning: bool = False  # a folder of many files kept before is being counted: none goes
 
 
-@dataclass
-class _Budget:
-    """The kept files, oldest first, and their total size."""
-
-    limit: int
-    files: deque[tuple[Path, int]] = field(default_factory=deque)
-    total: int = 0
+class EvidenceError(Exception):
+    """The evidence folder cannot be used: one line naming it (and who holds it)."""
 
 
 class EvidenceWriter:
     """Names evidence files on the pipeline thread and writes them on its own thread."""
 
-    def __init__(self, folder: Path, csv_folder: Path, settings: Evidence) -> None:
+    def __init__(self, folder: Path, csv_folder: Path, settings: Evidence,
+                 holder: str = "") -> None:
         self.folder = folder
         self.csv_folder = csv_folder
         self.settings = settings
@@ -88,13 +95,13 @@ class EvidenceWriter:
         self._counts = EvidenceCounts()
         self._retry_at = 0.0
         self._next_frame: dict[str, float] = {}
-        self._pinned: set[str] = set()
-        self._pinned_stamp: tuple[float, int] | None = None
         self._unpinned: list[str] = []  # pins a failing write could not record yet
         self._closing = False
+        self._give_up = threading.Event()  # close() ran out of time: stop scanning
+        self._counted = threading.Event()  # the files kept before are counted
+        self._newest: Path | None = None  # writer thread: the last file written
         folder.mkdir(parents=True, exist_ok=True)
-        self._budget = _Budget(int(settings.budget_gb * 1e9))
-        self._scan()
+        self._held: int | None = hold_folder(folder, holder)
         self._thread = threading.Thread(target=self._work, name="evidence", daemon=True)
         self._thread.start()
 
@@ -155,8 +162,13 @@ class EvidenceWriter:
             counts.error = "evidence stopped: its writer thread ended"
         return counts
 
+    def wait_counted(self, timeout: float | None = None) -> bool:
+        """Wait until the files kept before are counted (the budget trims from then on)."""
+        return self._counted.wait(timeout)
+
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued (up to `timeout`), then stop the thread; again: nothing."""
+        """Write what is queued and finish counting the files kept before (up to `timeout`),
+        then stop the thread and let the folder go; again: nothing."""
         self._closing = True
         deadline = time.monotonic() + timeout
         while self._thread.is_alive() and time.monotonic() < deadline:
@@ -166,6 +178,11 @@ class EvidenceWriter:
             except queue.Full:
                 continue
         self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._give_up.set()
+        self._thread.join(1.0)
+        if self._held is not None and not self._thread.is_alive():
+            os.close(self._held)  # a writer still running keeps the folder to itself
+            self._held = None
 
     def _offer(self, item: _File) -> bool:
         if self._counts.error and time.monotonic() < self._retry_at:
@@ -183,17 +200,49 @@ class EvidenceWriter:
 
     # writer thread ------------------------------------------------------------------------
     def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            try:
-                self._write(item)
-            except OSError as exc:  # the disk refuses: pause, then try again
+        try:
+            budget = Budget(self.folder, int(self.settings.budget_gb * 1e9))
+        except (OSError, sqlite3.Error) as exc:  # no budget: keeping files would fill the disk
+            self._say(f"evidence stopped: cannot index {self.folder / INDEX}: {exc}")
+            while self._queue.get() is not None:
                 self._drop()
-                self._fail(f"{item.path}: {exc.strerror or exc}")
+            return
+        try:
+            self._scan(budget)  # an index a monitor closed: counted already
+            self._loop(budget)
+        finally:
+            budget.close()
+
+    def _loop(self, budget: Budget) -> None:
+        while (item := self._next(budget)) is not None:
+            try:
+                self._write(item, budget)
+            except (OSError, sqlite3.Error) as exc:  # the disk refuses: pause, then try again
+                self._drop()
+                self._fail(f"{item.path}: {getattr(exc, 'strerror', None) or exc}")
             except Exception as exc:  # this file alone (a codec): said, and the next goes on
                 self._drop()
                 self._say(f"evidence file not kept: {item.path}: {exc}")
+        while not budget.scanned and not self._give_up.is_set():  # closing: finish counting
+            self._scan(budget)
 
-    def _write(self, item: _File) -> None:
+    def _next(self, budget: Budget) -> _File | None:
+        """The next file to write (None: closing); meanwhile the scan goes on a step at a time."""
+        while not budget.scanned:
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:
+                self._scan(budget)
+        return self._queue.get()
+
+    def _scan(self, budget: Budget) -> None:
+        if budget.scan_step():  # all counted: what is over the budget can go now
+            self._settle(budget)
+            self._counted.set()
+        else:
+            self._update(budget, scanning=True)
+
+    def _write(self, item: _File, budget: Budget) -> None:
         pixels = cv2.cvtColor(item.pixels, cv2.COLOR_RGB2BGR) if item.rgb else item.pixels
         ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY,
                                                  self.settings.jpeg_quality])
@@ -207,86 +256,46 @@ class EvidenceWriter:
         except OSError:
             partial.unlink(missing_ok=True)  # a full disk leaves no stray part behind
             raise
-        self._kept(item.path, len(data))  # on disk: counted, even if the index fails below
+        budget.kept(item.path, len(data))  # on disk: counted, even if the index fails below
+        self._newest = item.path
+        self._say("")  # the disk takes files again
+        self._settle(budget)
         if item.index_row is not None:
             self._index(item.index_row)
 
     def _index(self, row: list[str]) -> None:
         path = self.folder / "frames.csv"
-        new = not path.exists() or path.stat().st_size == 0
-        torn = not new and not _ends_with_newline(path)  # a crash cut the last row
-        with path.open("a", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
+        with path.open("a+b") as handle:
+            cut_torn_line(handle)  # a crash cut the last row: it goes, whole rows stay
+            new = handle.seek(0, os.SEEK_END) == 0
+        with path.open("a", newline="", encoding="utf-8") as text:
+            writer = csv.writer(text)
             if new:
                 writer.writerow(FRAME_COLUMNS)
-            if torn:
-                handle.write("\r\n")
             writer.writerow(row)
 
-    def _kept(self, path: Path, size: int) -> None:
-        budget = self._budget
-        budget.files.append((path, size))
-        budget.total += size
-        removed = self._trim()
+    def _settle(self, budget: Budget) -> None:
+        """Trim to the budget, and say so when the newest file could not stay."""
+        budget.trim()
+        self._update(budget, scanning=False if budget.scanned else None)
+        if budget.pins_error and budget.total > budget.limit:  # nothing goes, so none comes
+            self._fail(budget.pins_error)
+            return
+        if not budget.scanned or self._newest is None or self._newest.exists():
+            return
+        self._newest = None  # removed at once: everything older is pinned, or none fits
+        self._drop()
+        held = "full of files alerts or labels refer to" if budget.has_pins \
+            else "smaller than one file"
+        self._fail(f"the budget of {self.settings.budget_gb:g} GB is {held}; raise "
+                   "evidence.budget_gb")
+
+    def _update(self, budget: Budget, scanning: bool | None) -> None:
         with self._lock:
-            self._counts.files += 1 - removed
+            self._counts.files = budget.files
             self._counts.bytes = budget.total
-            self._counts.error = ""
-        if not path.exists():  # removed at once: everything older is pinned, or none fits
-            self._drop()
-            held = ("full of files alerts or labels refer to" if self._read_pinned()
-                    else "smaller than one file")
-            self._fail(f"the budget of {self.settings.budget_gb:g} GB is {held}; raise "
-                       "evidence.budget_gb")
-
-    def _trim(self) -> int:
-        """Remove the oldest unpinned files until the budget holds; how many were removed."""
-        budget = self._budget
-        if budget.total <= budget.limit:
-            return 0
-        pinned = self._read_pinned()
-        kept: list[tuple[Path, int]] = []
-        removed = 0
-        while budget.total > budget.limit and budget.files:
-            path, size = budget.files.popleft()
-            if path.relative_to(self.folder).as_posix() in pinned:
-                kept.append((path, size))
-                continue
-            try:
-                path.unlink(missing_ok=True)
-            except OSError:  # kept, and counted, until a later trim removes it
-                kept.append((path, size))
-                continue
-            budget.total -= size
-            removed += 1
-        budget.files.extendleft(reversed(kept))
-        return removed
-
-    def _read_pinned(self) -> set[str]:
-        path = self.folder / PINNED
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return self._pinned
-        if (stat.st_mtime, stat.st_size) != self._pinned_stamp:
-            self._pinned_stamp = (stat.st_mtime, stat.st_size)
-            self._pinned = read_pinned(self.folder)
-        return self._pinned
-
-    def _scan(self) -> None:
-        """The files an earlier run kept count against the budget, oldest first."""
-        found = []
-        for part in ("crops", "frames"):
-            for path in (self.folder / part).rglob("*.jpg"):
-                try:
-                    stat = path.stat()
-                except FileNotFoundError:  # removed meanwhile (an old run's budget)
-                    continue
-                found.append((stat.st_mtime, path, stat.st_size))
-        for _, path, size in sorted(found):
-            self._budget.files.append((path, size))
-            self._budget.total += size
-        self._counts = EvidenceCounts(files=len(found), bytes=self._budget.total)
+            if scanning is not None:
+                self._counts.scanning = scanning
 
     def _fail(self, error: str) -> None:
         self._retry_at = time.monotonic() + RETRY_S
@@ -297,26 +306,26 @@ class EvidenceWriter:
             self._counts.error = error
 
 
-def read_pinned(folder: Path) -> set[str]:
-    """The paths an evidence folder's pinned.txt lists (relative to the folder), a line each:
-    the monitor and mgs-label both read and write it through these two functions."""
-    path = folder / PINNED
-    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
-    return {line.strip() for line in text.splitlines() if line.strip()}
-
-
-def append_pinned(folder: Path, names: list[str]) -> None:
-    """Add paths (relative to the folder, POSIX form) to pinned.txt, durably."""
-    with (folder / PINNED).open("a", encoding="utf-8") as handle:
-        handle.writelines(f"{name}\n" for name in names)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
+def hold_folder(folder: Path, holder: str) -> int:
+    """Take the folder for this monitor alone (an flock held until close); EvidenceError names
+    the monitor holding it already. The lock goes with the process, however it ends."""
+    path = folder / WRITER_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "not yet named"
+        os.close(fd)
+        raise EvidenceError(f"{folder}: evidence folder in use by another monitor ({other}); "
+                            "give each monitor its own evidence.folder") from None
+    except OSError:
+        os.close(fd)
+        raise
+    name = f"pid {os.getpid()} on {socket.gethostname()}" + (f", publisher {holder}"
+                                                              if holder else "")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, name.encode("utf-8"), 0)
+    return fd
 
 
 def _safe(name: str) -> str:

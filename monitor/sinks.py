@@ -19,7 +19,7 @@ from monitor.alerts import HookRunner
 from monitor.bus import Publisher
 from monitor.config import MonitorConfig
 from monitor.csvlog import CsvLogError, CsvLogger, SideLog
-from monitor.evidence import EvidenceWriter
+from monitor.evidence import EvidenceError, EvidenceWriter
 from monitor.schema import ALERT_COLUMNS, AlertEvent, HookCounts, Message, ScoreRecord, side_file
 
 Notice = Callable[[str], None]
@@ -39,6 +39,7 @@ class Sinks:
         self.notice = notice
         self._csv_error = ""
         self._evidence_error = ""
+        self._scanning_said = False
 
     def scores(self, records: list[ScoreRecord]) -> None:
         """Each record to the CSV, then published; one fsync for the batch."""
@@ -84,11 +85,25 @@ class Sinks:
         if self.evidence is None:
             return
         counts = self.evidence.counts()
+        self._scanning_state(counts.scanning, counts.files, counts.bytes)
         if counts.error == self._evidence_error:
             return
         self._evidence_error = counts.error
         self.notice(counts.error or f"{self.evidence.folder}: evidence kept again "
                     f"({counts.dropped} files not kept so far)")
+
+    def _scanning_state(self, scanning: bool, files: int, size: int) -> None:
+        """Say while the files kept before are being counted (a large folder takes a while;
+        the budget removes nothing meanwhile), and when they are."""
+        assert self.evidence is not None
+        if scanning and not self._scanning_said:
+            self._scanning_said = True
+            self.notice(f"{self.evidence.folder}: scanning the evidence kept before; the disk "
+                        "budget removes nothing until it is counted")
+        elif not scanning and self._scanning_said:
+            self._scanning_said = False
+            self.notice(f"{self.evidence.folder}: evidence kept before counted ({files} files, "
+                        f"{size / 1e9:.2f} GB); the disk budget holds")
 
     def _csv_state(self) -> None:
         """Say when the CSV stops taking records (disk full) and when it resumes."""
@@ -143,7 +158,9 @@ def _evidence(config: MonitorConfig, csv_path: Path | None) -> EvidenceWriter | 
         return None
     folder = evidence_folder(config, csv_path)
     try:
-        return EvidenceWriter(folder, csv_path.parent, config.evidence)
+        return EvidenceWriter(folder, csv_path.parent, config.evidence, config.publisher)
+    except EvidenceError as exc:  # another monitor writes there
+        raise CsvLogError(str(exc)) from None
     except OSError as exc:
         raise CsvLogError(f"{folder}: cannot keep evidence here: {exc.strerror or exc}; "
                           "set evidence.folder, or evidence.enabled: false") from exc

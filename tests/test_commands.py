@@ -111,7 +111,8 @@ def monitor_on(demo: DemoBuild, video: int, camera: str, endpoint: str, started:
     """An in-process monitor replaying one demo video, publishing on `endpoint`, whose camera
     starts only when `started` is set; its publisher id is the default one unless it has its
     `own_publisher`."""
-    settings = {**demo.config(), "publisher": f"host-{camera}"}
+    settings = {**demo.config(), "publisher": f"host-{camera}",
+                "evidence": {"folder": str(csv_path.with_suffix(".evidence"))}}  # a host each
     if not own_publisher:
         del settings["publisher"]
     config = build_config({**settings,

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import socket
+import threading
 import time
+import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -15,7 +22,7 @@ from monitor import evidence as evidence_module
 from monitor.capture import Frame
 from monitor.cli import main
 from monitor.config import Camera, Evidence, build_config
-from monitor.evidence import PINNED, EvidenceWriter
+from monitor.evidence import PINNED, EvidenceWriter, append_pinned, read_pinned
 from monitor.pipeline import Analyzer, Models, Monitor
 from monitor.schema import AlertEvent, ScoreRecord, StatusReport
 from tests.fakes import FakeCamera
@@ -128,6 +135,12 @@ def writer(tmp_path: Path, budget_bytes: int) -> EvidenceWriter:
     return EvidenceWriter(tmp_path / "ev", tmp_path, Evidence(budget_gb=budget_bytes / 1e9))
 
 
+def counted(one: EvidenceWriter) -> EvidenceWriter:
+    """The writer once it has counted the files kept before (a scan of its own thread)."""
+    assert one.wait_counted(10)
+    return one
+
+
 def crop_record(seq: int) -> ScoreRecord:
     return ScoreRecord(publisher="p", seq=seq, wall_time=time.time(), mono_time=0.0,
                        source_time=float(seq), frame_index=seq, camera="cam0", cubicle=1,
@@ -143,7 +156,7 @@ def test_the_budget_removes_the_oldest_but_never_a_pinned_file(tmp_path: Path) -
     records = [one.keep_crop(crop_record(seq), noise(seq)) for seq in range(1, 4)]
     one.close()
     size = max(p.stat().st_size for p in (tmp_path / "ev").rglob("*.jpg"))
-    one = writer(tmp_path, int(3.5 * size))  # the next run: the files before count too
+    one = counted(writer(tmp_path, int(3.5 * size)))  # the next run: the files before count
     assert one.counts().files == 3
     one.pin([records[0].crop])  # the oldest is what an alert named
     later = [one.keep_crop(crop_record(seq), noise(seq)) for seq in range(4, 6)]
@@ -270,7 +283,7 @@ def test_a_file_mgs_label_pins_is_kept_from_the_budget(tmp_path: Path) -> None:
     one.close()
     path = tmp_path / first.crop
     assert path.is_file() and path.parent.name == "cage_3_ü"  # one folder, inside evidence
-    assert pin(tmp_path / "ev", [path]) == 1
+    assert pin(tmp_path / "ev", [path]) == ([path.relative_to(tmp_path / "ev").as_posix()], 1)
     one = writer(tmp_path, 10)
     one.keep_crop(crop_record(2), noise(2))
     one.close()
@@ -308,14 +321,220 @@ def test_the_hook_gets_the_evidence_as_absolute_paths(demo_small: DemoBuild,
         assert all(Path(p).is_relative_to(out.parent / "evidence") for p in paths)
 
 
-def test_a_frames_index_cut_by_a_crash_goes_on_on_a_line_of_its_own(tmp_path: Path) -> None:
+def test_a_frames_index_row_cut_by_a_crash_is_cut_back_to_the_last_line_end(
+        tmp_path: Path) -> None:
+    """A cut row can end inside the quoted cubicles: a line end added after it would make the
+    next row part of that field."""
     (tmp_path / "ev").mkdir()
     index = tmp_path / "ev" / "frames.csv"
-    index.write_text(",".join(evidence_module.FRAME_COLUMNS) + "\r\n1.0,2.0,cam0,3,fir")
+    index.write_text(",".join(evidence_module.FRAME_COLUMNS) +
+                     '\r\n1.0,2.0,cam0,3,first,frames/d/cam0/a.jpg,64,64,"[{""cubicle"": 1, ""mo')
     one = writer(tmp_path, 10**9)
     records = [crop_record(k).model_copy(update={"cubicle": k + 1}) for k in range(4)]
     assert one.keep_frame(Camera(name="cam0", source=0), noise(0), records, "first")
     one.close()
-    rows = read_rows(index)
-    assert [r["reason"] for r in rows] == ["fir", "first"]  # the torn row stays apart
-    assert (tmp_path / "ev" / rows[1]["image"]).is_file()
+    (row,) = read_rows(index)  # the torn row is gone, the new one whole
+    assert row["reason"] == "first" and len(json.loads(row["cubicles"])) == 4
+    assert (tmp_path / "ev" / row["image"]).is_file()
+
+
+def until(condition: Callable[[], object], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition(), f"not within {seconds} s"
+
+
+def test_pins_that_cannot_be_read_remove_nothing_until_they_can(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EACCES, EIO, a stale NFS handle: the pins read before must not be trusted, and the read
+    is tried again (it was recorded as done before it was, and a pinned crop went)."""
+    monkeypatch.setattr(evidence_module, "RETRY_S", 0.05)
+    one = writer(tmp_path, 10**9)
+    first, second = (one.keep_crop(crop_record(seq), noise(seq)) for seq in (1, 2))
+    one.close()
+    size = max(p.stat().st_size for p in (tmp_path / "ev").rglob("*.jpg"))
+    append_pinned(tmp_path / "ev", [Path(first.crop).relative_to("ev").as_posix()])
+    one = writer(tmp_path, int(2.5 * size))
+    until(lambda: one.counts().files == 2)
+    opened = Path.open
+    refuse = True
+
+    def open_(path: Path, *args: Any, **kwargs: Any) -> Any:
+        if refuse and path.name == PINNED:
+            raise PermissionError(13, "Permission denied", str(path))
+        return opened(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_)
+    (tmp_path / "ev" / PINNED).touch()  # changed: read again
+    one.keep_crop(crop_record(3), noise(3))
+    until(lambda: one.counts().files == 3 or "Permission denied" in one.counts().error)
+    time.sleep(0.2)
+    assert "cannot read" in one.counts().error and str(tmp_path / "ev" / PINNED) in \
+        one.counts().error
+    assert (tmp_path / first.crop).exists() and (tmp_path / second.crop).exists()
+    refuse = False
+    time.sleep(0.1)  # the pause after a refusal
+    fourth = one.keep_crop(crop_record(4), noise(4))
+    one.close()
+    left = {p.name for p in (tmp_path / "ev").rglob("*.jpg")}
+    assert Path(first.crop).name in left and Path(fourth.crop).name in left
+    assert Path(second.crop).name not in left and one.counts().error == ""
+
+
+def test_a_pin_after_a_cut_write_is_a_line_of_its_own(tmp_path: Path) -> None:
+    folder = tmp_path / "ev"
+    (folder / "crops" / "d" / "M1").mkdir(parents=True)
+    (folder / PINNED).write_text("crops/d/M1/a-000001.jpg\ncrops/d/M1/a-0000")  # cut mid-line
+    append_pinned(folder, ["crops/d/M1/a-000002.jpg"])
+    assert (folder / PINNED).read_text() == "crops/d/M1/a-000001.jpg\ncrops/d/M1/a-000002.jpg\n"
+    (folder / "crops" / "d" / "M1" / "typed.jpg").write_bytes(b"")
+    with (folder / PINNED).open("a") as handle:
+        handle.write("crops/d/M1/typed.jpg")  # a whole path, typed without a line end
+    append_pinned(folder, ["crops/d/M1/a-000003.jpg"])
+    assert read_pinned(folder) == {"crops/d/M1/a-000001.jpg", "crops/d/M1/a-000002.jpg",
+                                   "crops/d/M1/typed.jpg", "crops/d/M1/a-000003.jpg"}
+
+
+def test_pins_are_appended_under_a_lock(tmp_path: Path) -> None:
+    """mgs-label and the monitor append at once, and a release rewrites the file: each waits
+    for the other."""
+    folder = tmp_path / "ev"
+    folder.mkdir()
+    from monitor.pinned import LOCK
+
+    with (folder / LOCK).open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        thread = threading.Thread(target=append_pinned, args=(folder, ["crops/a.jpg"]))
+        thread.start()
+        time.sleep(0.3)
+        assert not (folder / PINNED).exists() or (folder / PINNED).read_text() == ""
+        fcntl.flock(held, fcntl.LOCK_UN)
+        thread.join(5)
+    assert read_pinned(folder) == {"crops/a.jpg"}
+
+
+def test_one_monitor_per_evidence_folder(demo_small: DemoBuild, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A second monitor on one folder deleted the first one's files with its own budget;
+    it is refused at start, naming the folder and the monitor holding it."""
+    out = tmp_path / "s.csv"
+    frame = cubicle_frame([(1, 1, 1, 1, 1)] * 4, 2)
+    first = camera_monitor(demo_small, [frame] * 2000, tmp_path / "a.csv", publisher="lab-a")
+    first.start()
+    try:
+        assert main(replay_args(demo_small, out)) == 2
+    finally:
+        first.request_stop()
+        assert first.wait(20) and first.error is None
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"mgs-monitor: error: {tmp_path / 'evidence'}: evidence folder in use by "
+                    f"another monitor (pid {os.getpid()} on {socket.gethostname()}, publisher "
+                    "lab-a); give each monitor its own evidence.folder")
+    assert main(replay_args(demo_small, out)) == 0  # let go at close
+
+
+def test_memory_does_not_grow_with_the_files_kept(tmp_path: Path) -> None:
+    """The budget's index held ~1.1 KB of RAM per file kept (~0.4 GB at the default 5 GB)."""
+    folder = tmp_path / "ev" / "crops" / "2024-06-10" / "M1"
+    folder.mkdir(parents=True)
+    for k in range(20_000):
+        (folder / f"run0-{k:06d}.jpg").write_bytes(b"")
+    tracemalloc.start(30)
+    try:
+        one = writer(tmp_path, 10**9)
+        until(lambda: one.counts().files == 20_000, 60)
+        ours = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(True, f"{Path(evidence_module.__file__).parent}/*",
+                                all_frames=True)])
+    finally:
+        tracemalloc.stop()
+    one.keep_crop(crop_record(1), noise(1))
+    one.close()
+    assert one.counts().files == 20_001
+    held = sum(stat.size for stat in ours.statistics("filename"))
+    assert held < 1_000_000, f"{held / 1e6:.1f} MB held for 20,000 files kept"
+
+
+def test_a_restart_goes_on_from_the_index_and_a_crash_counts_again(tmp_path: Path) -> None:
+    """A monitor restarted (a config change, systemd) does not count a large folder again;
+    one that crashed does, since its index may miss what it wrote last."""
+    from monitor.evidence_budget import Budget
+
+    one = writer(tmp_path, 10**9)
+    for seq in (1, 2):
+        one.keep_crop(crop_record(seq), noise(seq))
+    one.close()
+    again = Budget(tmp_path / "ev", 10**9)
+    assert again.scanned and (again.files, again.total) == (2, one.counts().bytes)
+    (tmp_path / "ev" / "crops" / "stray.jpg").write_bytes(b"x")  # never seen by the index
+    crashed = Budget(tmp_path / "ev", 10**9)  # the one before was never closed
+    assert not crashed.scanned
+    while not crashed.scan_step():
+        pass
+    assert crashed.files == 3
+    crashed.close()
+
+
+def test_parts_of_files_a_crash_left_are_removed_at_start(tmp_path: Path) -> None:
+    crops = tmp_path / "ev" / "crops" / "2024-06-10" / "M1"
+    frames = tmp_path / "ev" / "frames" / "2024-06-10" / "cam0"
+    for folder in (crops, frames):
+        folder.mkdir(parents=True)
+        (folder / "run0-000001.jpg.tmp").write_bytes(b"half a JPEG")
+    (crops / "run0-000002.jpg").write_bytes(b"whole")
+    writer(tmp_path, 10**9).close()
+    left = sorted(p.relative_to(tmp_path / "ev").as_posix()
+                  for p in (tmp_path / "ev").rglob("*") if p.is_file())
+    assert "crops/2024-06-10/M1/run0-000002.jpg" in left
+    assert not [name for name in left if name.endswith(".tmp")]
+
+
+def test_the_monitor_starts_while_the_evidence_kept_before_is_counted(
+        demo_small: DemoBuild, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The count of a large folder (~47 s at 4 million files) ran before the publisher opened
+    and before READY: no status meanwhile, and systemd's start timeout could kill it."""
+    from monitor import evidence_budget
+
+    old = tmp_path / "evidence" / "crops" / "2024-06-10" / "M9"
+    old.mkdir(parents=True)
+    for k in range(3):
+        (old / f"run0-{k:06d}.jpg").write_bytes(b"x" * 4000)
+        os.utime(old / f"run0-{k:06d}.jpg", (1_718_000_000 + k, 1_718_000_000 + k))
+    gate = threading.Event()
+    walk = evidence_budget._files
+
+    def slow(folders: list[Path]) -> Iterator[os.DirEntry[str]]:
+        for n, entry in enumerate(walk(folders)):
+            if n == 1:
+                gate.wait(30)  # a large, slow disk
+            yield entry
+
+    monkeypatch.setattr(evidence_budget, "SCAN_STEP", 1)
+    monkeypatch.setattr(evidence_budget, "_files", slow)
+    frame = cubicle_frame([(1, 1, 1, 1, 1)] * 4, 2)
+    monitor = camera_monitor(demo_small, [frame] * 2000, tmp_path / "s.csv",
+                             evidence={"budget_gb": 20e-6})
+    view = View(monitor)
+    starting = threading.Thread(target=monitor.start)
+    starting.start()
+    starting.join(10)
+    assert not starting.is_alive()  # started (READY follows) while the count goes on
+
+    def said(v: View, text: str) -> bool:
+        return any(text in s.notice for s in v.of(StatusReport))
+
+    try:
+        view.wait_for(lambda v: said(v, "scanning the evidence kept before") and
+                      len(v.of(ScoreRecord)) >= 8)
+        assert all((old / f"run0-{k:06d}.jpg").exists() for k in range(3))  # none goes yet
+        gate.set()
+        view.wait_for(lambda v: said(v, "evidence kept before counted"))
+    finally:
+        gate.set()
+        monitor.request_stop()
+        assert monitor.wait(20)
+        view.close()
+    assert not any((old / f"run0-{k:06d}.jpg").exists() for k in range(3))  # the oldest went
+    kept = sum(p.stat().st_size for p in (tmp_path / "evidence").rglob("*.jpg"))
+    assert 0 < kept <= 20_000

@@ -132,6 +132,71 @@ def test_evidence_that_cannot_be_pinned_is_one_line(run: Run, tmp_path: Path,
     assert f"cannot pin the queued evidence: {copy / 'scores.evidence' / 'pinned.txt'}" in err
 
 
+def _queue(copy: Path, project_dir: Path, seed: int) -> set[str]:
+    """Queue from a copied run; the evidence names (relative to its folder) it took."""
+    assert main(["queue", str(copy / "scores.csv"), "--project", str(project_dir), "--random",
+                 "6", "--uncertain", "0", "--frames", "1", "--seed", str(seed)]) == 0
+    evidence = (copy / "scores.evidence").resolve()
+    return {Path(i.source).relative_to(evidence).as_posix()
+            for i in project.load(project_dir).items}
+
+
+def test_release_unpins_what_the_project_pinned_and_only_that(
+        run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Pins were never released, so over several studies the budget filled with pinned files
+    and evidence stopped."""
+    from monitor.pinned import append_pinned, read_pinned
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run.csv.parent, copy)
+    evidence = copy / "scores.evidence"
+    (evidence / "pinned.txt").write_text("crops/kept-by-hand.jpg\n")
+    first = _queue(copy, tmp_path / "p1", seed=1)
+    alert = sorted(first)[0]
+    append_pinned(evidence, [alert])  # an alert raised later names one of the same files
+    second = _queue(copy, tmp_path / "p2", seed=2)
+    assert first & second and first - second - {alert}  # shared files, and some not
+    capsys.readouterr()
+    assert main(["release", str(tmp_path / "p1")]) == 0
+    assert "pins of this project released" in capsys.readouterr().out
+    assert read_pinned(evidence) == {"crops/kept-by-hand.jpg", alert} | second
+    assert main(["release", str(tmp_path / "p1")]) == 0  # again: nothing more goes
+    assert "released before" in capsys.readouterr().out
+    assert read_pinned(evidence) == {"crops/kept-by-hand.jpg", alert} | second
+    assert main(["export", str(tmp_path / "p2"), "--release"]) == 0
+    assert (tmp_path / "p2" / "labels.csv").is_file()
+    assert read_pinned(evidence) == {"crops/kept-by-hand.jpg", alert}
+
+
+def test_release_of_a_project_that_pinned_nothing_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    assert main(["queue", "--images", str(tmp_path / "in"), "--project",
+                 str(tmp_path / "p")]) == 0
+    capsys.readouterr()
+    err = _error(capsys, ["release", str(tmp_path / "p")])
+    assert f"{tmp_path / 'p' / 'pins.json'}: not found" in err
+
+
+def test_unreadable_frames_rows_are_skipped_with_a_count(
+        run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A row cut inside its quoted cubicles, then \\r\\n and the next row (what the monitor
+    used to make of a torn row), made `queue --frames` refuse the whole index."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run.csv.parent, copy)
+    index = copy / "scores.evidence" / "frames.csv"
+    header, *rows = index.read_text().splitlines()
+    torn = rows[1][:rows[1].index("[{") + 12]
+    index.write_text("\r\n".join([header, rows[0], torn, *rows[1:]]) + "\r\n")
+    assert main(["queue", str(copy / "scores.csv"), "--project", str(tmp_path / "p"),
+                 "--random", "1", "--uncertain", "0", "--frames", str(len(rows))]) == 0
+    out = capsys.readouterr().out
+    assert f"{index}: 1 unreadable rows skipped (first: {index} line 3:" in out
+    frames = {i.source for i in project.load(tmp_path / "p").items if i.task == "box"}
+    assert len(frames) == len(rows)  # every whole row was read
+
+
 def test_any_folder_of_images(tmp_path: Path) -> None:
     (tmp_path / "in" / "M1").mkdir(parents=True)
     for n in range(6):
