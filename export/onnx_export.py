@@ -21,6 +21,7 @@ import torch
 
 from monitor.models import FORMAT_VERSION, LOCALIZER, SCORER
 from monitor.units import UNITS
+from train import strict_json
 from train.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -45,7 +46,7 @@ def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, k
     `trained_on` says which model of a run this is (a fold, or the final fit)."""
     meta = {
         "units": json.dumps(list(UNITS)),
-        "val_metrics": json.dumps(metrics or {}),
+        "val_metrics": strict_json.dumps(metrics or {}),
         "pain_cutoff": "" if pain_cutoff is None else f"{pain_cutoff:g}",
         # mgs-export takes only cut-offs chosen out of the test set (see export/cli.py)
         "pain_cutoff_from": "" if pain_cutoff is None else "validation",
@@ -59,7 +60,7 @@ def export_localizer(localizer: FaceLocalizer, path: Path, check_images: np.ndar
                      kind: str, fingerprint: str = "",
                      metrics: dict[str, Any] | None = None) -> Path:
     """Write the face localizer: uint8 `image` [N,S,S,3] -> `box` [N,4], `score` [N]."""
-    meta = {"val_metrics": json.dumps(metrics or {})}
+    meta = {"val_metrics": strict_json.dumps(metrics or {})}
     return _export(LocalizerOutputs(localizer), path, check_images, LOCALIZER, ["box", "score"],
                    meta, kind=kind, arch=localizer.arch, size=localizer.input_size,
                    fingerprint=fingerprint)

@@ -10,7 +10,6 @@ of the same images, so the cost of the localizer to the scores is one number per
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from monitor.faces import FaceFinder
 from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.scoring import Scorer
 from monitor.units import UNITS
+from train import strict_json
 from train.labels import LabelError, LabelledImage, face_crop_for, load_labels
 
 CPU = ["CPUExecutionProvider"]
@@ -96,7 +96,7 @@ def write_frames_report(out: Path, results: dict[str, Any]) -> Path:
     """frames.json beside the run's report; returns its path."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "frames.json"
-    path.write_text(json.dumps(results, indent=1))
+    path.write_text(strict_json.dumps(results, indent=1))
     return path
 
 

@@ -10,7 +10,6 @@ IoU >= 0.5. Writes `localizer.pth` (model, args, metrics) for mgs-export.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from rich.progress import Progress
 
 from monitor.faces import localizer_view
+from train import strict_json
 from train.command import CommandError, run_command
 from train.fit import LocalizerData, fit_localizer
 from train.labels import (
@@ -123,7 +123,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                 "args": {k: str(v) for k, v in vars(args).items()}, "metrics": metrics,
                 "fingerprint": data_fingerprint(items), "check_images": val.images[:8]},
                args.output_dir / "localizer.pth")
-    (args.output_dir / "localizer_metrics.json").write_text(json.dumps(metrics, indent=2))
+    (args.output_dir / "localizer_metrics.json").write_text(
+        strict_json.dumps(metrics, indent=2))
     print(f"localizer: {metrics} -> {args.output_dir / 'localizer.pth'}")
     return metrics
 

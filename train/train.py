@@ -39,6 +39,7 @@ from torchvision.transforms import v2
 
 from monitor.scoring import summarize
 from monitor.units import LEVELS, UNITS
+from train import strict_json
 from train.command import CommandError, run_command
 from train.labels import (
     LabelError,
@@ -310,7 +311,7 @@ def train_fold(items: list[LabelledImage], parts: tuple[np.ndarray, np.ndarray, 
     torch.save({"model": scorer.state_dict(), "arch": args.arch, "input_size": args.input_size,
                 "units": trained, "args": _args_dict(args), "metrics": metrics},
                folder / "scorer.pth")
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (folder / "metrics.json").write_text(strict_json.dumps(metrics, indent=2))
     write_predictions(folder / "predictions.csv", scorer, [items[i] for i in test_idx], test)
     # the validation part's own: mgs-eval chooses the pain cut-off there, out of the test set
     write_predictions(folder / "predictions-val.csv", scorer, [items[i] for i in val_idx], val)
@@ -346,7 +347,7 @@ def final_fit(items: list[LabelledImage], args: argparse.Namespace,
 def _rewrite_metrics(folder: Path, metrics: dict[str, Any]) -> None:
     checkpoint = torch.load(folder / "scorer.pth", map_location="cpu", weights_only=False)
     torch.save({**checkpoint, "metrics": metrics}, folder / "scorer.pth")
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (folder / "metrics.json").write_text(strict_json.dumps(metrics, indent=2))
 
 
 def assemble_scorer(folder: Path, args: argparse.Namespace) -> tuple[UnitScorer, list[str]]:
@@ -412,7 +413,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                                             args.output_dir / f"fold{fold}", args, weights)
     if len(all_parts) > 1 and args.fold == "all" and not args.no_final_fit:
         results["final"] = final_fit(items, args, weights)
-    (args.output_dir / "run.json").write_text(json.dumps(
+    (args.output_dir / "run.json").write_text(strict_json.dumps(
         {"args": _args_dict(args), "summary": summary.as_dict(), "folds": results}, indent=2))
     console.print(f"run written to {args.output_dir}")
     return results
