@@ -449,7 +449,7 @@ def kfold_splits(items: list[LabelledImage], k: int = 5, seed: int = 0,
     else:
         _check_strata(strata, k)
         folds = StratifiedKFold(k, shuffle=True, random_state=seed).split(index, strata)
-    splits = []
+    splits: list[Split] = []
     for rest, test in folds:
         train, val = _carve(rest, _count(val_fraction, len(items)), strata, seed)
         _check_images(f"cv: fold {len(splits)}'s validation", strata, val)
