@@ -403,6 +403,8 @@ def validation_cutoff(data: EvalInput, key: str = "model") -> dict[str, Any]:
     if not data.image:
         return found | {"note": "the run has no validation predictions (trained by an older "
                                 "mgs-train: train it again)"}
+    if n == 0:
+        return found | {"note": f"the validation part has no complete image with a {key} total"}
     if n_pain in (0, n):
         which = "no pain image" if n_pain == 0 else "only pain images"
         return found | {"note": f"the validation part has {which} among its {n} complete "

@@ -22,7 +22,7 @@ class RunError(ValueError):
 class Run:
     folder: Path
     args: dict[str, Any]
-    written: dict[str, Any] = field(default_factory=dict)  # run.json's split and fold count
+    written: dict[str, Any] = field(default_factory=dict)  # run.json: split, fold count
     _labels: dict[str, list[LabelledImage]] = field(default_factory=dict, repr=False)
 
     @classmethod
