@@ -491,8 +491,7 @@ def _deployed_cutoff(per_fold: dict[str, dict[str, Any]], deployed: str
     median = float(np.median(cutoffs))
     return median, (f"the median of {len(cutoffs)} of the {len(per_fold)} folds' cut-offs "
                     f"({', '.join(f'{c:g}' for c in cutoffs)}), each chosen on its own fold's "
-                    "validation part only (Youden J): no image the final fit is judged on "
-                    "chose it"), ""
+                    "validation part only (Youden J)"), ""
 
 
 def _calls(data: EvalInput, key: str, cutoff: float) -> np.ndarray:
