@@ -682,3 +682,19 @@ def test_the_folds_median_epoch_rounds_to_the_nearest() -> None:
     """Before, int(median) rounded 2.5 down to 2."""
     assert median_epoch([2, 3]) == 3 and median_epoch([1, 2, 4, 5]) == 3
     assert median_epoch([4, 6, 9]) == 6 and median_epoch([1, 1]) == 1
+
+
+def test_the_final_fit_ignores_fold_folders_of_an_earlier_run(labels: Path,
+                                                              tmp_path: Path) -> None:
+    """Two folds left by an earlier run, best at epoch 9: before, the final fit took them into
+    the median and trained for 5 epochs, more than this run's folds ever ran."""
+    out = tmp_path / "run"
+    for stale in ("fold5", "fold6"):
+        (out / stale).mkdir(parents=True)
+        torch.save({"state": {"history": [{"epoch": 9, "loss": 0.1, "n": 4}]}},
+                   out / stale / "unit_ear_position.pth")
+    assert train_cli(["--labels", str(labels), *TINY[:-2], "--epochs", "2", "--folds", "2",
+                      "--units", "ear_position", "--output-dir", str(out)]) == 0
+    final = torch.load(out / "final" / "unit_ear_position.pth", weights_only=False)
+    assert final["state"]["epoch"] == median_epoch([best_epoch(out / f"fold{k}", "ear_position")
+                                                    for k in range(2)]) <= 2
