@@ -438,6 +438,10 @@ def test_mouse_folds_validate_every_condition_whatever_the_seed() -> None:
             assert _conditions_of(items, val) == {"pain": 1, "saline": 1}, seed
             assert set(_conditions_of(items, train)) == {"pain", "saline"}, seed
             assert not set(mice_of(items, val)) & set(mice_of(items, np.r_[train, test]))
+    with pytest.raises(LabelError, match=r"^mouse-cv: fold 0's validation mice \(m\d\d\) have no "
+                                         r"image of condition pain; label more mice of it \(each "
+                                         r"fold's training mice need two of each condition"):
+        mouse_kfold_splits(_study(3, 3), k=2)  # a fold's test takes two of three pain mice
     big = _study(10, 10)
     for train, val, _ in mouse_kfold_splits(big, k=5, seed=0):  # 8 left: two to validate
         assert _conditions_of(big, val) == {"pain": 2, "saline": 2}

@@ -698,3 +698,18 @@ def test_the_final_fit_ignores_fold_folders_of_an_earlier_run(labels: Path,
     final = torch.load(out / "final" / "unit_ear_position.pth", weights_only=False)
     assert final["state"]["epoch"] == median_epoch([best_epoch(out / f"fold{k}", "ear_position")
                                                     for k in range(2)]) <= 2
+
+
+@pytest.mark.parametrize(("folds", "why"), [
+    ({"fold0": {"cutoff": 4.0}}, "pain_cutoff_folds has no fold1 (it has fold0)"),
+    ({"fold1": {"cutoff": "high"}}, "pain_cutoff_folds.fold1.cutoff='high' is not a number")])
+def test_a_report_without_the_folds_own_cutoff_is_one_line(
+        mouse_run: Path, tmp_path: Path, folds: dict[str, Any], why: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(_report(mouse_run) | {"pain_cutoff_folds": folds}))
+    capsys.readouterr()
+    assert export_cli(["--run", str(mouse_run), "--fold", "1", "--report", str(report),
+                       "--out", str(tmp_path / "models")]) == 2
+    assert capsys.readouterr().err == f"mgs-export: error: {report}: {why}\n"
+    assert not (tmp_path / "models" / "scorer.onnx").exists()

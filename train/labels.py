@@ -480,7 +480,8 @@ def mouse_kfold_splits(items: list[LabelledImage], k: int = 5, seed: int = 0) ->
     for fold, (rest, test) in enumerate(outer.split(index, labels, groups)):
         _check_test_conditions(fold, strata, test, groups)
         train, val = _carve_mice(rest, 1 / k, items, seed)
-        _check_part(f"mouse-cv: fold {fold}'s validation", strata, val, groups)
+        _check_part(f"mouse-cv: fold {fold}'s validation", strata, val, groups,
+                    "each fold's training mice need two of each condition, one to validate")
         splits.append((train, val, np.sort(test)))
     return splits
 
@@ -531,8 +532,8 @@ def mouse_split(items: list[LabelledImage], seed: int = 0,
     return train, val, test
 
 
-def _check_part(what: str, strata: np.ndarray | None, part: np.ndarray,
-                groups: np.ndarray) -> None:
+def _check_part(what: str, strata: np.ndarray | None, part: np.ndarray, groups: np.ndarray,
+                need: str = "three per condition at least") -> None:
     """Refuses a part of whole mice that lacks a condition the labels have."""
     if strata is None:
         return
@@ -540,8 +541,7 @@ def _check_part(what: str, strata: np.ndarray | None, part: np.ndarray,
     if missing:
         mice = ", ".join(sorted(set(groups[part].tolist()))) or "none"
         raise LabelError(f"{what} mice ({mice}) have no image of condition "
-                         f"{', '.join(missing)}; label more mice of it (three per condition "
-                         "at least)")
+                         f"{', '.join(missing)}; label more mice of it ({need})")
 
 
 def _check_fractions(fractions: tuple[float, float, float]) -> tuple[float, float, float]:
