@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,12 +80,12 @@ def export_run(args: argparse.Namespace) -> Path:
         raise RunError(f"{fold / 'scorer.pth'}: units not trained: {', '.join(missing)}")
     held_out = run.test_items(fold)[:PARITY_CROPS]  # a final fit has none: it saw them all
     crops = crops_of(held_out or run.labels()[:PARITY_CROPS], scorer.input_size)
-    cutoff = pain_cutoff(args.report) if args.report else None
+    cutoff, how = pain_cutoff(args.report, args.fold) if args.report else (None, "")
     metrics = checkpoint["metrics"]
     trained_on = metrics.get("trained_on") or _fold_text(run, fold)
     path = export_scorer(scorer, args.out / "scorer.onnx", crops, kind=args.kind,
                          fingerprint=metrics["fingerprint"], metrics=metrics["units"],
-                         pain_cutoff=cutoff, trained_on=trained_on)
+                         pain_cutoff=cutoff, trained_on=trained_on, pain_cutoff_how=how)
     print(f"{path}: {trained_on}")
     print(f"{path}: five-unit scorer ({scorer.arch}, {scorer.input_size}px, kind={args.kind}"
           f"{f', pain cut-off {cutoff:g}' if cutoff is not None else ''}); parity checked on "
@@ -122,10 +123,13 @@ def _fold_text(run: Run, fold: Path) -> str:
     return f"trained on the training part of {fold.name}, one of {folds} folds (no final fit)"
 
 
-def pain_cutoff(report: Path) -> float | None:
-    """The total-score cut-off an mgs-eval report.json chose on the validation part (None when
-    it chose none). A cut-off chosen on the test predictions it is reported on (in-sample, as
-    older reports did) is refused: it would become the live alert threshold."""
+def pain_cutoff(report: Path, fold: int | None = None) -> tuple[float | None, str]:
+    """The total-score cut-off an mgs-eval report.json chose for one model, and how: with
+    `fold`, that fold's own (chosen on its validation part only), else the deployed model's
+    (`pain_cutoff`: the final fit's, or the only fold's); None when it chose none. Refused: a
+    cut-off chosen on the test predictions it is reported on (in-sample), and one chosen on
+    every fold's validation parts pooled (other folds' test mice), as older reports did: it
+    would become the live alert threshold."""
     try:
         content = json.loads(report.read_text(encoding="utf-8"))
         found = content.get("pain_cutoff")
@@ -137,7 +141,30 @@ def pain_cutoff(report: Path) -> float | None:
         raise RunError(f"{report}: its pain cut-off was chosen on the test predictions it is "
                        "reported on (in-sample); run mgs-eval again, which chooses it on the "
                        "validation part")
-    return cutoff
+    folds = content.get("pain_cutoff_folds")
+    if not isinstance(folds, dict):
+        if cutoff is None and fold is None:
+            return None, ""
+        raise RunError(f"{report}: no pain_cutoff_folds: its cut-off pools every fold's "
+                       "validation part, whose mice are other folds' test mice (an older "
+                       "mgs-eval); run mgs-eval again")
+    if fold is None:
+        return cutoff, str(content.get("pain_cutoff_how") or "")
+    return _fold_cutoff(report, folds, fold)
+
+
+def _fold_cutoff(report: Path, folds: dict[str, Any], fold: int) -> tuple[float | None, str]:
+    """Fold `fold`'s own cut-off from a report's pain_cutoff_folds, and how it was chosen."""
+    found = folds.get(f"fold{fold}")
+    if not isinstance(found, dict):
+        raise RunError(f"{report}: pain_cutoff_folds has no fold{fold} (it has "
+                       f"{', '.join(folds) or 'none'})")
+    try:
+        cutoff = None if found.get("cutoff") is None else float(found["cutoff"])
+    except (TypeError, ValueError):
+        raise RunError(f"{report}: pain_cutoff_folds.fold{fold}.cutoff="
+                       f"{found.get('cutoff')!r} is not a number") from None
+    return cutoff, f"fold{fold}'s own, {found.get('how') or ''}" if cutoff is not None else ""
 
 
 def held_out_crops(run: Run, fold: Path, size: int) -> np.ndarray:

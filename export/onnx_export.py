@@ -41,9 +41,11 @@ class ExportError(RuntimeError):
 
 def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, kind: str,
                   fingerprint: str = "", metrics: dict[str, Any] | None = None,
-                  pain_cutoff: float | None = None, trained_on: str = "") -> Path:
+                  pain_cutoff: float | None = None, trained_on: str = "",
+                  pain_cutoff_how: str = "") -> Path:
     """Write the fused five-unit graph: uint8 `image` [N,S,S,3] -> `probs` [N,5,3].
-    `trained_on` says which model of a run this is (a fold, or the final fit)."""
+    `trained_on` says which model of a run this is (a fold, or the final fit);
+    `pain_cutoff_how` how its cut-off was chosen (a fold's own, or the folds' median)."""
     meta = {
         "units": json.dumps(list(UNITS)),
         "val_metrics": strict_json.dumps(metrics or {}),
@@ -51,6 +53,7 @@ def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, k
         # mgs-export takes only cut-offs chosen out of the test set (see export/cli.py)
         "pain_cutoff_from": "" if pain_cutoff is None else "validation",
         "trained_on": trained_on,
+        "pain_cutoff_how": "" if pain_cutoff is None else pain_cutoff_how,
     }
     return _export(ScorerProbs(scorer), path, check_images, SCORER, ["probs"], meta,
                    kind=kind, arch=scorer.arch, size=scorer.input_size, fingerprint=fingerprint)

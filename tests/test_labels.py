@@ -21,6 +21,8 @@ from train.labels import (
     holdout_split,
     kfold_splits,
     load_labels,
+    mice_of,
+    mouse_kfold_splits,
     mouse_split,
 )
 from train.synth import write_face_dataset
@@ -381,7 +383,9 @@ def test_mouse_split_keeps_each_mouse_in_one_part() -> None:
     mice = [{items[i].mouse for i in part} for part in parts]
     assert all(mice)
     assert not (mice[0] & mice[1] or mice[0] & mice[2] or mice[1] & mice[2])
-    assert [len(m) for m in mice] == [9, 1, 2]  # fractions are of mice: 12 -> 9 / 1 / 2
+    # fractions are of each condition's mice (here every mouse is mostly control): test 20% of
+    # 12 -> 2; validation takes two mice where six or more are left, so 8 / 2 / 2
+    assert [len(m) for m in mice] == [8, 2, 2]
 
 
 def test_mouse_split_needs_mouse_ids_and_three_mice() -> None:
@@ -389,6 +393,71 @@ def test_mouse_split_needs_mouse_ids_and_three_mice() -> None:
         mouse_split([dataclasses.replace(item, mouse="") for item in _items(30)])
     with pytest.raises(LabelError, match="at least 3 mice, the labels have 2"):
         mouse_split(_items(30, mice=2))
+
+
+def _study(pain_mice: int, saline_mice: int, images_each: int = 4) -> list[LabelledImage]:
+    """Images of whole mice, each mouse of one condition."""
+    conditions = ["pain"] * pain_mice + ["saline"] * saline_mice
+    return [LabelledImage(Path(f"/data/m{m:02d}-{k}.png"), (1, 1, 1, 1, 1), f"m{m:02d}",
+                          condition, None, {})
+            for m, condition in enumerate(conditions) for k in range(images_each)]
+
+
+def _conditions_of(items: list[LabelledImage], part: np.ndarray) -> Counter[str]:
+    """Mice per condition in one part."""
+    return Counter({items[i].mouse: items[i].condition for i in part}.values())
+
+
+def test_a_mouse_split_holds_every_condition_in_every_part_whatever_the_seed() -> None:
+    """12 mice: unstratified, 21 of 50 seeds gave a test part of one condition."""
+    items = _study(6, 6)
+    for seed in range(50):
+        train, val, test = mouse_split(items, seed=seed)
+        _assert_partition((train, val, test), len(items))
+        parts = [set(mice_of(items, part)) for part in (train, val, test)]
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        assert _conditions_of(items, test) == {"pain": 1, "saline": 1}, seed
+        assert _conditions_of(items, val) == {"pain": 2, "saline": 2}, seed  # two per condition
+        assert _conditions_of(items, train) == {"pain": 3, "saline": 3}, seed
+
+
+def test_a_mouse_split_that_cannot_validate_every_condition_is_refused() -> None:
+    """Three mice per condition at least: one to train on, one to validate, one to test."""
+    items = _study(3, 3)
+    assert _conditions_of(items, mouse_split(items)[1]) == {"pain": 1, "saline": 1}
+    with pytest.raises(LabelError, match=r"^mouse split: the validation mice \(m\d\d, m\d\d\) "
+                                         r"have no image of condition pain; label more mice"):
+        mouse_split(_study(2, 6))
+
+
+def test_mouse_folds_validate_every_condition_whatever_the_seed() -> None:
+    """10 mice in 5 folds: the inner fold left fold 3 of seed 0 one saline mouse to validate."""
+    items = _study(5, 5)
+    for seed in range(50):
+        for train, val, test in mouse_kfold_splits(items, k=5, seed=seed):
+            assert _conditions_of(items, val) == {"pain": 1, "saline": 1}, seed
+            assert set(_conditions_of(items, train)) == {"pain", "saline"}, seed
+            assert not set(mice_of(items, val)) & set(mice_of(items, np.r_[train, test]))
+    with pytest.raises(LabelError, match=r"^mouse-cv: fold 0's validation mice \(m\d\d\) have no "
+                                         r"image of condition pain; label more mice of it \(each "
+                                         r"fold's training mice need two of each condition"):
+        mouse_kfold_splits(_study(3, 3), k=2)  # a fold's test takes two of three pain mice
+    big = _study(10, 10)
+    for train, val, _ in mouse_kfold_splits(big, k=5, seed=0):  # 8 left: two to validate
+        assert _conditions_of(big, val) == {"pain": 2, "saline": 2}
+        assert _conditions_of(big, train) == {"pain": 6, "saline": 6}
+
+
+def test_an_image_split_whose_validation_misses_a_condition_is_refused() -> None:
+    """Stratifying 5 validation images by rounding leaves two conditions of 5% out."""
+    items = [dataclasses.replace(item, condition="a" if i < 90 else "b" if i < 95 else "c")
+             for i, item in enumerate(_items(100))]
+    with pytest.raises(LabelError, match=r"^holdout split: the validation part \(\d+ images\) "
+                                         r"has no image of condition b, c"):
+        holdout_split(items)
+    tiny = _items(10, pain=0.5)  # five images per condition: one of each validates
+    _, val, _ = holdout_split(tiny)
+    assert {tiny[i].condition for i in val} == {"pain", "control"}
 
 
 def test_fingerprint_is_stable_and_follows_the_levels(synth: Path, tmp_path: Path) -> None:

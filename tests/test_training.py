@@ -7,6 +7,7 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -22,7 +23,7 @@ from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.pipeline import Analyzer, Models
 from monitor.units import UNITS
 from train import synth
-from train.evaluate import chosen, rater_totals
+from train.evaluate import IMAGE_FOLDS, chosen, rater_totals
 from train.evaluate import cli as eval_cli
 from train.frames import box_iou
 from train.labels import (
@@ -36,7 +37,16 @@ from train.labels import (
 from train.localizer import cli as localizer_cli
 from train.report import EvalInput, evaluate, validation_cutoff
 from train.run import Run, RunError
-from train.train import OPTIMISTIC, get_args_parser, split_kind, splits
+from train.train import (
+    OPTIMISTIC,
+    best_epoch,
+    get_args_parser,
+    median_epoch,
+    split_kind,
+    splits,
+    train_fold,
+    train_one_epoch,
+)
 from train.train import cli as train_cli
 from train.train import main as train_main
 
@@ -440,7 +450,7 @@ def test_cross_validation_deploys_a_final_fit_that_says_what_it_is(
                              key=lambda h: h["loss"])["epoch"] for k in range(2))
             for unit in UNITS}
     final = torch.load(out / "final" / "unit_nose_bulge.pth", weights_only=False)
-    assert final["state"]["epoch"] == max(1, int(np.median(best["nose_bulge"])))
+    assert final["state"]["epoch"] == median_epoch(best["nose_bulge"])
     assert json.loads((out / "final" / "split.json").read_text())["test"] == []
     assert "final fit on all 80 images, epochs per unit:" in " ".join(
         capsys.readouterr().err.split())
@@ -506,3 +516,200 @@ def test_evaluation_can_keep_the_images_labelled_at_random(tmp_path: Path) -> No
     with pytest.raises(RunError, match=r"no test image was chosen 'random' for labelling "
                                        r"\(selections in its predictions: \(none\)\)"):
         chosen(run, [{"image": "a"}], "random")  # a run whose labels had no selection
+
+
+@pytest.fixture(scope="module")
+def mouse_run(labels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two folds of whole mice and the final fit, evaluated (report/report.json)."""
+    out = tmp_path_factory.mktemp("mouse-run")
+    assert train_cli(["--labels", str(labels), *TINY[:-2], "--epochs", "2", "--folds", "2",
+                      "--output-dir", str(out)]) == 0
+    assert eval_cli(["--run", str(out), "--pain-conditions", "pain", "--bootstrap", "20",
+                     "--gradcam", "0"]) == 0
+    return out
+
+
+def _report(run: Path) -> dict[str, Any]:
+    return dict(json.loads((run / "report" / "report.json").read_text()))
+
+
+def _complete_rows(path: Path) -> list[dict[str, str]]:
+    return [r for r in _rows(path) if all(r[f"truth_{u}"] != "" for u in UNITS)]
+
+
+def _model_total(row: dict[str, str]) -> int:
+    return sum(int(row[f"pred_{u}"]) for u in UNITS)
+
+
+def test_no_test_mouse_helps_choose_a_cutoff_reported_on_it(mouse_run: Path,
+                                                            tmp_path: Path) -> None:
+    """By mouse, each fold's validation mice are another fold's test mice: before, every
+    fold's validation part was pooled to choose the one cut-off reported on every fold."""
+    report = _report(mouse_run)
+    folds = report["pain_cutoff_folds"]
+    assert sorted(folds) == ["fold0", "fold1"]
+    tp = fn = tn = fp = 0
+    for name, found in folds.items():
+        split = json.loads((mouse_run / name / "split.json").read_text())
+        assert found["validation_mice"] == split["mice"]["val"]
+        assert found["test_mice"] == split["mice"]["test"]
+        assert not set(found["validation_mice"]) & set(found["test_mice"])
+        val = _complete_rows(mouse_run / name / "predictions-val.csv")
+        want = _youden_by_hand([_model_total(r) for r in val], [r["condition"] == "pain"
+                                                                 for r in val])
+        assert found["cutoff"] == want
+        for row in _complete_rows(mouse_run / name / "predictions.csv"):
+            called, pain = _model_total(row) >= want, row["condition"] == "pain"
+            tp, fn = tp + (called and pain), fn + (not called and pain)
+            fp, tn = fp + (called and not pain), tn + (not called and not pain)
+    assert report["pain_cutoff_on_test"]["sensitivity"]["value"] == tp / (tp + fn)
+    assert report["pain_cutoff_on_test"]["specificity"]["value"] == tn / (tn + fp)
+    assert report["pain_cutoff"] == float(np.median([f["cutoff"] for f in folds.values()]))
+    assert report["pain_cutoff_how"].startswith("the median of 2 of the 2 folds' cut-offs")
+    # whatever the test parts predict, no cut-off moves: no test prediction reaches one
+    scrambled = tmp_path / "scrambled"
+    shutil.copytree(mouse_run, scrambled, ignore=shutil.ignore_patterns("report"))
+    rng = np.random.default_rng(1)
+    for name in folds:
+        rows = _rows(scrambled / name / "predictions.csv")
+        for row in rows:
+            row.update({f"pred_{u}": str(rng.integers(0, 3)) for u in UNITS})
+        with (scrambled / name / "predictions.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    assert eval_cli(["--run", str(scrambled), "--pain-conditions", "pain", "--bootstrap", "20",
+                     "--gradcam", "0"]) == 0
+    again = _report(scrambled)
+    assert again["pain_cutoff"] == report["pain_cutoff"]
+    assert {k: f["cutoff"] for k, f in again["pain_cutoff_folds"].items()} == {
+        k: f["cutoff"] for k, f in folds.items()}
+    assert again["pain_cutoff_on_test"] != report["pain_cutoff_on_test"]
+
+
+def test_export_of_a_fold_writes_that_folds_own_cutoff(mouse_run: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    report = _report(mouse_run)
+    path = mouse_run / "report" / "report.json"
+    assert export_cli(["--run", str(mouse_run), "--fold", "1", "--report", str(path),
+                       "--out", str(tmp_path / "fold1")]) == 0
+    meta = OnnxModel(tmp_path / "fold1" / "scorer.onnx", SCORER, ["CPUExecutionProvider"]).info
+    own = report["pain_cutoff_folds"]["fold1"]
+    assert meta.pain_cutoff == own["cutoff"]
+    assert meta.extra["pain_cutoff_how"] == f"fold1's own, {own['how']}"
+    assert export_cli(["--run", str(mouse_run), "--report", str(path),
+                       "--out", str(tmp_path / "final")]) == 0
+    meta = OnnxModel(tmp_path / "final" / "scorer.onnx", SCORER, ["CPUExecutionProvider"]).info
+    assert meta.pain_cutoff == report["pain_cutoff"]
+    assert meta.extra["pain_cutoff_how"] == report["pain_cutoff_how"]
+    pooled = tmp_path / "pooled.json"  # as mgs-eval wrote it before: one cut-off, no folds
+    pooled.write_text(json.dumps({"pain_cutoff": 5.0, "pain_cutoff_from": "validation"}))
+    capsys.readouterr()
+    assert export_cli(["--run", str(mouse_run), "--fold", "1", "--report", str(pooled),
+                       "--out", str(tmp_path / "pooled")]) == 2
+    assert capsys.readouterr().err == (
+        f"mgs-export: error: {pooled}: no pain_cutoff_folds: its cut-off pools every fold's "
+        "validation part, whose mice are other folds' test mice (an older mgs-eval); run "
+        "mgs-eval again\n")
+
+
+def test_folds_of_images_give_no_cutoff_and_say_why(mouse_run: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """With --split cv every validation image is another fold's test image."""
+    by_image = tmp_path / "cv"
+    shutil.copytree(mouse_run, by_image, ignore=shutil.ignore_patterns("report"))
+    written = json.loads((by_image / "run.json").read_text())
+    (by_image / "run.json").write_text(json.dumps(written | {"split": "cv"}))
+    assert eval_cli(["--run", str(by_image), "--pain-conditions", "pain", "--bootstrap", "20",
+                     "--gradcam", "0"]) == 0
+    report = _report(by_image)
+    assert report["pain_cutoff"] is None and report["pain_cutoff_note"] == IMAGE_FOLDS
+    assert all(f["cutoff"] is None for f in report["pain_cutoff_folds"].values())
+    assert f"no pain cut-off: {IMAGE_FOLDS}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_validation_predictions_are_the_validation_images_and_no_test_image(
+        run: Path, mouse_run: Path) -> None:
+    for fold in (run / "fold0", mouse_run / "fold0", mouse_run / "fold1"):
+        split = json.loads((fold / "split.json").read_text())
+        images = [r["image"] for r in _rows(fold / "predictions-val.csv")]
+        assert images and images == split["val"]
+        assert not set(images) & set(split["test"])
+
+
+def test_fold_folders_of_an_earlier_run_are_refused(run: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A holdout run written into a folder where a 4-fold run left fold3/: before, mgs-eval
+    pooled its predictions with this run's."""
+    stale = tmp_path / "stale"
+    shutil.copytree(run, stale, ignore=shutil.ignore_patterns("report", "r2"))
+    shutil.copytree(stale / "fold0", stale / "fold3")
+    capsys.readouterr()
+    assert eval_cli(["--run", str(stale), "--gradcam", "0", "--bootstrap", "20"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"mgs-eval: error: {stale / 'fold3'}: not a fold of this run (holdout with 1 "
+                   "fold, run.json); it is left from an earlier run: remove it or train into a "
+                   "new --output-dir\n")
+    assert export_cli(["--run", str(stale), "--out", str(tmp_path / "models")]) == 2
+
+
+def test_without_validation_the_last_epoch_is_kept(labels: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The final fit has no validation part: before, it kept the epoch of lowest training
+    loss (here the second of three), not the epochs the folds chose."""
+    real = train_one_epoch
+    losses = iter([1.0, 0.5, 2.0])
+
+    def scripted(*args: Any, **kwargs: Any) -> float:
+        real(*args, **kwargs)
+        return next(losses)
+
+    monkeypatch.setattr("train.train.train_one_epoch", scripted)
+    args = get_args_parser().parse_args(["--labels", str(labels), *TINY, "--units", "nose_bulge",
+                                         "--output-dir", str(tmp_path)])
+    items, _ = load_labels(labels)
+    everything = (np.arange(len(items)), np.arange(0), np.arange(0))
+    train_fold(items, everything, tmp_path / "final", args, None, {"nose_bulge": 3})
+    checkpoint = torch.load(tmp_path / "final" / "unit_nose_bulge.pth", weights_only=False)
+    assert checkpoint["state"]["epoch"] == 3
+    assert all(torch.equal(checkpoint["state"]["best"][key], value)
+               for key, value in checkpoint["model"].items())
+    assert best_epoch(tmp_path / "final", "nose_bulge") == 3
+
+
+def test_the_folds_median_epoch_rounds_to_the_nearest() -> None:
+    """Before, int(median) rounded 2.5 down to 2."""
+    assert median_epoch([2, 3]) == 3 and median_epoch([1, 2, 4, 5]) == 3
+    assert median_epoch([4, 6, 9]) == 6 and median_epoch([1, 1]) == 1
+
+
+def test_the_final_fit_ignores_fold_folders_of_an_earlier_run(labels: Path,
+                                                              tmp_path: Path) -> None:
+    """Two folds left by an earlier run, best at epoch 9: before, the final fit took them into
+    the median and trained for 5 epochs, more than this run's folds ever ran."""
+    out = tmp_path / "run"
+    for stale in ("fold5", "fold6"):
+        (out / stale).mkdir(parents=True)
+        torch.save({"state": {"history": [{"epoch": 9, "loss": 0.1, "n": 4}]}},
+                   out / stale / "unit_ear_position.pth")
+    assert train_cli(["--labels", str(labels), *TINY[:-2], "--epochs", "2", "--folds", "2",
+                      "--units", "ear_position", "--output-dir", str(out)]) == 0
+    final = torch.load(out / "final" / "unit_ear_position.pth", weights_only=False)
+    assert final["state"]["epoch"] == median_epoch([best_epoch(out / f"fold{k}", "ear_position")
+                                                    for k in range(2)]) <= 2
+
+
+@pytest.mark.parametrize(("folds", "why"), [
+    ({"fold0": {"cutoff": 4.0}}, "pain_cutoff_folds has no fold1 (it has fold0)"),
+    ({"fold1": {"cutoff": "high"}}, "pain_cutoff_folds.fold1.cutoff='high' is not a number")])
+def test_a_report_without_the_folds_own_cutoff_is_one_line(
+        mouse_run: Path, tmp_path: Path, folds: dict[str, Any], why: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(_report(mouse_run) | {"pain_cutoff_folds": folds}))
+    capsys.readouterr()
+    assert export_cli(["--run", str(mouse_run), "--fold", "1", "--report", str(report),
+                       "--out", str(tmp_path / "models")]) == 2
+    assert capsys.readouterr().err == f"mgs-export: error: {report}: {why}\n"
+    assert not (tmp_path / "models" / "scorer.onnx").exists()

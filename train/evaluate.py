@@ -21,7 +21,7 @@ from train.command import run_command
 from train.frames import evaluate_frames, summary_lines, write_frames_report
 from train.gradcam import write_gradcam
 from train.labels import MAJORITY, LabelError, LabelledImage, vote
-from train.report import EvalInput, evaluate, validation_cutoff, write_report
+from train.report import EvalInput, FoldPredictions, evaluate, fold_cutoffs, write_report
 from train.run import Run, RunError, crops_of, load_scorer
 
 
@@ -59,14 +59,38 @@ def get_args_parser() -> argparse.ArgumentParser:
 def read_predictions(run: Run, name: str = "predictions.csv") -> list[dict[str, str]]:
     """Every fold's predictions of one part: the test part (`predictions.csv`), or the
     validation part (`predictions-val.csv`; none from runs trained before it was written)."""
-    rows: list[dict[str, str]] = []
-    for fold in run.folds:
-        if (fold / name).is_file():
-            with (fold / name).open(newline="") as handle:
-                rows.extend(csv.DictReader(handle))
+    rows = [row for fold in run.folds for row in fold_rows(fold, name)]
     if not rows and name == "predictions.csv":
         raise RunError(f"{run.folder}: no held-out predictions (no trained fold has a test part)")
     return rows
+
+
+def fold_rows(fold: Path, name: str) -> list[dict[str, str]]:
+    """One fold's predictions of one part; none when the file is not there."""
+    if not (fold / name).is_file():
+        return []
+    with (fold / name).open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+IMAGE_FOLDS = ("folds of images (--split cv): every validation image is another fold's test "
+               "image, and frames of one mouse may sit in both, so no cut-off is chosen; train "
+               "with --split mouse-cv (or holdout) for one")
+
+
+def cutoffs(run: Run, selection: str | None, pain: set[str], control: set[str]
+            ) -> dict[str, Any]:
+    """Every fold's cut-offs, each chosen on the fold's own validation predictions and
+    reported on its own test predictions (those chosen `selection`), and the deployed model's."""
+    folds = []
+    for fold in run.folds:
+        test = [row for row in fold_rows(fold, "predictions.csv")
+                if not selection or row.get("selection") == selection]
+        folds.append(FoldPredictions(
+            fold.name, eval_input(run, fold_rows(fold, "predictions-val.csv"), pain, control),
+            eval_input(run, test, pain, control)))
+    deployed = "final" if run.final is not None else "fold0"
+    return fold_cutoffs(folds, deployed, IMAGE_FOLDS if run.split == "cv" else "")
 
 
 def chosen(run: Run, rows: list[dict[str, str]], selection: str | None
@@ -194,9 +218,8 @@ def evaluate_run(args: argparse.Namespace, frames: dict[str, Any] | None = None
         raise RunError(f"--pain-conditions and --control-conditions both name "
                        f"{', '.join(sorted(pain & control))}")
     data = eval_input(run, chosen(run, read_predictions(run), args.selection), pain, control)
-    validation = eval_input(run, read_predictions(run, "predictions-val.csv"), pain, control)
     results = evaluate(data, n_boot=args.bootstrap, seed=args.seed,
-                       cutoff=validation_cutoff(validation) if pain else None)
+                       cutoff=cutoffs(run, args.selection, pain, control) if pain else None)
     results["deployed_model"] = deployed_model(run)
     results["selection"] = args.selection or "all test images"
     results["frames"] = frames
@@ -207,9 +230,9 @@ def evaluate_run(args: argparse.Namespace, frames: dict[str, Any] | None = None
         print("left out of the pain analysis (neither pain nor control): "
               + ", ".join(f"{c or '(no condition)'} {n}" for c, n in left.items()))
     if results.get("pain_cutoff") is not None:
-        print(f"pain cut-off on the total: {results['pain_cutoff']:g}, chosen on the validation "
-              f"part (pass --report {out / 'report.json'} to mgs-export to make it the "
-              "monitor's default)")
+        print(f"pain cut-off on the total: {results['pain_cutoff']:g}, "
+              f"{results['pain_cutoff_how']} (pass --report {out / 'report.json'} to "
+              "mgs-export to make it the monitor's default)")
     elif pain:
         print(f"no pain cut-off: {results['pain_cutoff_note']}")
     return results

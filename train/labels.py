@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 from sklearn.model_selection import (
-    GroupShuffleSplit,
     KFold,
     StratifiedGroupKFold,
     StratifiedKFold,
@@ -434,6 +433,8 @@ def holdout_split(items: list[LabelledImage], seed: int = 0,
     strata = _conditions(items)
     rest, test = _carve(np.arange(len(items)), _count(test_f, len(items)), strata, seed)
     train, val = _carve(rest, _count(val_f, len(items)), strata, seed)
+    _check_images("holdout split: the test", strata, test)
+    _check_images("holdout split: the validation", strata, val)
     return train, val, test
 
 
@@ -448,9 +449,10 @@ def kfold_splits(items: list[LabelledImage], k: int = 5, seed: int = 0,
     else:
         _check_strata(strata, k)
         folds = StratifiedKFold(k, shuffle=True, random_state=seed).split(index, strata)
-    splits = []
+    splits: list[Split] = []
     for rest, test in folds:
         train, val = _carve(rest, _count(val_fraction, len(items)), strata, seed)
+        _check_images(f"cv: fold {len(splits)}'s validation", strata, val)
         splits.append((train, val, np.sort(test)))
     return splits
 
@@ -458,11 +460,12 @@ def kfold_splits(items: list[LabelledImage], k: int = 5, seed: int = 0,
 def mouse_kfold_splits(items: list[LabelledImage], k: int = 5, seed: int = 0) -> list[Split]:
     """(train, val, test) per fold with no mouse in two parts: k test folds of whole mice,
     balanced by condition (scikit-learn's StratifiedGroupKFold), each image tested once; the
-    validation part is one inner fold of the training mice (about 1/k of them), so it too holds
-    whole mice of each condition for early stopping and for choosing the pain cut-off.
+    validation part is carved from each fold's training mice by condition (`_carve_mice`:
+    about 1/k of each condition's mice, at least one, two where five or more are left), so it
+    holds whole mice of each condition for early stopping and for choosing the pain cut-off.
 
-    A fold whose test mice lack a condition the labels have is refused: its pain analysis would
-    come out empty. Too few mice for `k` folds is refused too."""
+    A fold whose test or validation mice lack a condition the labels have is refused: its pain
+    analysis, or its cut-off, would come out empty. Too few mice for `k` folds is refused too."""
     groups = _mice(items, "mouse-cv")
     strata = _conditions(items)
     labels = np.zeros(len(items), int) if strata is None else np.unique(strata,
@@ -476,9 +479,10 @@ def mouse_kfold_splits(items: list[LabelledImage], k: int = 5, seed: int = 0) ->
     outer = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
     for fold, (rest, test) in enumerate(outer.split(index, labels, groups)):
         _check_test_conditions(fold, strata, test, groups)
-        inner = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
-        train, val = next(inner.split(rest, labels[rest], groups[rest]))
-        splits.append((np.sort(rest[train]), np.sort(rest[val]), np.sort(test)))
+        train, val = _carve_mice(rest, 1 / k, items, seed)
+        _check_part(f"mouse-cv: fold {fold}'s validation", strata, val, groups,
+                    "each fold's training mice need two of each condition, one to validate")
+        splits.append((train, val, np.sort(test)))
     return splits
 
 
@@ -511,16 +515,33 @@ def mouse_split(items: list[LabelledImage], seed: int = 0,
                 fractions: tuple[float, float, float] = (0.75, 0.05, 0.20)) -> Split:
     """(train, val, test) indices with no mouse in two parts: the honest test for a new animal.
 
-    The fractions are of mice, not images, so image counts follow how many images each mouse has.
-    """
+    The fractions are of each condition's mice (a mouse counted in the condition most of its
+    images have), so image counts follow how many images each mouse has. Test and validation
+    take at least one mouse of each condition, validation two where five or more are left, and
+    training keeps one: the smallest study is three mice per condition. A part left without a
+    condition the labels have is refused in one line."""
     _, val_f, test_f = _check_fractions(fractions)
     groups = _mice(items, "mouse")
     if len(set(groups)) < 3:
         raise LabelError(f"mouse split: needs at least 3 mice, the labels have {len(set(groups))}")
-    mice = len(set(groups))
-    rest, test = _carve_mice(np.arange(len(items)), _count(test_f, mice), groups, seed)
-    train, val = _carve_mice(rest, _count(val_f, mice), groups, seed)
+    strata = _conditions(items)
+    rest, test = _carve_mice(np.arange(len(items)), test_f, items, seed, least=1)
+    train, val = _carve_mice(rest, val_f / (1 - test_f) if val_f else 0.0, items, seed)
+    for name, part in (("training", train), ("validation", val), ("test", test)):
+        _check_part(f"mouse split: the {name}", strata, part, groups)
     return train, val, test
+
+
+def _check_part(what: str, strata: np.ndarray | None, part: np.ndarray, groups: np.ndarray,
+                need: str = "three per condition at least") -> None:
+    """Refuses a part of whole mice that lacks a condition the labels have."""
+    if strata is None:
+        return
+    missing = sorted(set(strata.tolist()) - set(strata[part].tolist()))
+    if missing:
+        mice = ", ".join(sorted(set(groups[part].tolist()))) or "none"
+        raise LabelError(f"{what} mice ({mice}) have no image of condition "
+                         f"{', '.join(missing)}; label more mice of it ({need})")
 
 
 def _check_fractions(fractions: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -555,6 +576,8 @@ def _carve(index: np.ndarray, count: int, strata: np.ndarray | None,
     if count == 0:
         return index, index[:0]
     within = None if strata is None else strata[index]
+    if within is not None:  # room for one image of each condition at least
+        count = max(count, len(set(within.tolist())))
     try:
         keep, part = train_test_split(index, test_size=count, random_state=seed,
                                       stratify=within)
@@ -564,14 +587,44 @@ def _carve(index: np.ndarray, count: int, strata: np.ndarray | None,
     return np.sort(keep), np.sort(part)
 
 
-def _carve_mice(index: np.ndarray, count: int, groups: np.ndarray,
-                seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Splits `count` of the mice in `index` off, whole mice only; both sorted."""
-    if count == 0:
+def _mouse_conditions(items: list[LabelledImage], index: np.ndarray) -> dict[str, list[str]]:
+    """The mice among `index` per condition (the one most of a mouse's images have), sorted."""
+    seen: dict[str, Counter[str]] = {}
+    for i in index:
+        seen.setdefault(items[i].mouse, Counter())[items[i].condition] += 1
+    by_condition: dict[str, list[str]] = {}
+    for mouse in sorted(seen):
+        by_condition.setdefault(seen[mouse].most_common(1)[0][0], []).append(mouse)
+    return by_condition
+
+
+def _check_images(what: str, strata: np.ndarray | None, part: np.ndarray) -> None:
+    """Refuses a part of images that lacks a condition the labels have: stratifying a small
+    part by rounding can leave a rare condition out."""
+    if strata is None or not len(part):
+        return
+    missing = sorted(set(strata.tolist()) - set(strata[part].tolist()))
+    if missing:
+        raise LabelError(f"{what} part ({len(part)} images) has no image of condition "
+                         f"{', '.join(missing)} (images per condition "
+                         f"{dict(Counter(strata.tolist()))}); label more images of it")
+
+
+def _carve_mice(index: np.ndarray, fraction: float, items: list[LabelledImage], seed: int,
+                least: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Splits whole mice of `index` off, condition by condition: `fraction` of each condition's
+    mice, at least one, two where five or more are left (`least` overrides that floor), and
+    never the condition's last mouse, which stays on the first side; both sorted."""
+    if fraction == 0:
         return index, index[:0]
-    splitter = GroupShuffleSplit(n_splits=1, test_size=count, random_state=seed)
-    keep, part = next(splitter.split(index, groups=groups[index]))
-    return np.sort(index[keep]), np.sort(index[part])
+    rng = np.random.default_rng(seed)
+    taken: set[str] = set()
+    for mice in _mouse_conditions(items, index).values():
+        floor = least or (2 if len(mice) >= 5 else 1)
+        count = min(max(round(fraction * len(mice)), floor), len(mice) - 1)
+        taken.update(rng.permutation(mice)[:count].tolist())
+    part = np.array([items[i].mouse in taken for i in index], bool)
+    return np.sort(index[~part]), np.sort(index[part])
 
 
 def data_fingerprint(items: list[LabelledImage]) -> str:

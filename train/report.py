@@ -377,16 +377,34 @@ def _discrimination(data: EvalInput, n_boot: int, seed: int) -> dict[str, Any] |
             for key, values in totals.items()}
 
 
-def validation_cutoff(data: EvalInput) -> dict[str, Any]:
-    """The model total's Youden cut-off chosen on the validation part (`data`), so that the
-    test part can report it out of sample; `note` says why there is none."""
+def _cutoff_totals(data: EvalInput) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The totals a pain cut-off is chosen for (the model's, the reference's and each rater's)
+    and pain or not, on the complete images of the pain analysis; NaN where a rater did not
+    score an image."""
     totals, pain = _pain_sets(data)
-    score = totals["model"]
+    complete = _complete(data)
+    keep = _in_pain_analysis(data)[complete]
+    raters = {name: np.asarray(values, float)[complete][keep]
+              for name, values in data.raters.items()}
+    return {"model": totals["model"], "reference": totals["reference"], **raters}, pain
+
+
+def validation_cutoff(data: EvalInput, key: str = "model") -> dict[str, Any]:
+    """One total's Youden cut-off (the model's by default; "reference" or a rater's name)
+    chosen on one validation part (`data`), so that its fold's test part can report it out of
+    sample; `note` says why there is none, `validation_mice` which mice chose it."""
+    totals, pain = _cutoff_totals(data)
+    score = totals.get(key, np.full(pain.shape, np.nan))
+    scored = np.isfinite(score)
+    score, pain = score[scored], pain[scored]
     n, n_pain = int(score.size), int(pain.sum())
-    found: dict[str, Any] = {"cutoff": None, "n": n, "n_pain": n_pain, "note": ""}
+    found: dict[str, Any] = {"cutoff": None, "n": n, "n_pain": n_pain, "note": "",
+                             "validation_mice": sorted({m for m in data.mouse if m})}
     if not data.image:
         return found | {"note": "the run has no validation predictions (trained by an older "
                                 "mgs-train: train it again)"}
+    if n == 0:
+        return found | {"note": f"the validation part has no complete image with a {key} total"}
     if n_pain in (0, n):
         which = "no pain image" if n_pain == 0 else "only pain images"
         return found | {"note": f"the validation part has {which} among its {n} complete "
@@ -396,13 +414,100 @@ def validation_cutoff(data: EvalInput) -> dict[str, Any]:
     return found | {"cutoff": youden["cutoff"], "youden_j": youden["youden_j"]}
 
 
-def _at_cutoff(data: EvalInput, cutoff: float) -> dict[str, Stat]:
-    """`model total >= cutoff` as a pain test on these (test) images: sensitivity, specificity,
-    accuracy and precision with Clopper-Pearson CIs, and F1."""
-    totals, pain = _pain_sets(data)
-    called = totals["model"] >= cutoff
-    tp, fp = int((called & pain).sum()), int((called & ~pain).sum())
-    fn, tn = int((~called & pain).sum()), int((~called & ~pain).sum())
+@dataclass
+class FoldPredictions:
+    """One fold's predictions: its validation part chooses the fold's cut-offs, and its test
+    part alone is where they are reported."""
+
+    name: str  # fold0, fold1, ...
+    validation: EvalInput
+    test: EvalInput
+
+
+def fold_cutoffs(folds: list[FoldPredictions], deployed: str = "final",
+                 refused: str = "") -> dict[str, Any]:
+    """Per fold, the Youden cut-off of the model's, the reference's and each rater's total,
+    chosen on that fold's validation part only and applied to that fold's test part only, so
+    no test image helps choose the cut-off it is measured with; counts are pooled over folds.
+    `deployed`: "final" (the final fit: the median of the folds' model cut-offs, each chosen
+    on validation mice only) or the fold mgs-export deploys by default. `refused`: why no
+    cut-off may be chosen at all (folds of images, whose validation images are other folds'
+    test images); the evaluate() keys."""
+    keys = list(dict.fromkeys(key for fold in folds for key in _cutoff_totals(fold.test)[0]))
+    chosen = {}
+    for fold in folds:
+        choices = {key: validation_cutoff(fold.validation, key) for key in keys}
+        if refused:
+            choices = {key: found | {"cutoff": None, "note": refused}
+                       for key, found in choices.items()}
+        chosen[fold.name] = (choices, fold.test)
+    return _cutoff_results(chosen, deployed)
+
+
+def _cutoff_results(folds: dict[str, tuple[dict[str, dict[str, Any]], EvalInput]],
+                    deployed: str) -> dict[str, Any]:
+    """evaluate()'s cut-off keys from each fold's choices and test part."""
+    per_fold = {}
+    for name, (choices, test) in folds.items():
+        found = choices["model"]
+        how = (f"chosen on the validation part of {name} only ({found['n']} images, "
+               f"{found['n_pain']} pain" + (f"; mice {', '.join(found['validation_mice'])}"
+                                            if found.get("validation_mice") else "")
+               + "; Youden J)")
+        per_fold[name] = found | {"how": how if found["cutoff"] is not None else "",
+                                  "test_mice": sorted({m for m in test.mouse if m})}
+    table = {}
+    for key in dict.fromkeys(k for choices, _ in folds.values() for k in choices):
+        counts, used = np.zeros(4, int), {}
+        for name, (choices, test) in folds.items():
+            cutoff = choices.get(key, {}).get("cutoff")
+            used[name] = cutoff
+            if cutoff is not None:
+                counts += _calls(test, key, cutoff)
+        table[key] = {"cutoffs": used, **_figures(*counts)} if any(
+            c is not None for c in used.values()) else {"cutoffs": used}
+    chosen, how, note = _deployed_cutoff(per_fold, deployed)
+    model = table.get("model", {})
+    return {"pain_cutoff": chosen, "pain_cutoff_from": "validation" if chosen is not None else None,
+            "pain_cutoff_how": how, "pain_cutoff_note": note, "pain_cutoff_folds": per_fold,
+            "pain_cutoff_on_test": (model | {"folds": [n for n, c in model["cutoffs"].items()
+                                                       if c is not None]}
+                                    if "accuracy" in model else None),
+            "cutoff_table": table}
+
+
+def _deployed_cutoff(per_fold: dict[str, dict[str, Any]], deployed: str
+                     ) -> tuple[float | None, str, str]:
+    """The deployed model's cut-off, how it was chosen, and why there is none."""
+    if deployed != "final":
+        found = per_fold.get(deployed) or {"cutoff": None, "note": f"{deployed} not evaluated"}
+        if found["cutoff"] is None:
+            return None, "", found["note"]
+        return found["cutoff"], f"{deployed}'s own, {found['how']}", ""
+    cutoffs = [found["cutoff"] for found in per_fold.values() if found["cutoff"] is not None]
+    if not cutoffs:
+        notes = dict.fromkeys(found["note"] for found in per_fold.values())
+        return None, "", "; ".join(note for note in notes if note) or "no fold chose one"
+    median = float(np.median(cutoffs))
+    return median, (f"the median of {len(cutoffs)} of the {len(per_fold)} folds' cut-offs "
+                    f"({', '.join(f'{c:g}' for c in cutoffs)}), each chosen on its own fold's "
+                    "validation part only (Youden J)"), ""
+
+
+def _calls(data: EvalInput, key: str, cutoff: float) -> np.ndarray:
+    """`total >= cutoff` as a pain test on these (test) images: TP, FP, FN, TN."""
+    totals, pain = _cutoff_totals(data)
+    score = totals.get(key, np.full(pain.shape, np.nan))
+    scored = np.isfinite(score)
+    called, pain = score[scored] >= cutoff, pain[scored]
+    return np.array([(called & pain).sum(), (called & ~pain).sum(),
+                     (~called & pain).sum(), (~called & ~pain).sum()], int)
+
+
+def _figures(tp: int, fp: int, fn: int, tn: int) -> dict[str, Stat]:
+    """Sensitivity, specificity, accuracy and precision with Clopper-Pearson CIs, and F1 (the
+    paper's Table 3)."""
+    tp, fp, fn, tn = int(tp), int(fp), int(fn), int(tn)
     return {"sensitivity": _proportion(tp, tp + fn), "specificity": _proportion(tn, tn + fp),
             "accuracy": _proportion(tp + tn, tp + tn + fp + fn),
             "precision": _proportion(tp, tp + fp), "f1": _f1(tp, fp, fn)}
@@ -470,13 +575,27 @@ def _nan_ci(value: float, samples: np.ndarray) -> Stat:
             "defined": int(defined.size)}
 
 
+def _cutoff_keys(data: EvalInput, cutoff: dict[str, Any] | None,
+                 discrimination: dict[str, Any] | None) -> dict[str, Any]:
+    """evaluate()'s cut-off keys: from `fold_cutoffs`, or from one validation part's choice
+    (`validation_cutoff`) whose test part is `data`."""
+    if cutoff is not None and "pain_cutoff_folds" not in cutoff:
+        cutoff = _cutoff_results({"fold0": ({"model": cutoff}, data)}, "fold0")
+    if cutoff is None or not discrimination:
+        note = "" if discrimination else "no --pain-conditions given"
+        return {"pain_cutoff": None, "pain_cutoff_from": None, "pain_cutoff_how": "",
+                "pain_cutoff_note": note or "none chosen", "pain_cutoff_folds": {},
+                "pain_cutoff_on_test": None, "cutoff_table": {}}
+    return cutoff
+
+
 def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0,
              cutoff: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Everything the report shows, as one JSON-able dict. `cutoff`: the one chosen on the
-    validation part (`validation_cutoff`); it is the only one exported to the monitor."""
+    """Everything the report shows, as one JSON-able dict. `cutoff`: every fold's, chosen on
+    its own validation part (`fold_cutoffs`), or one validation part's (`validation_cutoff`)
+    with `data` its test part; the deployed model's is the only one exported to the monitor."""
     reference, others = _totals(data)
     discrimination = _discrimination(data, n_boot, seed)
-    chosen = cutoff["cutoff"] if cutoff and discrimination else None
     return {"title": data.title, "reference_name": data.reference_name, "units": list(UNITS),
             "n_images": len(data.image), "n_complete": int(_complete(data).sum()),
             "conditions": dict(Counter(data.condition)),
@@ -487,12 +606,7 @@ def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0,
             "agreement": {key: total_agreement(reference, v) for key, v in others.items()},
             "rater_comparison": rater_comparison(data, n_boot, seed),
             "discrimination": discrimination,
-            "pain_cutoff": chosen,
-            "pain_cutoff_from": "validation" if chosen is not None else None,
-            "pain_cutoff_validation": cutoff,
-            "pain_cutoff_note": (cutoff or {}).get("note") or ("" if discrimination else
-                                                                "no --pain-conditions given"),
-            "pain_cutoff_on_test": _at_cutoff(data, chosen) if chosen is not None else None,
+            **_cutoff_keys(data, cutoff, discrimination),
             "by_mouse": mouse_bootstrap(data, n_boot, seed)}
 
 
@@ -720,25 +834,55 @@ def _analysed_text(results: dict[str, Any]) -> str:
 
 
 def _cutoff_text(results: dict[str, Any]) -> str:
-    """The exported cut-off (chosen on the validation part, reported on the test part) beside
-    the one the test images themselves would pick, which is only shown."""
+    """The exported cut-off and how it was chosen, each fold's own (chosen on its validation
+    part, reported on its test part), the paper's Table 3 at those cut-offs for the model, the
+    reference and each rater, and the one the test images themselves would pick (only shown)."""
     model = results["discrimination"]["model"]
-    chosen, validation = results.get("pain_cutoff"), results.get("pain_cutoff_validation") or {}
+    chosen, folds = results.get("pain_cutoff"), results.get("pain_cutoff_folds") or {}
     if chosen is None:
         text = f"No cut-off for the monitor: {results.get('pain_cutoff_note') or 'none chosen'}."
     else:
-        test = results["pain_cutoff_on_test"]
-        text = (f"Model total >= {chosen:g} means pain, chosen on the validation part "
-                f"({validation['n']} images, {validation['n_pain']} pain; Youden J). On the "
-                f"test images, out of sample: sensitivity {_ci(test['sensitivity'])}, "
-                f"specificity {_ci(test['specificity'])}, accuracy {_ci(test['accuracy'])}, "
-                f"precision {_ci(test['precision'])}, F1 {_num(test['f1']['value'])}. This is "
-                "the cut-off mgs-export writes into the scorer.")
+        text = (f"Model total >= {chosen:g} means pain for the model mgs-export deploys: "
+                f"{results['pain_cutoff_how']}. This is the cut-off mgs-export writes into the "
+                "scorer (--fold N writes fold N's own).")
+    test = results.get("pain_cutoff_on_test")
+    if test is not None:
+        text += (f" Each fold's own cut-off on that fold's test images only, out of sample, "
+                 f"counts pooled over {', '.join(test['folds'])}: sensitivity "
+                 f"{_ci(test['sensitivity'])}, specificity {_ci(test['specificity'])}, "
+                 f"accuracy {_ci(test['accuracy'])}, precision {_ci(test['precision'])}, F1 "
+                 f"{_num(test['f1']['value'])}.")
     if model["cutoff"] is not None:
         text += (f" The test images' own best cut-off would be {model['cutoff']:g} (the table's "
                  "Youden column: chosen on the images it is measured on, so optimistic; "
                  "never exported).")
-    return f"<p>{html.escape(text)}</p>"
+    rows = [[name, "n/a" if found["cutoff"] is None else f"{found['cutoff']:g}",
+             found["how"] or found["note"], ", ".join(found.get("test_mice") or []) or "—"]
+            for name, found in folds.items()]
+    per_fold = (_table(["fold", "cut-off (>=)", "chosen on", "test mice"], rows)
+                if rows else "")
+    return f"<p>{html.escape(text)}</p>" + per_fold + _cutoff_table(results)
+
+
+def _cutoff_table(results: dict[str, Any]) -> str:
+    """The paper's Table 3 for the model, the reference and every rater, each at its own
+    cut-offs chosen the same way: per fold on validation images, counted on test images."""
+    rows = []
+    for key, found in (results.get("cutoff_table") or {}).items():
+        cutoffs = ", ".join("n/a" if c is None else f"{c:g}" for c in found["cutoffs"].values())
+        figures = [_ci(found.get(name)) for name in ("accuracy", "precision")]
+        figures += [_num(found["f1"]["value"]) if "f1" in found else "n/a"]
+        figures += [_ci(found.get(name)) for name in ("sensitivity", "specificity")]
+        rows.append([_label(key, results), cutoffs, *figures])
+    if not rows:
+        return ""
+    return ("<h3>At the cut-offs chosen on validation images (Table 3), out of sample</h3>"
+            "<p>Each total (the model's, the reference's and every rater's) gets its own "
+            "cut-off per fold, chosen on that fold's validation images and counted on its test "
+            "images, pooled over folds: the reference and the raters are measured as the "
+            "model is.</p>"
+            + _table(["total", "cut-offs per fold (>=)", "accuracy", "precision", "F1",
+                      "sensitivity", "specificity"], rows))
 
 
 def _images(paths: list[str]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +22,51 @@ class RunError(ValueError):
 class Run:
     folder: Path
     args: dict[str, Any]
+    written: dict[str, Any] = field(default_factory=dict)  # run.json: split, fold count
+    _labels: dict[str, list[LabelledImage]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, folder: Path) -> Run:
+        """The run, refused when a fold folder in it is not one of its folds."""
         path = folder / "run.json"
         if not path.is_file():
             raise RunError(f"{path}: not found; is {folder} an mgs-train --output-dir?")
-        return cls(folder, json.loads(path.read_text())["args"])
+        content = json.loads(path.read_text())
+        run = cls(folder, content["args"], content)
+        run.check_folds()
+        return run
+
+    @property
+    def split(self) -> str:
+        """The split the run was trained with (`auto` resolved as mgs-train resolves it)."""
+        kind = str(self.written.get("split") or self.args.get("split", "holdout"))
+        if kind == "auto":  # a run.json written before the split was kept in it
+            items = self.labels()
+            kind = "mouse-cv" if items and all(item.mouse for item in items) else "holdout"
+        return kind
+
+    @property
+    def fold_count(self) -> int:
+        """How many folds the run's split has: k for cv and mouse-cv, else one."""
+        if "fold_count" in self.written:
+            return int(self.written["fold_count"])
+        return int(self.args.get("folds", 1)) if self.split in ("cv", "mouse-cv") else 1
+
+    def check_folds(self) -> None:
+        """Refuses fold folders left by an earlier run into the same folder (more folds than
+        this run's split has): their predictions would be pooled with this run's."""
+        count = self.fold_count
+        for path in self.folds:
+            if _fold_index(path) >= count:
+                raise RunError(f"{path}: not a fold of this run ({self.split} with {count} "
+                               f"fold{'s' if count > 1 else ''}, run.json); it is left from an "
+                               "earlier run: remove it or train into a new --output-dir")
 
     @property
     def folds(self) -> list[Path]:
-        return sorted(p for p in self.folder.glob("fold*") if (p / "scorer.pth").is_file())
+        found = [p for p in self.folder.glob("fold*")
+                 if _fold_index(p) >= 0 and (p / "scorer.pth").is_file()]
+        return sorted(found, key=_fold_index)
 
     @property
     def final(self) -> Path | None:
@@ -47,12 +81,14 @@ class Run:
         return path
 
     def labels(self, rater: str | None = None) -> list[LabelledImage]:
-        """The run's labelled images, resolved with the run's rater (or another one)."""
-        items, _ = load_labels(Path(self.args["labels"]),
-                               images_root=_path(self.args.get("images_root")),
-                               rater=rater or self.args["rater"],
-                               boxes=_path(self.args.get("boxes")))
-        return items
+        """The run's labelled images, resolved with the run's rater (or another one); read
+        once per rater, since every image is decoded to check it."""
+        chosen = rater or self.args["rater"]
+        if chosen not in self._labels:
+            self._labels[chosen], _ = load_labels(
+                Path(self.args["labels"]), images_root=_path(self.args.get("images_root")),
+                rater=chosen, boxes=_path(self.args.get("boxes")))
+        return self._labels[chosen]
 
     def test_items(self, fold: Path) -> list[LabelledImage]:
         return self.items_of(fold, "test")
@@ -74,6 +110,12 @@ def load_scorer(fold: Path) -> tuple[UnitScorer, dict[str, Any]]:
 
 def crops_of(items: list[LabelledImage], size: int) -> np.ndarray:
     return np.stack([face_crop_for(item, size) for item in items])
+
+
+def _fold_index(path: Path) -> int:
+    """k of a `fold<k>` folder, -1 for any other name."""
+    digits = path.name.removeprefix("fold")
+    return int(digits) if digits.isdigit() else -1
 
 
 def _path(value: str | None) -> Path | None:

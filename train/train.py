@@ -191,9 +191,10 @@ def train_unit(unit: str, train: Crops, val: Crops, args: argparse.Namespace, fo
         metrics = evaluate(model, val_images, val_targets)
         state.epoch += 1
         state.history.append({"epoch": state.epoch, "train_loss": loss, **metrics})
-        val_loss = metrics["loss"] if metrics["n"] else loss  # no val crops: train loss
-        if val_loss < state.best_loss:
-            state.best_loss, state.bad_epochs = val_loss, 0
+        # no validation crops (the final fit): the last epoch is kept, since the lowest
+        # training loss says nothing of new mice and would stop short of the folds' epochs
+        if not metrics["n"] or metrics["loss"] < state.best_loss:
+            state.best_loss, state.bad_epochs = metrics["loss"] if metrics["n"] else loss, 0
             state.best = {k: v.clone() for k, v in model.state_dict().items()}
         else:
             state.bad_epochs += 1
@@ -322,24 +323,31 @@ def best_epoch(folder: Path, unit: str) -> int:
     """The epoch at which one fold's unit did best on its validation part."""
     history = torch.load(folder / f"unit_{unit}.pth", map_location="cpu",
                          weights_only=False)["state"]["history"]
-    key = "loss" if all(h.get("n") for h in history) else "train_loss"
-    return int(min(history, key=lambda h: h[key])["epoch"])
+    if not all(h.get("n") for h in history):  # no validation part: the last epoch was kept
+        return int(history[-1]["epoch"])
+    return int(min(history, key=lambda h: h["loss"])["epoch"])
+
+
+def median_epoch(epochs: list[int]) -> int:
+    """The folds' median best epoch, rounded to the nearest (halves up), at least 1."""
+    return max(1, int(np.floor(np.median(epochs) + 0.5)))
 
 
 def final_fit(items: list[LabelledImage], args: argparse.Namespace,
-              weights: dict[str, torch.Tensor] | None) -> dict[str, Any]:
+              weights: dict[str, torch.Tensor] | None, folds: int) -> dict[str, Any]:
     """The one model to deploy after cross-validation: every unit trained on all images for
-    the median number of epochs at which the folds' models did best. The folds' test figures
-    (mgs-eval) are its expected performance; it has no test part of its own."""
-    folds = sorted(args.output_dir.glob("fold*"))
-    epochs = {unit: max(1, int(np.median([best_epoch(f, unit) for f in folds])))
+    the median number of epochs at which this run's `folds` models did best (a fold folder of
+    an earlier run in the same folder is not one of them). The folds' test figures (mgs-eval)
+    are its expected performance; it has no test part of its own."""
+    trained = [args.output_dir / f"fold{k}" for k in range(folds)]
+    epochs = {unit: median_epoch([best_epoch(f, unit) for f in trained])
               for unit in chosen_units(args.units)}
     console.print(f"final fit on all {len(items)} images, epochs per unit: "
                   + ", ".join(f"{unit} {n}" for unit, n in epochs.items()))
     everything = (np.arange(len(items)), np.arange(0), np.arange(0))
     metrics = train_fold(items, everything, args.output_dir / "final", args, weights, epochs)
     metrics["trained_on"] = (f"final fit on all {len(items)} images; its expected performance "
-                             f"is the {len(folds)} folds' ({split_kind(items, args.split)})")
+                             f"is the {folds} folds' ({split_kind(items, args.split)})")
     _rewrite_metrics(args.output_dir / "final", metrics)
     return metrics
 
@@ -412,9 +420,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         results[f"fold{fold}"] = train_fold(items, all_parts[fold],
                                             args.output_dir / f"fold{fold}", args, weights)
     if len(all_parts) > 1 and args.fold == "all" and not args.no_final_fit:
-        results["final"] = final_fit(items, args, weights)
+        results["final"] = final_fit(items, args, weights, len(all_parts))
+    # the split and its fold count say which fold folders are this run's (mgs-eval, mgs-export)
     (args.output_dir / "run.json").write_text(strict_json.dumps(
-        {"args": _args_dict(args), "summary": summary.as_dict(), "folds": results}, indent=2))
+        {"args": _args_dict(args), "split": split_kind(items, args.split),
+         "fold_count": len(all_parts), "summary": summary.as_dict(), "folds": results},
+        indent=2))
     console.print(f"run written to {args.output_dir}")
     return results
 
