@@ -15,9 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
-import pytest
 
-from demo.build import DemoBuild, DemoSpec, build_demo, records_against_truth
+from demo.build import DemoBuild, records_against_truth
 from export.onnx_export import write_variant
 from monitor.cli import main as mgs_monitor
 from monitor.config import load_config
@@ -34,12 +33,6 @@ from train import synth
 UNIT_FLOORS = {"orbital_tightening": 0.85, "nose_bulge": 0.8, "cheek_bulge": 0.7,
                "ear_position": 0.85, "whisker_change": 0.85}
 R_FLOOR = 0.9
-
-
-@pytest.fixture(scope="module")
-def demo_accurate(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
-    return build_demo(tmp_path_factory.mktemp("demo-accurate"), DemoSpec.small_accurate(),
-                      quiet=True)
 
 
 def test_the_replayed_scene_agrees_with_its_truth(demo_accurate: DemoBuild,

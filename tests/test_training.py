@@ -252,7 +252,7 @@ def test_reduced_scorer_is_gated_on_agreement(precision: str, run: Path, tmp_pat
     assert reduced.info.extra["precision"] == precision
     assert reduced.info.model_id != fp32.info.model_id and reduced.info.units == fp32.info.units
     agreement = float(reduced.info.extra[f"{precision}_agreement"])
-    assert 0.0 <= agreement <= 1.0
+    assert agreement >= 0.95  # measured: int8 0.99, fp16 1.0 of the fp32 scorer's levels
     assert f"{agreement:.1%}" in capsys.readouterr().out
 
 
@@ -426,7 +426,11 @@ def test_the_papers_resnet18_at_224_goes_from_training_to_the_monitor(
                          cv2.COLOR_RGB2BGR)
     records = Analyzer(config, models).process([Frame("cam0", frame, 0.0, 0.0, 0.0, 0)])
     scored = [r for r in records if r.status == "scored"]
-    assert scored and all(r.total is not None and 0 <= r.total <= 10 for r in scored)
+    assert scored
+    for record in scored:  # each unit's level is its most likely one, and they add up
+        assert record.probs is not None and record.levels is not None
+        assert list(record.levels) == [int(np.argmax(p)) for p in record.probs]
+        assert record.total == sum(record.levels)
 
 
 def test_a_condition_both_pain_and_control_is_one_line(run: Path,
@@ -520,9 +524,9 @@ def test_box_iou_by_hand() -> None:
 
 
 def test_labelled_frames_go_through_the_monitors_localizer(
-        tmp_path: Path, demo_small: DemoBuild, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, demo_accurate: DemoBuild, capsys: pytest.CaptureFixture[str]) -> None:
     labels_csv = cubicle_labels(tmp_path / "frames", 24)
-    assert eval_cli(["--frames", str(labels_csv), "--models", str(demo_small.folder),
+    assert eval_cli(["--frames", str(labels_csv), "--models", str(demo_accurate.folder),
                      "--out", str(tmp_path / "out")]) == 0
     found = json.loads((tmp_path / "out" / "frames.json").read_text())
     assert found["images"] == 24 and found["face_recall"] >= 0.75
@@ -530,7 +534,9 @@ def test_labelled_frames_go_through_the_monitors_localizer(
     for unit in UNITS:
         accuracy = found["unit_accuracy"][unit]
         assert accuracy["n"] == round(found["scored_fraction"] * 24)
-        assert 0 <= accuracy["localizer_crops"] <= 1 and 0 <= accuracy["hand_crops"] <= 1
+        # measured: localizer crops 0.63-0.92, hand-cut crops 0.92-1.0 (chance is 1/3)
+        assert accuracy["localizer_crops"] >= 0.5 and accuracy["hand_crops"] >= 0.8, unit
+    assert np.mean([found["unit_accuracy"][u]["localizer_crops"] for u in UNITS]) >= 0.7
     # recall at IoU >= 0.5 counts only the boxes that overlap the labelled face
     found_at = round(found["face_recall"] * 24)
     assert found["face_recall_iou_0.5"] * 24 == pytest.approx(
