@@ -32,7 +32,8 @@ CUBICLES = 4
 
 @dataclass(frozen=True)
 class DemoSpec:
-    """Sizes of a demo build; `small()` is the one tests use."""
+    """Sizes of a demo build; `small()` is the one most tests use, `small_accurate()` the one
+    tests that hold the monitor's scores to the scene's truth use."""
 
     localizer_size: int = 96
     scorer_size: int = 64

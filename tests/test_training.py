@@ -26,7 +26,7 @@ from monitor.units import UNITS
 from train import synth
 from train.evaluate import chosen, rater_totals
 from train.evaluate import cli as eval_cli
-from train.frames import box_iou
+from train.frames import box_iou, summary_html
 from train.image_hashes import hashes_in, image_hash, image_hashes
 from train.labels import (
     LabelError,
@@ -551,6 +551,17 @@ def test_labelled_frames_go_through_the_monitors_localizer(
         assert f"the {role} carries no training-image hashes (a demo model or an older " \
             "export): whether it saw these frames is not checked" in printed
     assert eval_cli(["--frames", str(labels_csv)]) == 2  # no --models
+
+
+def test_in_sample_frames_are_marked_in_red_on_the_page() -> None:
+    found = {"images": 8, "face_recall": 1.0, "face_recall_iou_0.5": 0.75,
+             "scored_fraction": 1.0, "mean_iou": 0.7, "unit_accuracy": {},
+             "in_sample": {"frames": 3, "example": "images/1.png", "scorer": 3, "localizer": 0}}
+    page = summary_html(found)
+    assert page.startswith("<p style='color:#c00;font-weight:bold'>IN-SAMPLE: 3 of 8 frames "
+                           "are images the models trained on (scorer 3, localizer 0; e.g. "
+                           "images/1.png)")
+    assert page.count("color:#c00") == 1
 
 
 def test_unreadable_training_hashes_are_one_line(tmp_path: Path, demo_small: DemoBuild,
