@@ -12,24 +12,21 @@ Prints a table and writes bench/results/demo_accuracy.json.
 
 from __future__ import annotations
 
-import csv
 import json
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 from figures import publish
 
-from demo.build import DemoBuild, build_demo, truth_alert_delays, write_mice_table
+from demo.build import (
+    DemoBuild,
+    build_demo,
+    records_against_truth,
+    truth_alert_delays,
+    write_mice_table,
+)
 from monitor.cli import main as mgs_monitor
-from monitor.units import UNITS
 from train.mgs_eval import cli as mgs_eval
-
-
-def read(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def main() -> None:
@@ -39,32 +36,16 @@ def main() -> None:
             str(demo.spec.every_s), "--burst", "1", "--out", str(out), "--no-publish",
             "--no-dashboard"]
     assert mgs_monitor(args) == 0
-    truth = {(r["camera"], r["cubicle"], r["frame_index"]): r for r in read(demo.folder /
-                                                                            "truth.csv")}
-    rows = read(out)
-    scored = [(r, truth[(r["camera"], r["cubicle"], r["frame_index"])])
-              for r in rows if r["status"] == "scored"]
-    visible = [t for t in (truth[(r["camera"], r["cubicle"], r["frame_index"])] for r in rows)
-               if t["visible"] == "1"]
-    agreement = {u: float(np.mean([r[u] == t[u] for r, t in scored])) for u in UNITS}
-    got = np.array([int(r["total"]) for r, _ in scored])
-    want = np.array([sum(int(t[u]) for u in UNITS) for _, t in scored])
-    alerts: dict[str, bool] = defaultdict(bool)
-    pain_mouse: dict[str, bool] = {}
-    for row in rows:
-        key = (row["camera"], row["cubicle"], row["frame_index"])
-        alerts[row["mouse"]] |= row["alert"] == "pain"
-        pain_mouse[row["mouse"]] = truth[key]["pain_mouse"] == "1"
+    joined = records_against_truth(demo, out)
+    pain, controls = joined["pain_mice_alerted"], joined["controls_alerted"]
     results = {
-        "records": len(rows), "scored": len(scored),
-        "scored_of_visible_faces": round(len(scored) / max(1, len(visible)), 3),
-        "unit_agreement": {u: round(a, 3) for u, a in agreement.items()},
-        "total_pearson_r": round(float(np.corrcoef(got, want)[0, 1]), 3),
-        "total_mean_abs_error": round(float(np.abs(got - want).mean()), 3),
-        "pain_mice_flagged": f"{sum(alerts[m] for m, p in pain_mouse.items() if p)}/"
-                             f"{sum(pain_mouse.values())}",
-        "controls_flagged": f"{sum(alerts[m] for m, p in pain_mouse.items() if not p)}/"
-                            f"{sum(not p for p in pain_mouse.values())}",
+        "records": joined["records"], "scored": joined["scored"],
+        "scored_of_visible_faces": round(joined["scored_of_visible_faces"], 3),
+        "unit_agreement": {u: round(a, 3) for u, a in joined["unit_agreement"].items()},
+        "total_pearson_r": round(joined["total_pearson_r"], 3),
+        "total_mean_abs_error": round(joined["total_mean_abs_error"], 3),
+        "pain_mice_flagged": f"{sum(pain.values())}/{len(pain)}",
+        "controls_flagged": f"{sum(controls.values())}/{len(controls)}",
         **alert_figures(demo, out),
         "demo_model_validation": demo.metrics,
     }

@@ -23,6 +23,7 @@ from export.onnx_export import ExportError, export_localizer, export_scorer
 from export.quantize import MIN_AGREEMENT, quantize_scorer
 from monitor.units import UNITS
 from train.command import run_command
+from train.image_hashes import image_hashes
 from train.labels import LabelError
 from train.models import FaceLocalizer
 from train.run import Run, RunError, crops_of, load_scorer
@@ -85,7 +86,8 @@ def export_run(args: argparse.Namespace) -> Path:
     trained_on = metrics.get("trained_on") or _fold_text(run, fold)
     path = export_scorer(scorer, args.out / "scorer.onnx", crops, kind=args.kind,
                          fingerprint=metrics["fingerprint"], metrics=metrics["units"],
-                         pain_cutoff=cutoff, trained_on=trained_on, pain_cutoff_how=how)
+                         pain_cutoff=cutoff, trained_on=trained_on, pain_cutoff_how=how,
+                         training_images=training_image_hashes(run, fold))
     print(f"{path}: {trained_on}")
     print(f"{path}: five-unit scorer ({scorer.arch}, {scorer.input_size}px, kind={args.kind}"
           f"{f', pain cut-off {cutoff:g}' if cutoff is not None else ''}); parity checked on "
@@ -167,6 +169,13 @@ def _fold_cutoff(report: Path, folds: dict[str, Any], fold: int) -> tuple[float 
     return cutoff, f"fold{fold}'s own, {found.get('how') or ''}" if cutoff is not None else ""
 
 
+def training_image_hashes(run: Run, fold: Path) -> list[str]:
+    """Content hashes of the images the fold's scorer learnt from: its training part, and its
+    validation part, which chose each unit's epoch (the final fit: every labelled image)."""
+    items = run.items_of(fold, "train") + run.items_of(fold, "val")
+    return image_hashes(item.image for item in items)
+
+
 def held_out_crops(run: Run, fold: Path, size: int) -> np.ndarray:
     """The fold's test crops (all labelled crops when it has none) that reduced scorers are
     checked on against fp32."""
@@ -182,7 +191,8 @@ def export_trained_localizer(args: argparse.Namespace) -> Path:
     localizer.load_state_dict(checkpoint["model"])
     path = export_localizer(localizer.eval(), args.out / "localizer.onnx",
                             checkpoint["check_images"], kind=args.kind,
-                            fingerprint=checkpoint["fingerprint"], metrics=checkpoint["metrics"])
+                            fingerprint=checkpoint["fingerprint"], metrics=checkpoint["metrics"],
+                            training_images=checkpoint.get("training_images"))
     print(f"{path}: face localizer ({localizer.input_size}px, kind={args.kind}); parity checked "
           f"on {len(checkpoint['check_images'])} held-out views")
     return path

@@ -22,6 +22,8 @@ import torch
 from monitor.models import FORMAT_VERSION, LOCALIZER, SCORER
 from monitor.units import UNITS
 from train import strict_json
+from train.image_hashes import METADATA_KEY as TRAINING_IMAGES
+from train.image_hashes import metadata_value
 from train.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -42,10 +44,12 @@ class ExportError(RuntimeError):
 def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, kind: str,
                   fingerprint: str = "", metrics: dict[str, Any] | None = None,
                   pain_cutoff: float | None = None, trained_on: str = "",
-                  pain_cutoff_how: str = "") -> Path:
+                  pain_cutoff_how: str = "", training_images: list[str] | None = None) -> Path:
     """Write the fused five-unit graph: uint8 `image` [N,S,S,3] -> `probs` [N,5,3].
     `trained_on` says which model of a run this is (a fold, or the final fit);
-    `pain_cutoff_how` how its cut-off was chosen (a fold's own, or the folds' median)."""
+    `pain_cutoff_how` how its cut-off was chosen (a fold's own, or the folds' median);
+    `training_images` are the content hashes of the images it learnt from (train/image_hashes),
+    so `mgs-eval --frames` can refuse frames it has seen."""
     meta = {
         "units": json.dumps(list(UNITS)),
         "val_metrics": strict_json.dumps(metrics or {}),
@@ -54,6 +58,7 @@ def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, k
         "pain_cutoff_from": "" if pain_cutoff is None else "validation",
         "trained_on": trained_on,
         "pain_cutoff_how": "" if pain_cutoff is None else pain_cutoff_how,
+        **_training_images(training_images),
     }
     return _export(ScorerProbs(scorer), path, check_images, SCORER, ["probs"], meta,
                    kind=kind, arch=scorer.arch, size=scorer.input_size, fingerprint=fingerprint)
@@ -61,12 +66,21 @@ def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, k
 
 def export_localizer(localizer: FaceLocalizer, path: Path, check_images: np.ndarray, *,
                      kind: str, fingerprint: str = "",
-                     metrics: dict[str, Any] | None = None) -> Path:
-    """Write the face localizer: uint8 `image` [N,S,S,3] -> `box` [N,4], `score` [N]."""
-    meta = {"val_metrics": strict_json.dumps(metrics or {})}
+                     metrics: dict[str, Any] | None = None,
+                     training_images: list[str] | None = None) -> Path:
+    """Write the face localizer: uint8 `image` [N,S,S,3] -> `box` [N,4], `score` [N];
+    `training_images` as for the scorer."""
+    meta = {"val_metrics": strict_json.dumps(metrics or {}),
+            **_training_images(training_images)}
     return _export(LocalizerOutputs(localizer), path, check_images, LOCALIZER, ["box", "score"],
                    meta, kind=kind, arch=localizer.arch, size=localizer.input_size,
                    fingerprint=fingerprint)
+
+
+def _training_images(hashes: list[str] | None) -> dict[str, str]:
+    """The metadata entry of the training images' hashes; none at all for models made without
+    labelled image files (the demo's), which `mgs-eval --frames` then says it cannot check."""
+    return {} if hashes is None else {TRAINING_IMAGES: metadata_value(hashes)}
 
 
 def _export(module: torch.nn.Module, path: Path, check_images: np.ndarray, role: str,

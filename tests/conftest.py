@@ -26,6 +26,14 @@ def demo_small(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
 
 
 @pytest.fixture(scope="session")
+def demo_accurate(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
+    """The small demo with a scorer trained to score its scene well (DemoSpec.small_accurate),
+    for tests that hold the monitor's scores to the truth."""
+    return build_demo(tmp_path_factory.mktemp("demo-accurate"), DemoSpec.small_accurate(),
+                      quiet=True)
+
+
+@pytest.fixture(scope="session")
 def random_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Untrained tiny models, exported as a real scorer/localizer pair (fast to make)."""
     folder = tmp_path_factory.mktemp("models")

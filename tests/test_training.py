@@ -11,11 +11,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 import torch
 
 from demo.build import DemoBuild
 from export.cli import cli as export_cli
+from export.onnx_export import write_variant
 from monitor.capture import Frame
 from monitor.cli import main as monitor_main
 from monitor.config import build_config
@@ -25,11 +27,13 @@ from monitor.units import UNITS
 from train import synth
 from train.evaluate import IMAGE_FOLDS, chosen, rater_totals
 from train.evaluate import cli as eval_cli
-from train.frames import box_iou
+from train.frames import box_iou, summary_html
+from train.image_hashes import hashes_in, image_hash, image_hashes
 from train.labels import (
     LabelError,
     LabelledImage,
     data_fingerprint,
+    holdout_split,
     load_labels,
     mice_of,
     mouse_kfold_splits,
@@ -114,6 +118,13 @@ def test_eval_then_export(run: Path, labels: Path, tmp_path: Path) -> None:
     assert model.info.extra["trained_on"] == "trained on the training part of fold0"
     items, _ = load_labels(labels)
     assert model.info.extra["data_fingerprint"] == data_fingerprint(items)
+    # the images it learnt from (training and validation parts), never its test images
+    trained, fold = Run.open(run), run / "fold0"
+    learnt = hashes_in(model.info.path, model.info.extra)
+    assert learnt == set(image_hashes(item.image for item in trained.items_of(fold, "train")
+                                      + trained.items_of(fold, "val")))
+    assert len(learnt) == 64 and not learnt & set(
+        image_hashes(item.image for item in trained.test_items(fold)))
 
 
 def test_a_unit_learns_its_feature(labels: Path, tmp_path: Path) -> None:
@@ -143,9 +154,10 @@ def test_unknown_unit_is_refused(labels: Path, tmp_path: Path,
     assert "--units: unknown tail" in capsys.readouterr().err
 
 
-def cubicle_labels(folder: Path, count: int) -> Path:
-    """Cubicle pictures with face boxes in pixels, in the label CSV format."""
-    rng = np.random.default_rng(3)
+def cubicle_labels(folder: Path, count: int, seed: int = 3) -> Path:
+    """Cubicle pictures with face boxes in pixels, in the label CSV format (the same seed
+    draws the same pictures, byte for byte)."""
+    rng = np.random.default_rng(seed)
     (folder / "images").mkdir(parents=True)
     lines = ["image," + ",".join(UNITS) + ",face_x,face_y,face_w,face_h"]
     for i in range(count):
@@ -162,7 +174,8 @@ def cubicle_labels(folder: Path, count: int) -> Path:
     return path
 
 
-def test_localizer_trains_from_boxes_and_exports(tmp_path: Path, run: Path) -> None:
+def test_localizer_trains_from_boxes_and_exports(tmp_path: Path, run: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     labels_csv = cubicle_labels(tmp_path / "cubicles", 80)
     out = tmp_path / "loc"
     assert localizer_cli(["--labels", str(labels_csv), "--input-size", "48", "--epochs", "15",
@@ -182,6 +195,42 @@ def test_localizer_trains_from_boxes_and_exports(tmp_path: Path, run: Path) -> N
                          str(scores)]) == 0
     with scores.open() as handle:
         assert {r["model_kind"] for r in csv.DictReader(handle)} == {"trained"}
+    capsys.readouterr()
+    _frames_the_localizer_trained_on_are_refused(tmp_path, labels_csv, models, capsys)
+
+
+def _frames_the_localizer_trained_on_are_refused(tmp_path: Path, trained_on: Path, models: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The localizer learnt from the training and validation parts of `trained_on`: the same
+    pictures as frames, even copied elsewhere, are refused in one line, or with
+    --allow-in-sample measured and marked IN-SAMPLE; pictures it never saw pass."""
+    items, _ = load_labels(trained_on)
+    train_idx, val_idx, test_idx = holdout_split(items, seed=0)
+    localizer = OnnxModel(models / "localizer.onnx", LOCALIZER, ["CPUExecutionProvider"])
+    learnt = hashes_in(localizer.info.path, localizer.info.extra)
+    assert learnt == set(image_hashes(items[i].image for i in (*train_idx, *val_idx)))
+    assert not learnt & set(image_hashes(items[i].image for i in test_idx))
+    copied = cubicle_labels(tmp_path / "copied", 24)  # seed 3: the first 24 pictures again
+    seen = sum(image_hash(items[i].image) in learnt for i in range(24))
+    assert eval_cli(["--frames", str(copied), "--models", str(models),
+                     "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{copied}: {seen} of 24 frames are images the exported " \
+        "models trained on (e.g. " in err and "--allow-in-sample" in err
+    assert not (tmp_path / "refused" / "frames.json").exists()
+    assert eval_cli(["--frames", str(copied), "--models", str(models), "--allow-in-sample",
+                     "--out", str(tmp_path / "marked")]) == 0
+    found = json.loads((tmp_path / "marked" / "frames.json").read_text())
+    assert found["in_sample"]["frames"] == found["in_sample"]["localizer"] == seen > 0
+    assert found["in_sample"]["scorer"] == 0  # the scorer learnt from other faces
+    assert f"IN-SAMPLE: {seen} of 24 frames are images the models trained on" in " ".join(
+        capsys.readouterr().out.split())
+    unseen = cubicle_labels(tmp_path / "unseen", 8, seed=11)
+    assert eval_cli(["--frames", str(unseen), "--models", str(models),
+                     "--out", str(tmp_path / "unseen-out")]) == 0
+    found = json.loads((tmp_path / "unseen-out" / "frames.json").read_text())
+    assert found["in_sample"] == {"frames": 0, "example": None, "scorer": 0, "localizer": 0}
+    assert "IN-SAMPLE" not in capsys.readouterr().out
 
 
 def test_localizer_needs_boxes(labels: Path, tmp_path: Path,
@@ -213,7 +262,7 @@ def test_reduced_scorer_is_gated_on_agreement(precision: str, run: Path, tmp_pat
     assert reduced.info.extra["precision"] == precision
     assert reduced.info.model_id != fp32.info.model_id and reduced.info.units == fp32.info.units
     agreement = float(reduced.info.extra[f"{precision}_agreement"])
-    assert 0.0 <= agreement <= 1.0
+    assert agreement >= 0.95  # measured: int8 0.99, fp16 1.0 of the fp32 scorer's levels
     assert f"{agreement:.1%}" in capsys.readouterr().out
 
 
@@ -387,7 +436,11 @@ def test_the_papers_resnet18_at_224_goes_from_training_to_the_monitor(
                          cv2.COLOR_RGB2BGR)
     records = Analyzer(config, models).process([Frame("cam0", frame, 0.0, 0.0, 0.0, 0)])
     scored = [r for r in records if r.status == "scored"]
-    assert scored and all(r.total is not None and 0 <= r.total <= 10 for r in scored)
+    assert scored
+    for record in scored:  # each unit's level is its most likely one, and they add up
+        assert record.probs is not None and record.levels is not None
+        assert list(record.levels) == [int(np.argmax(p)) for p in record.probs]
+        assert record.total == sum(record.levels)
 
 
 def test_a_condition_both_pain_and_control_is_one_line(run: Path,
@@ -461,6 +514,8 @@ def test_cross_validation_deploys_a_final_fit_that_says_what_it_is(
     meta = OnnxModel(tmp_path / "models" / "scorer.onnx", SCORER, ["CPUExecutionProvider"]).info
     assert meta.extra["trained_on"] == ("final fit on all 80 images; its expected performance "
                                         "is the 2 folds' (mouse-cv)")
+    assert hashes_in(meta.path, meta.extra) == set(image_hashes(i.image for i in
+                                                                load_labels(labels)[0]))
     # the final fit has no validation part, so some metrics are unknown: null, never NaN,
     # which other languages' JSON parsers (and Python's, told to be strict) refuse
     for written in [*(path.read_text() for path in out.rglob("*.json")), meta.extra["val_metrics"]]:
@@ -479,9 +534,9 @@ def test_box_iou_by_hand() -> None:
 
 
 def test_labelled_frames_go_through_the_monitors_localizer(
-        tmp_path: Path, demo_small: DemoBuild, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, demo_accurate: DemoBuild, capsys: pytest.CaptureFixture[str]) -> None:
     labels_csv = cubicle_labels(tmp_path / "frames", 24)
-    assert eval_cli(["--frames", str(labels_csv), "--models", str(demo_small.folder),
+    assert eval_cli(["--frames", str(labels_csv), "--models", str(demo_accurate.folder),
                      "--out", str(tmp_path / "out")]) == 0
     found = json.loads((tmp_path / "out" / "frames.json").read_text())
     assert found["images"] == 24 and found["face_recall"] >= 0.75
@@ -489,10 +544,47 @@ def test_labelled_frames_go_through_the_monitors_localizer(
     for unit in UNITS:
         accuracy = found["unit_accuracy"][unit]
         assert accuracy["n"] == round(found["scored_fraction"] * 24)
-        assert 0 <= accuracy["localizer_crops"] <= 1 and 0 <= accuracy["hand_crops"] <= 1
+        # measured: localizer crops 0.63-0.92, hand-cut crops 0.92-1.0 (chance is 1/3)
+        assert accuracy["localizer_crops"] >= 0.5 and accuracy["hand_crops"] >= 0.8, unit
+    assert np.mean([found["unit_accuracy"][u]["localizer_crops"] for u in UNITS]) >= 0.7
+    # recall at IoU >= 0.5 counts only the boxes that overlap the labelled face
+    found_at = round(found["face_recall"] * 24)
+    assert found["face_recall_iou_0.5"] * 24 == pytest.approx(
+        found["iou_at_least_0.5"] * found_at)
     printed = " ".join(capsys.readouterr().out.split())
-    assert "24 labelled frames: face found in" in printed
+    assert (f"24 labelled frames: face found in {found['face_recall']:.0%} (any box), "
+            f"{found['face_recall_iou_0.5']:.0%} with box IoU >= 0.5;") in printed
+    # the demo models learnt from drawn faces, not image files: nothing to check against
+    assert found["in_sample"] == {"frames": 0, "example": None, "scorer": None,
+                                  "localizer": None}
+    for role in ("scorer", "localizer"):
+        assert f"the {role} carries no training-image hashes (a demo model or an older " \
+            "export): whether it saw these frames is not checked" in printed
     assert eval_cli(["--frames", str(labels_csv)]) == 2  # no --models
+
+
+def test_in_sample_frames_are_marked_in_red_on_the_page() -> None:
+    found = {"images": 8, "face_recall": 1.0, "face_recall_iou_0.5": 0.75,
+             "scored_fraction": 1.0, "mean_iou": 0.7, "unit_accuracy": {},
+             "in_sample": {"frames": 3, "example": "images/1.png", "scorer": 3, "localizer": 0}}
+    page = summary_html(found)
+    assert page.startswith("<p style='color:#c00;font-weight:bold'>IN-SAMPLE: 3 of 8 frames "
+                           "are images the models trained on (scorer 3, localizer 0; e.g. "
+                           "images/1.png)")
+    assert page.count("color:#c00") == 1
+
+
+def test_unreadable_training_hashes_are_one_line(tmp_path: Path, demo_small: DemoBuild,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    models = tmp_path / "models"
+    scorer = demo_small.folder / "scorer.onnx"
+    write_variant(onnx.load(str(scorer)), scorer, models / "scorer.onnx",
+                  training_image_hashes="not a list")
+    shutil.copy(demo_small.folder / "localizer.onnx", models / "localizer.onnx")
+    assert eval_cli(["--frames", str(cubicle_labels(tmp_path / "frames", 2)), "--models",
+                     str(models), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (f"mgs-eval: error: {models / 'scorer.onnx'}: metadata "
+                                       "training_image_hashes is not a JSON list of hashes\n")
 
 
 def test_frames_join_the_runs_report_page(run: Path, tmp_path: Path,

@@ -38,6 +38,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "monitor's own localizer and scorer (--models), as live")
     parser.add_argument("--models", type=Path, metavar="DIR",
                         help="scorer.onnx and localizer.onnx for --frames (mgs-export --out)")
+    parser.add_argument("--allow-in-sample", action="store_true",
+                        help="--frames: measure frames whose images the models trained on "
+                        "(refused otherwise), marked IN-SAMPLE in the printout and the page")
     parser.add_argument("--pain-conditions", default="",
                         help="comma-separated condition names that mean pain (e.g. NTG)")
     parser.add_argument("--control-conditions", default="",
@@ -200,7 +203,7 @@ def evaluate_labelled_frames(args: argparse.Namespace) -> dict[str, Any]:
     """The localizer in the loop: recall, IoU, and unit accuracy on its crops (train/frames)."""
     if args.models is None:
         raise RunError("--frames needs --models DIR (scorer.onnx and localizer.onnx)")
-    found = evaluate_frames(args.frames, args.models)
+    found = evaluate_frames(args.frames, args.models, allow_in_sample=args.allow_in_sample)
     out = args.out or (args.run / "report" if args.run else Path("frames-report"))
     path = write_frames_report(out, found)
     print("\n".join(summary_lines(found)))

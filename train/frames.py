@@ -3,13 +3,19 @@
 `mgs-eval --run` scores hand-cut face crops; the monitor scores crops cut at the localizer's
 boxes. Here each labelled image with a face box is one cubicle, and it goes through the
 monitor's own FaceFinder (localizer view, visibility score, crop, quality gate) and Scorer
-exactly as live. Reported: how often a face is found (recall) and how well its box overlaps
-the labelled one (IoU), and unit accuracy on the localizer's crops beside the hand-cut crops
-of the same images, so the cost of the localizer to the scores is one number per unit.
+exactly as live. Reported: how often a face is found (recall, with any box and with a box of
+IoU >= 0.5 with the labelled one) and how well its box overlaps the labelled one, and unit
+accuracy on the localizer's crops beside the hand-cut crops of the same images, so the cost of
+the localizer to the scores is one number per unit.
+
+The figures are only worth something on frames the models never saw: frames whose images
+either model trained on (by the content hashes in its metadata, train/image_hashes) are
+refused, or with `allow_in_sample` measured and marked in-sample wherever they are shown.
 """
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +24,17 @@ import numpy as np
 
 from monitor.config import Faces
 from monitor.faces import FaceFinder
-from monitor.models import LOCALIZER, SCORER, OnnxModel
+from monitor.models import LOCALIZER, SCORER, ModelInfo, OnnxModel
 from monitor.scoring import Scorer
 from monitor.units import UNITS
 from train import strict_json
+from train.image_hashes import hashes_in, image_hash
 from train.labels import LabelError, LabelledImage, face_crop_for, load_labels
 
 CPU = ["CPUExecutionProvider"]
 Box = tuple[float, float, float, float]
+MIN_IOU = 0.5  # a face counts as found at this overlap with the labelled box
+IN_SAMPLE = "IN-SAMPLE"
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -37,16 +46,23 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def evaluate_frames(labels: Path, models: Path, faces: Faces | None = None,
-                    **label_options: Any) -> dict[str, Any]:
-    """Face recall, box IoU and unit accuracy (localizer crops beside hand crops)."""
+def evaluate_frames(labels: Path, models: Path, faces: Faces | None = None, *,
+                    allow_in_sample: bool = False, **label_options: Any) -> dict[str, Any]:
+    """Face recall, box IoU and unit accuracy (localizer crops beside hand crops), and which
+    frames the models trained on; those are refused unless `allow_in_sample`."""
     items = [item for item in load_labels(labels, **label_options)[0] if item.box is not None]
     if not items:
         raise LabelError(f"{labels}: no image has a face box; --frames needs labelled frames "
                          "with face boxes (box columns or --boxes)")
     scorer = Scorer(OnnxModel(models / "scorer.onnx", SCORER, CPU))
-    finder = FaceFinder(OnnxModel(models / "localizer.onnx", LOCALIZER, CPU), faces or Faces(),
-                        scorer.input_size)
+    localizer = OnnxModel(models / "localizer.onnx", LOCALIZER, CPU)
+    seen = in_sample(items, {"scorer": scorer.model.info, "localizer": localizer.info})
+    if seen["frames"] and not allow_in_sample:
+        raise LabelError(f"{labels}: {seen['frames']} of {len(items)} frames are images the "
+                         f"exported models trained on (e.g. {seen['example']}); measure on "
+                         "frames they never saw, or pass --allow-in-sample to report them "
+                         "marked in-sample")
+    finder = FaceFinder(localizer, faces or Faces(), scorer.input_size)
     found = [finder.find([_bgr(item)])[0] for item in items]
     ious = [box_iou(result.box, item.box) for result, item in zip(found, items, strict=True)
             if result.status != "no_face" and item.box is not None]
@@ -54,10 +70,25 @@ def evaluate_frames(labels: Path, models: Path, faces: Faces | None = None,
               if result.crop is not None]
     return {"images": len(items),
             "face_recall": sum(r.status != "no_face" for r in found) / len(items),
+            "face_recall_iou_0.5": sum(v >= MIN_IOU for v in ious) / len(items),
             "scored_fraction": len(scored) / len(items),
             "mean_iou": float(np.mean(ious)) if ious else None,
-            "iou_at_least_0.5": float(np.mean([v >= 0.5 for v in ious])) if ious else None,
+            "iou_at_least_0.5": float(np.mean([v >= MIN_IOU for v in ious])) if ious else None,
+            "in_sample": seen,
             "unit_accuracy": _unit_accuracy(scorer, scored)}
+
+
+def in_sample(items: list[LabelledImage], models: dict[str, ModelInfo]) -> dict[str, Any]:
+    """How many frames each model trained on (None: its metadata carries no hashes), how many
+    either did, and one such frame."""
+    hashes = [image_hash(item.image) for item in items]
+    known = {role: hashes_in(info.path, info.extra) for role, info in models.items()}
+    seen = [any(h in trained for trained in known.values() if trained is not None)
+            for h in hashes]
+    example = next((item.image for item, hit in zip(items, seen, strict=True) if hit), None)
+    return {"frames": sum(seen), "example": None if example is None else str(example),
+            **{role: None if trained is None else sum(h in trained for h in hashes)
+               for role, trained in known.items()}}
 
 
 def _unit_accuracy(scorer: Scorer, scored: list[tuple[LabelledImage, np.ndarray]]
@@ -101,9 +132,12 @@ def write_frames_report(out: Path, results: dict[str, Any]) -> Path:
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
-    """What a person reads first: recall, IoU, and per unit the two accuracies."""
+    """What a person reads first: whether the frames are out of sample, recall, IoU, and per
+    unit the two accuracies."""
     iou = results["mean_iou"]
-    lines = [f"{results['images']} labelled frames: face found in {results['face_recall']:.0%}, "
+    lines = [*_sample_lines(results),
+             f"{results['images']} labelled frames: face found in {results['face_recall']:.0%} "
+             f"(any box), {results['face_recall_iou_0.5']:.0%} with box IoU >= {MIN_IOU:g}; "
              f"scored in {results['scored_fraction']:.0%}; mean box IoU "
              f"{'n/a' if iou is None else f'{iou:.2f}'}",
              "unit accuracy, localizer crops vs hand-cut crops of the same images:"]
@@ -111,4 +145,27 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         live, hand = found["localizer_crops"], found["hand_crops"]
         lines.append(f"  {unit:20} {'n/a' if live is None else f'{live:.1%}':>7} "
                      f"{'n/a' if hand is None else f'{hand:.1%}':>7}  (n {found['n']})")
+    return lines
+
+
+def summary_html(results: dict[str, Any]) -> str:
+    """The summary lines as paragraphs of the report page, the in-sample warning in red."""
+    loud = "<p style='color:#c00;font-weight:bold'>"
+    return "".join(f"{loud if line.startswith(IN_SAMPLE) else '<p>'}{html.escape(line)}</p>"
+                   for line in summary_lines(results))
+
+
+def _sample_lines(results: dict[str, Any]) -> list[str]:
+    """In-sample frames first and in capitals; a model whose training images are unknown."""
+    seen = results["in_sample"]
+    lines = []
+    if seen["frames"]:
+        lines.append(f"{IN_SAMPLE}: {seen['frames']} of {results['images']} frames are images the "
+                     f"models trained on (scorer {seen['scorer'] or 0}, localizer "
+                     f"{seen['localizer'] or 0}; e.g. {seen['example']}): these figures are "
+                     "not out of sample")
+    for role in ("scorer", "localizer"):
+        if seen[role] is None:
+            lines.append(f"the {role} carries no training-image hashes (a demo model or an "
+                         "older export): whether it saw these frames is not checked")
     return lines

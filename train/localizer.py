@@ -22,6 +22,7 @@ from monitor.faces import localizer_view
 from train import strict_json
 from train.command import CommandError, run_command
 from train.fit import LocalizerData, fit_localizer
+from train.image_hashes import image_hashes
 from train.labels import (
     LabelError,
     LabelledImage,
@@ -121,7 +122,10 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict(), "input_size": args.input_size,
                 "args": {k: str(v) for k, v in vars(args).items()}, "metrics": metrics,
-                "fingerprint": data_fingerprint(items), "check_images": val.images[:8]},
+                "fingerprint": data_fingerprint(items), "check_images": val.images[:8],
+                # what mgs-export writes into the metadata, so --frames can refuse seen images
+                "training_images": image_hashes(items[i].image for i in (*train_idx, *val_idx)
+                                                if items[i].box is not None)},
                args.output_dir / "localizer.pth")
     (args.output_dir / "localizer_metrics.json").write_text(
         strict_json.dumps(metrics, indent=2))

@@ -33,7 +33,7 @@ from sklearn.metrics import (
 from statsmodels.stats.proportion import proportion_confint
 
 from monitor.units import LEVELS, UNITS
-from train.frames import summary_lines
+from train.frames import summary_html
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -919,8 +919,7 @@ def _html(folder: Path, results: dict[str, Any], plots: list[str],
                      _discrimination_table(results), _cutoff_text(results)]
     if results.get("frames"):
         sections += ["<h2>The localizer in the loop (labelled frames, as live)</h2>",
-                     "".join(f"<p>{html.escape(line)}</p>"
-                             for line in summary_lines(results["frames"]))]
+                     summary_html(results["frames"])]
     sections += ["<h2>Plots</h2>", _images(plots), _extra(folder, extra_images)]
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
