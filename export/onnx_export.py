@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from export.gate import Figures
 from monitor.models import FORMAT_VERSION, LOCALIZER, SCORER
 from monitor.units import UNITS
 from train import strict_json
@@ -41,9 +42,11 @@ class ExportError(RuntimeError):
 
 def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, kind: str,
                   fingerprint: str = "", metrics: dict[str, Any] | None = None,
-                  pain_cutoff: float | None = None, trained_on: str = "") -> Path:
+                  pain_cutoff: float | None = None, trained_on: str = "",
+                  figures: Figures | None = None, accepted_weak: bool = False) -> Path:
     """Write the fused five-unit graph: uint8 `image` [N,S,S,3] -> `probs` [N,5,3].
-    `trained_on` says which model of a run this is (a fold, or the final fit)."""
+    `trained_on` says which model of a run this is (a fold, or the final fit); `figures`, what
+    it is known by (export/gate.py), marked accepted when below the floor and `accepted_weak`."""
     meta = {
         "units": json.dumps(list(UNITS)),
         "val_metrics": strict_json.dumps(metrics or {}),
@@ -51,6 +54,7 @@ def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, k
         # mgs-export takes only cut-offs chosen out of the test set (see export/cli.py)
         "pain_cutoff_from": "" if pain_cutoff is None else "validation",
         "trained_on": trained_on,
+        **(figures.metadata(accepted_weak) if figures else {}),
     }
     return _export(ScorerProbs(scorer), path, check_images, SCORER, ["probs"], meta,
                    kind=kind, arch=scorer.arch, size=scorer.input_size, fingerprint=fingerprint)
@@ -58,9 +62,12 @@ def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, k
 
 def export_localizer(localizer: FaceLocalizer, path: Path, check_images: np.ndarray, *,
                      kind: str, fingerprint: str = "",
-                     metrics: dict[str, Any] | None = None) -> Path:
-    """Write the face localizer: uint8 `image` [N,S,S,3] -> `box` [N,4], `score` [N]."""
-    meta = {"val_metrics": strict_json.dumps(metrics or {})}
+                     metrics: dict[str, Any] | None = None, figures: Figures | None = None,
+                     accepted_weak: bool = False) -> Path:
+    """Write the face localizer: uint8 `image` [N,S,S,3] -> `box` [N,4], `score` [N]; with
+    `figures` as export_scorer."""
+    meta = {"val_metrics": strict_json.dumps(metrics or {}),
+            **(figures.metadata(accepted_weak) if figures else {})}
     return _export(LocalizerOutputs(localizer), path, check_images, LOCALIZER, ["box", "score"],
                    meta, kind=kind, arch=localizer.arch, size=localizer.input_size,
                    fingerprint=fingerprint)
