@@ -208,6 +208,12 @@ class Monitor:
         """Re-read the alert rules from the config file (SIGHUP); the series are kept."""
         self._reload.set()
 
+    def alert_line(self) -> str:
+        """The default pain threshold and where it comes from, for the start line (read before
+        `start`: the pipeline thread owns the alert engine after)."""
+        return (f"pain alerts at a window mean >= {self._alerts.default:g} "
+                f"({self._alerts.default_from})")
+
     def request_stop(self) -> None:
         """Stop the sources; the pipeline then drains what they already captured."""
         self._stop_sources.set()

@@ -40,6 +40,7 @@ def run_monitor(config: MonitorConfig, csv_path: Path, *, replay: bool, realtime
         console.print("[bold yellow]DEMO models (trained on synthetic faces): "
                       "not a real pain model[/]")
     console.print(f"models: {models.runs_on()}")
+    console.print(monitor.alert_line())
     for line in figure_lines(models.figures(), models.below_floor()):
         console.print(line)
     for advice in [*models.warnings(), runtime_conflict()]:
