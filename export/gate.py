@@ -87,9 +87,8 @@ def scorer_figures(report: Path | None, content: dict[str, Any] | None, run: Run
                        f"... and pass --report {run.folder / 'report' / 'report.json'}")
     by_mouse = content.get("by_mouse")
     if not isinstance(by_mouse, dict):
-        return Figures("no figures by mouse (labels without mouse ids, or too few mice)", {},
-                       f"{report} has no figures by mouse: the labels need mouse ids of at "
-                       "least 3 mice")
+        return Figures("no figures by mouse", {}, f"{report} has no figures by mouse (labels "
+                       "without mouse ids, or too few mice to resample)")
     auroc, r = _stat(by_mouse.get("auroc")), _stat(by_mouse.get("r"))
     units = {unit: _stat(by_mouse.get(f"accuracy {unit}")) for unit in UNITS}
     known = [s["value"] for s in units.values() if s["value"] is not None]

@@ -176,7 +176,7 @@ def test_a_scorer_without_a_report_is_refused_saying_what_to_run(
 
 
 @pytest.mark.parametrize(("by_mouse", "why"), [
-    (None, "has no figures by mouse: the labels need mouse ids of at least 3 mice"),
+    (None, "has no figures by mouse (labels without mouse ids, or too few mice to resample)"),
     ({"n_mice": 6}, "has no AUROC by mouse (mgs-eval without --pain-conditions)"),
     ({"n_mice": 6, "auroc": {"value": None, "ci_low": None, "ci_high": None, "defined": 0}},
      "its AUROC by mouse is undefined (no resample held both pain and control mice)"),
