@@ -46,8 +46,10 @@ def main() -> None:
     assert train_cli(train_args) == 0
     trained = time.perf_counter()
     assert eval_cli(["--run", str(run), "--pain-conditions", "pain"]) == 0
+    # a DEMO model of synthetic faces, timed here, not deployed: the gate is told to pass it
     assert export_cli(["--run", str(run), "--report", str(run / "report" / "report.json"),
-                       "--out", str(args.workdir / "models"), "--kind", "demo"]) == 0
+                       "--out", str(args.workdir / "models"), "--kind", "demo",
+                       "--accept-weak"]) == 0
     report = json.loads((run / "report" / "report.json").read_text())
     model = report["agreement"]["model"]
     results = {

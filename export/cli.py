@@ -2,8 +2,10 @@
 
 `--run` (mgs-train) gives `scorer.onnx`: the fused five-unit graph with its metadata (units,
 input size, normalisation, data fingerprint, per-unit validation metrics, kind, and the pain
-cut-off from an mgs-eval report), after a parity check against PyTorch on the run's own
-held-out crops. `--localizer` (mgs-train-localizer) gives `localizer.onnx` the same way.
+cut-off from an mgs-eval report of the same run), after a parity check against PyTorch on the
+run's own held-out crops. `--localizer` (mgs-train-localizer) gives `localizer.onnx` the same
+way. Each model's figures are printed and written into its metadata; a model below its floor
+(export/gate.py) is refused, before anything is written, unless `--accept-weak`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from export.gate import (
+    Figures,
+    check_report_run,
+    gate,
+    localizer_figures,
+    read_report,
+    scorer_figures,
+)
 from export.half import halve_scorer
 from export.onnx_export import ExportError, export_localizer, export_scorer
 from export.quantize import MIN_AGREEMENT, quantize_scorer
@@ -58,6 +68,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="refuse the fp16 scorer below this level agreement with fp32")
     parser.add_argument("--kind", choices=("trained", "demo"), default="trained",
                         help="'demo' for models trained on synthetic faces")
+    parser.add_argument("--accept-weak", action="store_true",
+                        help="export a model below its floor (a scorer no better than chance "
+                        "by mouse, or without --report; a localizer with held-out recall at "
+                        "IoU>=0.5 under 0.8), marked so in its metadata and on the monitor")
     return parser
 
 
@@ -65,10 +79,12 @@ def main(args: argparse.Namespace) -> list[Path]:
     if args.run is None and args.localizer is None:
         raise RunError("nothing to export: give --run and/or --localizer")
     written = []
+    # the localizer is judged first, so that nothing is written when either model is refused
+    localizer = judged_localizer(args) if args.localizer is not None else None
     if args.run is not None:
         written.append(export_run(args))
-    if args.localizer is not None:
-        written.append(export_trained_localizer(args))
+    if localizer is not None:
+        written.append(export_trained_localizer(args, *localizer))
     return written
 
 
@@ -82,12 +98,14 @@ def export_run(args: argparse.Namespace) -> Path:
     held_out = run.test_items(fold)[:PARITY_CROPS]  # a final fit has none: it saw them all
     crops = crops_of(held_out or run.labels()[:PARITY_CROPS], scorer.input_size)
     cutoff, how = pain_cutoff(args.report, args.fold) if args.report else (None, "")
+    figures = judged_scorer(args, run, fold)
     metrics = checkpoint["metrics"]
     trained_on = metrics.get("trained_on") or _fold_text(run, fold)
     path = export_scorer(scorer, args.out / "scorer.onnx", crops, kind=args.kind,
                          fingerprint=metrics["fingerprint"], metrics=metrics["units"],
                          pain_cutoff=cutoff, trained_on=trained_on, pain_cutoff_how=how,
-                         training_images=training_image_hashes(run, fold))
+                         training_images=training_image_hashes(run, fold), figures=figures,
+                         accepted_weak=args.accept_weak)
     print(f"{path}: {trained_on}")
     print(f"{path}: five-unit scorer ({scorer.arch}, {scorer.input_size}px, kind={args.kind}"
           f"{f', pain cut-off {cutoff:g}' if cutoff is not None else ''}); parity checked on "
@@ -97,6 +115,25 @@ def export_run(args: argparse.Namespace) -> Path:
     if args.fp16:
         export_fp16(run, fold, path, scorer.input_size, args.fp16_min_agreement)
     return path
+
+
+def report_of_run(report: Path, run: Run, fold: Path) -> dict[str, Any]:
+    """The report's content, once it is shown to be made from this run's models as they are."""
+    content = read_report(report)
+    check_report_run(report, content, run, fold)
+    return content
+
+
+def judged_scorer(args: argparse.Namespace, run: Run, fold: Path) -> Figures:
+    """The scorer's figures by mouse, printed; refused below the floor unless --accept-weak."""
+    content = report_of_run(args.report, run, fold) if args.report else None
+    figures = scorer_figures(args.report, content, run)
+    print(f"{fold}: scorer {figures.text}")
+    gate(args.report or fold, "scorer", figures, args.accept_weak)
+    if figures.below_floor:
+        print(f"{fold}: scorer below the floor, exported as asked (--accept-weak): "
+              f"{figures.below_floor}")
+    return figures
 
 
 def export_int8(run: Run, fold: Path, fp32: Path, size: int, min_agreement: float) -> Path:
@@ -182,17 +219,31 @@ def held_out_crops(run: Run, fold: Path, size: int) -> np.ndarray:
     return crops_of((run.test_items(fold) or run.labels())[:CALIBRATION_CROPS], size)
 
 
-def export_trained_localizer(args: argparse.Namespace) -> Path:
+def judged_localizer(args: argparse.Namespace) -> tuple[dict[str, Any], Figures]:
+    """The localizer's checkpoint and its held-out figures, printed; refused below the floor
+    unless --accept-weak."""
     source = args.localizer / "localizer.pth"
     if not source.is_file():
         raise RunError(f"{source}: not found; is {args.localizer} an mgs-train-localizer run?")
     checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    figures = localizer_figures(source, checkpoint["metrics"])
+    print(f"{args.localizer}: localizer {figures.text}")
+    gate(source, "localizer", figures, args.accept_weak)
+    if figures.below_floor:
+        print(f"{args.localizer}: localizer below the floor, exported as asked "
+              f"(--accept-weak): {figures.below_floor}")
+    return checkpoint, figures
+
+
+def export_trained_localizer(args: argparse.Namespace, checkpoint: dict[str, Any],
+                             figures: Figures) -> Path:
     localizer = FaceLocalizer(checkpoint["input_size"])
     localizer.load_state_dict(checkpoint["model"])
     path = export_localizer(localizer.eval(), args.out / "localizer.onnx",
                             checkpoint["check_images"], kind=args.kind,
                             fingerprint=checkpoint["fingerprint"], metrics=checkpoint["metrics"],
-                            training_images=checkpoint.get("training_images"))
+                            training_images=checkpoint.get("training_images"),
+                            figures=figures, accepted_weak=args.accept_weak)
     print(f"{path}: face localizer ({localizer.input_size}px, kind={args.kind}); parity checked "
           f"on {len(checkpoint['check_images'])} held-out views")
     return path

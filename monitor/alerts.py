@@ -216,6 +216,9 @@ class AlertEngine:
         self._alerts = alerts
         self._model_cutoff = model_cutoff
         self.default = ResolvedRule.resolve(alerts.defaults, model_cutoff).threshold
+        self.default_from = ("set in the config" if alerts.defaults.threshold is not None
+                             else "the scorer's pain cut-off" if model_cutoff is not None
+                             else "the default; the scorer has no pain cut-off")
 
     def _step(self, mouse: _Mouse, record: ScoreRecord, name: str, reading: _Reading,
               evidence: tuple[str, ...]) -> AlertEvent | None:

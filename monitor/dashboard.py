@@ -32,6 +32,7 @@ from monitor.units import MAX_TOTAL, UNITS
 BLOCKS = "▁▂▃▄▅▆▇█"
 NEVER = "—"
 DEMO_BANNER = " DEMO MODELS — not a real pain model: scores are synthetic "
+BELOW_FLOOR = "[BELOW THE FLOOR]"
 ERROR_WIDTH = 40
 
 # Short headers in the order of monitor.units.UNITS: orbital_tightening -> OT, nose_bulge -> NB.
@@ -84,6 +85,8 @@ class DashboardState:
     csv_path: str = ""
     alert_threshold: float | None = None
     notice: str = ""
+    model_figures: str = ""  # what the models are known by (mgs-export)
+    below_floor: str = ""  # why one is below its floor: the figures show in red
     mice: dict[str, MouseView] = field(default_factory=dict, init=False)
     alerts: dict[tuple[str, str], AlertEvent] = field(default_factory=dict, init=False)
     cameras: dict[str, CameraReport] = field(default_factory=dict, init=False)
@@ -120,6 +123,7 @@ class DashboardState:
         self.records_total = sum(r.records for r in reports)
         self.demo = self.demo or report.model_kind == "demo"
         self.dropped = {camera: count for r in reports for camera, count in r.queue_dropped.items()}
+        self._take_figures(reports)
         thresholds = {r.alert_threshold for r in reports}
         self.alert_threshold = thresholds.pop() if len(thresholds) == 1 else None
         if len(reports) == 1:
@@ -132,6 +136,14 @@ class DashboardState:
             latest = max(noticed, key=lambda r: r.notice_time or 0.0)
             self.notice = latest.notice if len(reports) == 1 else (
                 f"{latest.publisher}: {latest.notice}")
+
+    def _take_figures(self, reports: list[StatusReport]) -> None:
+        """The models' figures; with several monitors on other models, each one's, named."""
+        figures = {r.model_figures for r in reports if r.model_figures}
+        self.model_figures = figures.pop() if len(figures) == 1 else "; ".join(
+            f"{r.publisher}: {r.model_figures}" for r in reports if r.model_figures)
+        self.below_floor = "; ".join(dict.fromkeys(
+            r.model_below_floor for r in reports if r.model_below_floor))
 
     def add_score(self, record: ScoreRecord) -> None:
         """Keep the latest record per mouse; only scored records move the total and sparkline."""
@@ -196,6 +208,8 @@ def format_age(seconds: float | None) -> str:
 def render(state: DashboardState, now: float) -> RenderableType:
     """The whole screen for `state` at wall-clock `now` (the clock of record.wall_time)."""
     parts: list[RenderableType] = [_header(state)]
+    if state.model_figures or state.below_floor:
+        parts.append(_figures_line(state))
     if state.demo:
         parts.append(Text(DEMO_BANNER, style="bold yellow on red"))
     if state.notice:
@@ -217,6 +231,8 @@ def _header(state: DashboardState) -> Text:
     header = Text(state.title, style="bold")
     if state.demo:
         header.append("  [DEMO]", style="bold red")
+    if state.below_floor:
+        header.append(f"  {BELOW_FLOOR}", style="bold red")
     header.append(
         f"   records {state.records_total}   gaps {state.gaps}   "
         f"alert ≥ {threshold}   csv {state.csv_path or NEVER}",
@@ -225,6 +241,14 @@ def _header(state: DashboardState) -> Text:
     if state.malformed:
         header.append(f"   malformed messages {state.malformed}", style="bold red")
     return header
+
+
+def _figures_line(state: DashboardState) -> Text:
+    """The models' figures under the header: red with the reason when one is below its floor."""
+    if state.below_floor:
+        return Text(f"models: {state.model_figures or 'no figures'} — below the floor "
+                    f"(exported with --accept-weak): {state.below_floor}", style="bold red")
+    return Text(f"models: {state.model_figures}", style="dim")
 
 
 def _health_lines(state: DashboardState) -> list[Text]:

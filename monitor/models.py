@@ -51,6 +51,16 @@ class ModelInfo:
     def is_demo(self) -> bool:
         return self.kind == "demo"
 
+    @property
+    def figures(self) -> str:
+        """What mgs-export said the model is known by ("" for the demo's and older files)."""
+        return self.extra.get("figures", "")
+
+    @property
+    def below_floor(self) -> str:
+        """Why the model is below its floor, when it was exported so with --accept-weak."""
+        return self.extra.get("below_floor", "")
+
 
 class OnnxModel:
     """A validated model file, loaded by its runtime (monitor/runtimes.py), warmed up and ready."""

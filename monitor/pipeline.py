@@ -60,6 +60,20 @@ class Models:
     def precision(self) -> str:
         return self.scorer.info.extra.get("precision", "fp32")
 
+    def figures(self) -> str:
+        """Each model's figures, for the start line, the dashboard and the status reports."""
+        return "; ".join(f"{role} {model.info.figures}" for role, model in self._by_role()
+                         if model.info.figures)
+
+    def below_floor(self) -> str:
+        """Why a model runs below its floor ("" when none does): shown in red wherever the
+        figures are."""
+        return "; ".join(f"{role} {model.info.below_floor}" for role, model in self._by_role()
+                         if model.info.below_floor)
+
+    def _by_role(self) -> tuple[tuple[str, OnnxModel], ...]:
+        return (("scorer", self.scorer), ("localizer", self.localizer))
+
     def runs_on(self) -> str:
         """Which runtime runs each model, for the start line."""
         return (f"scorer ({self.precision}) on {self.scorer.runtime}, localizer on "
@@ -193,6 +207,12 @@ class Monitor:
     def request_reload(self) -> None:
         """Re-read the alert rules from the config file (SIGHUP); the series are kept."""
         self._reload.set()
+
+    def alert_line(self) -> str:
+        """The default pain threshold and where it comes from, for the start line (read before
+        `start`: the pipeline thread owns the alert engine after)."""
+        return (f"pain alerts at a window mean >= {self._alerts.default:g} "
+                f"({self._alerts.default_from})")
 
     def request_stop(self) -> None:
         """Stop the sources; the pipeline then drains what they already captured."""
@@ -341,6 +361,8 @@ class Monitor:
             publisher=self.config.publisher, seq=next(self._reports), wall_time=time.time(),
             title=self.title, model_kind=self._analyzer.models.kind,
             alert_threshold=self._alerts.default, records=self.records,
+            model_figures=self._analyzer.models.figures(),
+            model_below_floor=self._analyzer.models.below_floor(),
             csv_path=str(csv.path) if csv else "", csv_backlog=csv.backlog if csv else 0,
             csv_dropped=csv.dropped if csv else 0, csv_error=csv.error if csv else "",
             queue_dropped=self._frames.drops(), hooks=hooks, notice=notice,

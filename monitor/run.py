@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from monitor import capture
 from monitor.bus import Subscriber
@@ -39,6 +40,9 @@ def run_monitor(config: MonitorConfig, csv_path: Path, *, replay: bool, realtime
         console.print("[bold yellow]DEMO models (trained on synthetic faces): "
                       "not a real pain model[/]")
     console.print(f"models: {models.runs_on()}")
+    console.print(monitor.alert_line())
+    for line in figure_lines(models.figures(), models.below_floor()):
+        console.print(line)
     for advice in [*models.warnings(), runtime_conflict()]:
         if advice:
             console.print(f"[yellow]{advice}[/]")
@@ -61,3 +65,13 @@ def run_monitor(config: MonitorConfig, csv_path: Path, *, replay: bool, realtime
         raise monitor.error
     console.print(f"{monitor.records} records written to {csv_path}")
     return 0
+
+
+def figure_lines(figures: str, below_floor: str) -> list[Text]:
+    """The models' figures for the start line: red, with the reason, when one is below its
+    floor (exported with --accept-weak); none for models without figures (the demo's)."""
+    lines = [Text(f"model figures: {figures}", style="bold red" if below_floor else "")]
+    if below_floor:
+        lines.append(Text(f"MODEL BELOW THE FLOOR (exported with --accept-weak): {below_floor}",
+                          style="bold red"))
+    return lines if figures or below_floor else []

@@ -189,7 +189,7 @@ class StatusReport(Message):
     TOPIC: ClassVar[bytes] = TOPIC_STATUS
     KIND: ClassVar[str] = "status report"
 
-    version: Literal[2] = Field(2, alias="schema")
+    version: Literal[3] = Field(3, alias="schema")
     publisher: str
     seq: int
     wall_time: float
@@ -210,6 +210,10 @@ class StatusReport(Message):
     evidence_bytes: int = 0
     evidence_dropped: int = 0  # not kept: the writer's queue was full or the disk refused
     evidence_error: str = ""
+    # Schema 3: the models' figures as mgs-export wrote them, and why one is below its floor
+    # ("" when none is; shown in red).
+    model_figures: str = ""
+    model_below_floor: str = ""
 
 
 MESSAGE_TYPES: dict[bytes, type[Message]] = {

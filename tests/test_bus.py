@@ -232,13 +232,27 @@ def test_every_message_is_standard_json_with_null_for_unknown() -> None:
     assert json.loads(no_face.to_json())["sharpness"] is None
     assert json.loads(camera.to_json())["latency_ms"] is None
     assert reminder.value is None and json.loads(reminder.to_json())["value"] is None
-    assert payload["schema"] == 2  # the status report's wire form did not change
+    assert payload["schema"] == 3  # 3 added the models' figures; NaN never changed it
 
 
 def test_a_nan_of_an_older_monitor_is_refused_by_version() -> None:
     old = b'{"schema":3,"sharpness":NaN}'
     with pytest.raises(MessageError, match="schema 3 is not 4"):
         decode([b"score", old])
+
+
+def test_a_status_report_without_the_models_figures_is_refused_by_version() -> None:
+    """Schema 3 carries the models' figures; a dashboard must not show an older monitor's
+    models as if none were below the floor."""
+    status = StatusReport(publisher="p", seq=3, wall_time=1.0, title="t", model_kind="trained",
+                          alert_threshold=4.0, records=10, model_figures="scorer x",
+                          model_below_floor="scorer y")
+    payload = json.loads(status.to_json())
+    assert (payload["model_figures"], payload["model_below_floor"]) == ("scorer x", "scorer y")
+    older = {k: v for k, v in payload.items() if not k.startswith("model_f")
+             and k != "model_below_floor"} | {"schema": 2}
+    with pytest.raises(MessageError, match="status report schema 2 is not 3"):
+        decode([b"status", json.dumps(older).encode()])
 
 
 # Encryption end to end -------------------------------------------------------------------------

@@ -14,12 +14,16 @@ in-process, the labelling server as its own process on a loopback port):
   5. mgs-train                tiny scorer, 2 folds of whole mice and the final fit;
      mgs-train-localizer      tiny localizer on the drawn boxes
   6. mgs-eval                 the report, with a pain cut-off chosen on validation mice
-  7. mgs-export               scorer.onnx + localizer.onnx, metadata kind=trained
+  7. mgs-export               refused, in one line, for models below their floors; with
+                              --accept-weak scorer.onnx + localizer.onnx, metadata kind=trained,
+                              the report's cut-off and figures, marked below the floor
   8. mgs-monitor replay       with --models of the export: rows carry the new model ids and
-                              model_kind=trained
+                              model_kind=trained; the start line shows the figures, that the
+                              models are below the floor, and alerts at the report's cut-off
 
 The models are far too small and briefly trained to score anything well: this checks that the
-steps fit together and that what a rater posts is what training reads, not model quality.
+steps fit together and that what a rater posts is what training reads, not model quality; the
+export gate says so.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import pytest
 
 from demo.build import DemoBuild
 from export.cli import cli as export_cli
+from export.gate import LOCALIZER_RECALL_FLOOR
 from label.cli import main as label_main
 from monitor.cli import main as monitor_main
 from monitor.models import LOCALIZER, SCORER, OnnxModel
@@ -282,13 +287,43 @@ def test_own_model_loop(demo_small: DemoBuild, tmp_path: Path,
     assert (scorer_run / "report" / "report.html").is_file()
     assert report["n_images"] == len(items)  # pooled over both folds' test mice: each once
     assert set(report["unit_metrics"]) == set(UNITS)
-    assert report["pain_cutoff"] is None or report["pain_cutoff_from"] == "validation"
+    # the tiny models score every validation face alike: the cut-off is that one total
+    # (Youden J 0), but it exists, and it is what the monitor must alert at
+    assert report["pain_cutoff"] is not None and report["pain_cutoff_from"] == "validation"
+    cutoff = report["pain_cutoff"]
 
     # 7. mgs-export --run runs/scorer --report runs/scorer/report/report.json
     #               --localizer runs/faces --out models
+    #    refused first: no model this weak goes live without being told to
     models = tmp_path / "models"
-    assert export_cli(["--run", str(scorer_run), "--report", str(report_json), "--localizer",
-                       str(faces_run), "--out", str(models)]) == 0
+    export = ["--run", str(scorer_run), "--report", str(report_json), "--localizer",
+              str(faces_run), "--out", str(models)]
+    # the localizer's held-out recall rests on the one or two boxed faces the split holds out:
+    # 0 or 1 by the luck of that split, so either model may be the first refused
+    recall = json.loads((faces_run / "localizer_metrics.json").read_text())["recall_iou50"]
+    weak_localizer = recall < LOCALIZER_RECALL_FLOOR
+    auroc = report["by_mouse"]["auroc"]
+    assert auroc["ci_low"] <= 0.5  # the scorer: no better than chance by mouse
+    scorer_refused = (f"{report_json}: scorer not exported, below the floor: no better than "
+                      f"chance by mouse: AUROC {auroc['value']:.2f} [{auroc['ci_low']:.2f}, "
+                      f"{auroc['ci_high']:.2f}]")
+    capsys.readouterr()
+    assert export_cli(export) == 2
+    said = capsys.readouterr()
+    assert said.err.count("\n") == 1 and said.err.startswith("mgs-export: error: " + (
+        f"{faces_run / 'localizer.pth'}: localizer not exported, below the floor: held-out "
+        f"recall at IoU>=0.5 {recall:.2f} is below the floor 0.8; pass --accept-weak"
+        if weak_localizer else scorer_refused))
+    assert f"{faces_run}: localizer held-out recall at IoU>=0.5 {recall:.2f}" in said.out
+    assert export_cli(export[:4] + export[-2:]) == 2  # the scorer alone
+    said = capsys.readouterr()
+    assert said.err.count("\n") == 1 and said.err.startswith(
+        f"mgs-export: error: {scorer_refused}")
+    assert f"{scorer_run / 'final'}: scorer by mouse ({report['by_mouse']['n_mice']} mice): " \
+        f"AUROC {auroc['value']:.2f}" in said.out
+    assert not models.exists()
+    #    then exported as asked, marked below the floor
+    assert export_cli([*export, "--accept-weak"]) == 0
     meta = {name: {p.key: p.value for p in onnx.load(str(models / f"{name}.onnx"))
                    .metadata_props} for name in ("scorer", "localizer")}
     assert meta["scorer"]["kind"] == meta["localizer"]["kind"] == "trained"
@@ -297,10 +332,15 @@ def test_own_model_loop(demo_small: DemoBuild, tmp_path: Path,
     assert meta["scorer"]["data_fingerprint"] == data_fingerprint(items)
     assert meta["localizer"]["data_fingerprint"] == data_fingerprint(cubicles)
     assert meta["scorer"]["trained_on"].startswith(f"final fit on all {len(items)} images")
+    assert meta["scorer"]["pain_cutoff"] == f"{cutoff:g}"
+    assert meta["scorer"]["below_floor"] and meta["scorer"]["accepted_weak"] == "yes"
+    assert bool(meta["localizer"]["below_floor"]) == weak_localizer
+    assert meta["scorer"]["figures"].startswith(
+        f"by mouse ({report['by_mouse']['n_mice']} mice): AUROC {auroc['value']:.2f}")
     scorer = OnnxModel(models / "scorer.onnx", SCORER, ["CPUExecutionProvider"])
     localizer = OnnxModel(models / "localizer.onnx", LOCALIZER, ["CPUExecutionProvider"])
     assert scorer.info.kind == localizer.info.kind == "trained"  # as the monitor reads them
-    assert scorer.info.pain_cutoff == report["pain_cutoff"]
+    assert scorer.info.pain_cutoff == cutoff
 
     # 8. mgs-monitor replay cam0.mp4 --models models --every 2 --out records/check.csv
     capsys.readouterr()
@@ -309,11 +349,19 @@ def test_own_model_loop(demo_small: DemoBuild, tmp_path: Path,
                          every, "--out", str(check), "--no-publish", "--no-dashboard"]) == 0
     said = capsys.readouterr()
     assert "DEMO" not in said.out + said.err
+    started_with = " ".join(said.err.split())
+    assert f"pain alerts at a window mean >= {cutoff:g} (the scorer's pain cut-off)" in \
+        started_with
+    assert f"model figures: scorer {meta['scorer']['figures']}; localizer " in started_with
+    assert ("MODEL BELOW THE FLOOR (exported with --accept-weak): scorer no better than chance "
+            "by mouse") in started_with
     checked = read_csv(check)
     assert len(checked) >= 4 and {r["mouse"] for r in checked} == {
         m for m in mice if m.startswith(demo.videos[0].stem + "-")}
     for row in checked:
         assert row["model_kind"] == "trained"
+        if row["status"] == "scored":  # each sample judged against the report's cut-off
+            assert row["pain"] == str(int(int(row["total"]) >= cutoff))
         assert row["scorer_id"] == meta["scorer"]["model_id"] == scorer.info.model_id
         assert row["localizer_id"] == meta["localizer"]["model_id"] == localizer.info.model_id
     print(f"own-model loop: {time.monotonic() - started:.1f} s after the demo build",

@@ -111,7 +111,7 @@ def test_eval_then_export(run: Path, labels: Path, tmp_path: Path) -> None:
     assert (report / "report.html").read_text().count("Grad-CAM") >= 1
     assert len(list((report / "gradcam").glob("*.png"))) == 10
     assert export_cli(["--run", str(run), "--report", str(report / "report.json"), "--out",
-                       str(tmp_path), "--kind", "demo"]) == 0
+                       str(tmp_path), "--kind", "demo", "--accept-weak"]) == 0
     model = OnnxModel(tmp_path / "scorer.onnx", SCORER, ["CPUExecutionProvider"])
     assert model.info.pain_cutoff == pytest.approx(results["pain_cutoff"])
     assert model.info.kind == "demo" and model.info.input_size == 32
@@ -183,7 +183,8 @@ def test_localizer_trains_from_boxes_and_exports(tmp_path: Path, run: Path,
     metrics = json.loads((out / "localizer_metrics.json").read_text())
     assert metrics["mean_iou"] > 0.4 and metrics["visibility_accuracy"] > 0.7
     models = tmp_path / "models"
-    assert export_cli(["--run", str(run), "--localizer", str(out), "--out", str(models)]) == 0
+    assert export_cli(["--run", str(run), "--localizer", str(out), "--out", str(models),
+                       "--accept-weak"]) == 0
     localizer = OnnxModel(models / "localizer.onnx", LOCALIZER, ["CPUExecutionProvider"])
     assert localizer.info.kind == "trained" and localizer.info.input_size == 48
     frames = tmp_path / "frames"
@@ -252,7 +253,7 @@ def test_same_seed_same_model(labels: Path, run: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
 def test_reduced_scorer_is_gated_on_agreement(precision: str, run: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["--run", str(run), "--out", str(tmp_path), f"--{precision}"]
+    base = ["--run", str(run), "--out", str(tmp_path), f"--{precision}", "--accept-weak"]
     assert export_cli([*base, f"--{precision}-min-agreement", "1.01"]) == 2  # cannot be met
     assert "not written" in capsys.readouterr().err
     assert not (tmp_path / f"scorer-{precision}.onnx").exists()
@@ -331,7 +332,7 @@ def test_the_exported_cutoff_is_chosen_on_validation_and_reported_on_test(
     page = " ".join((out / "report.html").read_text().split())
     assert "chosen on the validation part" in page and "out of sample" in page
     assert export_cli(["--run", str(run), "--report", str(out / "report.json"), "--out",
-                       str(tmp_path / "models"), "--kind", "demo"]) == 0
+                       str(tmp_path / "models"), "--kind", "demo", "--accept-weak"]) == 0
     meta = OnnxModel(tmp_path / "models" / "scorer.onnx", SCORER, ["CPUExecutionProvider"]).info
     assert meta.pain_cutoff == want and meta.extra["pain_cutoff_from"] == "validation"
 
@@ -425,7 +426,7 @@ def test_the_papers_resnet18_at_224_goes_from_training_to_the_monitor(
                       "--weights", "none", "--epochs", "1", "--split", "holdout",
                       "--output-dir", str(run)]) == 0
     assert export_cli(["--run", str(run), "--out", str(tmp_path / "models"),
-                       "--kind", "demo"]) == 0
+                       "--kind", "demo", "--accept-weak"]) == 0
     config = build_config({**demo_small.config(), "models": {
         "scorer": str(tmp_path / "models" / "scorer.onnx"),
         "localizer": str(demo_small.folder / "localizer.onnx")}})
@@ -510,7 +511,8 @@ def test_cross_validation_deploys_a_final_fit_that_says_what_it_is(
     assert eval_cli(["--run", str(out), "--gradcam", "0", "--bootstrap", "20"]) == 0
     page = " ".join((out / "report" / "report.html").read_text().split())
     assert "The model to deploy is the final fit on all images (final/)" in page
-    assert export_cli(["--run", str(out), "--out", str(tmp_path / "models")]) == 0
+    assert export_cli(["--run", str(out), "--out", str(tmp_path / "models"),
+                       "--accept-weak"]) == 0
     meta = OnnxModel(tmp_path / "models" / "scorer.onnx", SCORER, ["CPUExecutionProvider"]).info
     assert meta.extra["trained_on"] == ("final fit on all 80 images; its expected performance "
                                         "is the 2 folds' (mouse-cv)")

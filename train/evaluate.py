@@ -215,6 +215,7 @@ def evaluate_run(args: argparse.Namespace, frames: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
     """The run's report; with `frames`, the localizer-in-the-loop figures join its page."""
     run = Run.open(args.run)
+    fingerprint = run.fingerprint()  # of the files read below: mgs-export checks it
     out = args.out or run.folder / "report"
     pain, control = _names(args.pain_conditions), _names(args.control_conditions)
     if pain & control:
@@ -224,6 +225,7 @@ def evaluate_run(args: argparse.Namespace, frames: dict[str, Any] | None = None
     results = evaluate(data, n_boot=args.bootstrap, seed=args.seed,
                        cutoff=cutoffs(run, args.selection, pain, control) if pain else None)
     results["deployed_model"] = deployed_model(run)
+    results["run_fingerprint"] = fingerprint
     results["selection"] = args.selection or "all test images"
     results["frames"] = frames
     html = write_report(out, data, results, gradcam_images(run, out, args.gradcam))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,9 @@ import torch
 
 from train.labels import LabelledImage, face_crop_for, load_labels
 from train.models import UnitScorer
+
+# What defines a trained fold: its split, its model and the predictions mgs-eval reads from it.
+FINGERPRINTED = ("split.json", "predictions.csv", "predictions-val.csv", "scorer.pth")
 
 
 class RunError(ValueError):
@@ -80,6 +84,13 @@ class Run:
             raise RunError(f"{path / 'scorer.pth'}: not found (fold {index} not trained)")
         return path
 
+    def fingerprint(self) -> dict[str, str]:
+        """A hash of each trained fold folder (and `final`) over the files that define it, so a
+        report can be tied to the models it was made from (mgs-eval writes it, mgs-export checks
+        it)."""
+        folders = [*self.folds, *([self.final] if self.final else [])]
+        return {folder.name: fold_fingerprint(folder) for folder in folders}
+
     def labels(self, rater: str | None = None) -> list[LabelledImage]:
         """The run's labelled images, resolved with the run's rater (or another one); read
         once per rater, since every image is decoded to check it."""
@@ -98,6 +109,20 @@ class Run:
         names = json.loads((fold / "split.json").read_text())[part]
         by_image = {str(item.image): item for item in self.labels()}
         return [by_image[name] for name in names if name in by_image]
+
+
+def fold_fingerprint(folder: Path) -> str:
+    """sha256 over the files in FINGERPRINTED, each by name and content (a missing one, as in
+    runs older than predictions-val.csv, by name alone)."""
+    digest = hashlib.sha256()
+    for name in FINGERPRINTED:
+        path = folder / name
+        digest.update(f"{name}:{path.is_file()}\n".encode())
+        if path.is_file():
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def load_scorer(fold: Path) -> tuple[UnitScorer, dict[str, Any]]:
