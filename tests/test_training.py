@@ -687,13 +687,13 @@ def test_export_of_a_fold_writes_that_folds_own_cutoff(mouse_run: Path, tmp_path
     report = _report(mouse_run)
     path = mouse_run / "report" / "report.json"
     assert export_cli(["--run", str(mouse_run), "--fold", "1", "--report", str(path),
-                       "--out", str(tmp_path / "fold1")]) == 0
+                       "--out", str(tmp_path / "fold1"), "--accept-weak"]) == 0
     meta = OnnxModel(tmp_path / "fold1" / "scorer.onnx", SCORER, ["CPUExecutionProvider"]).info
     own = report["pain_cutoff_folds"]["fold1"]
     assert meta.pain_cutoff == own["cutoff"]
     assert meta.extra["pain_cutoff_how"] == f"fold1's own, {own['how']}"
     assert export_cli(["--run", str(mouse_run), "--report", str(path),
-                       "--out", str(tmp_path / "final")]) == 0
+                       "--out", str(tmp_path / "final"), "--accept-weak"]) == 0
     meta = OnnxModel(tmp_path / "final" / "scorer.onnx", SCORER, ["CPUExecutionProvider"]).info
     assert meta.pain_cutoff == report["pain_cutoff"]
     assert meta.extra["pain_cutoff_how"] == report["pain_cutoff_how"]
@@ -701,7 +701,7 @@ def test_export_of_a_fold_writes_that_folds_own_cutoff(mouse_run: Path, tmp_path
     pooled.write_text(json.dumps({"pain_cutoff": 5.0, "pain_cutoff_from": "validation"}))
     capsys.readouterr()
     assert export_cli(["--run", str(mouse_run), "--fold", "1", "--report", str(pooled),
-                       "--out", str(tmp_path / "pooled")]) == 2
+                       "--out", str(tmp_path / "pooled"), "--accept-weak"]) == 2
     assert capsys.readouterr().err == (
         f"mgs-export: error: {pooled}: no pain_cutoff_folds: its cut-off pools every fold's "
         "validation part, whose mice are other folds' test mice (an older mgs-eval); run "
@@ -745,7 +745,10 @@ def test_fold_folders_of_an_earlier_run_are_refused(run: Path, tmp_path: Path,
     assert err == (f"mgs-eval: error: {stale / 'fold3'}: not a fold of this run (holdout with 1 "
                    "fold, run.json); it is left from an earlier run: remove it or train into a "
                    "new --output-dir\n")
-    assert export_cli(["--run", str(stale), "--out", str(tmp_path / "models")]) == 2
+    # past the weak-model gate, so that only the stale fold can refuse it
+    assert export_cli(["--run", str(stale), "--out", str(tmp_path / "models"),
+                       "--accept-weak"]) == 2
+    assert "fold3: not a fold of this run" in capsys.readouterr().err
 
 
 def test_without_validation_the_last_epoch_is_kept(labels: Path, tmp_path: Path,
@@ -804,6 +807,6 @@ def test_a_report_without_the_folds_own_cutoff_is_one_line(
     report.write_text(json.dumps(_report(mouse_run) | {"pain_cutoff_folds": folds}))
     capsys.readouterr()
     assert export_cli(["--run", str(mouse_run), "--fold", "1", "--report", str(report),
-                       "--out", str(tmp_path / "models")]) == 2
+                       "--out", str(tmp_path / "models"), "--accept-weak"]) == 2
     assert capsys.readouterr().err == f"mgs-export: error: {report}: {why}\n"
     assert not (tmp_path / "models" / "scorer.onnx").exists()
