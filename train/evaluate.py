@@ -20,7 +20,7 @@ from monitor.units import UNITS
 from train.command import run_command
 from train.frames import evaluate_frames, summary_lines, write_frames_report
 from train.gradcam import write_gradcam
-from train.labels import MAJORITY, LabelError, LabelledImage, vote
+from train.labels import MAJORITY, LabelError, LabelledImage, even_vote
 from train.report import EvalInput, evaluate, validation_cutoff, write_report
 from train.run import Run, RunError, crops_of, load_scorer
 
@@ -83,7 +83,7 @@ def chosen(run: Run, rows: list[dict[str, str]], selection: str | None
     return kept
 
 
-def _total(levels: tuple[int | None, ...] | None) -> float:
+def _total(levels: Sequence[float | None] | None) -> float:
     """A total where every unit was scored, else NaN."""
     if levels is None or any(v is None for v in levels):
         return float("nan")
@@ -94,8 +94,9 @@ def rater_totals(run: Run, images: list[str]
                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Each human rater's total per image, and the reference each is compared with: the named
     reference rater (who is never compared with itself), or with a majority reference, the
-    majority of the *other* raters, so no rater is part of their own reference. NaN where a
-    total is undefined (a unit not scored)."""
+    majority of the *other* raters, so no rater is part of their own reference; a tied unit
+    counts the mean of the tied levels (`even_vote`), so the reference leans to no side. NaN
+    where a total is undefined (a unit not scored)."""
     by_image: dict[str, LabelledImage] = {str(i.image): i for i in run.labels()}
     reference = str(run.args["rater"])
     names = sorted({name for item in by_image.values() for name in item.raters if name})
@@ -110,7 +111,7 @@ def rater_totals(run: Run, images: list[str]
                 theirs.append(_total(raters.get(reference)))
             else:
                 others = [levels for other, levels in raters.items() if other not in ("", name)]
-                theirs.append(_total(vote(others)) if others else float("nan"))
+                theirs.append(_total(even_vote(others)) if others else float("nan"))
         if np.isfinite(theirs).any():  # a lone rater has no one to be compared with
             totals[name], references[name] = np.asarray(own), np.asarray(theirs)
     return totals, references
