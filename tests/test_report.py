@@ -450,6 +450,23 @@ def test_model_and_rater_differences_by_a_paired_mouse_bootstrap() -> None:
     assert evaluate(data, n_boot=N_BOOT)["rater_comparison"]["raters"]["copy"]["by_mouse"] is None
 
 
+def test_intervals_by_mouse_widen_with_few_mice() -> None:
+    """The plain percentile bootstrap is too narrow with few mice: with 4 + 4 the expanded
+    interval cuts sqrt(4/3) t(6) = 2.83 SDs off each side (0.24%), with many mice 1.96 (2.5%)."""
+    from scipy.stats import norm
+    from scipy.stats import t as student_t
+
+    from train.report import _expanded_tail
+
+    few = {"NTG": [np.array([k]) for k in range(4)], "saline": [np.array([k]) for k in range(4)]}
+    want = 100 * norm.cdf(-np.sqrt(4 / 3) * student_t.ppf(0.975, 6))
+    assert _expanded_tail(few) == pytest.approx(want) and 0.2 < want < 0.3
+    many = {c: [np.array([k]) for k in range(5000)] for c in ("NTG", "saline")}
+    assert _expanded_tail(many) == pytest.approx(2.5, abs=0.01)
+    found = evaluate(mice_study(4, 4, 5), n_boot=N_BOOT)["by_mouse"]
+    assert found["ci_tail_percent"] == pytest.approx(want)
+
+
 def test_one_mouse_in_a_condition_gives_no_interval_and_says_why(tmp_path: Path) -> None:
     """1 NTG and 3 saline mice: resampling the NTG mouse always draws it again, so an interval
     would leave out how NTG mice differ. The figures stand, the intervals are n/a, the page

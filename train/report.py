@@ -22,7 +22,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
-from scipy.stats import linregress, mannwhitneyu, pearsonr, rankdata
+from scipy.stats import linregress, mannwhitneyu, norm, pearsonr, rankdata
 from scipy.stats import t as student_t
 from sklearn.metrics import (
     average_precision_score,
@@ -459,8 +459,22 @@ def paired_by_mouse(data: EvalInput, name: str, n_boot: int, seed: int) -> dict[
     for _ in range(0 if note else n_boot):
         for key, value in differences(_resample_mice(strata, rng)).items():
             samples[key].append(value)
+    tail = _expanded_tail(strata)
     return {"note": note, "n_boot": 0 if note else n_boot,
-            **{key: _nan_ci(point[key], np.asarray(values)) for key, values in samples.items()}}
+            **{key: _nan_ci(point[key], np.asarray(values), tail)
+               for key, values in samples.items()}}
+
+
+def _expanded_tail(strata: dict[str, list[np.ndarray]]) -> float:
+    """The percent cut off each side for a 95% expanded percentile interval (Hesterberg 2015):
+    with few mice the plain percentile bootstrap is too narrow (a condition's resampled spread
+    shrinks by (n - 1) / n, and the spread itself is only estimated), so its quantiles are
+    widened by sqrt(n / (n - 1)), n the mice of the smallest condition, and Student's t on
+    (all mice - conditions) degrees of freedom. With many mice it is the plain 2.5%."""
+    fewest = min(len(mice) for mice in strata.values())
+    df = max(sum(len(mice) for mice in strata.values()) - len(strata), 1)
+    widened = math.sqrt(fewest / max(fewest - 1, 1)) * float(student_t.ppf(0.975, df))
+    return 100 * float(norm.cdf(-widened))
 
 
 def _r(x: np.ndarray, y: np.ndarray) -> float:
@@ -626,9 +640,12 @@ def mouse_bootstrap(data: EvalInput, n_boot: int = 1000, seed: int = 0) -> dict[
     for _ in range(0 if note else n_boot):
         for key, value in _clustered_stats(data, _resample_mice(strata, rng)).items():
             samples[key].append(value)
+    tail = _expanded_tail(strata)
     return {"n_mice": sum(len(m) for m in strata.values()), "n_boot": 0 if note else n_boot,
             "mice_per_condition": {c: len(m) for c, m in strata.items()}, "note": note,
-            **{key: _nan_ci(point[key], np.asarray(values)) for key, values in samples.items()}}
+            "ci_tail_percent": tail,
+            **{key: _nan_ci(point[key], np.asarray(values), tail)
+               for key, values in samples.items()}}
 
 
 def _clustered_stats(data: EvalInput, index: np.ndarray) -> dict[str, float]:
@@ -651,12 +668,13 @@ def _clustered_stats(data: EvalInput, index: np.ndarray) -> dict[str, float]:
     return stats
 
 
-def _nan_ci(value: float, samples: np.ndarray) -> Stat:
-    """Percentile 95% CI over the samples that define the figure, and how many did."""
+def _nan_ci(value: float, samples: np.ndarray, tail: float = 2.5) -> Stat:
+    """Percentile CI (`tail` percent cut off each side) over the samples that define the
+    figure, and how many did."""
     defined = samples[np.isfinite(samples)]
     if not defined.size:
         return {"value": _finite(value), "ci_low": None, "ci_high": None, "defined": 0}
-    low, high = np.percentile(defined, [2.5, 97.5])
+    low, high = np.percentile(defined, [tail, 100 - tail])
     return {"value": _finite(value), "ci_low": float(low), "ci_high": float(high),
             "defined": int(defined.size)}
 
