@@ -3,7 +3,10 @@
 Per-unit level metrics (Table 2 style) with exact Clopper-Pearson CIs, agreement of the model's
 total and of every other human rater's total with the reference (Pearson r, Bland-Altman), and
 pain discrimination (AUROC/AUPRC with bootstrap CIs, Youden cut-off), so model and humans are
-measured the same way and sit side by side. Output is JSON (None, never NaN), PNGs and one HTML
+measured the same way and sit side by side. Those figures take images as independent units;
+when every image names its mouse, p-values and intervals with the mouse as the unit stand
+beside them (conditions rearranged over mice, mouse means, mouse bootstraps), since images of
+one mouse are alike. Output is JSON (None, never NaN), PNGs and one HTML
 page that references them by relative path.
 """
 
