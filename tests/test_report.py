@@ -465,6 +465,14 @@ def test_intervals_by_mouse_widen_with_few_mice() -> None:
     assert _expanded_tail(many) == pytest.approx(2.5, abs=0.01)
     found = evaluate(mice_study(4, 4, 5), n_boot=N_BOOT)["by_mouse"]
     assert found["ci_tail_percent"] == pytest.approx(want)
+    # the paired differences: value +- t(6) sqrt(4/3) SD of the resamples
+    from train.report import _t_interval
+
+    samples = np.array([-1.0, 1.0, -1.0, 1.0, np.nan])
+    half = student_t.ppf(0.975, 6) * np.sqrt(4 / 3) * np.std(samples[:4], ddof=1)
+    got = _t_interval(0.5, samples, few)
+    assert (got["ci_low"], got["ci_high"], got["defined"]) == pytest.approx(
+        (0.5 - half, 0.5 + half, 4))
 
 
 def test_one_mouse_in_a_condition_gives_no_interval_and_says_why(tmp_path: Path) -> None:
