@@ -533,3 +533,35 @@ def test_model_kappa_and_icc_against_the_reference_as_mgs_label_measures_raters(
     assert results["agreement"]["model"]["icc"] == pytest.approx(icc2)
     alice = results["rater_comparison"]["raters"]["alice"]
     assert 0 < alice["rater"]["icc"] <= 1 and alice["model"]["icc"] is not None
+
+
+def test_raters_kappa_per_unit_beside_the_models(tmp_path: Path) -> None:
+    """Each rater's and the model's quadratic kappa with the rater's reference, per unit; a unit
+    whose reference is a half level (two others tied) has no category and is left out."""
+    from sklearn.metrics import cohen_kappa_score
+
+    data = make_input()
+    rng = np.random.default_rng(8)
+    n = len(data.image)
+    reference = rng.integers(0, 3, (n, 5)).astype(float)
+    rater = np.where(rng.random((n, 5)) < 0.7, reference, rng.integers(0, 3, (n, 5)))
+    reference[:4, 0] = 0.5
+    data.raters = {"alice": rater.sum(1)}
+    data.rater_references = {"alice": reference.sum(1)}
+    data.rater_levels, data.rater_reference_levels = {"alice": rater}, {"alice": reference}
+    results = evaluate(data, n_boot=N_BOOT)
+    found = results["rater_comparison"]["raters"]["alice"]["kappa"]
+    common = (data.truth_levels >= 0).all(1)
+    whole = common & (reference[:, 0] % 1 == 0)
+    assert found[UNITS[0]]["n"] == whole.sum() == common.sum() - (common[:4]).sum()
+    want = cohen_kappa_score(reference[whole, 0].astype(int), rater[whole, 0].astype(int),
+                             weights="quadratic")
+    assert found[UNITS[0]]["rater"] == pytest.approx(want)
+    model = cohen_kappa_score(reference[whole, 0].astype(int), data.model_levels[whole, 0],
+                              weights="quadratic")
+    assert found[UNITS[0]]["model"] == pytest.approx(model)
+    body = write_report(tmp_path, data, results).read_text()
+    assert "Quadratic-weighted kappa per unit with the rater" in body
+    with pytest.raises(ValueError, match="levels of rater alice"):
+        EvalInput(data.image, data.truth_levels, data.model_levels, data.model_expected_total,
+                  data.condition, rater_levels={"alice": rater[:, :4]})

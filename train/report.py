@@ -331,6 +331,10 @@ class EvalInput:
     # per rater, the reference total they are compared with (never one they are part of);
     # a rater missing here is compared with the reference of the truth levels
     rater_references: dict[str, np.ndarray] = field(default_factory=dict)
+    # optional, per rater: their levels and their reference's [N, 5] (NaN = not scored; a
+    # reference level may be a half, two others tied), for kappa per unit
+    rater_levels: dict[str, np.ndarray] = field(default_factory=dict)
+    rater_reference_levels: dict[str, np.ndarray] = field(default_factory=dict)
     reference_name: str = "reference"
     title: str = "MGS evaluation"
 
@@ -343,6 +347,10 @@ class EvalInput:
         shapes |= {f"rater {name}": (np.shape(v), (n,)) for name, v in self.raters.items()}
         shapes |= {f"reference of rater {name}": (np.shape(v), (n,))
                    for name, v in self.rater_references.items()}
+        shapes |= {f"levels of rater {name}": (np.shape(v), (n, len(UNITS)))
+                   for name, v in self.rater_levels.items()}
+        shapes |= {f"reference levels of rater {name}": (np.shape(v), (n, len(UNITS)))
+                   for name, v in self.rater_reference_levels.items()}
         for name, (got, want) in shapes.items():
             if got != want:
                 raise ValueError(f"{name} has shape {got}, expected {want}")
@@ -426,6 +434,26 @@ def rater_comparison(data: EvalInput, n_boot: int, seed: int) -> dict[str, Any] 
                                 }.items()}
     for name in data.raters:
         found["raters"][name]["by_mouse"] = paired_by_mouse(data, name, n_boot, seed)
+        found["raters"][name]["kappa"] = rater_kappas(data, name, common)
+    return found
+
+
+def rater_kappas(data: EvalInput, name: str, common: np.ndarray) -> dict[str, Stat] | None:
+    """Per unit, quadratic kappa of the rater and of the model with the rater's reference, on
+    the common images where both rater and reference give the unit a whole level (a half, two
+    others tied, is no level); None without the rater's levels."""
+    if name not in data.rater_levels or name not in data.rater_reference_levels:
+        return None
+    rater = np.asarray(data.rater_levels[name], float)[common]
+    reference = np.asarray(data.rater_reference_levels[name], float)[common]
+    model = np.asarray(data.model_levels)[common]
+    found = {}
+    for j, unit in enumerate(UNITS):
+        kept = np.isfinite(rater[:, j]) & (reference[:, j] % 1 == 0)  # NaN % 1 is NaN
+        truth = reference[kept, j].astype(int).tolist()
+        found[unit] = {"n": int(kept.sum()),
+                       "rater": quadratic_kappa(truth, rater[kept, j].astype(int).tolist()),
+                       "model": quadratic_kappa(truth, model[kept, j].tolist())}
     return found
 
 
@@ -968,7 +996,19 @@ def _rater_section(results: dict[str, Any]) -> str:
             "model's correlation with the reference different from the rater's? The paired "
             "mouse bootstrap resamples the same whole mice for model and rater.</p>"
             + "".join(f"<p>No interval by mouse: {html.escape(n)}.</p>" for n in sorted(notes))
-            + _table(header, rows))
+            + _table(header, rows) + _rater_kappa_table(found))
+
+
+def _rater_kappa_table(found: dict[str, Any]) -> str:
+    """Per unit, 'rater / model' quadratic kappa with the rater's reference."""
+    rows = [[name, *(f"{_num(k[u]['rater'])} / {_num(k[u]['model'])} (n {k[u]['n']})"
+                     for u in UNITS)]
+            for name, c in found["raters"].items() if (k := c.get("kappa"))]
+    if not rows:
+        return ""
+    return ("<p>Quadratic-weighted kappa per unit with the rater's reference, rater / model "
+            "(units where the reference is a whole level), per image:</p>"
+            + _table(["rater", *UNITS], rows))
 
 
 def _paired(found: dict[str, Any], key: str) -> str:
