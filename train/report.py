@@ -980,7 +980,7 @@ def _rater_section(results: dict[str, Any]) -> str:
                      _num(c["rater"]["bias"]), _num(c["model"]["bias"]),
                      _ci(aurocs[name]["auroc"]) if name in aurocs else "—",
                      _paired(paired, "auroc_difference")])
-    header = ["rater", "r rater", "r model", "Williams t, p (per image)",
+    header = ["rater", "r rater, per image", "r model, per image", "Williams t, p (per image)",
               "r model - r rater [95% CI by mouse, paired]", "ICC(2,1) rater", "ICC(2,1) model",
               "bias rater", "bias model", "rater AUROC [95% CI], per image",
               "AUROC model - rater [95% CI by mouse, paired]"]
