@@ -4,12 +4,12 @@ Per unit and pair of raters: Cohen's kappa with quadratic weights (scikit-learn)
 both scored for that unit (a level of 2 against 0 costs four times 1 against 0). For totals:
 ICC(2,1) from pingouin (its `ICC(A,1)`: two-way random effects, absolute agreement, one rater),
 on the images both scored in all five units. Consistency: each rater's first answer against
-their answer to the same image shown again unannounced.
+their answer to the same image shown again unannounced. The statistics themselves live in
+train/agreement.py, so mgs-eval measures the model against its reference the same way.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,9 +17,9 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
 
-from monitor.units import LEVELS, UNITS
+from monitor.units import UNITS
+from train.agreement import icc_absolute, quadratic_kappa
 
 from .answers import ANSWER
 
@@ -105,28 +105,15 @@ def kappa(pairs: Sequence[tuple[int | None, int | None]]) -> Figure:
     if len(pairs) < MIN_KAPPA:
         return Figure(None, len(pairs))
     a, b = zip(*pairs, strict=True)
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        value = float(cohen_kappa_score(a, b, labels=list(LEVELS), weights="quadratic"))
-    return Figure(None if np.isnan(value) else value, len(pairs))
+    return Figure(quadratic_kappa(a, b), len(pairs))  # type: ignore[arg-type]
 
 
 def icc(pairs: Sequence[tuple[int, int]]) -> Figure:
     """ICC(2,1) of two raters' values on the same images (pingouin's ICC(A,1))."""
     if len(pairs) < MIN_ICC:
         return Figure(None, len(pairs))
-    import pandas as pd  # pingouin and pandas take seconds to import: only when needed
-    import pingouin
-
-    long = pd.DataFrame([(i, rater, value) for i, pair in enumerate(pairs)
-                         for rater, value in enumerate(pair)],
-                        columns=["image", "rater", "total"])
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        table = pingouin.intraclass_corr(long, targets="image", raters="rater", ratings="total")
-    row = table[table["Type"].isin(("ICC2", "ICC(A,1)"))]
-    value = float(row["ICC"].iloc[0])
-    return Figure(None if np.isnan(value) else value, len(pairs))
+    x, y = zip(*pairs, strict=True)
+    return Figure(icc_absolute(x, y), len(pairs))
 
 
 def _total(levels: Levels) -> int | None:

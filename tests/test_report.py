@@ -8,7 +8,10 @@ import pytest
 
 from monitor.units import UNITS
 from train.report import (
+    RANDOM_ARRANGEMENTS,
     EvalInput,
+    agreement_by_mouse,
+    auroc_p_by_mouse,
     clopper_pearson,
     evaluate,
     level_metrics,
@@ -329,3 +332,236 @@ def test_a_rater_is_never_part_of_their_own_reference() -> None:
     ann, ben = found["raters"]["ann"], found["raters"]["ben"]
     assert ann["rater"]["bias"] == -1.0 and ben["rater"]["bias"] == 1.0  # each against the other
     assert ann["rater"]["r"] == pytest.approx(1.0) and ann["williams"]["t"] is None  # |R| = 0
+
+
+def mice_study(n_pain: int, n_control: int, per_mouse: int, seed: int = 5) -> EvalInput:
+    """Mice whose model total is their reference total, each shown in `per_mouse` images that
+    differ a little; pain mice score higher. Two raters: one the model's copy, one noisy."""
+    rng = np.random.default_rng(seed)
+    mice = [f"m{m}" for m in range(n_pain + n_control) for _ in range(per_mouse)]
+    condition = ["NTG" if int(m[1:]) < n_pain else "saline" for m in mice]
+    look = {m: rng.integers(0, 2, 5) for m in sorted(set(mice))}
+    truth = np.array([np.clip(look[m] + (c == "NTG") + (rng.random(5) < 0.2), 0, 2)
+                      for m, c in zip(mice, condition, strict=True)])
+    total = truth.sum(1).astype(float)
+    return EvalInput(image=[f"img{i}" for i in range(len(mice))], truth_levels=truth,
+                     model_levels=truth.copy(), model_expected_total=total.copy(),
+                     condition=condition, pain_conditions={"NTG"}, mouse=mice,
+                     raters={"copy": total.copy(), "noisy": total + rng.normal(0, 2, total.size)})
+
+
+def test_the_bootstraps_fast_auroc_and_auprc_are_sklearns() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from train.report import _auprc, _auroc
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        score = rng.integers(0, 6, 40).astype(float)  # many ties
+        pain = rng.random(40) < 0.3
+        pain[:2] = True, False
+        assert _auroc(pain, score) == pytest.approx(roc_auc_score(pain, score))
+        assert _auprc(pain, score) == pytest.approx(average_precision_score(pain, score))
+
+
+def test_auroc_p_by_mouse_enumerates_every_arrangement_of_few_mice() -> None:
+    """4 pain and 4 control mice, 10 images each, fully separated: per image the rank test says
+    p ~ 1e-14, but only 2 of the C(8, 4) = 70 ways to name 4 of the 8 mice pain are this far
+    from chance: p = 2/70."""
+    score = np.repeat(np.arange(8.0), 10) + np.tile(np.linspace(0, 0.5, 10), 8)
+    pain = np.repeat(np.arange(8) >= 4, 10)
+    mice = np.repeat(np.arange(8), 10).astype(str)
+    found = pain_discrimination(score, pain, n_boot=N_BOOT, mice=mice)
+    assert found["auroc_p_value"] < 1e-10
+    assert found["auroc_p_value_by_mouse"] == pytest.approx(2 / 70)
+    # AUROC exactly 0.5 (mouse 0 and 7 pain, the rest control, ranks mirrored): every arrangement
+    # is as far from chance, p = 1
+    middle = pain_discrimination(score, np.repeat(np.isin(np.arange(8), [0, 7, 3, 4]), 10),
+                                 n_boot=N_BOOT, mice=mice)
+    assert middle["auroc"]["value"] == pytest.approx(0.5)
+    assert middle["auroc_p_value_by_mouse"] == 1.0
+    assert pain_discrimination(score, pain, n_boot=N_BOOT)["auroc_p_value_by_mouse"] is None
+
+
+def test_auroc_p_by_mouse_draws_arrangements_when_there_are_many() -> None:
+    """12 + 12 mice give C(24, 12) = 2.7 million arrangements: a random sample is drawn, and a
+    full separation (reached by 2 of them) gives p = (1 + 0) / (1 + n)."""
+    score = np.arange(24.0)
+    mice = np.arange(24).astype(str)
+    assert auroc_p_by_mouse(score, score >= 12, mice) == pytest.approx(
+        1 / (1 + RANDOM_ARRANGEMENTS))
+    assert auroc_p_by_mouse(score, np.ones(24, bool), mice) is None
+
+
+def test_the_report_gives_the_models_auroc_p_by_mouse(tmp_path: Path) -> None:
+    data = mice_study(4, 4, 6)
+    results = evaluate(data, n_boot=N_BOOT)
+    model = results["discrimination"]["model"]
+    assert results["by_mouse"]["auroc_p_value"] == model["auroc_p_value_by_mouse"]
+    assert all(d["auroc_p_value_by_mouse"] >= 2 / 70 for d in results["discrimination"].values())
+    assert model["auroc_p_value"] < model["auroc_p_value_by_mouse"]
+    body = write_report(tmp_path, data, results).read_text()
+    assert "p (AUROC = 0.5), by mouse" in body and "p (AUROC = 0.5), per image" in body
+    assert "Pain discrimination (95% bootstrap CIs per image" in body
+    assert "Pearson r [95% CI], per image" in body and "Williams t, p (per image)" in body
+    # the columns beside the test images' own cut-off are marked as chosen on them
+    assert "sensitivity at it, in-sample" in body and "specificity at it, in-sample" in body
+
+
+def test_r_and_proportional_bias_by_mouse_do_not_grow_with_copies_of_a_mouse() -> None:
+    """Per image, ten copies of each mouse make r's p tiny and its CI narrow; from mouse means
+    they change nothing: twelve mice are twelve mice."""
+    once, tenfold = (evaluate(clustered(copies), n_boot=N_BOOT)["agreement"]["model"]
+                     for copies in (1, 10))
+    assert tenfold["p_value"] < once["p_value"] / 100
+    for key in ("r", "r_ci_low", "r_ci_high", "p_value", "proportional_slope",
+                "proportional_p"):
+        assert tenfold["by_mouse"][key] == pytest.approx(once[key]), key
+        assert once["by_mouse"][key] == pytest.approx(once[key]), key
+    assert tenfold["by_mouse"]["n_mice"] == 12
+
+
+def test_agreement_by_mouse_is_taken_on_mouse_means() -> None:
+    """Mouse a: reference 1, 3 (mean 2), other 2, 4 (3); b: 4 -> 4; c: 6, 8 (7) -> 9, 9 (9);
+    d: NaN dropped, 10 -> 12. Means (2, 3), (4, 4), (7, 9), (10, 12)."""
+    reference = np.array([1, 3, 4, 6, 8, 5, 10.0])
+    other = np.array([2, 4, 4, 9, 9, np.nan, 12.0])
+    found = agreement_by_mouse(reference, other, np.array(list("aabccdd")))
+    x, y = np.array([2, 4, 7, 10.0]), np.array([3, 4, 9, 12.0])
+    assert found["n_mice"] == 4 and found["r"] == pytest.approx(np.corrcoef(x, y)[0, 1])
+    slope = np.polyfit((x + y) / 2, y - x, 1)[0]
+    assert found["proportional_slope"] == pytest.approx(slope)
+
+
+def test_model_and_rater_differences_by_a_paired_mouse_bootstrap() -> None:
+    """A rater who copies the model differs from it by exactly 0 in every resample (the same
+    mice on both sides); a noisy rater correlates less with the reference than the model."""
+    results = evaluate(mice_study(4, 4, 5), n_boot=N_BOOT)
+    raters = results["rater_comparison"]["raters"]
+    copy = raters["copy"]["by_mouse"]
+    for key in ("r_difference", "auroc_difference"):
+        assert (copy[key]["value"], copy[key]["ci_low"], copy[key]["ci_high"]) == (0, 0, 0)
+        assert copy[key]["defined"] == N_BOOT
+    noisy = raters["noisy"]["by_mouse"]["r_difference"]
+    assert noisy["value"] > 0 and noisy["ci_low"] <= noisy["value"] <= noisy["ci_high"]
+    assert raters["noisy"]["williams"]["p_value"] is not None  # Williams's test stays
+    data = mice_study(4, 4, 5)
+    data.mouse = []
+    assert evaluate(data, n_boot=N_BOOT)["rater_comparison"]["raters"]["copy"]["by_mouse"] is None
+
+
+def test_intervals_by_mouse_widen_with_few_mice() -> None:
+    """The plain percentile bootstrap is too narrow with few mice: with 4 + 4 the expanded
+    interval cuts sqrt(4/3) t(6) = 2.83 SDs off each side (0.24%), with many mice 1.96 (2.5%)."""
+    from scipy.stats import norm
+    from scipy.stats import t as student_t
+
+    from train.report import _expanded_tail
+
+    few = {"NTG": [np.array([k]) for k in range(4)], "saline": [np.array([k]) for k in range(4)]}
+    want = 100 * norm.cdf(-np.sqrt(4 / 3) * student_t.ppf(0.975, 6))
+    assert _expanded_tail(few) == pytest.approx(want) and 0.2 < want < 0.3
+    many = {c: [np.array([k]) for k in range(5000)] for c in ("NTG", "saline")}
+    assert _expanded_tail(many) == pytest.approx(2.5, abs=0.01)
+    found = evaluate(mice_study(4, 4, 5), n_boot=N_BOOT)["by_mouse"]
+    assert found["ci_tail_percent"] == pytest.approx(want)
+    # the paired differences: value +- t(6) sqrt(4/3) SD of the resamples
+    from train.report import _t_interval
+
+    samples = np.array([-1.0, 1.0, -1.0, 1.0, np.nan])
+    half = student_t.ppf(0.975, 6) * np.sqrt(4 / 3) * np.std(samples[:4], ddof=1)
+    got = _t_interval(0.5, samples, few)
+    assert (got["ci_low"], got["ci_high"], got["defined"]) == pytest.approx(
+        (0.5 - half, 0.5 + half, 4))
+
+
+def test_one_mouse_in_a_condition_gives_no_interval_and_says_why(tmp_path: Path) -> None:
+    """1 NTG and 3 saline mice: resampling the NTG mouse always draws it again, so an interval
+    would leave out how NTG mice differ. The figures stand, the intervals are n/a, the page
+    says why (not that there are no mouse ids)."""
+    data = mice_study(1, 3, 5)
+    results = evaluate(data, n_boot=N_BOOT)
+    found = results["by_mouse"]
+    assert "NTG has 1 mouse" in found["note"] and found["n_boot"] == 0
+    assert found["auroc"]["value"] == results["discrimination"]["model"]["auroc"]["value"] > 0.9
+    assert found["auroc"]["ci_low"] is None and found["auroc"]["defined"] == 0
+    # the p by mouse stays honest: with 1 of 4 mice pain there are 4 arrangements, so however
+    # well the images separate, p is at least 1/4 (per image it is tiny)
+    assert found["auroc_p_value"] >= 1 / 4
+    assert results["discrimination"]["model"]["auroc_p_value"] < 0.01
+    paired = results["rater_comparison"]["raters"]["noisy"]["by_mouse"]
+    assert "NTG has 1 mouse" in paired["note"] and paired["r_difference"]["ci_low"] is None
+    body = write_report(tmp_path, data, results).read_text()
+    assert "No interval by mouse: NTG has 1 mouse" in body and "No mouse ids" not in body
+
+
+def test_too_few_mice_and_missing_ids_each_get_their_own_message(tmp_path: Path) -> None:
+    two = mice_study(1, 1, 5)
+    found = evaluate(two, n_boot=N_BOOT)["by_mouse"]
+    assert found["note"].startswith("only 2 mice") and found["r"]["ci_low"] is None
+    body = write_report(tmp_path / "two", two).read_text()
+    assert "only 2 mice" in body and "No mouse ids" not in body
+    partial = mice_study(4, 4, 5)
+    partial.mouse[3] = ""
+    found = evaluate(partial, n_boot=N_BOOT)["by_mouse"]
+    assert found["note"] == "1 of 40 images name no mouse" and found["auroc"]["ci_low"] is None
+    assert found["auroc_p_value"] is None
+    none = mice_study(4, 4, 5)
+    none.mouse = [""] * 40
+    assert evaluate(none, n_boot=N_BOOT)["by_mouse"] is None
+    assert "No mouse ids in the labels" in write_report(tmp_path / "none", none).read_text()
+
+
+def test_model_kappa_and_icc_against_the_reference_as_mgs_label_measures_raters() -> None:
+    import pandas as pd
+    import pingouin
+    from sklearn.metrics import cohen_kappa_score
+
+    data = make_input()
+    results = evaluate(data, n_boot=N_BOOT)
+    truth, model = data.truth_levels, data.model_levels
+    for j, unit in enumerate(UNITS):
+        scored = truth[:, j] >= 0
+        want = cohen_kappa_score(truth[scored, j], model[scored, j], weights="quadratic")
+        assert results["unit_metrics"][unit]["kappa"] == pytest.approx(want), unit
+    complete = (truth >= 0).all(1)
+    x, y = truth[complete].sum(1), model[complete].sum(1)
+    long = pd.DataFrame({"image": np.tile(np.arange(x.size), 2), "rater": [0] * x.size
+                         + [1] * x.size, "total": np.concatenate([x, y]).astype(float)})
+    table = pingouin.intraclass_corr(long, targets="image", raters="rater", ratings="total")
+    icc2 = float(table[table["Type"].isin(("ICC2", "ICC(A,1)"))]["ICC"].iloc[0])
+    assert results["agreement"]["model"]["icc"] == pytest.approx(icc2)
+    alice = results["rater_comparison"]["raters"]["alice"]
+    assert 0 < alice["rater"]["icc"] <= 1 and alice["model"]["icc"] is not None
+
+
+def test_raters_kappa_per_unit_beside_the_models(tmp_path: Path) -> None:
+    """Each rater's and the model's quadratic kappa with the rater's reference, per unit; a unit
+    whose reference is a half level (two others tied) has no category and is left out."""
+    from sklearn.metrics import cohen_kappa_score
+
+    data = make_input()
+    rng = np.random.default_rng(8)
+    n = len(data.image)
+    reference = rng.integers(0, 3, (n, 5)).astype(float)
+    rater = np.where(rng.random((n, 5)) < 0.7, reference, rng.integers(0, 3, (n, 5)))
+    reference[:4, 0] = 0.5
+    data.raters = {"alice": rater.sum(1)}
+    data.rater_references = {"alice": reference.sum(1)}
+    data.rater_levels, data.rater_reference_levels = {"alice": rater}, {"alice": reference}
+    results = evaluate(data, n_boot=N_BOOT)
+    found = results["rater_comparison"]["raters"]["alice"]["kappa"]
+    common = (data.truth_levels >= 0).all(1)
+    whole = common & (reference[:, 0] % 1 == 0)
+    assert found[UNITS[0]]["n"] == whole.sum() == common.sum() - (common[:4]).sum()
+    want = cohen_kappa_score(reference[whole, 0].astype(int), rater[whole, 0].astype(int),
+                             weights="quadratic")
+    assert found[UNITS[0]]["rater"] == pytest.approx(want)
+    model = cohen_kappa_score(reference[whole, 0].astype(int), data.model_levels[whole, 0],
+                              weights="quadratic")
+    assert found[UNITS[0]]["model"] == pytest.approx(model)
+    body = write_report(tmp_path, data, results).read_text()
+    assert "Quadratic-weighted kappa per unit with the rater" in body
+    with pytest.raises(ValueError, match="levels of rater alice"):
+        EvalInput(data.image, data.truth_levels, data.model_levels, data.model_expected_total,
+                  data.condition, rater_levels={"alice": rater[:, :4]})

@@ -470,11 +470,27 @@ def test_raters_are_compared_with_the_others_not_with_themselves() -> None:
     run = _Labelled("majority", [item])
     totals, references = rater_totals(run, ["a.png"])
     assert {n: t[0] for n, t in totals.items()} == {"ann": 5, "ben": 10, "cat": 8}
-    # the majority of two who differ is the lower level: ann against ben + cat: 2, 2, 2, 2,
-    # (2 vs 0) 0 -> 8; ben against ann + cat: 1, 1, 1, 1, 0 -> 4; cat against ann + ben: 5
-    assert {n: r[0] for n, r in references.items()} == {"ann": 8, "ben": 4, "cat": 5}
+    # two who differ tie: the unit counts their mean. ann against ben + cat: 2, 2, 2, 2,
+    # (2 vs 0) 1 -> 9; ben against ann + cat: 1.5 x 4, (1 vs 0) 0.5 -> 6.5; cat against
+    # ann + ben: 1.5 x 5 -> 7.5
+    assert {n: r[0] for n, r in references.items()} == {"ann": 9, "ben": 6.5, "cat": 7.5}
     named = rater_totals(_Labelled("ben", [item]), ["a.png"])
     assert set(named[0]) == {"ann", "cat"} and all(r[0] == 10 for r in named[1].values())
+
+
+def test_raters_who_agree_on_average_show_no_bias_against_a_tied_reference() -> None:
+    """Three raters giving every unit 0, 1 and 2 in each of the six orders: on average they
+    agree, and each one's two others always tie. Their tie must not lean the reference to one
+    side (the lower level made it the others' minimum: every rater biased upwards)."""
+    orders = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    items = [LabelledImage(Path(f"i{k}.png"), (1,) * 5, f"m{k}", "pain", None,
+                           {name: (level,) * 5 for name, level in zip("abc", order, strict=True)})
+             for k, order in enumerate(orders)]
+    images = [str(item.image) for item in items]
+    totals, references = rater_totals(_Labelled("majority", items), images)
+    for name in "abc":
+        assert float(np.mean(totals[name] - references[name])) == pytest.approx(0.0), name
+    assert references["a"][0] == 7.5  # a gave 0; b and c gave 1 and 2: 1.5 per unit
 
 
 def test_a_run_without_validation_predictions_is_evaluated_without_a_cutoff(

@@ -20,7 +20,7 @@ from monitor.units import UNITS
 from train.command import run_command
 from train.frames import evaluate_frames, summary_lines, write_frames_report
 from train.gradcam import write_gradcam
-from train.labels import MAJORITY, LabelError, LabelledImage, vote
+from train.labels import MAJORITY, LabelError, LabelledImage, even_vote
 from train.report import EvalInput, FoldPredictions, evaluate, fold_cutoffs, write_report
 from train.run import Run, RunError, crops_of, load_scorer
 
@@ -110,37 +110,50 @@ def chosen(run: Run, rows: list[dict[str, str]], selection: str | None
     return kept
 
 
-def _total(levels: tuple[int | None, ...] | None) -> float:
-    """A total where every unit was scored, else NaN."""
-    if levels is None or any(v is None for v in levels):
-        return float("nan")
-    return float(sum(v for v in levels if v is not None))
+def _levels(levels: Sequence[float | None] | None) -> list[float]:
+    """Per unit a level, NaN where it was not scored (or no one scored the image)."""
+    if levels is None:
+        return [float("nan")] * len(UNITS)
+    return [float("nan") if v is None else float(v) for v in levels]
 
 
-def rater_totals(run: Run, images: list[str]
+def rater_levels(run: Run, images: list[str]
                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Each human rater's total per image, and the reference each is compared with: the named
-    reference rater (who is never compared with itself), or with a majority reference, the
-    majority of the *other* raters, so no rater is part of their own reference. NaN where a
-    total is undefined (a unit not scored)."""
+    """Each human rater's levels [N, 5] per image, and those of the reference each is compared
+    with: the named reference rater (who is never compared with itself), or with a majority
+    reference, the majority of the *other* raters, so no rater is part of their own reference;
+    a tied unit counts the mean of the tied levels (`even_vote`), so the reference leans to no
+    side. NaN where a unit was not scored."""
     by_image: dict[str, LabelledImage] = {str(i.image): i for i in run.labels()}
     reference = str(run.args["rater"])
     names = sorted({name for item in by_image.values() for name in item.raters if name})
-    totals, references = {}, {}
+    levels, references = {}, {}
     for name in (n for n in names if n != reference):
         own, theirs = [], []
         for image in images:
             item = by_image.get(image)
             raters = item.raters if item else {}
-            own.append(_total(raters.get(name)))
+            own.append(_levels(raters.get(name)))
             if reference != MAJORITY:
-                theirs.append(_total(raters.get(reference)))
+                theirs.append(_levels(raters.get(reference)))
             else:
                 others = [levels for other, levels in raters.items() if other not in ("", name)]
-                theirs.append(_total(vote(others)) if others else float("nan"))
-        if np.isfinite(theirs).any():  # a lone rater has no one to be compared with
-            totals[name], references[name] = np.asarray(own), np.asarray(theirs)
-    return totals, references
+                theirs.append(_levels(even_vote(others) if others else None))
+        own_levels = np.asarray(own, float).reshape(-1, len(UNITS))
+        their_levels = np.asarray(theirs, float).reshape(-1, len(UNITS))
+        # a lone rater has no one to be compared with
+        if np.isfinite(their_levels.sum(axis=1)).any():
+            levels[name], references[name] = own_levels, their_levels
+    return levels, references
+
+
+def rater_totals(run: Run, images: list[str]
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each rater's total per image and their reference's (`rater_levels`); NaN where a total
+    is undefined (a unit not scored)."""
+    levels, references = rater_levels(run, images)
+    return ({name: found.sum(axis=1) for name, found in levels.items()},
+            {name: found.sum(axis=1) for name, found in references.items()})
 
 
 def _names(text: str) -> set[str]:
@@ -154,13 +167,16 @@ def eval_input(run: Run, rows: list[dict[str, str]], pain: set[str],
                           for u in UNITS] for r in rows], np.int64).reshape(-1, len(UNITS))
 
     images = [r["image"] for r in rows]
-    raters, references = rater_totals(run, images)
+    raters, references = rater_levels(run, images)
     return EvalInput(
         image=images, truth_levels=levels("truth"), model_levels=levels("pred"),
         model_expected_total=np.array([float(r["pred_expected_total"]) for r in rows]),
         condition=[r["condition"] for r in rows], pain_conditions=pain,
         control_conditions=control or set(), mouse=[r["mouse"] for r in rows],
-        raters=raters, rater_references=references, reference_name=str(run.args["rater"]),
+        raters={name: found.sum(axis=1) for name, found in raters.items()},
+        rater_references={name: found.sum(axis=1) for name, found in references.items()},
+        rater_levels=raters, rater_reference_levels=references,
+        reference_name=str(run.args["rater"]),
         title=f"MGS evaluation — {run.folder.name}",
     )
 

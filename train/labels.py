@@ -388,6 +388,23 @@ def vote(ratings: Iterable[Levels]) -> Levels:
                  for unit in zip(*ratings, strict=True))
 
 
+def even_vote(ratings: Iterable[Levels]) -> tuple[float | None, ...]:
+    """Per unit the majority level of the raters who scored it, a tie being the mean of the
+    tied levels (0 and 1 give 0.5). A reference for comparing raters: `vote`'s lower median
+    would make two disagreeing raters' reference their minimum, so everyone compared with it
+    would show a positive bias by construction."""
+    return tuple(_even_majority([level for level in unit if level is not None])
+                 for unit in zip(*ratings, strict=True))
+
+
+def _even_majority(values: list[int]) -> float | None:
+    if not values:
+        return None
+    counts = Counter(values)
+    top = max(counts.values())
+    return float(np.mean([value for value, count in counts.items() if count == top]))
+
+
 def _majority(values: list[int]) -> int | None:
     if not values:
         return None

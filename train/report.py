@@ -3,7 +3,10 @@
 Per-unit level metrics (Table 2 style) with exact Clopper-Pearson CIs, agreement of the model's
 total and of every other human rater's total with the reference (Pearson r, Bland-Altman), and
 pain discrimination (AUROC/AUPRC with bootstrap CIs, Youden cut-off), so model and humans are
-measured the same way and sit side by side. Output is JSON (None, never NaN), PNGs and one HTML
+measured the same way and sit side by side. Those figures take images as independent units;
+when every image names its mouse, p-values and intervals with the mouse as the unit stand
+beside them (conditions rearranged over mice, mouse means, mouse bootstraps), since images of
+one mouse are alike. Output is JSON (None, never NaN), PNGs and one HTML
 page that references them by relative path.
 """
 
@@ -16,12 +19,13 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 import numpy as np
-from scipy.stats import linregress, mannwhitneyu, pearsonr
+from scipy.stats import linregress, mannwhitneyu, norm, pearsonr, rankdata
 from scipy.stats import t as student_t
 from sklearn.metrics import (
     average_precision_score,
@@ -33,6 +37,7 @@ from sklearn.metrics import (
 from statsmodels.stats.proportion import proportion_confint
 
 from monitor.units import LEVELS, UNITS
+from train.agreement import icc_absolute, quadratic_kappa
 from train.frames import summary_html
 
 matplotlib.use("Agg")
@@ -41,6 +46,10 @@ import matplotlib.pyplot as plt
 Stat = dict[str, Any]
 RESERVED = ("model", "model_expected", "reference")  # result keys a rater name must not take
 LOA_Z = 1.96
+EXACT_ARRANGEMENTS = 20_000  # up to this many, every arrangement of conditions over mice
+RANDOM_ARRANGEMENTS = 10_000  # else this many drawn at random
+MIN_MICE = 3  # mice an interval by mouse needs in all ...
+MIN_MICE_PER_CONDITION = 2  # ... and in each condition: one mouse resampled is always itself
 
 
 def _finite(value: float) -> float | None:
@@ -101,6 +110,7 @@ def level_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
               else np.zeros((len(labels), len(labels)), int))
     n = int(matrix.sum())
     return {"n": n, "accuracy": _proportion(int(np.trace(matrix)), n),
+            "kappa": quadratic_kappa(truth.tolist(), predicted.tolist()),
             "levels": {str(level): _one_vs_rest(matrix, i) for i, level in enumerate(labels)},
             "confusion": matrix.tolist()}
 
@@ -146,9 +156,28 @@ def total_agreement(reference: np.ndarray, other: np.ndarray) -> dict[str, Any]:
     """Pearson r says whether totals rise together; Bland-Altman says by how much they differ.
 
     Pairs with NaN on either side are dropped; `n` counts the pairs used. Bias = mean(other - ref).
+    ICC(2,1) (absolute agreement) joins both: it falls with a bias as well as with scatter.
+    Every figure here takes images as independent units (per image).
     """
     ref, oth = _pairs(reference, other)
-    return {"n": int(ref.size), **_pearson(ref, oth), **_bland_altman(oth - ref, (oth + ref) / 2)}
+    return {"n": int(ref.size), **_pearson(ref, oth), **_bland_altman(oth - ref, (oth + ref) / 2),
+            "icc": icc_absolute(ref.tolist(), oth.tolist())}
+
+
+def agreement_by_mouse(reference: np.ndarray, other: np.ndarray, mice: np.ndarray) -> Stat:
+    """Pearson r (Fisher CI, p) and the proportional-bias slope (and its p) from each mouse's
+    mean totals: the mouse, not the image, is the unit, so images of one mouse (which are alike)
+    cannot make a p small. Pairs with NaN on either side are dropped before the means."""
+    ref, oth, mice = np.asarray(reference, float), np.asarray(other, float), np.asarray(mice)
+    keep = np.isfinite(ref) & np.isfinite(oth)
+    ids, index = np.unique(mice[keep], return_inverse=True)
+    counts = np.bincount(index, minlength=ids.size)
+    ref_mean = np.bincount(index, ref[keep], ids.size) / np.maximum(counts, 1)
+    oth_mean = np.bincount(index, oth[keep], ids.size) / np.maximum(counts, 1)
+    bias = _bland_altman(oth_mean - ref_mean, (oth_mean + ref_mean) / 2)
+    return {"n_mice": int(ids.size), **_pearson(ref_mean, oth_mean),
+            "proportional_slope": bias["proportional_slope"],
+            "proportional_p": bias["proportional_p"]}
 
 
 def _bootstrap(score: np.ndarray, pain: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -161,9 +190,62 @@ def _bootstrap(score: np.ndarray, pain: np.ndarray, n_boot: int, seed: int) -> n
     for b in range(n_boot):
         idx = np.concatenate([rng.choice(positive, positive.size),
                               rng.choice(negative, negative.size)])
-        stats[b] = (roc_auc_score(pain[idx], score[idx]),
-                    average_precision_score(pain[idx], score[idx]))
+        stats[b] = (_auroc(pain[idx], score[idx]), _auprc(pain[idx], score[idx]))
     return stats
+
+
+def _auroc(pain: np.ndarray, score: np.ndarray) -> float:
+    """AUROC from ranks (ties count one half, as roc_auc_score); NaN with one class only."""
+    n_pain = int(pain.sum())
+    if n_pain in (0, pain.size):
+        return math.nan
+    ranks = rankdata(score)
+    return float((ranks[pain].sum() - n_pain * (n_pain + 1) / 2) / (n_pain * (pain.size - n_pain)))
+
+
+def _auprc(pain: np.ndarray, score: np.ndarray) -> float:
+    """Average precision as average_precision_score gives it (precision at each distinct
+    threshold, weighted by the recall it adds), without its checks: bootstraps call it often."""
+    order = np.argsort(-score, kind="mergesort")
+    ranked, hits = score[order], pain[order]
+    last = np.r_[np.flatnonzero(np.diff(ranked)), ranked.size - 1]  # each threshold's end
+    true_pos = np.cumsum(hits)[last]
+    if not true_pos[-1]:
+        return math.nan
+    precision, recall = true_pos / (last + 1), true_pos / true_pos[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def auroc_p_by_mouse(score: np.ndarray, pain: np.ndarray, mice: np.ndarray,
+                     seed: int = 0) -> float | None:
+    """Two-sided p of AUROC = 0.5 with the mouse as the unit: the conditions are rearranged over
+    the mice, each keeping all its images (a mouse is pain when most of its images are), and p
+    is the share of arrangements whose AUROC is as far from 0.5 as the study's. Every
+    arrangement is tried when there are at most EXACT_ARRANGEMENTS (4 + 4 mice: 70), else
+    RANDOM_ARRANGEMENTS drawn at random, with p = (1 + k) / (1 + n). None with one class."""
+    ids, index = np.unique(np.asarray(mice), return_inverse=True)
+    counts = np.bincount(index, minlength=ids.size)
+    rank_sums = np.bincount(index, rankdata(score), ids.size)
+    mouse_pain = np.bincount(index, np.asarray(pain, float), ids.size) * 2 > counts
+    n_pain = int(mouse_pain.sum())
+    if n_pain in (0, ids.size):
+        return None
+    exact = math.comb(ids.size, n_pain) <= EXACT_ARRANGEMENTS
+    if exact:
+        arrangements = np.zeros((math.comb(ids.size, n_pain), ids.size), bool)
+        for row, chosen in enumerate(combinations(range(ids.size), n_pain)):
+            arrangements[row, list(chosen)] = True
+    else:
+        rng = np.random.default_rng(seed)
+        arrangements = rng.permuted(np.tile(mouse_pain, (RANDOM_ARRANGEMENTS, 1)), axis=1)
+
+    def auroc(rows: np.ndarray) -> np.ndarray:
+        n_1 = rows @ counts
+        return (rows @ rank_sums - n_1 * (n_1 + 1) / 2) / (n_1 * (counts.sum() - n_1))
+
+    distance = np.abs(auroc(arrangements) - 0.5)
+    extreme = int((distance >= abs(auroc(mouse_pain[None])[0] - 0.5) - 1e-12).sum())
+    return extreme / len(arrangements) if exact else (1 + extreme) / (1 + len(arrangements))
 
 
 def _with_ci(value: float, samples: np.ndarray) -> Stat:
@@ -195,26 +277,35 @@ def _curves(score: np.ndarray, pain: np.ndarray) -> Stat:
 
 
 def pain_discrimination(scores: np.ndarray, is_pain: np.ndarray, n_boot: int = 1000,
-                        seed: int = 0) -> dict[str, Any]:
+                        seed: int = 0, mice: np.ndarray | None = None) -> dict[str, Any]:
     """How well a total separates pain from no-pain images: AUROC/AUPRC and the Youden cut-off.
 
     NaN scores (images a rater did not score) are dropped. With one class only, every metric is
-    None. CIs are percentile bootstrap, resampling within each class.
+    None. CIs are percentile bootstrap, resampling images within each class, and
+    `auroc_p_value` is the Mann-Whitney test's: both per image. With `mice` (per image),
+    `auroc_p_value_by_mouse` rearranges conditions over whole mice (`auroc_p_by_mouse`).
     """
     score, pain = np.asarray(scores, float), np.asarray(is_pain, bool)
     if score.shape != pain.shape or score.ndim != 1:
         raise ValueError(f"scores {score.shape} and is_pain {pain.shape} must be 1-D, same length")
-    score, pain = score[np.isfinite(score)], pain[np.isfinite(score)]
+    if mice is not None and np.shape(mice) != score.shape:
+        raise ValueError(f"mice {np.shape(mice)} and scores {score.shape} must be the same length")
+    scored = np.isfinite(score)
+    score, pain = score[scored], pain[scored]
     n, n_pain = int(score.size), int(pain.sum())
     out: dict[str, Any] = {"n": n, "n_pain": n_pain, "prevalence": n_pain / n if n else None}
     if n_pain in (0, n):
-        return out | {key: None for key in ("auroc", "auroc_p_value", "auprc", "roc", "pr",
-                                            "cutoff", "youden_j", "sensitivity", "specificity")}
+        return out | {key: None for key in ("auroc", "auroc_p_value", "auroc_p_value_by_mouse",
+                                            "auprc", "roc", "pr", "cutoff", "youden_j",
+                                            "sensitivity", "specificity")}
     boot = _bootstrap(score, pain, n_boot, seed)
     # AUROC = U / (n_pain n_other): its p-value against chance (0.5) is the Mann-Whitney test's
     chance = mannwhitneyu(score[pain], score[~pain], alternative="two-sided")
+    by_mouse = (None if mice is None
+                else auroc_p_by_mouse(score, pain, np.asarray(mice)[scored], seed))
     return out | {"auroc": _with_ci(roc_auc_score(pain, score), boot[:, 0]),
                   "auroc_p_value": _finite(chance.pvalue),
+                  "auroc_p_value_by_mouse": by_mouse,
                   "auprc": _with_ci(average_precision_score(pain, score), boot[:, 1]),
                   **_curves(score, pain), **_youden(score, pain)}
 
@@ -240,6 +331,10 @@ class EvalInput:
     # per rater, the reference total they are compared with (never one they are part of);
     # a rater missing here is compared with the reference of the truth levels
     rater_references: dict[str, np.ndarray] = field(default_factory=dict)
+    # optional, per rater: their levels and their reference's [N, 5] (NaN = not scored; a
+    # reference level may be a half, two others tied), for kappa per unit
+    rater_levels: dict[str, np.ndarray] = field(default_factory=dict)
+    rater_reference_levels: dict[str, np.ndarray] = field(default_factory=dict)
     reference_name: str = "reference"
     title: str = "MGS evaluation"
 
@@ -252,6 +347,10 @@ class EvalInput:
         shapes |= {f"rater {name}": (np.shape(v), (n,)) for name, v in self.raters.items()}
         shapes |= {f"reference of rater {name}": (np.shape(v), (n,))
                    for name, v in self.rater_references.items()}
+        shapes |= {f"levels of rater {name}": (np.shape(v), (n, len(UNITS)))
+                   for name, v in self.rater_levels.items()}
+        shapes |= {f"reference levels of rater {name}": (np.shape(v), (n, len(UNITS)))
+                   for name, v in self.rater_reference_levels.items()}
         for name, (got, want) in shapes.items():
             if got != want:
                 raise ValueError(f"{name} has shape {got}, expected {want}")
@@ -333,7 +432,107 @@ def rater_comparison(data: EvalInput, n_boot: int, seed: int) -> dict[str, Any] 
             for key, values in {"model": model,
                                 **{n: np.asarray(v, float) for n, v in data.raters.items()}
                                 }.items()}
+    for name in data.raters:
+        found["raters"][name]["by_mouse"] = paired_by_mouse(data, name, n_boot, seed)
+        found["raters"][name]["kappa"] = rater_kappas(data, name, common)
     return found
+
+
+def rater_kappas(data: EvalInput, name: str, common: np.ndarray) -> dict[str, Stat] | None:
+    """Per unit, quadratic kappa of the rater and of the model with the rater's reference, on
+    the common images where both rater and reference give the unit a whole level (a half, two
+    others tied, is no level); None without the rater's levels."""
+    if name not in data.rater_levels or name not in data.rater_reference_levels:
+        return None
+    rater = np.asarray(data.rater_levels[name], float)[common]
+    reference = np.asarray(data.rater_reference_levels[name], float)[common]
+    model = np.asarray(data.model_levels)[common]
+    found = {}
+    for j, unit in enumerate(UNITS):
+        kept = np.isfinite(rater[:, j]) & (reference[:, j] % 1 == 0)  # NaN % 1 is NaN
+        truth = reference[kept, j].astype(int).tolist()
+        found[unit] = {"n": int(kept.sum()),
+                       "rater": quadratic_kappa(truth, rater[kept, j].astype(int).tolist()),
+                       "model": quadratic_kappa(truth, model[kept, j].tolist())}
+    return found
+
+
+def paired_by_mouse(data: EvalInput, name: str, n_boot: int, seed: int) -> dict[str, Any] | None:
+    """Model minus rater, each against the rater's reference on the images every rater scored:
+    the difference of the correlations and (with pain conditions) of the AUROCs, with 95% CIs
+    from one mouse bootstrap shared by both sides (paired: the same mice for model and rater,
+    so what the mice share cancels), as t intervals on the bootstrap's standard error. None
+    without mouse ids; `note` says why there are no intervals with too few mice."""
+    if _mice_of(data) is None:
+        return None
+    references, common = _rater_references(data)
+    totals = {"model": np.asarray(data.model_levels).sum(axis=1).astype(float),
+              "rater": np.asarray(data.raters[name], float), "reference": references[name]}
+    analysed = common & _in_pain_analysis(data) if data.pain_conditions else None
+    pain = np.array([c in data.pain_conditions for c in data.condition], bool)
+
+    def differences(index: np.ndarray) -> dict[str, float]:
+        shared = index[common[index]]
+        r = {key: _r(totals["reference"][shared], totals[key][shared])
+             for key in ("model", "rater")}
+        found = {"r_difference": r["model"] - r["rater"]}
+        if analysed is not None:
+            scored = index[analysed[index]]
+            found["auroc_difference"] = (_auroc(pain[scored], totals["model"][scored])
+                                         - _auroc(pain[scored], totals["rater"][scored]))
+        return found
+
+    strata = mouse_strata(data)
+    note = too_few_mice(strata)
+    point = differences(np.arange(len(data.image)))
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {key: [] for key in point}
+    for _ in range(0 if note else n_boot):
+        for key, value in differences(_resample_mice(strata, rng)).items():
+            samples[key].append(value)
+    return {"note": note, "n_boot": 0 if note else n_boot,
+            **{key: _t_interval(point[key], np.asarray(values), strata)
+               for key, values in samples.items()}}
+
+
+def _t_interval(value: float, samples: np.ndarray, strata: dict[str, list[np.ndarray]]) -> Stat:
+    """value +- t SE, SE the bootstrap samples' SD widened as `_expanded_tail` widens: for a
+    difference of model and rater, whose percentile interval stays too narrow with few mice
+    (in studies with no effect and 4 mice per condition, bench/null_pvalues.py, it left out 0
+    for the AUROC difference in about 7-9% of them; this one in about 5%)."""
+    defined = samples[np.isfinite(samples)]
+    if defined.size < 2 or not math.isfinite(value):
+        return {"value": _finite(value), "ci_low": None, "ci_high": None,
+                "defined": int(defined.size)}
+    fewest, df = _small_sample(strata)
+    half = (float(student_t.ppf(0.975, df)) * math.sqrt(fewest / max(fewest - 1, 1))
+            * float(defined.std(ddof=1)))
+    return {"value": float(value), "ci_low": float(value - half), "ci_high": float(value + half),
+            "defined": int(defined.size)}
+
+
+def _small_sample(strata: dict[str, list[np.ndarray]]) -> tuple[int, int]:
+    """The mice of the smallest condition, and the degrees of freedom: mice - conditions."""
+    fewest = min(len(mice) for mice in strata.values())
+    return fewest, max(sum(len(mice) for mice in strata.values()) - len(strata), 1)
+
+
+def _expanded_tail(strata: dict[str, list[np.ndarray]]) -> float:
+    """The percent cut off each side for a 95% expanded percentile interval (Hesterberg 2015):
+    with few mice the plain percentile bootstrap is too narrow (a condition's resampled spread
+    shrinks by (n - 1) / n, and the spread itself is only estimated), so its quantiles are
+    widened by sqrt(n / (n - 1)), n the mice of the smallest condition, and Student's t on
+    (all mice - conditions) degrees of freedom. With many mice it is the plain 2.5%."""
+    fewest, df = _small_sample(strata)
+    widened = math.sqrt(fewest / max(fewest - 1, 1)) * float(student_t.ppf(0.975, df))
+    return 100 * float(norm.cdf(-widened))
+
+
+def _r(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r, NaN where undefined (fewer than 3 pairs, or a constant side)."""
+    if x.size < 3 or not np.ptp(x) or not np.ptp(y):
+        return math.nan
+    return float(np.corrcoef(x, y)[0, 1])
 
 
 def _unit_metrics(data: EvalInput) -> dict[str, Any]:
@@ -373,8 +572,21 @@ def _discrimination(data: EvalInput, n_boot: int, seed: int) -> dict[str, Any] |
     if not data.pain_conditions:
         return None
     totals, is_pain = _pain_sets(data)
-    return {key: pain_discrimination(values, is_pain, n_boot, seed)
+    mice = _pain_mice(data)
+    return {key: pain_discrimination(values, is_pain, n_boot, seed, mice)
             for key, values in totals.items()}
+
+
+def _pain_mice(data: EvalInput) -> np.ndarray | None:
+    """Each image's mouse on the images of `_pain_sets`; None unless every image names one."""
+    mice = _mice_of(data)
+    return None if mice is None else mice[_complete(data)][_in_pain_analysis(data)[_complete(data)]]
+
+
+def _complete_mice(data: EvalInput) -> np.ndarray | None:
+    """Each complete image's mouse (the images of `_totals`); None unless every image names one."""
+    mice = _mice_of(data)
+    return None if mice is None else mice[_complete(data)]
 
 
 def _cutoff_totals(data: EvalInput) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -513,34 +725,82 @@ def _figures(tp: int, fp: int, fn: int, tn: int) -> dict[str, Stat]:
             "precision": _proportion(tp, tp + fp), "f1": _f1(tp, fp, fn)}
 
 
+def _mice_of(data: EvalInput) -> np.ndarray | None:
+    """Each image's mouse; None unless every image names one."""
+    if len(data.mouse) != len(data.image) or not data.mouse or not all(data.mouse):
+        return None
+    return np.asarray(data.mouse)
+
+
+def _mice_note(data: EvalInput) -> str:
+    """Why there are no figures by mouse at all ('' when the labels name every image's mouse)."""
+    if not any(data.mouse):
+        return "No mouse ids in the labels"
+    unnamed = sum(not mouse for mouse in data.mouse) if len(data.mouse) == len(data.image) else 0
+    return (f"{unnamed} of {len(data.image)} images name no mouse" if unnamed
+            else "the mouse ids do not match the images")
+
+
+def mouse_strata(data: EvalInput) -> dict[str, list[np.ndarray]]:
+    """Per condition, each mouse's image indices; a mouse is taken as the condition most of its
+    images have. Needs `_mice_of(data)`."""
+    by_mouse: dict[str, list[int]] = {}
+    for index, mouse in enumerate(data.mouse):
+        by_mouse.setdefault(mouse, []).append(index)
+    strata: dict[str, list[np.ndarray]] = {}
+    for images in by_mouse.values():
+        condition = Counter(data.condition[i] for i in images).most_common(1)[0][0]
+        strata.setdefault(condition, []).append(np.asarray(images))
+    return strata
+
+
+def too_few_mice(strata: dict[str, list[np.ndarray]]) -> str:
+    """Why resampling these mice gives no honest interval ('' when it does)."""
+    n_mice = sum(len(mice) for mice in strata.values())
+    if n_mice < MIN_MICE:
+        return (f"only {n_mice} mice: an interval by mouse needs at least {MIN_MICE}, and "
+                f"{MIN_MICE_PER_CONDITION} in each condition")
+    few = [f"{condition or '(no condition)'} has {len(mice)} mouse"
+           for condition, mice in strata.items() if len(mice) < MIN_MICE_PER_CONDITION]
+    if few:
+        return (f"{', '.join(few)}: an interval by mouse needs at least "
+                f"{MIN_MICE_PER_CONDITION} mice in each condition (one mouse resampled is "
+                "always itself, so its spread would be left out)")
+    return ""
+
+
+def _resample_mice(strata: dict[str, list[np.ndarray]], rng: np.random.Generator) -> np.ndarray:
+    """The images of mice drawn with replacement within each condition, as many as it has."""
+    return np.concatenate([mice[k] for mice in strata.values()
+                           for k in rng.integers(0, len(mice), len(mice))])
+
+
 def mouse_bootstrap(data: EvalInput, n_boot: int = 1000, seed: int = 0) -> dict[str, Any] | None:
     """95% CIs that respect clustering: whole mice are resampled (within each condition, a
     mouse taken as the condition most of its images have), with all their images, and
     accuracy per unit, the model's r with the reference and its AUROC/AUPRC are recomputed.
     Images of one mouse are alike, so the per-image intervals beside these are too narrow.
-    None without mouse ids, or with fewer than 3 mice."""
-    if len(data.mouse) != len(data.image) or not all(data.mouse):
+    None without mouse ids; with too few mice (`too_few_mice`) the figures stand without
+    intervals and `note` says why. `auroc_p_value` (the model's AUROC against chance, mice
+    rearranged) is filled in by `evaluate`, which knows the pain analysis."""
+    if not any(data.mouse):
         return None
-    by_mouse: dict[str, list[int]] = {}
-    for index, mouse in enumerate(data.mouse):
-        by_mouse.setdefault(mouse, []).append(index)
-    if len(by_mouse) < 3:
-        return None
-    strata: dict[str, list[np.ndarray]] = {}
-    for images in by_mouse.values():
-        condition = Counter(data.condition[i] for i in images).most_common(1)[0][0]
-        strata.setdefault(condition, []).append(np.asarray(images))
-    rng = np.random.default_rng(seed)
-    samples: dict[str, list[float]] = {}
-    for _ in range(n_boot):
-        drawn = np.concatenate([mice[k] for mice in strata.values()
-                                for k in rng.integers(0, len(mice), len(mice))])
-        for key, value in _clustered_stats(data, drawn).items():
-            samples.setdefault(key, []).append(value)
     point = _clustered_stats(data, np.arange(len(data.image)))
-    return {"n_mice": len(by_mouse), "n_boot": n_boot,
-            "mice_per_condition": {c: len(m) for c, m in strata.items()},
-            **{key: _nan_ci(point.get(key, math.nan), np.asarray(values))
+    if _mice_of(data) is None:
+        return {"n_mice": 0, "n_boot": 0, "mice_per_condition": {}, "note": _mice_note(data),
+                **{key: _nan_ci(value, np.array([])) for key, value in point.items()}}
+    strata = mouse_strata(data)
+    note = too_few_mice(strata)
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {key: [] for key in point}
+    for _ in range(0 if note else n_boot):
+        for key, value in _clustered_stats(data, _resample_mice(strata, rng)).items():
+            samples[key].append(value)
+    tail = _expanded_tail(strata)
+    return {"n_mice": sum(len(m) for m in strata.values()), "n_boot": 0 if note else n_boot,
+            "mice_per_condition": {c: len(m) for c, m in strata.items()}, "note": note,
+            "ci_tail_percent": tail,
+            **{key: _nan_ci(point[key], np.asarray(values), tail)
                for key, values in samples.items()}}
 
 
@@ -553,24 +813,24 @@ def _clustered_stats(data: EvalInput, index: np.ndarray) -> dict[str, float]:
              if (truth[:, j] >= 0).any() else math.nan for j, unit in enumerate(UNITS)}
     complete = (truth >= 0).all(axis=1)
     reference, total = truth[complete].sum(1), model[complete].sum(1)
-    stats["r"] = (float(np.corrcoef(reference, total)[0, 1])
-                  if complete.sum() >= 3 and np.ptp(reference) and np.ptp(total) else math.nan)
+    stats["r"] = _r(reference, total)
     if data.pain_conditions:
         kept = _in_pain_analysis(data)[index] & complete
         pain = np.array([data.condition[i] in data.pain_conditions for i in index])[kept]
         score = model[kept].sum(1)
         both = 0 < pain.sum() < pain.size
-        stats["auroc"] = float(roc_auc_score(pain, score)) if both else math.nan
-        stats["auprc"] = float(average_precision_score(pain, score)) if both else math.nan
+        stats["auroc"] = _auroc(pain, score) if both else math.nan
+        stats["auprc"] = _auprc(pain, score) if both else math.nan
     return stats
 
 
-def _nan_ci(value: float, samples: np.ndarray) -> Stat:
-    """Percentile 95% CI over the samples that define the figure, and how many did."""
+def _nan_ci(value: float, samples: np.ndarray, tail: float = 2.5) -> Stat:
+    """Percentile CI (`tail` percent cut off each side) over the samples that define the
+    figure, and how many did."""
     defined = samples[np.isfinite(samples)]
     if not defined.size:
         return {"value": _finite(value), "ci_low": None, "ci_high": None, "defined": 0}
-    low, high = np.percentile(defined, [2.5, 97.5])
+    low, high = np.percentile(defined, [tail, 100 - tail])
     return {"value": _finite(value), "ci_low": float(low), "ci_high": float(high),
             "defined": int(defined.size)}
 
@@ -596,6 +856,10 @@ def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0,
     with `data` its test part; the deployed model's is the only one exported to the monitor."""
     reference, others = _totals(data)
     discrimination = _discrimination(data, n_boot, seed)
+    by_mouse = mouse_bootstrap(data, n_boot, seed)
+    if by_mouse is not None:
+        by_mouse["auroc_p_value"] = (discrimination["model"]["auroc_p_value_by_mouse"]
+                                     if discrimination else None)
     return {"title": data.title, "reference_name": data.reference_name, "units": list(UNITS),
             "n_images": len(data.image), "n_complete": int(_complete(data).sum()),
             "conditions": dict(Counter(data.condition)),
@@ -603,11 +867,21 @@ def evaluate(data: EvalInput, n_boot: int = 1000, seed: int = 0,
             "control_conditions": sorted(data.control_conditions),
             "left_out_of_pain_analysis": _left_out(data),
             "unit_metrics": _unit_metrics(data),
-            "agreement": {key: total_agreement(reference, v) for key, v in others.items()},
+            "agreement": _agreement(data, reference, others),
             "rater_comparison": rater_comparison(data, n_boot, seed),
             "discrimination": discrimination,
             **_cutoff_keys(data, cutoff, discrimination),
-            "by_mouse": mouse_bootstrap(data, n_boot, seed)}
+            "by_mouse": by_mouse}
+
+
+def _agreement(data: EvalInput, reference: np.ndarray, others: dict[str, np.ndarray]
+               ) -> dict[str, Any]:
+    """Each of the model's totals against the reference: per image, and (`by_mouse`, None
+    without mouse ids) r and proportional bias from each mouse's mean totals."""
+    mice = _complete_mice(data)
+    return {key: total_agreement(reference, values)
+            | {"by_mouse": None if mice is None else agreement_by_mouse(reference, values, mice)}
+            for key, values in others.items()}
 
 
 # ---- plots -------------------------------------------------------------------------------------
@@ -748,23 +1022,42 @@ def _unit_table(results: dict[str, Any]) -> str:
     for unit in UNITS:
         metrics = results["unit_metrics"][unit]
         for level, m in metrics["levels"].items():
-            rows.append([unit, _ci(metrics["accuracy"]), level, _ci(m["sensitivity"]),
-                         _ci(m["specificity"]), _ci(m["precision"]), _ci(m["f1"]),
-                         _ci(m["accuracy"])])
-    return _table(["unit", "accuracy", "level", "sensitivity", "specificity", "precision",
-                   "F1 (2TP/(2TP+FP+FN), no CI)", "level accuracy (one-vs-rest)"], rows)
+            rows.append([unit, _ci(metrics["accuracy"]), _num(metrics.get("kappa")), level,
+                         _ci(m["sensitivity"]), _ci(m["specificity"]), _ci(m["precision"]),
+                         _ci(m["f1"]), _ci(m["accuracy"])])
+    return _table(["unit", "accuracy", "kappa (quadratic) with the reference", "level",
+                   "sensitivity", "specificity", "precision", "F1 (2TP/(2TP+FP+FN), no CI)",
+                   "level accuracy (one-vs-rest)"], rows)
+
+
+def _r_ci(a: Stat) -> str:
+    return f"{_num(a['r'])} [{_num(a['r_ci_low'])}, {_num(a['r_ci_high'])}]"
+
+
+def _slope(a: Stat) -> str:
+    return f"{_num(a['proportional_slope'])} (p {_p(a['proportional_p'])})"
 
 
 def _agreement_table(results: dict[str, Any]) -> str:
-    rows = [[_label(key, results), str(a["n"]),
-             f"{_num(a['r'])} [{_num(a['r_ci_low'])}, {_num(a['r_ci_high'])}]",
-             _p(a["p_value"]), _num(a["bias"]), _num(a["sd"]),
-             f"{_num(a['loa_low'])} to {_num(a['loa_high'])}", _share(a["outside"]),
-             f"{_num(a['proportional_slope'])} (p {_p(a['proportional_p'])})"]
-            for key, a in results["agreement"].items()]
-    return _table(["total", "n", "Pearson r [95% CI]", "p", "bias (other - reference)", "SD",
-                   "95% limits of agreement", "outside the limits",
-                   "proportional bias: slope of difference on mean"], rows)
+    """Per-image figures, and beside them (when mice are known) the same from mouse means."""
+    rows, by_mouse = [], any(a.get("by_mouse") for a in results["agreement"].values())
+    for key, a in results["agreement"].items():
+        row = [_label(key, results), str(a["n"]), _r_ci(a), _p(a["p_value"]),
+               _num(a.get("icc")), _num(a["bias"]), _num(a["sd"]),
+               f"{_num(a['loa_low'])} to {_num(a['loa_high'])}", _share(a["outside"]),
+               _slope(a)]
+        if by_mouse:
+            m = a["by_mouse"]
+            row += [str(m["n_mice"]), _r_ci(m), _p(m["p_value"]), _slope(m)]
+        rows.append(row)
+    header = ["total", "n images", "Pearson r [95% CI], per image", "p, per image",
+              "ICC(2,1)", "bias (other - reference)", "SD", "95% limits of agreement",
+              "outside the limits",
+              "proportional bias: slope of difference on mean (p), per image"]
+    if by_mouse:
+        header += ["n mice", "Pearson r [95% CI], by mouse (mouse means)", "p, by mouse",
+                   "proportional bias (p), by mouse"]
+    return _table(header, rows)
 
 
 def _share(value: float | None) -> str:
@@ -773,12 +1066,14 @@ def _share(value: float | None) -> str:
 
 def _discrimination_table(results: dict[str, Any]) -> str:
     rows = [[_label(key, results), f"{d['n']} ({d['n_pain']})", _ci(d["auroc"]),
-             _p(d.get("auroc_p_value")), _ci(d["auprc"]), _num(d["prevalence"]),
-             _num(d["cutoff"]), _ci(d["sensitivity"]), _ci(d["specificity"])]
+             _p(d.get("auroc_p_value")), _p(d.get("auroc_p_value_by_mouse")), _ci(d["auprc"]),
+             _num(d["prevalence"]), _num(d["cutoff"]), _ci(d["sensitivity"]),
+             _ci(d["specificity"])]
             for key, d in results["discrimination"].items()]
-    return _table(["total", "n (pain)", "AUROC [95% CI]", "p (AUROC = 0.5)", "AUPRC [95% CI]",
-                   "prevalence", "Youden cut-off (>=), in-sample", "sensitivity",
-                   "specificity"], rows)
+    return _table(["total", "n images (pain)", "AUROC [95% CI], per image",
+                   "p (AUROC = 0.5), per image", "p (AUROC = 0.5), by mouse",
+                   "AUPRC [95% CI], per image", "prevalence", "Youden cut-off (>=), in-sample",
+                   "sensitivity at it, in-sample", "specificity at it, in-sample"], rows)
 
 
 def _rater_section(results: dict[str, Any]) -> str:
@@ -791,29 +1086,65 @@ def _rater_section(results: dict[str, Any]) -> str:
     aurocs = found.get("discrimination") or {}
     rows = []
     for name, c in found["raters"].items():
-        w = c["williams"]
+        w, paired = c["williams"], c.get("by_mouse") or {}
         rows.append([name, _num(c["rater"]["r"]), _num(c["model"]["r"]),
                      f"{_num(w['t'])} (df {w['df'] if w['df'] is not None else '—'}), "
-                     f"p {_p(w['p_value'])}", _num(c["rater"]["bias"]), _num(c["model"]["bias"]),
-                     _ci(aurocs[name]["auroc"]) if name in aurocs else "—"])
-    header = ["rater", "r rater", "r model", "Williams t, p", "bias rater", "bias model"]
+                     f"p {_p(w['p_value'])}", _paired(paired, "r_difference"),
+                     _num(c["rater"]["icc"]), _num(c["model"]["icc"]),
+                     _num(c["rater"]["bias"]), _num(c["model"]["bias"]),
+                     _ci(aurocs[name]["auroc"]) if name in aurocs else "—",
+                     _paired(paired, "auroc_difference")])
+    header = ["rater", "r rater, per image", "r model, per image", "Williams t, p (per image)",
+              "r model - r rater [95% CI by mouse, paired]", "ICC(2,1) rater", "ICC(2,1) model",
+              "bias rater", "bias model", "rater AUROC [95% CI], per image",
+              "AUROC model - rater [95% CI by mouse, paired]"]
     where = f"On the {found['n_common']} images every rater scored"
     if aurocs:
-        header.append("rater AUROC")
-        where += f" (model AUROC there: {_ci(aurocs['model']['auroc'])})"
+        where += f" (model AUROC there, per image: {_ci(aurocs['model']['auroc'])})"
     else:
-        rows = [row[:-1] for row in rows]
+        header, rows = header[:-2], [row[:-2] for row in rows]
+    notes = {c["by_mouse"]["note"] for c in found["raters"].values()
+             if c.get("by_mouse") and c["by_mouse"]["note"]}
     return (f"<h2>Raters and the model, each against {html.escape(against)}</h2>"
-            f"<p>{html.escape(where)}. Williams's test: is the model's correlation with the "
-            "reference different from the rater's?</p>" + _table(header, rows))
+            f"<p>{html.escape(where)}. Williams's test (images as independent units): is the "
+            "model's correlation with the reference different from the rater's? The paired "
+            "mouse bootstrap resamples the same whole mice for model and rater.</p>"
+            + "".join(f"<p>No interval by mouse: {html.escape(n)}.</p>" for n in sorted(notes))
+            + _table(header, rows) + _rater_kappa_table(found))
+
+
+def _rater_kappa_table(found: dict[str, Any]) -> str:
+    """Per unit, 'rater / model' quadratic kappa with the rater's reference."""
+    rows = [[name, *(f"{_num(k[u]['rater'])} / {_num(k[u]['model'])} (n {k[u]['n']})"
+                     for u in UNITS)]
+            for name, c in found["raters"].items() if (k := c.get("kappa"))]
+    if not rows:
+        return ""
+    return ("<p>Quadratic-weighted kappa per unit with the rater's reference, rater / model "
+            "(units where the reference is a whole level), per image:</p>"
+            + _table(["rater", *UNITS], rows))
+
+
+def _paired(found: dict[str, Any], key: str) -> str:
+    """A model-minus-rater difference with its paired mouse-bootstrap CI; '—' without mice."""
+    return _ci(found[key]) if key in found else "—"
 
 
 def _by_mouse_section(results: dict[str, Any]) -> str:
     """The intervals that respect clustering, beside the per-image ones."""
     found = results.get("by_mouse")
     if not found:
-        return ("<p>No mouse ids in the labels: every interval here treats images as "
-                "independent, which images of one mouse are not.</p>")
+        return ("<p>No mouse ids in the labels: every interval and p-value here treats images "
+                "as independent, which images of one mouse are not.</p>")
+    p_value = ("" if found.get("auroc_p_value") is None else
+               f" The model's AUROC against chance, conditions rearranged over whole mice: "
+               f"p = {_p(found['auroc_p_value'])}.")
+    if found["note"]:
+        counted = f" ({found['n_mice']} mice)" if found["n_mice"] else ""
+        return (f"<h2>By mouse{counted}</h2><p>No interval by mouse: "
+                f"{html.escape(found['note'])}. The per-image intervals and p-values on this "
+                f"page treat images as independent, which images of one mouse are not."
+                f"{html.escape(p_value)}</p>")
     rows = [[key, _num(stat["value"]), f"[{_num(stat['ci_low'])}, {_num(stat['ci_high'])}]",
              str(stat["defined"])]
             for key, stat in found.items() if isinstance(stat, dict) and "defined" in stat]
@@ -821,7 +1152,7 @@ def _by_mouse_section(results: dict[str, Any]) -> str:
     return (f"<h2>95% CIs by mouse ({found['n_mice']} mice: {html.escape(mice)}; "
             f"{found['n_boot']} resamples of whole mice within each condition)</h2>"
             "<p>Images of one mouse are alike, so these intervals, not the per-image ones, say "
-            "how the figures would move with other mice.</p>"
+            f"how the figures would move with other mice.{html.escape(p_value)}</p>"
             + _table(["figure", "value", "95% CI by mouse", "resamples defining it"], rows))
 
 
@@ -911,10 +1242,12 @@ def _html(folder: Path, results: dict[str, Any], plots: list[str],
                 f"{html.escape(results.get('deployed_model', ''))}</p>",
                 "<h2>Per unit (95% Clopper-Pearson CIs, per image)</h2>", _unit_table(results),
                 _by_mouse_section(results),
-                f"<h2>Total score agreement with {reference}</h2>", _agreement_table(results),
+                f"<h2>Total score agreement with {reference} (per image; by mouse from each "
+                "mouse's mean totals)</h2>", _agreement_table(results),
                 _rater_section(results)]
     if results["discrimination"]:
-        sections += ["<h2>Pain discrimination (95% bootstrap CIs)</h2>",
+        sections += ["<h2>Pain discrimination (95% bootstrap CIs per image; p by mouse "
+                     "beside)</h2>",
                      f"<p>{html.escape(_analysed_text(results))}</p>",
                      _discrimination_table(results), _cutoff_text(results)]
     if results.get("frames"):
