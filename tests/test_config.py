@@ -57,6 +57,7 @@ def test_good_config_defaults_and_relative_paths(tmp_path: Path) -> None:
          "cameras.1.cubicles.1.roi.2: Input should be less than or equal to 1"),
         (GOOD.replace("  localizer: models/localizer.onnx\n", ""),
          "models.localizer: Field required"),
+        (GOOD + "csv: {rotate: weekly}\n", "csv.rotate: Input should be 'daily', 'hourly'"),
         ("cameras: [\n", "not valid YAML"),
         ("- just\n- a list\n", "expected a mapping"),
     ],

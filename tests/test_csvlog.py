@@ -1,13 +1,22 @@
 import csv
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from monitor import csvlog
 from monitor.csvlog import CsvLogError, CsvLogger
 from monitor.report import read_series
-from monitor.schema import CSV_COLUMNS
+from monitor.schema import (
+    ALERT_COLUMNS,
+    CSV_COLUMNS,
+    AlertEvent,
+    ScoreRecord,
+    is_side_file,
+    side_file,
+)
 from monitor.units import UNITS
 from tests.records_util import score_record
 
@@ -187,3 +196,101 @@ def test_a_schema_3_file_takes_schema_4_rows_with_unknown_numbers_blank(tmp_path
     assert (first["schema"], second["schema"]) == ("3", "4")
     assert [second[k] for k in ("face_score", "sharpness", "latency_ms", "face_cx")] == [""] * 4
     assert read_series([path])["cam0-c1"].status == ["scored", "camera_down"]
+
+
+HOUR_9 = datetime(2026, 3, 2, 9, tzinfo=UTC).timestamp()  # a past day: the records' own clock
+
+
+def at(seq: int, wall_time: float) -> ScoreRecord:
+    return score_record(seq).model_copy(update={"wall_time": wall_time})
+
+
+def seqs(path: Path) -> list[int]:
+    return [int(r["seq"]) for r in rows(path)]
+
+
+def test_rotation_splits_rows_by_the_hour_of_their_own_time_none_lost_or_doubled(
+        tmp_path: Path) -> None:
+    """A logger killed mid-row in one hour and restarted trims the torn row, finds the gap,
+    and appends to that hour's file: every row in the file of its own hour, exactly once."""
+    base = tmp_path / "scores.csv"
+    records = [at(seq, HOUR_9 + (seq - 1) * 600) for seq in range(1, 19)]  # 09:00 .. 11:50
+    logger = CsvLogger(base, rotate="hourly")
+    for record in records[:8]:
+        logger.write(record)
+    logger.close()
+    hour_10 = tmp_path / "scores-20260302-10.csv"
+    with hour_10.open("a") as handle:
+        handle.write("9,test,2,17000")  # killed while writing seq 9
+    logger = CsvLogger(base, rotate="hourly")  # restarted; 9 and 10 went by meanwhile
+    for record in records[10:]:
+        logger.write(record)
+    logger.close()
+    files = sorted(p.name for p in tmp_path.glob("scores-*.csv") if not is_side_file(p))
+    assert files == ["scores-20260302-09.csv", "scores-20260302-10.csv",
+                     "scores-20260302-11.csv"]
+    assert [seqs(tmp_path / name) for name in files] == [
+        [1, 2, 3, 4, 5, 6], [7, 8, 11, 12], [13, 14, 15, 16, 17, 18]]
+    for name in files:
+        hour = int(name[-6:-4])
+        assert {datetime.fromtimestamp(float(r["wall_time"]), UTC).hour
+                for r in rows(tmp_path / name)} == {hour}
+        assert all(len(line.split(",")) == len(CSV_COLUMNS)
+                   for line in (tmp_path / name).read_text().splitlines())
+    gaps = rows(side_file(hour_10, "gaps"))
+    assert [(g["first_missing"], g["last_missing"]) for g in gaps] == [("9", "10")]
+
+
+def test_rotation_never_keeps_the_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    logger = CsvLogger(path, rotate="never")
+    for seq in (1, 2):
+        logger.write(at(seq, HOUR_9 + seq * 86_400))
+    logger.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"] and seqs(path) == [1, 2]
+
+
+def test_side_files_follow_their_period(tmp_path: Path) -> None:
+    """Alerts and gaps sit beside the day's file of their own time."""
+    base = tmp_path / "scores.csv"
+    logger = CsvLogger(base, rotate="daily")
+    alerts = logger.side_log("alerts", ALERT_COLUMNS)
+    for day in range(2):
+        when = HOUR_9 + day * 86_400
+        logger.write(at(1 + 3 * day, when))
+        logger.write(at(3 + 3 * day, when + 60))  # 2 (and 5) never came
+        alerts.write(AlertEvent(wall_time=when, time=0.0, mouse="cam0-c1", camera="cam0",
+                                rule="pain", event="raised", value=5.0, threshold=4.0,
+                                since=0.0, peak=5.0, detail=f"day {day}"))
+    logger.close()
+    for day, name in enumerate(("scores-20260302", "scores-20260303")):
+        assert [r["detail"] for r in rows(tmp_path / f"{name}.alerts.csv")] == [f"day {day}"]
+        gaps = rows(tmp_path / f"{name}.gaps.csv")
+        assert [g["first_missing"] for g in gaps] == [str(2 + 3 * day)]
+        assert seqs(tmp_path / f"{name}.csv") == [1 + 3 * day, 3 + 3 * day]
+
+
+def test_a_row_that_reached_the_disk_before_a_failure_is_not_written_again_in_the_next_hour(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails after its row reached the disk leaves the row in the backlog; the
+    retry, made when the next hour's record comes, finds it in its own hour's file."""
+    monkeypatch.setattr(csvlog, "RETRY_S", 0.0)
+    base = tmp_path / "scores.csv"
+    logger = CsvLogger(base, rotate="hourly")
+    logger.write(at(1, HOUR_9))
+    opened = logger._open_files[tmp_path / "scores-20260302-09.csv"]
+    writer = opened.writer
+
+    class Failing:
+        def writerow(self, row: list[str]) -> None:
+            writer.writerow(row)  # buffered: closing the file puts it on the disk
+            raise OSError(28, "No space left on device")
+
+    opened.writer = Failing()  # type: ignore[assignment]
+    logger.write(at(2, HOUR_9 + 60))
+    assert logger.backlog == 1 and "No space left" in logger.error
+    logger.write(at(3, HOUR_9 + 3600))
+    logger.close()
+    assert seqs(tmp_path / "scores-20260302-09.csv") == [1, 2]
+    assert seqs(tmp_path / "scores-20260302-10.csv") == [3]
+    assert logger.rows == 3 and logger.error == ""
