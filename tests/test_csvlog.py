@@ -1,12 +1,16 @@
 import csv
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from monitor import csvlog
+from monitor.bus import Publisher
 from monitor.csvlog import CsvLogError, CsvLogger
 from monitor.report import read_series
 from monitor.schema import (
@@ -294,3 +298,74 @@ def test_a_row_that_reached_the_disk_before_a_failure_is_not_written_again_in_th
     assert seqs(tmp_path / "scores-20260302-09.csv") == [1, 2]
     assert seqs(tmp_path / "scores-20260302-10.csv") == [3]
     assert logger.rows == 3 and logger.error == ""
+
+
+def logger_process(endpoint: str, out: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "monitor", "log", "--endpoint", endpoint,
+                             "--out", str(out), "--rotate", "hourly"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=Path(__file__).parent.parent)
+
+
+def publish_until(publisher: Publisher, seq: int, wall_time: float,
+                  written: Callable[[], bool]) -> int:
+    """Publish the next records of one run, a second of their own time apart, until the
+    logger has written one (records sent before it subscribed never reach it); the next seq."""
+    give_up = time.monotonic() + 60
+    while not written():
+        assert time.monotonic() < give_up, "the logger wrote nothing"
+        publisher.publish(at(seq, wall_time + seq))
+        seq += 1
+        time.sleep(0.05)
+    return seq
+
+
+def test_the_logger_rotates_and_a_restart_across_the_hour_loses_and_doubles_nothing(
+        tmp_path: Path, free_endpoint: str) -> None:
+    """`mgs-monitor log --rotate hourly`, stopped in one hour and started again in the next:
+    each row once, in its own hour's file; what went by while it was down is a gap beside the
+    next hour's file; an alert sits beside its own hour's file."""
+    base = tmp_path / "scores.csv"
+    hour = {h: tmp_path / f"scores-20260302-{h:02d}.csv" for h in (9, 10, 11)}
+    publisher = Publisher(free_endpoint)
+    try:
+        logger = logger_process(free_endpoint, base)
+        seq = publish_until(publisher, 1, HOUR_9, lambda: hour[9].is_file() and rows(hour[9]))
+        first_seen = int(rows(hour[9])[0]["seq"])
+        tenth = seq + 9
+        for n in range(seq, tenth + 1):  # each reaches the logger now that it listens
+            publisher.publish(at(n, HOUR_9 + 3600 + 60 * (n - seq)))
+        publisher.publish(AlertEvent(wall_time=HOUR_9 + 3660, time=0.0, mouse="cam0-c1",
+                                     camera="cam0", rule="pain", event="raised", value=5.0,
+                                     threshold=4.0, since=0.0, peak=5.0, detail="hour 10"))
+        alerts = side_file(hour[10], "alerts")
+        give_up = time.monotonic() + 60
+        while not (alerts.is_file() and hour[10].is_file() and len(rows(hour[10])) == 10):
+            assert time.monotonic() < give_up, "the hour-10 records never came"
+            time.sleep(0.05)
+        logger.send_signal(signal.SIGINT)
+        _, said = logger.communicate(timeout=30)
+        assert logger.returncode == 0, said
+        logger = logger_process(free_endpoint, base)  # records sent meanwhile are lost: a gap
+        end = publish_until(publisher, tenth + 1, HOUR_9 + 7200 - tenth,
+                            lambda: hour[11].is_file() and rows(hour[11]))
+        while seqs(hour[11])[-1] != end - 1:  # the last ones published are on their way
+            assert time.monotonic() < give_up + 60, "the hour-11 records never came"
+            time.sleep(0.05)
+        logger.send_signal(signal.SIGINT)
+        _, said = logger.communicate(timeout=30)
+        assert logger.returncode == 0, said
+    finally:
+        publisher.close(linger=0)
+    written = [seqs(hour[h]) for h in (9, 10, 11)]
+    resumed = written[2][0]
+    assert written[0] == list(range(first_seen, seq))
+    assert written[1] == list(range(seq, tenth + 1))
+    assert written[2] == list(range(resumed, end))
+    gaps = side_file(hour[11], "gaps")
+    if resumed > tenth + 1:  # else the restarted logger heard the very first record
+        assert [(int(g["first_missing"]), int(g["last_missing"])) for g in rows(gaps)] == [
+            (tenth + 1, resumed - 1)]
+    assert [r["detail"] for r in rows(alerts)] == ["hour 10"]
+    assert {p.name for p in tmp_path.iterdir()} <= {
+        *(p.name for p in hour.values()), alerts.name, side_file(hour[11], "gaps").name}
