@@ -11,6 +11,8 @@ import pytest
 
 from monitor import csvlog
 from monitor.bus import Publisher
+from monitor.cli import csv_path
+from monitor.config import Logging, build_config
 from monitor.csvlog import CsvLogError, CsvLogger
 from monitor.report import read_series
 from monitor.schema import (
@@ -21,6 +23,7 @@ from monitor.schema import (
     is_side_file,
     side_file,
 )
+from monitor.sinks import open_sinks
 from monitor.units import UNITS
 from tests.records_util import score_record
 
@@ -369,3 +372,25 @@ def test_the_logger_rotates_and_a_restart_across_the_hour_loses_and_doubles_noth
     assert [r["detail"] for r in rows(alerts)] == ["hour 10"]
     assert {p.name for p in tmp_path.iterdir()} <= {
         *(p.name for p in hour.values()), alerts.name, side_file(hour[11], "gaps").name}
+
+
+def test_a_runs_sinks_put_records_and_alerts_in_the_file_of_their_day(tmp_path: Path) -> None:
+    """What `run` opens with `csv.rotate: daily` (its default in `csv.folder`)."""
+    config = build_config({"cameras": [{"name": "cam0", "source": 0}],
+                           "models": {"scorer": "s.onnx", "localizer": "l.onnx"},
+                           "bus": {"enabled": False}, "evidence": {"enabled": False}})
+    base, rotate = csv_path(config.model_copy(update={"csv": Logging(folder=tmp_path)}), None)
+    assert rotate == "daily"
+    with open_sinks(config, base, "inproc://rotating-sinks", print, rotate) as sinks:
+        for day in range(2):
+            when = HOUR_9 + day * 86_400
+            sinks.scores([at(1 + 2 * day, when), at(2 + 2 * day, when + 60)])
+            sinks.alerts([AlertEvent(wall_time=when + 60, time=0.0, mouse="cam0-c1",
+                                     camera="cam0", rule="pain", event="raised", value=5.0,
+                                     threshold=4.0, since=0.0, peak=5.0, detail=f"day {day}")])
+            assert sinks.csv is not None and sinks.csv.path.name == f"scores-2026030{2 + day}.csv"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "scores-20260302.alerts.csv", "scores-20260302.csv",
+        "scores-20260303.alerts.csv", "scores-20260303.csv"]
+    assert seqs(tmp_path / "scores-20260303.csv") == [3, 4]
+    assert [r["detail"] for r in rows(tmp_path / "scores-20260303.alerts.csv")] == ["day 1"]
