@@ -394,3 +394,21 @@ def test_a_runs_sinks_put_records_and_alerts_in_the_file_of_their_day(tmp_path: 
         "scores-20260303.alerts.csv", "scores-20260303.csv"]
     assert seqs(tmp_path / "scores-20260303.csv") == [3, 4]
     assert [r["detail"] for r in rows(tmp_path / "scores-20260303.alerts.csv")] == ["day 1"]
+
+
+def test_records_sent_again_after_a_restart_are_recognized_in_their_own_file(
+        tmp_path: Path) -> None:
+    """A restarted logger that is sent records it already holds (a sender backfilling what it
+    could not confirm) writes each once, in the file of its own hour."""
+    base = tmp_path / "scores.csv"
+    logger = CsvLogger(base, rotate="hourly")
+    for seq in (1, 2, 3):
+        logger.write(at(seq, HOUR_9 + 1500 * seq))  # 09:25, 09:50, 10:15
+    logger.close()
+    logger = CsvLogger(base, rotate="hourly")
+    for seq in (2, 3, 4):
+        logger.write(at(seq, HOUR_9 + 1500 * seq))
+    logger.close()
+    assert seqs(tmp_path / "scores-20260302-09.csv") == [1, 2]
+    assert seqs(tmp_path / "scores-20260302-10.csv") == [3, 4]
+    assert logger.rows == 3 and not logger.gaps
