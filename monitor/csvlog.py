@@ -44,6 +44,7 @@ from monitor.schema import (
 Rotate = Literal["daily", "hourly", "never"]
 ROTATIONS: tuple[str, ...] = get_args(Rotate)
 _STAMP = {"daily": ("%Y%m%d", r"\d{8}"), "hourly": ("%Y%m%d-%H", r"\d{8}-\d{2}")}
+_SPAN_S = {"daily": 86_400, "hourly": 3_600}  # Unix time has no leap seconds: UTC periods
 OPEN_FILES = 2  # files kept open: this period's and the last, for records late over a boundary
 
 MAX_BACKLOG = 200_000  # records held in memory while the disk refuses them (~100 MB)
@@ -153,6 +154,7 @@ class CsvLogger:
     def __init__(self, path: Path, fsync: bool = True, rotate: Rotate = "never") -> None:
         self.base = path
         self.rotate: Rotate = rotate
+        self._period: tuple[int, Path] = (-1, path)  # the last period named, and its file
         self.path = self.file_for(time.time())  # the file written last
         self.gaps_path = side_file(self.path, "gaps")
         self._gap_log = PeriodSideLog(self.file_for, "gaps", GAP_COLUMNS)
@@ -173,7 +175,13 @@ class CsvLogger:
                               f"{exc.strerror or exc}") from exc
 
     def file_for(self, wall_time: float) -> Path:
-        return period_file(self.base, self.rotate, wall_time)
+        """The file of a record's period, named once per period rather than per record."""
+        if self.rotate == "never":
+            return self.base
+        period = int(wall_time // _SPAN_S[self.rotate])
+        if period != self._period[0]:
+            self._period = (period, period_file(self.base, self.rotate, wall_time))
+        return self._period[1]
 
     def side_log(self, kind: SideKind, columns: tuple[Column, ...]) -> PeriodSideLog:
         """A side file (alerts, ...) that rotates with the records."""
