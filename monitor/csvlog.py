@@ -214,8 +214,10 @@ class CsvLogger:
 
     def close(self) -> None:
         self._retry_at = 0.0
-        self.sync()
-        self._close_files()
+        try:
+            self.sync()
+        finally:  # a period's file refused (another header) leaves none open
+            self._close_files()
         if self._backlog:
             raise CsvLogError(f"{self.path}: {len(self._backlog)} records could not be "
                               f"written ({self.error})")

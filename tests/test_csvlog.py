@@ -11,7 +11,7 @@ import pytest
 
 from monitor import csvlog
 from monitor.bus import Publisher
-from monitor.cli import csv_path
+from monitor.cli import csv_path, main
 from monitor.config import Logging, build_config
 from monitor.csvlog import CsvLogError, CsvLogger
 from monitor.report import read_series
@@ -412,3 +412,23 @@ def test_records_sent_again_after_a_restart_are_recognized_in_their_own_file(
     assert seqs(tmp_path / "scores-20260302-09.csv") == [1, 2]
     assert seqs(tmp_path / "scores-20260302-10.csv") == [3, 4]
     assert logger.rows == 3 and not logger.gaps
+
+
+def test_a_period_file_with_another_header_is_refused_naming_it(tmp_path: Path) -> None:
+    """Met at a rotation mid-run as at a start: never mixed, one line naming the file."""
+    logger = CsvLogger(tmp_path / "scores.csv", rotate="hourly")
+    logger.write(at(1, HOUR_9))
+    (tmp_path / "scores-20260302-10.csv").write_text("image,total\na.png,3\n")
+    for step in (lambda: logger.write(at(2, HOUR_9 + 3600)), logger.close):  # record 2 is held
+        with pytest.raises(CsvLogError, match=r"-10\.csv: existing file has another header"):
+            step()
+    assert seqs(tmp_path / "scores-20260302-09.csv") == [1]
+    with pytest.raises(CsvLogError, match=r"scores-20260302-10\.csv: existing file has another"):
+        CsvLogger(tmp_path / "scores.csv", rotate="hourly")  # the newest file, at a start
+
+
+def test_an_unknown_rotation_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["log", "--rotate", "weekly"])
+    assert done.value.code == 2
+    assert "--rotate: invalid choice: 'weekly'" in capsys.readouterr().err
