@@ -149,7 +149,7 @@ def open_sinks(config: MonitorConfig, csv_path: Path | None, view_endpoint: str,
 
 
 def evidence_folder(config: MonitorConfig, csv_path: Path) -> Path:
-    """One folder for every run writing CSVs to one folder (each start writes a new CSV), so
+    """One folder for every run writing CSVs to one folder (a file per day, or per start), so
     the disk budget holds across restarts."""
     return config.evidence.folder or csv_path.parent / "evidence"
 
