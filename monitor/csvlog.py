@@ -43,7 +43,8 @@ from monitor.schema import (
 
 Rotate = Literal["daily", "hourly", "never"]
 ROTATIONS: tuple[str, ...] = get_args(Rotate)
-_STAMP = {"daily": ("%Y%m%d", r"\d{8}"), "hourly": ("%Y%m%d-%H", r"\d{8}-\d{2}")}
+_STAMP = {"daily": ("%Y%m%d", r"\d{8}", "YYYYMMDD"),  # strftime, file-name pattern, words
+          "hourly": ("%Y%m%d-%H", r"\d{8}-\d{2}", "YYYYMMDD-HH")}
 _SPAN_S = {"daily": 86_400, "hourly": 3_600}  # Unix time has no leap seconds: UTC periods
 OPEN_FILES = 2  # files kept open: this period's and the last, for records late over a boundary
 
@@ -69,8 +70,7 @@ def period_names(base: Path, rotate: Rotate) -> str:
     """How the files of `base` are named, for messages: `scores-YYYYMMDD.csv`."""
     if rotate == "never":
         return str(base)
-    stamp = "YYYYMMDD" if rotate == "daily" else "YYYYMMDD-HH"
-    return str(base.with_name(f"{base.stem}-{stamp}{base.suffix}"))
+    return str(base.with_name(f"{base.stem}-{_STAMP[rotate][2]}{base.suffix}"))
 
 
 def period_files(base: Path, rotate: Rotate) -> list[Path]:
@@ -155,7 +155,7 @@ class CsvLogger:
         self.base = path
         self.rotate: Rotate = rotate
         self._period: tuple[int, Path] = (-1, path)  # the last period named, and its file
-        self.path = self.file_for(time.time())  # the file written last
+        self.path = self.file_for(time.time())  # the file written last, or being written
         self.gaps_path = side_file(self.path, "gaps")
         self._gap_log = PeriodSideLog(self.file_for, "gaps", GAP_COLUMNS)
         self.fsync = fsync
@@ -169,7 +169,7 @@ class CsvLogger:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.sequence = SequenceTracker(self._newest() if rotate != "never"
-                                            else self._open(path))
+                                            else self._open(path).on_disk)
         except OSError as exc:
             raise CsvLogError(f"{self.path}: cannot write records here: "
                               f"{exc.strerror or exc}") from exc
@@ -222,16 +222,16 @@ class CsvLogger:
             raise CsvLogError(f"{self.path}: {len(self._backlog)} records could not be "
                               f"written ({self.error})")
 
-    def _open(self, path: Path) -> dict[Run, int]:
-        """Open `path` for appending (trimming a torn row), closing the least recently used
-        file beyond OPEN_FILES; returns the last seq per run found in it."""
+    def _open(self, path: Path) -> _Open:
+        """`path` open for appending (a torn row trimmed when it is opened), closing the least
+        recently used file beyond OPEN_FILES."""
         opened = self._open_files.get(path)
         if opened is None:
             opened = self._open_files[path] = _Open(path)
             while len(self._open_files) > OPEN_FILES:
                 self._open_files.popitem(last=False)[1].file.close()
         self._open_files.move_to_end(path)
-        return opened.on_disk
+        return opened
 
     def _newest(self) -> dict[Run, int]:
         """The last seq per run of the newest period's file, its torn row trimmed; a period's
@@ -245,14 +245,13 @@ class CsvLogger:
         try:
             while self._backlog:
                 path, row = self._backlog[0]
-                self._open(path)
-                opened = self._open_files[path]
+                self.path = path  # the file a failure names
+                opened = self._open(path)
                 if not opened.written(row):  # rows whose flush failed may be there already
                     opened.writer.writerow(row)
                     opened.file.flush()
                 self._backlog.popleft()
                 self.rows += 1
-                self.path = path
             self.error = ""
         except OSError as exc:
             self._failed(exc)
