@@ -37,5 +37,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"demo ready in {demo.folder}")
         return 0
     config = config_from_args(args, demo.config(), origin=str(demo.folder))
-    return run_monitor(config, csv_path(config, args.out), replay=True, realtime=not args.fast,
-                       dashboard=not args.no_dashboard)
+    path, rotate = csv_path(config, args.out)
+    return run_monitor(config, path, replay=True, realtime=not args.fast,
+                       dashboard=not args.no_dashboard, rotate=rotate)

@@ -29,7 +29,7 @@ from monitor.config import (
     load_config,
     read_config_file,
 )
-from monitor.csvlog import CsvLogError
+from monitor.csvlog import ROTATIONS, CsvLogError, Rotate
 from monitor.dashboard_service import run_dashboard
 from monitor.keys import make_keys
 from monitor.log_service import run_logger
@@ -247,6 +247,10 @@ def _add_log(sub: Any) -> None:
     _add_subscriber_keys(log)
     log.add_argument("--out", type=Path, default=Path("mgs-records/scores.csv"), metavar="CSV",
                      help="CSV file to append to (default %(default)s)")
+    log.add_argument("--rotate", choices=ROTATIONS, default="never",
+                     help="a new file each day or hour (UTC, by each record's wall_time), "
+                     "named <out stem>-YYYYMMDD.csv or -YYYYMMDD-HH.csv, side files beside "
+                     "(default %(default)s: --out itself)")
     log.add_argument("--seconds", type=float, help="stop after this long")
     log.set_defaults(func=cmd_log)
 
@@ -349,7 +353,9 @@ def _add_mark(sub: Any) -> None:
 
 def _add_report(sub: Any) -> None:
     report = sub.add_parser("report", help="per-mouse series plots and summary from CSVs")
-    report.add_argument("csv", nargs="+", type=Path, help="score CSVs of one session")
+    report.add_argument("csv", nargs="+", type=Path,
+                        help="score CSVs of one session, folders of them or quoted glob "
+                        "patterns (a rotating logger's files, read as one series)")
     report.add_argument("--out", type=Path, default=Path("mgs-report"), metavar="DIR",
                         help="folder for index.html and the PNGs (default %(default)s)")
     report.set_defaults(func=cmd_report)
@@ -404,10 +410,16 @@ def file_settings(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return {}, "command line"
 
 
-def csv_path(config: MonitorConfig, out: Path | None) -> Path:
+def csv_path(config: MonitorConfig, out: Path | None) -> tuple[Path, Rotate]:
+    """Where `run` writes and how it rotates: `--out FILE` is that one file unless the config
+    sets `csv.rotate`; in `csv.folder` the files rotate (default daily), or when they never do,
+    each start writes a file named by its start time."""
+    rotate = config.csv.rotate
     if out is not None:
-        return out
-    return config.csv.folder / f"scores-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+        return out, rotate if "rotate" in config.csv.model_fields_set else "never"
+    if rotate == "never":
+        return config.csv.folder / f"scores-{time.strftime('%Y%m%d-%H%M%S')}.csv", rotate
+    return config.csv.folder / "scores.csv", rotate
 
 
 # commands -----------------------------------------------------------------------------------
@@ -425,8 +437,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.config:
         raw["cameras"] = [{"name": f"cam{i}", "source": i} for i in range(args.cameras)]
     config = config_from_args(args, raw, origin)
-    return run_monitor(config, csv_path(config, args.out), replay=False, realtime=True,
-                       config_path=args.config, dashboard=not args.no_dashboard)
+    path, rotate = csv_path(config, args.out)
+    return run_monitor(config, path, replay=False, realtime=True, config_path=args.config,
+                       dashboard=not args.no_dashboard, rotate=rotate)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -443,9 +456,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         cameras.append({**layout, "name": layout.get("name", f"cam{i}"), "source": str(video)})
     raw["cameras"] = cameras
     config = config_from_args(args, raw, origin)
-    return run_monitor(config, csv_path(config, args.out), replay=True,
-                       realtime=args.realtime, config_path=args.config,
-                       dashboard=not args.no_dashboard)
+    path, rotate = csv_path(config, args.out)
+    return run_monitor(config, path, replay=True, realtime=args.realtime,
+                       config_path=args.config, dashboard=not args.no_dashboard, rotate=rotate)
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -514,7 +527,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    return run_logger(args.endpoint, args.server_key, args.out, args.seconds, args.client_key)
+    return run_logger(args.endpoint, args.server_key, args.out, args.seconds, args.client_key,
+                      rotate=args.rotate)
 
 
 if __name__ == "__main__":

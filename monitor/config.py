@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.csvlog import Rotate
 from monitor.units import UNITS
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5560"
@@ -298,6 +299,10 @@ class Logging(Strict):
     """The in-process CSV logger."""
 
     folder: Path = Field(Path("mgs-records"), description="Folder for the CSV files.")
+    rotate: Rotate = Field(
+        "daily", description="A new file each day or hour (UTC, by each record's wall_time): "
+        "scores-YYYYMMDD.csv, scores-YYYYMMDD-HH.csv, their side files beside them; never: one "
+        "scores-<start time>.csv per start. With --out FILE only when set here.")
 
 
 class Evidence(Strict):

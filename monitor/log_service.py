@@ -2,8 +2,9 @@
 
 A logger of its own process survives the monitor's restarts (and the monitor its): each missing
 range of sequence numbers of a monitor's run is written to `<csv>.gaps.csv`, and a restarted
-logger appends to the same file after trimming a torn last row. A mouse id that two monitors
-both send is said once.
+logger appends to the same file after trimming a torn last row. With `--rotate` the records
+go to a file per day or hour, each with its own side files, as `run` writes them. A mouse id
+that two monitors both send is said once.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from monitor.bus import Subscriber
-from monitor.csvlog import CsvLogger, SideLog
+from monitor.csvlog import CsvLogger, Rotate, period_names
 from monitor.schema import (
     ALERT_COLUMNS,
     TOPIC_ALERT,
@@ -22,22 +23,21 @@ from monitor.schema import (
     AlertEvent,
     MouseOrigins,
     ScoreRecord,
-    side_file,
 )
 from monitor.stopping import stop_on_signals
 from monitor.systemd import Watchdog, notify
 
 
 def run_logger(endpoint: str, server_key: Path | None, out: Path, seconds: float | None,
-               client_key: Path | None = None) -> int:
+               client_key: Path | None = None, rotate: Rotate = "never") -> int:
     deadline = time.monotonic() + seconds if seconds else None
     console = Console(stderr=True)
     with Subscriber(endpoint, topics=(TOPIC_SCORE, TOPIC_ALERT),
                     server_key=server_key, client_key=client_key) as subscriber:
-        logger = CsvLogger(out)
-        alert_log = SideLog(side_file(out, "alerts"), ALERT_COLUMNS)
+        logger = CsvLogger(out, rotate=rotate)
+        alert_log = logger.side_log("alerts", ALERT_COLUMNS)
         origins = MouseOrigins()
-        console.print(f"logging {endpoint} to {out} (Ctrl-C to stop)")
+        console.print(f"logging {endpoint} to {period_names(out, rotate)} (Ctrl-C to stop)")
         notify("READY=1")
         watchdog = Watchdog()
         try:
@@ -61,5 +61,5 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path, seconds: float
         finally:
             logger.close()
     gaps = f", {len(logger.gaps)} gaps written to {logger.gaps_path}" if logger.gaps else ""
-    console.print(f"{logger.rows} records written to {out}{gaps}")
+    console.print(f"{logger.rows} records written to {period_names(out, rotate)}{gaps}")
     return 0

@@ -23,6 +23,7 @@ import numpy as np
 from monitor.alerts import AlertEngine, hook_failing
 from monitor.capture import CaptureWorker, Frame, FrameQueue, Opener, open_capture
 from monitor.config import Camera, ConfigError, MonitorConfig, load_config
+from monitor.csvlog import Rotate
 from monitor.evidence import EvidenceWriter
 from monitor.faces import FaceFinder, FaceResult, cubicle_pixels
 from monitor.models import LOCALIZER, SCORER, OnnxModel
@@ -164,9 +165,11 @@ class Monitor:
 
     def __init__(self, config: MonitorConfig, models: Models, csv_path: Path | None, *,
                  opener: Opener = open_capture, realtime: bool = True,
-                 replay: bool = False, config_path: Path | None = None) -> None:
+                 replay: bool = False, config_path: Path | None = None,
+                 rotate: Rotate = "never") -> None:
         self.config = config
         self.csv_path = csv_path
+        self.rotate: Rotate = rotate
         self._analyzer = Analyzer(config, models)
         self._alerts = AlertEngine(config.alerts, models.scorer.info.pain_cutoff)
         self.title = monitor_title(config, models, replay)
@@ -226,7 +229,7 @@ class Monitor:
     def _run(self) -> None:
         try:
             with open_sinks(self.config, self.csv_path, self.view_endpoint,
-                            self._post_notice) as sinks:
+                            self._post_notice, self.rotate) as sinks:
                 for worker in self._workers:
                     worker.start()
                 self._opened.set()

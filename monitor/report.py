@@ -1,7 +1,8 @@
 """Session report from score CSVs: per mouse, the total and unit levels over time with their
 uncertainty, event markers, alert spans and how often the face could be scored at all.
 
-Reads the logger's CSVs (several files of one session are joined), plus `<name>.markers.csv`
+Reads the logger's CSVs (several files of one session are joined; a folder or a glob pattern
+names the files of a rotating logger, read as one series), plus `<name>.markers.csv`
 (`wall_time,mouse,text`; mouse `*` = every mouse) and `<name>.alerts.csv`
 (`wall_time,mouse,rule,event,...`) beside them where present. Writes one PNG per mouse,
 `summary.json` and `index.html`. matplotlib is only needed for drawing, so reading and
@@ -16,6 +17,7 @@ linked where they are, relative to the page, never copied.
 from __future__ import annotations
 
 import csv
+import glob
 import html
 import json
 import math
@@ -114,13 +116,13 @@ def read_series(csv_paths: list[Path]) -> dict[str, MouseSeries]:
     """Every mouse in the CSVs (joined, each mouse sorted by wall_time), with its markers and
     alert spans. Side files named too (`scores-*.csv` matches them) are read beside their score
     CSV, not as one."""
-    csv_paths = _score_csvs(csv_paths)
+    csv_paths = score_csvs(csv_paths)
     by_mouse: dict[str, list[_Row]] = {}
     for path in csv_paths:
         for row in _read_scores(path):
             by_mouse.setdefault(row.mouse, []).append(row)
     if not by_mouse:
-        raise ReportError(f"{', '.join(map(str, csv_paths))}: no records")
+        raise ReportError(f"{describe_files([str(p) for p in csv_paths])}: no records")
     series = {mouse: _series(mouse, rows) for mouse, rows in sorted(by_mouse.items())}
     markers = [m for path in csv_paths for m in read_markers(side_file(path, "markers"))]
     for item in series.values():
@@ -179,18 +181,43 @@ def summarize(series: MouseSeries) -> dict[str, Any]:
     }
 
 
-def _score_csvs(paths: list[Path]) -> list[Path]:
-    """The score CSVs among `paths`; their side files are read beside them, not as scores."""
-    scores = [p for p in paths if not is_side_file(p)]
+def score_csvs(paths: list[Path]) -> list[Path]:
+    """The score CSVs `paths` name: a file as it is, a folder's or a glob pattern's (quoted,
+    so the shell leaves it) in name order, which is time order for the files of a rotating
+    logger. Side files are read beside their score CSV, not as scores."""
+    found = [p for path in paths for p in _named_files(path)]
+    scores = list(dict.fromkeys(p for p in found if not is_side_file(p)))
     if not scores:
         raise ReportError("no score CSVs given")
     return scores
 
 
+def _named_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = sorted(p for p in path.glob("*.csv") if p.is_file() and not is_side_file(p))
+        if not found:
+            raise ReportError(f"{path}: no score CSVs in this folder")
+        return found
+    if path.exists() or not any(c in str(path) for c in "*?["):
+        return [path]  # a missing file is named when it is read
+    found = sorted(Path(p) for p in glob.glob(str(path))
+                   if Path(p).is_file() and not is_side_file(Path(p)))
+    if not found:
+        raise ReportError(f"{path}: matches no score CSVs")
+    return found
+
+
+def describe_files(names: list[str]) -> str:
+    """Files for a message or the page: all of a few, the first and last of many."""
+    if len(names) <= 3:
+        return ", ".join(names)
+    return f"{names[0]} ... {names[-1]} ({len(names)} files)"
+
+
 def write_report(csv_paths: list[Path], out: Path) -> Path:
     """`<mouse>.png` per mouse, `summary.json` and `index.html` into `out`; returns the HTML."""
     _require_matplotlib()
-    csv_paths = _score_csvs(csv_paths)
+    csv_paths = score_csvs(csv_paths)
     series = read_series(csv_paths)
     out.mkdir(parents=True, exist_ok=True)
     summaries = {mouse: summarize(item) for mouse, item in series.items()}
@@ -553,7 +580,7 @@ def _alert_rows(series: MouseSeries, folder: Path) -> str:
 
 def _html(csv_paths: list[Path], summaries: dict[str, dict[str, Any]],
           images: dict[str, str], series: dict[str, MouseSeries], folder: Path) -> str:
-    sources = ", ".join(path.name for path in csv_paths)
+    sources = describe_files([path.name for path in csv_paths])
     demo = [s["mouse"] for s in summaries.values() if s["demo"]]
     parts = [f"<h1>MGS monitor report</h1><p>{len(summaries)} mice from "
              f"{html.escape(sources)}; times are local.</p>",

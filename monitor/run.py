@@ -18,6 +18,7 @@ from monitor import capture
 from monitor.bus import Subscriber
 from monitor.capture import Opener
 from monitor.config import MonitorConfig
+from monitor.csvlog import Rotate, period_names
 from monitor.dashboard import DashboardState
 from monitor.dashboard_service import follow, media_progress
 from monitor.models import runtime_conflict
@@ -29,13 +30,14 @@ from monitor.systemd import Watchdog, notify
 
 def run_monitor(config: MonitorConfig, csv_path: Path, *, replay: bool, realtime: bool,
                 config_path: Path | None = None, dashboard: bool = True,
-                opener: Opener | None = None, watchdog: Watchdog | None = None) -> int:
+                opener: Opener | None = None, watchdog: Watchdog | None = None,
+                rotate: Rotate = "never") -> int:
     """Watch until the media ends or a signal asks for a stop; the exit code. `opener` opens a
     camera source (OpenCV's, unless a test gives a camera device of its own)."""
     models = Models.load(config)
     console = Console(stderr=True)
     monitor = Monitor(config, models, csv_path, opener=opener or capture.open_capture,
-                      realtime=realtime, replay=replay, config_path=config_path)
+                      realtime=realtime, replay=replay, config_path=config_path, rotate=rotate)
     if models.is_demo:
         console.print("[bold yellow]DEMO models (trained on synthetic faces): "
                       "not a real pain model[/]")
@@ -63,7 +65,7 @@ def run_monitor(config: MonitorConfig, csv_path: Path, *, replay: bool, realtime
                progress=progress, watchdog=watchdog or Watchdog())
     if monitor.error is not None:
         raise monitor.error
-    console.print(f"{monitor.records} records written to {csv_path}")
+    console.print(f"{monitor.records} records written to {period_names(csv_path, rotate)}")
     return 0
 
 

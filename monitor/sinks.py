@@ -18,9 +18,9 @@ from pathlib import Path
 from monitor.alerts import HookRunner
 from monitor.bus import Publisher
 from monitor.config import MonitorConfig
-from monitor.csvlog import CsvLogError, CsvLogger, SideLog
+from monitor.csvlog import CsvLogError, CsvLogger, Rotate
 from monitor.evidence import EvidenceError, EvidenceWriter
-from monitor.schema import ALERT_COLUMNS, AlertEvent, HookCounts, Message, ScoreRecord, side_file
+from monitor.schema import ALERT_COLUMNS, AlertEvent, HookCounts, Message, ScoreRecord
 
 Notice = Callable[[str], None]
 
@@ -33,7 +33,7 @@ class Sinks:
                  publisher: Publisher, hooks: HookRunner | None, notice: Notice) -> None:
         self.csv = csv
         self.evidence = evidence
-        self.alert_log = SideLog(side_file(csv.path, "alerts"), ALERT_COLUMNS) if csv else None
+        self.alert_log = csv.side_log("alerts", ALERT_COLUMNS) if csv else None
         self.publisher = publisher
         self.hooks = hooks
         self.notice = notice
@@ -61,7 +61,8 @@ class Sinks:
                 try:
                     self.alert_log.write(event)
                 except OSError as exc:  # published and shown all the same
-                    self.notice(f"cannot write {self.alert_log.path}: {exc.strerror or exc}")
+                    self.notice(f"cannot write {self.alert_log.path_for(event.wall_time)}: "
+                                f"{exc.strerror or exc}")
             self.publisher.publish(event)
             if self.hooks:
                 self.hooks.submit(self._for_hook(event))
@@ -120,12 +121,13 @@ class Sinks:
 
 @contextmanager
 def open_sinks(config: MonitorConfig, csv_path: Path | None, view_endpoint: str,
-               notice: Notice) -> Iterator[Sinks]:
-    """The sinks of a run, opened in order and closed in the same order when the block ends."""
+               notice: Notice, rotate: Rotate = "never") -> Iterator[Sinks]:
+    """The sinks of a run, opened in order and closed in the same order when the block ends;
+    `rotate` splits the CSV by period (`csv_path` is then the base of the names)."""
     closers: list[Callable[[], None]] = []
     error: BaseException | None = None
     try:
-        csv = CsvLogger(csv_path) if csv_path is not None else None
+        csv = CsvLogger(csv_path, rotate=rotate) if csv_path is not None else None
         if csv is not None:
             closers.append(csv.close)
         evidence = _evidence(config, csv_path)
@@ -147,7 +149,7 @@ def open_sinks(config: MonitorConfig, csv_path: Path | None, view_endpoint: str,
 
 
 def evidence_folder(config: MonitorConfig, csv_path: Path) -> Path:
-    """One folder for every run writing CSVs to one folder (each start writes a new CSV), so
+    """One folder for every run writing CSVs to one folder (a file per day, or per start), so
     the disk budget holds across restarts."""
     return config.evidence.folder or csv_path.parent / "evidence"
 

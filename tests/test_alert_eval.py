@@ -13,6 +13,7 @@ import math
 import subprocess
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,8 @@ from export.onnx_export import export_scorer
 from monitor.alerts import ResolvedRule
 from monitor.cli import main as monitor_main
 from monitor.config import AlertRule, Alerts
+from monitor.csvlog import CsvLogger
+from monitor.markers import add_marker
 from monitor.schema import SCORE_COLUMNS, SCORE_HEADERS, ScoreRecord, csv_header, csv_row
 from monitor.views.alert_eval import rule_grid
 from monitor.views.alert_figures import clopper_pearson
@@ -274,6 +277,45 @@ def test_an_injection_marker_gives_the_onset(tmp_path: Path) -> None:
     assert found["configured"]["delay_s"]["median"] == 3600  # window 3, min 2: one sample later
     page = (tmp_path / "report" / "report.html").read_text()
     assert "injection marker" in page and "NTG 10 mg/kg" in page
+
+
+def test_a_rotating_loggers_folder_is_judged_as_the_one_file(tmp_path: Path) -> None:
+    """An hourly-rotating logger's files, named by their folder or a glob, with the onset in
+    an injection marker beside one hour's file: the same figures as from one file."""
+    onset = START + 5 * 3600
+    series = {"p1": steady(0, 6, onset + 2 * 3600), "p2": steady(1, 2, onset),
+              "c1": steady(0, 0, 0), "c2": [*steady(0, 0, 0)[:10], *steady(5, 5, 0)[10:13],
+                                             *steady(0, 0, 0)[13:]]}
+    whole = tmp_path / "whole" / "scores.csv"
+    folder = tmp_path / "folder"
+    for out, rotate in ((whole, "never"), (folder / "scores.csv", "hourly")):
+        logger = CsvLogger(out, rotate=rotate)
+        for mouse, samples in series.items():
+            write_records(logger, mouse, samples)
+        logger.close()
+    hour_5 = folder / "scores-" f"{datetime.fromtimestamp(onset, UTC):%Y%m%d-%H}.csv"
+    for beside in (whole, hour_5):
+        add_marker(beside, "*", "NTG 10 mg/kg", when=onset, kind="injection")
+    assert len(list(folder.glob("scores-*-??.csv"))) == 20
+    mice = write_mice(tmp_path / "mice.csv", [("p1", "NTG", ""), ("p2", "NTG", ""),
+                                              ("c1", "saline", ""), ("c2", "saline", "")])
+    args = ["--mice", str(mice), "--pain-conditions", "NTG", "--seed", "1"]
+    one = evaluate(tmp_path, str(whole), *args)
+    for named in (str(folder), str(folder / "scores-*.csv")):
+        split = evaluate(tmp_path, named, *args)
+        assert split["inputs"].startswith("20 score CSV(s)")
+        for key in ("configured", "mice", "left_out"):
+            assert split[key] == one[key]
+    assert one["configured"]["false_alerts"]["count"] == 1
+
+
+def write_records(logger: CsvLogger, mouse: str, samples: list[tuple[float, str, int]]) -> None:
+    for k, (t, status, total) in enumerate(samples):
+        levels = tuple(min(2, max(0, total - 2 * u)) for u in range(5))
+        logger.write(ScoreRecord(
+            publisher=mouse, seq=k, wall_time=t, mono_time=t, source_time=t, frame_index=k,
+            camera="cam0", cubicle=1, mouse=mouse, status=status, levels=levels,
+            total=sum(levels), model_kind="trained"))
 
 
 @pytest.mark.parametrize(("table", "expected"), [

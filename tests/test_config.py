@@ -1,9 +1,10 @@
+import re
 import socket
 from pathlib import Path
 
 import pytest
 
-from monitor.cli import main
+from monitor.cli import csv_path, main
 from monitor.config import ConfigError, load_config
 
 GOOD = """\
@@ -57,6 +58,7 @@ def test_good_config_defaults_and_relative_paths(tmp_path: Path) -> None:
          "cameras.1.cubicles.1.roi.2: Input should be less than or equal to 1"),
         (GOOD.replace("  localizer: models/localizer.onnx\n", ""),
          "models.localizer: Field required"),
+        (GOOD + "csv: {rotate: weekly}\n", "csv.rotate: Input should be 'daily', 'hourly'"),
         ("cameras: [\n", "not valid YAML"),
         ("- just\n- a list\n", "expected a mapping"),
     ],
@@ -135,3 +137,15 @@ def test_allowed_clients_is_relative_to_the_file_and_needs_a_secret_key(tmp_path
         load_config(write(tmp_path, GOOD + "bus: {allowed_clients: clients}\n"))
     assert str(err.value) == (f"{tmp_path / 'lab.yaml'}: bus: allowed_clients: clients are "
                               "known by their CURVE keys, so it needs secret_key too")
+
+
+def test_run_rotates_daily_in_its_folder_and_an_out_file_only_when_the_config_says(
+        tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert csv_path(config, None) == (config.csv.folder / "scores.csv", "daily")
+    assert csv_path(config, tmp_path / "x.csv") == (tmp_path / "x.csv", "never")
+    never = load_config(write(tmp_path, GOOD + "csv: {rotate: never}\n"))
+    path, rotate = csv_path(never, None)
+    assert rotate == "never" and re.fullmatch(r"scores-\d{8}-\d{6}\.csv", path.name)
+    hourly = load_config(write(tmp_path, GOOD + "csv: {rotate: hourly}\n"))
+    assert csv_path(hourly, tmp_path / "x.csv") == (tmp_path / "x.csv", "hourly")

@@ -19,6 +19,7 @@ import pytest
 
 from demo.build import DemoBuild
 from monitor.cli import main
+from monitor.csvlog import CsvLogger
 from monitor.report import (
     ReportError,
     read_series,
@@ -27,7 +28,14 @@ from monitor.report import (
     total_sd,
     write_report,
 )
-from monitor.schema import CSV_COLUMNS, SCORE_COLUMNS, AlertEvent, ScoreRecord, csv_row
+from monitor.schema import (
+    ALERT_COLUMNS,
+    CSV_COLUMNS,
+    SCORE_COLUMNS,
+    AlertEvent,
+    ScoreRecord,
+    csv_row,
+)
 from tests.monitor_util import run_until
 from tests.test_evidence import camera_monitor
 from tests.test_pipeline import cubicle_frame, read_rows
@@ -361,3 +369,58 @@ def test_files_older_than_evidence_give_a_report_without_images(session: list[Pa
     assert [mouse for mouse, _ in blocks] == [RISING, RISING]
     assert all(shown == [] and cap.endswith("— no images kept")
                for (_, cap), shown in blocks.items())
+
+
+def rotated_and_whole(tmp_path: Path) -> tuple[Path, Path]:
+    """Four days of records with alerts, written by a daily-rotating logger into a folder and
+    by one that never rotates into one file."""
+    records = [r.model_copy(update={"wall_time": T0 + r.seq * 7200})
+               for r in session_records(range(40))]
+    alerts = [AlertEvent(wall_time=T0 + i * 7200, time=float(i), mouse=RISING, camera="cam0",
+                         rule="pain", event=event, value=5.0, threshold=4.0, since=float(i),
+                         peak=5.0, detail="")
+              for i, event in ((12, "raised"), (14, "active"), (15, "cleared"), (30, "raised"))]
+    written = []
+    for rotate, out in (("daily", tmp_path / "folder" / "scores.csv"),
+                        ("never", tmp_path / "whole" / "scores.csv")):
+        logger = CsvLogger(out, rotate=rotate)
+        for item in sorted(records, key=lambda r: r.seq):
+            logger.write(item)
+        for event in alerts:
+            logger.side_log("alerts", ALERT_COLUMNS).write(event)
+        logger.close()
+        written.append(out.parent if rotate == "daily" else out)
+    return written[0], written[1]
+
+
+def test_a_folder_of_rotated_files_reports_as_the_one_file(tmp_path: Path) -> None:
+    folder, whole = rotated_and_whole(tmp_path)
+    days = sorted(p.name for p in folder.iterdir())
+    assert len([d for d in days if not d.endswith(".alerts.csv")]) == 4
+    assert len([d for d in days if d.endswith(".alerts.csv")]) == 3  # alerts on 3 of the days
+    pattern = str(folder / "scores-2023111*.csv")  # the shell left it quoted: report globs it
+    for given in ([folder], [Path(pattern)]):
+        split, one = read_series(given), read_series([whole])
+        assert split.keys() == one.keys()
+        for mouse in one:
+            assert summarize(split[mouse]) == summarize(one[mouse])
+            np.testing.assert_array_equal(split[mouse].total, one[mouse].total)
+            assert split[mouse].alerts == one[mouse].alerts
+    assert summarize(read_series([folder])[RISING])["alerts"] == 2
+    for given, out in ((folder, "r1"), (whole, "r2")):
+        assert main(["report", str(given), "--out", str(tmp_path / out)]) == 0
+    assert ((tmp_path / "r1" / "summary.json").read_text()
+            == (tmp_path / "r2" / "summary.json").read_text())
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("empty", "empty: no score CSVs in this folder"),
+    ("empty/scores-*.csv", r"empty/scores-\*\.csv: matches no score CSVs"),
+])
+def test_an_empty_folder_or_a_glob_matching_nothing_is_one_line_naming_it(
+        tmp_path: Path, name: str, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "scores-20261207.alerts.csv").write_text("wall_time\n")  # no scores
+    assert main(["report", str(tmp_path / name), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.search(expected, err) and str(tmp_path) in err and "\n" not in err

@@ -30,7 +30,7 @@ from monitor.config import (
     read_config_file,
 )
 from monitor.models import SCORER, ModelError, OnnxModel
-from monitor.report import ReportError
+from monitor.report import ReportError, score_csvs
 from monitor.schema import ONSET_KINDS, is_side_file
 from monitor.views.alert_figures import Outcome, choose, figures, outcome, split_mice
 from monitor.views.alert_page import DEMO_LINE, page, plot_curve, plot_timeline, summary_lines
@@ -72,8 +72,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         "the rule a sweep chooses on half of the mice, judged on the others. Runs on the "
         "monitor's own install (no PyTorch).")
     parser.add_argument("scores", nargs="+", type=Path,
-                        help="score CSVs (replays or live runs; any schema); their "
-                        "`.markers.csv` are read for onset markers")
+                        help="score CSVs (replays or live runs; any schema), folders of them "
+                        "or quoted glob patterns; their `.markers.csv` are read for onset "
+                        "markers")
     parser.add_argument("--mice", type=Path, required=True,
                         help="CSV mouse,condition[,onset]: onset in seconds of the records' "
                         "source time (video time for a replay) or a clock time "
@@ -120,6 +121,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     scores = [p for p in args.scores if not is_side_file(p)]
     if not scores:
         raise ReportError("no score CSVs given (only .alerts/.markers/.gaps files)")
+    scores = score_csvs(scores)  # a folder or glob: a rotating logger's files, one series
     alerts = load_alerts(args.config)
     cutoff = model_cutoff(args)
     grid = rule_grid(args.thresholds, args.windows, args.clear_gaps)

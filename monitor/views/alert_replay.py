@@ -18,7 +18,7 @@ import numpy as np
 
 from monitor.alerts import RULES, AlertEngine, ResolvedRule
 from monitor.config import Alerts
-from monitor.report import ReportError, score_rows
+from monitor.report import ReportError, describe_files, score_csvs, score_rows
 from monitor.schema import CSV_COLUMNS, ScoreRecord
 from monitor.units import UNITS
 
@@ -67,17 +67,20 @@ class Track:
 
 
 def read_tracks(paths: list[Path]) -> dict[str, Track]:
-    """Every mouse of the score CSVs, several files joined (side files are not score CSVs)."""
+    """Every mouse of the score CSVs, several files joined (side files are not score CSVs; a
+    folder or glob pattern names a rotating logger's files, read as one series)."""
+    paths = score_csvs(paths)
     rows: dict[str, list[list[str]]] = {}
     for path in paths:
         for row in score_rows(path):
             rows.setdefault(row[_COLUMN["mouse"]], []).append(row)
     if not rows:
-        raise ReportError(f"{', '.join(map(str, paths))}: no records")
+        raise ReportError(f"{describe_files([str(p) for p in paths])}: no records")
     try:
         return {mouse: _track(mouse, found) for mouse, found in sorted(rows.items())}
     except ValueError as exc:
-        raise ReportError(f"{', '.join(map(str, paths))}: bad number ({exc})") from exc
+        raise ReportError(f"{describe_files([str(p) for p in paths])}: bad number ({exc})"
+                          ) from exc
 
 
 def _track(mouse: str, rows: list[list[str]]) -> Track:
