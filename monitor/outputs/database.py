@@ -48,6 +48,7 @@ from monitor.schema import (
     ScoreRecord,
     SequenceGap,
     SequenceTracker,
+    SideKind,
     column_values,
     csv_cells,
     csv_header,
@@ -212,7 +213,7 @@ def _create_sql(table: Table) -> list[sql.Composed]:
 
 def _insert_sql(table: Table) -> sql.Composed:
     names = csv_header(table.columns)
-    on_conflict = sql.SQL("DO NOTHING")
+    on_conflict: sql.Composable = sql.SQL("DO NOTHING")
     if table.replace:
         on_conflict = sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
             sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name))
@@ -378,7 +379,9 @@ def export_csvs(url: str, folder: Path) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _export(store, SCORES, scores)
-        for kind, table in (("alerts", ALERTS), ("gaps", GAPS), ("markers", MARKERS)):
+        sides: tuple[tuple[SideKind, Table], ...] = (("alerts", ALERTS), ("gaps", GAPS),
+                                                     ("markers", MARKERS))
+        for kind, table in sides:
             _export(store, table, side_file(scores, kind))
     except psycopg.Error as exc:
         raise DatabaseError(f"{store.shown}: cannot read the records: "
