@@ -25,7 +25,6 @@ import csv
 import json
 import os
 import time
-import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from monitor.config import MonitorConfig
+from monitor.outputs.db_url import DatabaseError, check_url, shown_url, without_password
 from monitor.schema import (
     ALERT_COLUMNS,
     CAMERA_COLUMNS,
@@ -64,10 +65,6 @@ CONNECT_TIMEOUT_S = 5
 Row = tuple[Any, ...]
 
 
-class DatabaseError(ValueError):
-    """A database that cannot be used; one line naming its URL (never the password)."""
-
-
 @dataclass(frozen=True)
 class Table:
     """One table: its columns (the CSV's), the key that keeps a row from being written twice,
@@ -90,21 +87,10 @@ CAMERAS = Table("mgs_cameras", CAMERA_COLUMNS, ("publisher", "camera"), replace=
 TABLES = {table.name: table for table in (SCORES, ALERTS, GAPS, MARKERS, CAMERAS)}
 
 
-def shown_url(url: str) -> str:
-    """The URL as it may be printed: the password, if any, replaced by ***."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"{parts.username or ''}:***@{netloc}").geturl()
-
-
 def connect(url: str) -> psycopg.Connection[Any]:
     """An autocommit connection (each batch opens its own transaction); DatabaseError says
     why there is none."""
-    if urllib.parse.urlsplit(url).scheme not in ("postgresql", "postgres"):
-        raise DatabaseError(f"{shown_url(url)}: not a PostgreSQL URL "
-                            "(postgresql://user@host:port/database)")
+    check_url(url)
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.Error as exc:
@@ -112,10 +98,8 @@ def connect(url: str) -> psycopg.Connection[Any]:
 
 
 def reason(exc: BaseException, url: str) -> str:
-    """The first line of a database error, without the password should it quote the URL."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    password = urllib.parse.urlsplit(url).password
-    return text.replace(password, "***") if password else text
+    """A database error on one line, without the password should it quote the URL."""
+    return without_password(str(exc), url) or type(exc).__name__
 
 
 class RecordStore:
@@ -268,6 +252,8 @@ class DatabaseLog:
     def sync(self) -> None:
         """Write what is pending (after any spool) in one transaction; spool it if the
         database is away."""
+        if self._store is not None and not (self._pending or self.spooled):
+            return
         if self._store is None and time.monotonic() < self._retry_at:
             self._spool()
             return
@@ -357,6 +343,12 @@ def _spooled_seqs(spool: Path) -> dict[Run, int]:
             run = (row[publisher], row[instance])
             last[run] = max(last.get(run, -1), row[seq])
     return last
+
+
+def camera_tags(config: MonitorConfig) -> tuple[CameraTag, ...]:
+    """The study and room of each camera of a monitor, as the database keeps them."""
+    return tuple(CameraTag(config.publisher, camera.name, camera.study, camera.room)
+                 for camera in config.cameras)
 
 
 def add_marker(url: str, marker: Marker) -> None:
