@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.outputs.db_url import shown_url
 from monitor.units import UNITS
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5560"
@@ -309,6 +310,14 @@ class Database(Strict):
                             "database (a password is better kept in ~/.pgpass or PGPASSWORD).")
     spool: Path = Field(Path("mgs-records/database.spool"),
                         description="Where records wait while the database is down.")
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"{shown_url(url)} is not a PostgreSQL URL "
+                             "(postgresql://user@host:port/database)")
+        return url
 
 
 class Evidence(Strict):

@@ -12,14 +12,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-BIN_FOLDERS = ("/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin")
-
 
 def postgres_bin(name: str) -> str | None:
-    for folder in BIN_FOLDERS:
-        path = Path(folder) / name
-        if path.is_file():
-            return str(path)
+    """A server program: the distribution's (Debian keeps them off PATH, by version), else
+    one on PATH."""
+    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True,
+                         key=lambda f: [int(n) for n in f.parent.name.split(".") if n.isdigit()]):
+        if (folder / name).is_file():
+            return str(folder / name)
     return shutil.which(name)
 
 

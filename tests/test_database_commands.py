@@ -82,8 +82,8 @@ class Feed:
 def test_log_killed_and_database_crashed_mid_run_lose_and_double_nothing(
         postgres: PostgresServer, database: str, tmp_path: Path) -> None:
     """Every record sent once the logger listened is in the database once, or inside a gap
-    it wrote: the records sent while no logger ran. The database's outage is spooled and backfilled, and
-    said on the console."""
+    it wrote: the records sent while no logger ran. The database's outage is spooled and
+    backfilled, and said on the console."""
     endpoint = free_port_endpoint()
     spool = tmp_path / "spool.jsonl"
     rows = "SELECT count(*) FROM mgs_scores"
@@ -225,3 +225,22 @@ def test_run_writes_to_the_database_of_its_config(demo_small: DemoBuild, databas
     with psycopg.connect(database) as conn:
         assert conn.execute("SELECT study, room FROM mgs_cameras WHERE publisher = 'lab' "
                             "AND camera = 'cam0'").fetchall() == [("NTG-2026", "3")]
+
+
+def test_a_config_with_another_database_url_is_refused_naming_the_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "lab.yaml"
+    config.write_text("models: {scorer: s.onnx, localizer: l.onnx}\ncameras: [{name: c, "
+                      "source: 0}]\ndatabase: {url: 'mysql://mgs:s3cret@db/mgs'}\n")
+    assert main(["check-config", str(config)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"mgs-monitor: error: {config}: database.url: mysql://mgs:***@db/mgs is not a "
+        "PostgreSQL URL (postgresql://user@host:port/database)")
+
+
+def test_the_monitor_loads_without_the_database_driver() -> None:
+    """psycopg is the `db` extra: commands load without it, and load it only for a database."""
+    loaded = subprocess.run([sys.executable, "-c", "import sys, monitor.cli, monitor.run; "
+                             "print('psycopg' in sys.modules)"], capture_output=True, text=True,
+                            check=True)
+    assert loaded.stdout.strip() == "False"
