@@ -52,7 +52,10 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path | None, seconds
         logger = CsvLogger(out) if out else None
         alert_log = SideLog(side_file(out, "alerts"), ALERT_COLUMNS) if out else None
         origins = MouseOrigins()
-        said = database_state(console, database, "")
+        down = database_state(console, database, False)
+        if database and database.backfilled:
+            console.print(f"{database.shown}: {database.backfilled} rows spooled by an earlier "
+                          "run written")
         where = " and ".join(str(w) for w in (out, database and database.shown) if w)
         console.print(f"logging {endpoint} to {where} (Ctrl-C to stop)")
         notify("READY=1")
@@ -82,7 +85,7 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path | None, seconds
                         logger.sync()
                     if database:  # also while idle: a spool is written once the database is back
                         database.sync()
-                        said = database_state(console, database, said)
+                        down = database_state(console, database, down)
                     for problem in subscriber.problems():  # e.g. a key the monitor refuses
                         console.print(f"[bold red]{problem}[/]")
         finally:
@@ -94,7 +97,7 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path | None, seconds
         gaps = f", {len(logger.gaps)} gaps written to {logger.gaps_path}" if logger.gaps else ""
         console.print(f"{logger.rows} records written to {out}{gaps}")
     if database:
-        database_state(console, database, said)
+        database_state(console, database, down)
         gaps = f", {len(database.gaps)} gaps" if database.gaps else ""
         console.print(f"{database.rows} records written to {database.shown}{gaps}")
     return 0
@@ -107,17 +110,16 @@ def open_database(url: str, spool: Path, cameras: tuple[CameraTag, ...]) -> Data
     return DatabaseLog(url, spool, cameras)
 
 
-def database_state(console: Console, database: DatabaseLog | None, said: str) -> str:
+def database_state(console: Console, database: DatabaseLog | None, was_down: bool) -> bool:
     """Say when the database goes away (and where the records go meanwhile) and when it is
-    back; returns what was said, to say each change once."""
+    back, once per outage; returns whether it is down."""
     if database is None:
-        return said
-    state = database.error and f"{database.error}; records spooled to {database.spool}"
-    if state == said:
-        return said
-    if state:
-        console.print(f"[bold red]{state} ({database.spooled} rows so far)[/]")
-    elif said or database.backfilled:
+        return was_down
+    down = bool(database.error)
+    if down and not was_down:
+        console.print(f"[bold red]{database.error}; records spooled to {database.spool} "
+                      f"({database.spooled} rows so far)[/]")
+    elif was_down and not down:
         console.print(f"{database.shown}: writing again, {database.backfilled} spooled rows "
                       "written, nothing lost")
-    return state
+    return down

@@ -41,7 +41,7 @@ class Sinks:
                  database: DatabaseLog | None = None) -> None:
         self.csv = csv
         self.database = database
-        self._database_error = ""
+        self._database_down = False
         self.evidence = evidence
         self.alert_log = SideLog(side_file(csv.path, "alerts"), ALERT_COLUMNS) if csv else None
         self.publisher = publisher
@@ -142,9 +142,9 @@ class Sinks:
         assert self.database is not None
         self.database.sync()
         error = self.database.error
-        if error == self._database_error:
+        if bool(error) == self._database_down:  # said once per outage, whatever its reasons
             return
-        self._database_error = error
+        self._database_down = bool(error)
         self.notice(f"{error}; records spooled to {self.database.spool}, scoring goes on"
                     if error else f"{self.database.shown}: writing again, "
                     f"{self.database.backfilled} spooled rows written, nothing lost")

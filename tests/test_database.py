@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from monitor.bus import Publisher
 from monitor.csvlog import CsvLogger, SideLog
 from monitor.outputs import database as records_db
 from monitor.outputs.database import DatabaseError, DatabaseLog, export_csvs
@@ -26,6 +27,7 @@ from monitor.schema import (
     csv_header,
     side_file,
 )
+from monitor.sinks import Sinks
 from tests.postgres_util import PostgresServer
 from tests.records_util import score_record
 
@@ -212,3 +214,25 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_run_says_the_outage_and_the_backfill_on_its_status_line(
+        postgres: PostgresServer, database: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(records_db, "RETRY_S", 0.0)
+    notices: list[str] = []
+    db = DatabaseLog(database, tmp_path / "spool")
+    publisher = Publisher("inproc://database-sinks")
+    sinks = Sinks(None, None, publisher, None, notices.append, db)
+    sinks.scores(records(range(5)))
+    postgres.crash()
+    sinks.scores(records(range(5, 10)))
+    sinks.alerts([alert_event(1000.0)])
+    postgres.start()
+    sinks.scores(records(range(10, 12)))
+    db.close()
+    publisher.close()
+    assert len(notices) == 2 and notices[0].startswith(f"{database}: ")
+    assert notices[0].endswith(f"; records spooled to {tmp_path / 'spool'}, scoring goes on")
+    assert notices[1] == f"{database}: writing again, 6 spooled rows written, nothing lost"
+    assert sorted(row[2] for row in db_rows(database, "mgs_scores")) == list(range(12))
