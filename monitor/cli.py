@@ -37,7 +37,14 @@ from monitor.log_service import DEFAULT_SPOOL, run_logger
 from monitor.markers import MarkerError, add_marker, latest_scores, new_marker
 from monitor.memory import keep_frames_out_of_the_heap
 from monitor.models import ModelError
-from monitor.outputs.db_url import DatabaseError, database_as_csvs, require_driver, shown_url
+from monitor.outputs.db_url import (
+    DatabaseError,
+    add_selection,
+    database_as_csvs,
+    require_driver,
+    selection_without_database,
+    shown_url,
+)
 from monitor.report import ReportError, write_report
 from monitor.run import run_monitor
 from monitor.schema import MARKER_KINDS, CameraTag
@@ -370,6 +377,7 @@ def _add_report(sub: Any) -> None:
     report.add_argument("csv", nargs="*", type=Path, help="score CSVs of one session")
     report.add_argument("--db", metavar="URL", help="read the records from this PostgreSQL "
                         "database instead (`log --db`)")
+    add_selection(report)
     report.add_argument("--out", type=Path, default=Path("mgs-report"), metavar="DIR",
                         help="folder for index.html and the PNGs (default %(default)s)")
     report.set_defaults(func=cmd_report)
@@ -533,9 +541,12 @@ def cmd_mark(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     if bool(args.csv) == bool(args.db):
         raise UsageError("give score CSVs or --db URL (one of them)")
+    wrong = selection_without_database(args)
+    if wrong:
+        raise UsageError(f"{wrong} selects records of a database: add --db")
     if args.db:
         with tempfile.TemporaryDirectory(prefix="mgs-report-") as folder:
-            html = write_report([database_as_csvs(args.db, Path(folder))], args.out)
+            html = write_report([database_as_csvs(args, Path(folder))], args.out)
     else:
         html = write_report(args.csv, args.out)
     print(f"report written to {html}")

@@ -5,6 +5,7 @@ to it from its config."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -22,7 +24,15 @@ from monitor.bus import Publisher
 from monitor.cli import main
 from monitor.csvlog import CsvLogger, SideLog
 from monitor.outputs import database as records_db
-from monitor.schema import ALERT_COLUMNS, MARKER_COLUMNS, AlertEvent, Marker, ScoreRecord, side_file
+from monitor.schema import (
+    ALERT_COLUMNS,
+    MARKER_COLUMNS,
+    AlertEvent,
+    CameraTag,
+    Marker,
+    ScoreRecord,
+    side_file,
+)
 from tests.conftest import free_port_endpoint
 from tests.postgres_util import PostgresServer
 from tests.records_util import score_record
@@ -244,3 +254,33 @@ def test_the_monitor_loads_without_the_database_driver() -> None:
                              "print('psycopg' in sys.modules)"], capture_output=True, text=True,
                             check=True)
     assert loaded.stdout.strip() == "False"
+
+
+def test_report_reads_one_study_and_room_from_a_time_on(database: str, tmp_path: Path) -> None:
+    """Every mouse of study NTG in room 3 from a day on: joined by camera, by publisher too
+    (both racks have a cam0)."""
+    tags = [CameraTag("rackA", "cam0", "NTG", "3"), CameraTag("rackA", "cam1", "NTG", "4"),
+            CameraTag("rackB", "cam0", "other", "3")]
+    db = records_db.DatabaseLog(database, tmp_path / "spool", tags)
+    day = datetime(2026, 3, 2).timestamp()
+    for seq, (publisher, camera, when) in enumerate(itertools.product(
+            ("rackA", "rackB"), ("cam0", "cam1"), (day - 3600, day + 3600))):
+        db.write(score_record(seq, mouse=f"{publisher}-{camera}-{when > day}",
+                              publisher=publisher).model_copy(
+            update={"camera": camera, "wall_time": when}))
+    db.close()
+    out = tmp_path / "report"
+    assert main(["report", "--db", database, "--study", "NTG", "--room", "3", "--since",
+                 "2026-03-02", "--out", str(out)]) == 0
+    assert list(json.loads((out / "summary.json").read_text())) == ["rackA-cam0-True"]
+
+
+@pytest.mark.parametrize("args, said", [
+    (["scores.csv", "--study", "NTG"], "--study selects records of a database: add --db"),
+    (["--db", "postgresql://mgs@127.0.0.1:1/x", "--since", "Monday"],
+     "--since 'Monday' is not a clock time like 2026-03-02T09:30"),
+])
+def test_a_selection_that_cannot_be_read_is_one_line(
+        args: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", *args]) == 2
+    assert capsys.readouterr().err == f"mgs-monitor: error: {said}\n"

@@ -63,6 +63,7 @@ RECENT_S = 7 * 86400.0  # runs whose last sequence number a starting logger look
 CONNECT_TIMEOUT_S = 5
 
 Row = tuple[Any, ...]
+EVERY_ROW = sql.SQL("true")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,33 @@ def reason(exc: BaseException, url: str) -> str:
     return without_password(str(exc), url) or type(exc).__name__
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which score records to read: the cameras of a study and/or room, from a time on. Alert
+    events and markers are read whole: the readers keep those of the mice they have."""
+
+    study: str | None = None
+    room: str | None = None
+    since: float | None = None  # unix seconds
+
+    def where(self) -> tuple[sql.Composable, tuple[object, ...]]:
+        """The condition on mgs_scores, and its parameters."""
+        tags = [(name, value) for name, value in (("study", self.study), ("room", self.room))
+                if value is not None]
+        parts: list[sql.Composable] = []
+        params: list[object] = []
+        if tags:
+            parts.append(sql.SQL("(publisher, camera) IN (SELECT publisher, camera FROM {} "
+                                 "WHERE {})").format(sql.Identifier(CAMERAS.name), sql.SQL(
+                                     " AND ").join(sql.SQL("{} = %s").format(sql.Identifier(n))
+                                                   for n, _ in tags)))
+            params += [value for _, value in tags]
+        if self.since is not None:
+            parts.append(sql.SQL("wall_time >= %s"))
+            params.append(self.since)
+        return sql.SQL(" AND ").join(parts or [EVERY_ROW]), tuple(params)
+
+
 class RecordStore:
     """An open database with the record tables in the layout this version writes."""
 
@@ -137,13 +165,15 @@ class RecordStore:
         rows = self.conn.execute(query, (time.time() - RECENT_S,)).fetchall()
         return {(publisher, instance): int(seq) for publisher, instance, seq in rows}
 
-    def rows(self, table: Table) -> Iterator[Row]:
-        """Every row of a table in time order (cameras: by key), read in chunks."""
+    def rows(self, table: Table, where: sql.Composable = EVERY_ROW,
+             params: tuple[object, ...] = ()) -> Iterator[Row]:
+        """The rows of a table in time order (cameras: by key), read in chunks."""
         order = "wall_time" if "wall_time" in csv_header(table.columns) else table.key[0]
-        query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
-            _names(csv_header(table.columns)), sql.Identifier(table.name), sql.Identifier(order))
+        query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
+            _names(csv_header(table.columns)), sql.Identifier(table.name), where,
+            sql.Identifier(order))
         with self.conn.transaction(), self.conn.cursor(name=f"read_{table.name}") as cursor:
-            cursor.execute(query)
+            cursor.execute(query, params)
             yield from cursor
 
     def close(self) -> None:
@@ -363,14 +393,15 @@ def add_marker(url: str, marker: Marker) -> None:
         store.close()
 
 
-def export_csvs(url: str, folder: Path) -> Path:
-    """The database's records as `scores.csv` in `folder` with its alerts, gaps and markers
-    beside it, each row as the CSV logger writes it; returns the score CSV."""
+def export_csvs(url: str, folder: Path, selection: Selection | None = None) -> Path:
+    """The database's records (those of `selection`) as `scores.csv` in `folder` with its
+    alerts, gaps and markers beside it, each row as the CSV logger writes it; returns the
+    score CSV."""
     store = RecordStore(url)
     scores = folder / "scores.csv"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _export(store, SCORES, scores)
+        _export(store, SCORES, scores, *(selection or Selection()).where())
         sides: tuple[tuple[SideKind, Table], ...] = (("alerts", ALERTS), ("gaps", GAPS),
                                                      ("markers", MARKERS))
         for kind, table in sides:
@@ -383,9 +414,10 @@ def export_csvs(url: str, folder: Path) -> Path:
     return scores
 
 
-def _export(store: RecordStore, table: Table, path: Path) -> None:
+def _export(store: RecordStore, table: Table, path: Path,
+            where: sql.Composable = EVERY_ROW, params: tuple[object, ...] = ()) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(csv_header(table.columns))
-        for row in store.rows(table):
+        for row in store.rows(table, where, params):
             writer.writerow(csv_cells(table.columns, row))

@@ -4,8 +4,10 @@ the driver is loaded when a database is used (`require_driver`, `database_as_csv
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import urllib.parse
+from datetime import datetime
 from pathlib import Path
 
 
@@ -42,10 +44,35 @@ def require_driver(url: str) -> None:
                             "(pip install 'mgs-monitor[db]')")
 
 
-def database_as_csvs(url: str, folder: Path) -> Path:
-    """The database's records written into `folder` as a score CSV with its side files, for
-    the readers of files (`report`, `mgs-eval --alerts`); returns the score CSV."""
-    require_driver(url)
-    from monitor.outputs.database import export_csvs
+def add_selection(parser: argparse.ArgumentParser) -> None:
+    """`--study`, `--room`, `--since`: which records of a database a command reads."""
+    parser.add_argument("--study", help="with --db: only the cameras of this study")
+    parser.add_argument("--room", help="with --db: only the cameras in this room")
+    parser.add_argument("--since", metavar="TIME", help="with --db: only records from this "
+                        "clock time on (2026-03-02 or 2026-03-02T09:30, local time)")
 
-    return export_csvs(url, folder)
+
+def database_as_csvs(args: argparse.Namespace, folder: Path) -> Path:
+    """The records of the database `args.db` (those of its `--study`, `--room`, `--since`)
+    written into `folder` as a score CSV with its side files, for the readers of files
+    (`report`, `mgs-eval --alerts`); returns the score CSV."""
+    require_driver(args.db)
+    from monitor.outputs.database import Selection, export_csvs
+
+    return export_csvs(args.db, folder, Selection(args.study, args.room, _since(args.since)))
+
+
+def selection_without_database(args: argparse.Namespace) -> str | None:
+    """The first of `--study`, `--room`, `--since` given without --db, if any."""
+    return next((f"--{name}" for name in ("study", "room", "since")
+                 if getattr(args, name) is not None and not args.db), None)
+
+
+def _since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise DatabaseError(f"--since {text!r} is not a clock time like 2026-03-02T09:30"
+                            ) from None

@@ -31,7 +31,12 @@ from monitor.config import (
     read_config_file,
 )
 from monitor.models import SCORER, ModelError, OnnxModel
-from monitor.outputs.db_url import DatabaseError, database_as_csvs
+from monitor.outputs.db_url import (
+    DatabaseError,
+    add_selection,
+    database_as_csvs,
+    selection_without_database,
+)
 from monitor.report import ReportError
 from monitor.schema import ONSET_KINDS, is_side_file
 from monitor.views.alert_figures import Outcome, choose, figures, outcome, split_mice
@@ -79,6 +84,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", metavar="URL",
                         help="read the records and markers from this PostgreSQL database "
                         "(`mgs-monitor log --db`) instead of score CSVs")
+    add_selection(parser)
     parser.add_argument("--mice", type=Path, required=True,
                         help="CSV mouse,condition[,onset]: onset in seconds of the records' "
                         "source time (video time for a replay) or a clock time "
@@ -122,11 +128,14 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
+    wrong = selection_without_database(args)
+    if wrong:
+        raise ReportError(f"{wrong} selects records of a database: add --db")
     if args.db:
         if args.scores:
             raise ReportError("give score CSVs or --db URL, not both")
         with tempfile.TemporaryDirectory(prefix="mgs-eval-") as folder:
-            return evaluate(args, [database_as_csvs(args.db, Path(folder))])
+            return evaluate(args, [database_as_csvs(args, Path(folder))])
     scores = [p for p in args.scores if not is_side_file(p)]
     if not scores:
         raise ReportError("no score CSVs given (only .alerts/.markers/.gaps files), and no "
