@@ -100,6 +100,9 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path | None, seconds
         database_state(console, database, down)
         gaps = f", {len(database.gaps)} gaps" if database.gaps else ""
         console.print(f"{database.rows} records written to {database.shown}{gaps}")
+        if database.spooled:
+            console.print(f"{database.spooled} rows wait in {database.spool}: the next logger "
+                          "with this spool writes them")
     return 0
 
 

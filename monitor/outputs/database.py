@@ -56,7 +56,8 @@ from monitor.schema import (
     side_file,
 )
 
-LAYOUT = 1  # the tables' layout; a database of another layout is refused, never mixed
+LAYOUT = 1  # the tables' layout, raised with any change of their columns: a database of
+# another layout is refused, never mixed
 RETRY_S = 5.0  # how often a database that went away is tried again
 BATCH = 5000  # spooled rows written per transaction when the database returns
 RECENT_S = 7 * 86400.0  # runs whose last sequence number a starting logger looks up
