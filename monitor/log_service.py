@@ -89,10 +89,12 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path | None, seconds
                     for problem in subscriber.problems():  # e.g. a key the monitor refuses
                         console.print(f"[bold red]{problem}[/]")
         finally:
-            if logger:
-                logger.close()
-            if database:
-                database.close()
+            try:
+                if logger:
+                    logger.close()
+            finally:  # a CSV that cannot be closed leaves the database's rows to be written
+                if database:
+                    database.close()
     if logger:
         gaps = f", {len(logger.gaps)} gaps written to {logger.gaps_path}" if logger.gaps else ""
         console.print(f"{logger.rows} records written to {out}{gaps}")

@@ -277,6 +277,8 @@ def test_report_reads_one_study_and_room_from_a_time_on(database: str, tmp_path:
 
 @pytest.mark.parametrize("args, said", [
     (["scores.csv", "--study", "NTG"], "--study selects records of a database: add --db"),
+    (["scores.csv", "--db", "postgresql://mgs@127.0.0.1:1/x"],
+     "give score CSVs or --db URL (one of them)"),
     (["--db", "postgresql://mgs@127.0.0.1:1/x", "--since", "Monday"],
      "--since 'Monday' is not a clock time like 2026-03-02T09:30"),
 ])
@@ -284,3 +286,10 @@ def test_a_selection_that_cannot_be_read_is_one_line(
         args: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", *args]) == 2
     assert capsys.readouterr().err == f"mgs-monitor: error: {said}\n"
+
+
+def test_alert_evaluation_refuses_a_selection_without_a_database(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mice = write_mice(tmp_path / "mice.csv", [("p1", "NTG", "")])
+    assert mgs_eval(["--alerts", "scores.csv", "--mice", str(mice), "--room", "3"]) == 2
+    assert "--room selects records of a database: add --db" in capsys.readouterr().err
