@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from importlib import metadata
@@ -32,17 +33,26 @@ from monitor.config import (
 from monitor.csvlog import ROTATIONS, CsvLogError, Rotate
 from monitor.dashboard_service import run_dashboard
 from monitor.keys import make_keys
-from monitor.log_service import run_logger
-from monitor.markers import MarkerError, add_marker, latest_scores
+from monitor.log_service import DEFAULT_SPOOL, run_logger
+from monitor.markers import MarkerError, add_marker, latest_scores, new_marker
 from monitor.memory import keep_frames_out_of_the_heap
 from monitor.models import ModelError
+from monitor.outputs.db_url import (
+    DatabaseError,
+    add_selection,
+    database_as_csvs,
+    require_driver,
+    selection_without_database,
+    shown_url,
+)
 from monitor.report import ReportError, write_report
 from monitor.run import run_monitor
-from monitor.schema import MARKER_KINDS
+from monitor.schema import MARKER_KINDS, CameraTag
 from monitor.snapshot import FORMATS, SnapshotError, run_snapshot
 from monitor.stills import StillsError, score_stills
 from monitor.stopping import stop_on_signals
 
+DEFAULT_LOG_CSV = Path("mgs-records/scores.csv")
 PLUGIN_GROUP = "mgs_monitor.commands"  # entry points: f(subparsers) adding a command
 DEFAULT_MODELS = Path(os.environ.get("MGS_MODELS", "models"))
 EPILOG = """\
@@ -55,6 +65,8 @@ examples:
                                            score still images of cubicle arrays (or --crops)
   mgs-monitor dashboard                    attach a live dashboard to a running monitor
   mgs-monitor log --out scores.csv         attach a CSV logger to a running monitor
+  mgs-monitor log --db postgresql://mgs@dbhost/mgs
+                                           ... or a logger writing to PostgreSQL
   mgs-monitor check-config lab.yaml        validate a config, naming every wrong key
   mgs-monitor snapshot --config lab.yaml   one annotated picture per camera (cubicles, faces,
                                            scores) to check the set-up before a long run
@@ -71,7 +83,7 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (ConfigError, ModelError, BusError, CsvLogError, UsageError, MarkerError,
-               ReportError, StillsError, SnapshotError)
+               ReportError, StillsError, SnapshotError, DatabaseError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,15 +254,25 @@ def _add_dashboard(sub: Any) -> None:
 
 
 def _add_log(sub: Any) -> None:
-    log = sub.add_parser("log", help="write a running monitor's records to CSV (ZeroMQ)")
+    log = sub.add_parser("log", help="write a running monitor's records to CSV or PostgreSQL "
+                         "(ZeroMQ)")
     log.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="default %(default)s")
     _add_subscriber_keys(log)
-    log.add_argument("--out", type=Path, default=Path("mgs-records/scores.csv"), metavar="CSV",
-                     help="CSV file to append to (default %(default)s)")
+    log.add_argument("--out", type=Path, metavar="CSV",
+                     help=f"CSV file to append to (default {DEFAULT_LOG_CSV} without --db)")
     log.add_argument("--rotate", choices=ROTATIONS, default="never",
                      help="a new file each day or hour (UTC, by each record's wall_time), "
                      "named <out stem>-YYYYMMDD.csv or -YYYYMMDD-HH.csv, side files beside "
                      "(default %(default)s: --out itself)")
+    log.add_argument("--db", metavar="URL", help="PostgreSQL database to write to "
+                     "(postgresql://user@host:port/database; a password is better kept in "
+                     "~/.pgpass or PGPASSWORD than in the URL)")
+    log.add_argument("--spool", type=Path, default=DEFAULT_SPOOL, metavar="FILE",
+                     help="where records wait while the database is down (default "
+                     "%(default)s)")
+    log.add_argument("--config", type=Path, action="append", default=[], metavar="YAML",
+                     help="a logged monitor's config: its cameras' study and room are kept in "
+                     "the database (repeat per monitor; each must set `publisher`)")
     log.add_argument("--seconds", type=float, help="stop after this long")
     log.set_defaults(func=cmd_log)
 
@@ -348,14 +370,20 @@ def _add_mark(sub: Any) -> None:
     where.add_argument("--csv", type=Path, help="score CSV the marker belongs to")
     where.add_argument("--folder", type=Path, default=Path("mgs-records"),
                        help="use the newest scores*.csv here (default %(default)s)")
+    where.add_argument("--db", metavar="URL", help="PostgreSQL database the records go to "
+                       "(`log --db`, the config's database.url)")
     mark.set_defaults(func=cmd_mark)
 
 
 def _add_report(sub: Any) -> None:
-    report = sub.add_parser("report", help="per-mouse series plots and summary from CSVs")
-    report.add_argument("csv", nargs="+", type=Path,
+    report = sub.add_parser("report", help="per-mouse series plots and summary from CSVs or "
+                            "PostgreSQL")
+    report.add_argument("csv", nargs="*", type=Path,
                         help="score CSVs of one session, folders of them or quoted glob "
                         "patterns (a rotating logger's files, read as one series)")
+    report.add_argument("--db", metavar="URL", help="read the records from this PostgreSQL "
+                        "database instead (`log --db`)")
+    add_selection(report)
     report.add_argument("--out", type=Path, default=Path("mgs-report"), metavar="DIR",
                         help="folder for index.html and the PNGs (default %(default)s)")
     report.set_defaults(func=cmd_report)
@@ -510,6 +538,13 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 
 def cmd_mark(args: argparse.Namespace) -> int:
+    if args.db:
+        require_driver(args.db)
+        from monitor.outputs.database import add_marker as add_database_marker
+
+        add_database_marker(args.db, new_marker(args.mouse, args.text, kind=args.kind))
+        print(f"marker for {args.mouse} written to {shown_url(args.db)}")
+        return 0
     scores = args.csv or latest_scores(args.folder)
     path = add_marker(scores, args.mouse, args.text, kind=args.kind)
     print(f"marker for {args.mouse} written to {path}")
@@ -517,9 +552,31 @@ def cmd_mark(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    html = write_report(args.csv, args.out)
+    if bool(args.csv) == bool(args.db):
+        raise UsageError("give score CSVs or --db URL (one of them)")
+    wrong = selection_without_database(args)
+    if wrong:
+        raise UsageError(f"{wrong} selects records of a database: add --db")
+    if args.db:
+        with tempfile.TemporaryDirectory(prefix="mgs-report-") as folder:
+            html = write_report([database_as_csvs(args, Path(folder))], args.out)
+    else:
+        html = write_report(args.csv, args.out)
     print(f"report written to {html}")
     return 0
+
+
+def config_cameras(path: Path) -> tuple[CameraTag, ...]:
+    """A logged monitor's cameras with their study and room. Its records name it by its
+    `publisher`, which must be set: the default is the host name of the one who reads it."""
+    raw = read_config_file(path)
+    if "publisher" not in raw:
+        raise ConfigError(f"{path}: publisher: not set; its records would not be matched to "
+                          "its cameras' study and room (the default names the host that reads "
+                          "the config)")
+    from monitor.outputs.database import camera_tags
+
+    return camera_tags(build_config(raw, origin=str(path)))
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -527,8 +584,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    return run_logger(args.endpoint, args.server_key, args.out, args.seconds, args.client_key,
-                      rotate=args.rotate)
+    if args.config and not args.db:
+        raise UsageError("--config gives the cameras' study and room to a database: add --db")
+    out = args.out or (None if args.db else DEFAULT_LOG_CSV)
+    cameras = tuple(tag for path in args.config for tag in config_cameras(path))
+    return run_logger(args.endpoint, args.server_key, out, args.seconds, args.client_key,
+                      db=args.db, spool=args.spool, cameras=cameras, rotate=args.rotate)
 
 
 if __name__ == "__main__":

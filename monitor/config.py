@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from monitor.csvlog import Rotate
+from monitor.outputs.db_url import shown_url
 from monitor.units import UNITS
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5560"
@@ -72,6 +73,8 @@ class Camera(Strict):
         None, description="Cubicle regions; default four equal side-by-side regions."
     )
     sampling: Sampling | None = Field(None, description="Overrides the global sampling.")
+    study: str = Field("", description="Study its mice belong to, kept in the database.")
+    room: str = Field("", description="Room it stands in, kept in the database.")
 
     @field_validator("cubicles")
     @classmethod
@@ -305,6 +308,23 @@ class Logging(Strict):
         "scores-<start time>.csv per start. With --out FILE only when set here.")
 
 
+class Database(Strict):
+    """PostgreSQL written by `run` itself, beside the CSV (monitor/outputs/database.py)."""
+
+    url: str | None = Field(None, description="postgresql://user@host:port/database; none: no "
+                            "database (a password is better kept in ~/.pgpass or PGPASSWORD).")
+    spool: Path = Field(Path("mgs-records/database.spool"),
+                        description="Where records wait while the database is down.")
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"{shown_url(url)} is not a PostgreSQL URL "
+                             "(postgresql://user@host:port/database)")
+        return url
+
+
 class Evidence(Strict):
     """Face crops and whole frames kept as JPEGs beside the CSV (monitor/evidence.py): what an
     alert is about, and the lab's own images to label with mgs-label."""
@@ -337,6 +357,7 @@ class MonitorConfig(Strict):
     alerts: Alerts = Field(default_factory=Alerts)
     bus: Bus = Field(default_factory=Bus)
     csv: Logging = Field(default_factory=Logging)
+    database: Database = Field(default_factory=Database)
     evidence: Evidence = Field(default_factory=Evidence)
     publisher: str = Field(default_factory=lambda: default_publisher(), min_length=1,
                            description="Publisher id written in every record; default: "
@@ -417,10 +438,10 @@ def _relative_to(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     for key in ("secret_key", "allowed_clients"):
         if isinstance(bus, dict) and isinstance(bus.get(key), str):
             bus[key] = str(base / Path(bus[key]).expanduser())
-    for section in ("csv", "evidence"):
+    for section, key in (("csv", "folder"), ("evidence", "folder"), ("database", "spool")):
         folders = raw.get(section)
-        if isinstance(folders, dict) and isinstance(folders.get("folder"), str):
-            folders["folder"] = str(base / Path(folders["folder"]).expanduser())
+        if isinstance(folders, dict) and isinstance(folders.get(key), str):
+            folders[key] = str(base / Path(folders[key]).expanduser())
     return raw
 
 

@@ -37,12 +37,18 @@ def latest_scores(folder: Path) -> Path:
     return candidates[-1]
 
 
-def add_marker(scores_csv: Path, mouse: str, text: str, when: float | None = None,
-               kind: str = "note") -> Path:
+def new_marker(mouse: str, text: str, when: float | None = None, kind: str = "note") -> Marker:
+    """A marker checked: a mouse (or '*'), a text and a known kind; now unless `when`."""
     if not mouse.strip() or not text.strip():
         raise MarkerError("a marker needs a mouse id (or '*') and a text")
     if kind not in MARKER_KINDS:
         raise MarkerError(f"marker kind {kind!r} is not one of {', '.join(MARKER_KINDS)}")
+    return Marker(time.time() if when is None else when, mouse, text, kind)
+
+
+def add_marker(scores_csv: Path, mouse: str, text: str, when: float | None = None,
+               kind: str = "note") -> Path:
+    marker = new_marker(mouse, text, when, kind)
     path = side_file(scores_csv, "markers")
     try:
         columns = _columns_of(path)
@@ -50,8 +56,7 @@ def add_marker(scores_csv: Path, mouse: str, text: str, when: float | None = Non
             raise MarkerError(f"{path}: written by an older mgs-monitor, without a kind column; "
                               f"a {kind} marker goes into a new score CSV's markers (or give "
                               "the onset in the mice table of mgs-eval --alerts)")
-        SideLog(path, columns).write(Marker(time.time() if when is None else when,
-                                            mouse, text, kind))
+        SideLog(path, columns).write(marker)
     except OSError as exc:
         raise MarkerError(f"{path}: cannot write the marker: {exc.strerror or exc}") from exc
     return path

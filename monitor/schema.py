@@ -8,6 +8,8 @@ its own version (`schema` on the wire); add fields at the end and raise it, neve
 
 The CSV files are made from the same definitions: one column spec per file gives its header and
 every row (`csv_header`, `csv_row`), and `side_file` names every file kept beside a score CSV.
+The database tables (monitor/outputs/database.py) are made from the same column specs: each
+column names its SQL type, and a row read back is written as the CSV's (`csv_cells`).
 """
 
 from __future__ import annotations
@@ -253,14 +255,23 @@ def _describe(kind: type[Message], exc: ValidationError) -> str:
 
 
 # CSV files ----------------------------------------------------------------------------------
+SqlType = Literal["text", "bigint", "double precision", "boolean"]
+TEXT: SqlType = "text"
+INT: SqlType = "bigint"
+REAL: SqlType = "double precision"
+BOOL: SqlType = "boolean"
+
+
 @dataclass(frozen=True)
 class Column:
-    """One CSV column: its name and how its cell is read off an item. Floats are written with
-    `digits` decimals; None and NaN are written as empty cells, booleans as 0/1."""
+    """One CSV column: its name, how its cell is read off an item, and its type in a database
+    table. Floats are written with `digits` decimals (a table keeps them whole); None and NaN
+    are written as empty cells, booleans as 0/1."""
 
     name: str
     get: Callable[[Any], object]
     digits: int = 3
+    sql: SqlType = REAL
 
 
 def csv_header(columns: Sequence[Column]) -> tuple[str, ...]:
@@ -269,6 +280,20 @@ def csv_header(columns: Sequence[Column]) -> tuple[str, ...]:
 
 def csv_row(columns: Sequence[Column], item: object) -> list[str]:
     return [_cell(column.get(item), column.digits) for column in columns]
+
+
+def column_values(columns: Sequence[Column], item: object) -> tuple[object, ...]:
+    """An item's values for a table row: as the CSV's cells, without rounding or text."""
+    return tuple(_value(column.get(item)) for column in columns)
+
+
+def csv_cells(columns: Sequence[Column], values: Sequence[object]) -> list[str]:
+    """A table row written as the CSV row of the same item."""
+    return [_cell(value, column.digits) for column, value in zip(columns, values, strict=True)]
+
+
+def _value(value: object) -> object:
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _cell(value: object, digits: int) -> str:
@@ -281,8 +306,12 @@ def _cell(value: object, digits: int) -> str:
     return str(value)
 
 
-def _attr(name: str, digits: int = 3) -> Column:
-    return Column(name, lambda item: getattr(item, name), digits)
+def _attr(name: str, digits: int = 3, sql: SqlType = REAL) -> Column:
+    return Column(name, lambda item: getattr(item, name), digits, sql)
+
+
+def _attrs(sql: SqlType, *names: str) -> tuple[Column, ...]:
+    return tuple(_attr(name, sql=sql) for name in names)
 
 
 def _box(i: int) -> Callable[[ScoreRecord], float | None]:
@@ -299,24 +328,28 @@ def _prob(i: int, j: int) -> Callable[[ScoreRecord], float | None]:
 
 # The score CSV: stable header; new columns only ever at the end, with a new record schema.
 SCORE_COLUMNS: tuple[Column, ...] = (
-    Column("schema", lambda r: r.version),
-    *map(_attr, ("publisher", "seq", "wall_time", "mono_time", "source_time", "frame_index",
-                 "camera", "cubicle", "mouse", "status")),
+    Column("schema", lambda r: r.version, sql=INT),
+    _attr("publisher", sql=TEXT),
+    _attr("seq", sql=INT),
+    *_attrs(REAL, "wall_time", "mono_time", "source_time"),
+    _attr("frame_index", sql=INT),
+    _attr("camera", sql=TEXT),
+    _attr("cubicle", sql=INT),
+    *_attrs(TEXT, "mouse", "status"),
     *(Column(name, _box(i), 4) for i, name in enumerate(("face_cx", "face_cy", "face_w",
                                                           "face_h"))),
     _attr("face_score"),
     _attr("sharpness", 1),
-    *(Column(unit, _level(i)) for i, unit in enumerate(UNITS)),
-    _attr("total"),
+    *(Column(unit, _level(i), sql=INT) for i, unit in enumerate(UNITS)),
+    _attr("total", sql=INT),
     _attr("expected_total"),
-    _attr("pain"),
-    _attr("alert"),
+    _attr("pain", sql=BOOL),
+    _attr("alert", sql=TEXT),
     *(Column(f"p_{unit}_{level}", _prob(i, j), 4)
       for i, unit in enumerate(UNITS) for j, level in enumerate(LEVELS)),
-    *map(_attr, ("model_kind", "scorer_id", "localizer_id")),
+    *_attrs(TEXT, "model_kind", "scorer_id", "localizer_id"),
     _attr("latency_ms", 1),
-    _attr("instance"),
-    _attr("crop"),
+    *_attrs(TEXT, "instance", "crop"),
 )
 CSV_COLUMNS = csv_header(SCORE_COLUMNS)
 # Headers of every score schema still read (by `report`); only the newest is written.
@@ -327,9 +360,12 @@ SCORE_HEADERS: dict[int, tuple[str, ...]] = {1: CSV_COLUMNS[:-2], 2: CSV_COLUMNS
 
 # `<csv>.alerts.csv`: the first seven columns are a contract with readers.
 ALERT_COLUMNS: tuple[Column, ...] = (
-    *map(_attr, ("wall_time", "mouse", "rule", "event", "value", "threshold", "detail",
-                 "camera", "time", "since", "peak")),
-    Column("evidence", lambda event: ";".join(event.evidence)),  # `;` between paths
+    _attr("wall_time"),
+    *_attrs(TEXT, "mouse", "rule", "event"),
+    *_attrs(REAL, "value", "threshold"),
+    *_attrs(TEXT, "detail", "camera"),
+    *_attrs(REAL, "time", "since", "peak"),
+    Column("evidence", lambda event: ";".join(event.evidence), sql=TEXT),  # `;` between paths
 )
 
 
@@ -344,8 +380,9 @@ class SequenceGap:
     instance: str = ""
 
 
-GAP_COLUMNS: tuple[Column, ...] = tuple(map(_attr, (
-    "publisher", "first_missing", "last_missing", "wall_time", "instance")))
+GAP_COLUMNS: tuple[Column, ...] = (
+    _attr("publisher", sql=TEXT), *_attrs(INT, "first_missing", "last_missing"),
+    _attr("wall_time"), _attr("instance", sql=TEXT))
 
 
 MARKER_KINDS = ("note", "onset", "injection", "surgery", "treatment")
@@ -363,8 +400,21 @@ class Marker:
     kind: str = "note"
 
 
-MARKER_COLUMNS: tuple[Column, ...] = tuple(map(_attr, ("wall_time", "mouse", "text", "kind")))
+MARKER_COLUMNS: tuple[Column, ...] = (_attr("wall_time"), *_attrs(TEXT, "mouse", "text", "kind"))
 MARKER_HEADERS = (csv_header(MARKER_COLUMNS), csv_header(MARKER_COLUMNS)[:3])  # newest first
+
+@dataclass(frozen=True)
+class CameraTag:
+    """Where a camera's mice belong, from the monitor's config: kept by camera in a database
+    (a camera's study changes rarely; its records say only the camera)."""
+
+    publisher: str
+    camera: str
+    study: str = ""
+    room: str = ""
+
+
+CAMERA_COLUMNS: tuple[Column, ...] = _attrs(TEXT, "publisher", "camera", "study", "room")
 
 SideKind = Literal["alerts", "gaps", "markers"]
 SIDE_KINDS: tuple[SideKind, ...] = ("alerts", "gaps", "markers")

@@ -1,7 +1,9 @@
-"""Where the pipeline thread sends what it makes: the CSV, evidence, the publisher, the hook.
+"""Where the pipeline thread sends what it makes: the CSV, evidence, the publisher, the hook,
+and PostgreSQL when the config names a database.
 
-All four are opened, used and closed by the pipeline thread alone, in one place (`open_sinks`):
-the CSV first (records are durable before anything else sees them), then the evidence writer
+All are opened, used and closed by the pipeline thread alone, in one place (`open_sinks`):
+the CSV first (records are durable before anything else sees them), the database (which spools
+to a local file while it is away), then the evidence writer
 (face crops and frames, on its own thread), then the publisher (ZeroMQ for other processes,
 and the in-process endpoint the monitor's own dashboard subscribes to), then the hook runner.
 If one cannot be opened, those already open are closed and the opening
@@ -14,13 +16,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor.alerts import HookRunner
 from monitor.bus import Publisher
 from monitor.config import MonitorConfig
 from monitor.csvlog import CsvLogError, CsvLogger, Rotate
 from monitor.evidence import EvidenceError, EvidenceWriter
+from monitor.outputs.db_url import require_driver
 from monitor.schema import ALERT_COLUMNS, AlertEvent, HookCounts, Message, ScoreRecord
+
+if TYPE_CHECKING:  # the database driver is loaded only when the config names a database
+    from monitor.outputs.database import DatabaseLog
 
 Notice = Callable[[str], None]
 
@@ -30,8 +37,11 @@ class Sinks:
     person should read happens to them, e.g. the disk filling up."""
 
     def __init__(self, csv: CsvLogger | None, evidence: EvidenceWriter | None,
-                 publisher: Publisher, hooks: HookRunner | None, notice: Notice) -> None:
+                 publisher: Publisher, hooks: HookRunner | None, notice: Notice,
+                 database: DatabaseLog | None = None) -> None:
         self.csv = csv
+        self.database = database
+        self._database_down = False
         self.evidence = evidence
         self.alert_log = csv.side_log("alerts", ALERT_COLUMNS) if csv else None
         self.publisher = publisher
@@ -46,10 +56,14 @@ class Sinks:
         for record in records:
             if self.csv:
                 self.csv.write(record)
+            if self.database:
+                self.database.write(record)
             self.publisher.publish(record)
         if self.csv and records:
             self.csv.sync()
             self._csv_state()
+        if self.database and records:
+            self._database_sync()
 
     def alerts(self, events: list[AlertEvent]) -> None:
         """Each event to `<csv>.alerts.csv`, published, and to the hook when raised or cleared.
@@ -63,9 +77,13 @@ class Sinks:
                 except OSError as exc:  # published and shown all the same
                     self.notice(f"cannot write {self.alert_log.path_for(event.wall_time)}: "
                                 f"{exc.strerror or exc}")
+            if self.database:
+                self.database.alert(event)
             self.publisher.publish(event)
             if self.hooks:
                 self.hooks.submit(self._for_hook(event))
+        if self.database and events:
+            self._database_sync()
 
     def _for_hook(self, event: AlertEvent) -> AlertEvent:
         """The hook runs anywhere: it gets the evidence as absolute paths."""
@@ -119,6 +137,20 @@ class Sinks:
                     if error else f"{self.csv.path}: writing resumed, {lost}")
 
 
+    def _database_sync(self) -> None:
+        """Write the batch; say when the database goes away (the records are spooled) and
+        when it is back with the spool written."""
+        assert self.database is not None
+        self.database.sync()
+        error = self.database.error
+        if bool(error) == self._database_down:  # said once per outage, whatever its reasons
+            return
+        self._database_down = bool(error)
+        self.notice(f"{error}; records spooled to {self.database.spool}, scoring goes on"
+                    if error else f"{self.database.shown}: writing again, "
+                    f"{self.database.backfilled} spooled rows written, nothing lost")
+
+
 @contextmanager
 def open_sinks(config: MonitorConfig, csv_path: Path | None, view_endpoint: str,
                notice: Notice, rotate: Rotate = "never") -> Iterator[Sinks]:
@@ -130,6 +162,9 @@ def open_sinks(config: MonitorConfig, csv_path: Path | None, view_endpoint: str,
         csv = CsvLogger(csv_path, rotate=rotate) if csv_path is not None else None
         if csv is not None:
             closers.append(csv.close)
+        database = _database(config)
+        if database is not None:
+            closers.append(database.close)
         evidence = _evidence(config, csv_path)
         if evidence is not None:
             closers.append(evidence.close)
@@ -138,7 +173,7 @@ def open_sinks(config: MonitorConfig, csv_path: Path | None, view_endpoint: str,
         hooks = _hooks(config)
         if hooks is not None:
             closers.append(lambda: hooks.close(timeout=hooks.timeout_s + 1.0))
-        yield Sinks(csv, evidence, publisher, hooks, notice)
+        yield Sinks(csv, evidence, publisher, hooks, notice, database)
     except BaseException as exc:
         error = exc
         raise
@@ -146,6 +181,16 @@ def open_sinks(config: MonitorConfig, csv_path: Path | None, view_endpoint: str,
         failure = _close_all(closers)
         if failure is not None and error is None:
             raise failure
+
+
+def _database(config: MonitorConfig) -> DatabaseLog | None:
+    url = config.database.url
+    if url is None:
+        return None
+    require_driver(url)
+    from monitor.outputs.database import DatabaseLog, camera_tags
+
+    return DatabaseLog(url, config.database.spool, camera_tags(config))
 
 
 def evidence_folder(config: MonitorConfig, csv_path: Path) -> Path:

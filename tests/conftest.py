@@ -1,11 +1,13 @@
 """Shared fixtures: small real models made through the project's own training and export code.
 
 Only the camera device is ever faked (see FakeCamera); videos are real files written and read
-by OpenCV, models are real ONNX files run by onnxruntime, ZeroMQ runs on loopback.
+by OpenCV, models are real ONNX files run by onnxruntime, ZeroMQ runs on loopback, and
+PostgreSQL is a real server started in a temporary folder (tests/postgres_util.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import torch
 
 from demo.build import DemoBuild, DemoSpec, build_demo
 from export.onnx_export import export_localizer, export_scorer
+from tests.postgres_util import PostgresServer
 from train.models import FaceLocalizer, UnitScorer
 
 
@@ -59,3 +62,30 @@ def free_port_endpoint() -> str:
 @pytest.fixture
 def free_endpoint() -> Iterator[str]:
     yield free_port_endpoint()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL for the session, on a free loopback port; stopped at the end."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(RuntimeError):
+            server.stop()
+        server.remove()
+
+
+@pytest.fixture
+def postgres(postgres_server: PostgresServer) -> Iterator[PostgresServer]:
+    """The session's server, running again after a test that stopped it."""
+    yield postgres_server
+    with contextlib.suppress(RuntimeError):  # already running
+        postgres_server.start()
+
+
+@pytest.fixture
+def database(postgres: PostgresServer) -> str:
+    """The URL of a fresh, empty database on the session's server."""
+    return postgres.new_database()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import textwrap
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,6 +31,12 @@ from monitor.config import (
     read_config_file,
 )
 from monitor.models import SCORER, ModelError, OnnxModel
+from monitor.outputs.db_url import (
+    DatabaseError,
+    add_selection,
+    database_as_csvs,
+    selection_without_database,
+)
 from monitor.report import ReportError, score_csvs
 from monitor.schema import ONSET_KINDS, is_side_file
 from monitor.views.alert_figures import Outcome, choose, figures, outcome, split_mice
@@ -50,7 +57,7 @@ from monitor.views.alert_truth import (
     resolve,
 )
 
-USER_ERRORS = (ReportError, TruthError, ConfigError, ModelError)
+USER_ERRORS = (ReportError, TruthError, ConfigError, ModelError, DatabaseError)
 
 
 @dataclass(frozen=True)
@@ -71,10 +78,14 @@ def get_args_parser() -> argparse.ArgumentParser:
         "soon after onset, and how many false alerts it raises per control mouse-day; then "
         "the rule a sweep chooses on half of the mice, judged on the others. Runs on the "
         "monitor's own install (no PyTorch).")
-    parser.add_argument("scores", nargs="+", type=Path,
+    parser.add_argument("scores", nargs="*", type=Path,
                         help="score CSVs (replays or live runs; any schema), folders of them "
                         "or quoted glob patterns; their `.markers.csv` are read for onset "
                         "markers")
+    parser.add_argument("--db", metavar="URL",
+                        help="read the records and markers from this PostgreSQL database "
+                        "(`mgs-monitor log --db`) instead of score CSVs")
+    add_selection(parser)
     parser.add_argument("--mice", type=Path, required=True,
                         help="CSV mouse,condition[,onset]: onset in seconds of the records' "
                         "source time (video time for a replay) or a clock time "
@@ -118,10 +129,22 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
+    wrong = selection_without_database(args)
+    if wrong:
+        raise ReportError(f"{wrong} selects records of a database: add --db")
+    if args.db:
+        if args.scores:
+            raise ReportError("give score CSVs or --db URL, not both")
+        with tempfile.TemporaryDirectory(prefix="mgs-eval-") as folder:
+            return evaluate(args, [database_as_csvs(args, Path(folder))])
     scores = [p for p in args.scores if not is_side_file(p)]
     if not scores:
-        raise ReportError("no score CSVs given (only .alerts/.markers/.gaps files)")
-    scores = score_csvs(scores)  # a folder or glob: a rotating logger's files, one series
+        raise ReportError("no score CSVs given (only .alerts/.markers/.gaps files), and no "
+                          "--db")
+    return evaluate(args, score_csvs(scores))  # a folder or glob: a rotating logger's files
+
+
+def evaluate(args: argparse.Namespace, scores: list[Path]) -> dict[str, Any]:
     alerts = load_alerts(args.config)
     cutoff = model_cutoff(args)
     grid = rule_grid(args.thresholds, args.windows, args.clear_gaps)
