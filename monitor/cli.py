@@ -36,6 +36,7 @@ from monitor.log_service import run_logger
 from monitor.markers import MarkerError, add_marker, latest_scores
 from monitor.memory import keep_frames_out_of_the_heap
 from monitor.models import ModelError
+from monitor.outputs.metrics import MetricsError
 from monitor.report import ReportError, write_report
 from monitor.run import run_monitor
 from monitor.schema import MARKER_KINDS
@@ -71,7 +72,7 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (ConfigError, ModelError, BusError, CsvLogError, UsageError, MarkerError,
-               ReportError, StillsError, SnapshotError)
+               ReportError, StillsError, SnapshotError, MetricsError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
