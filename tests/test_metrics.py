@@ -194,3 +194,15 @@ def test_a_running_monitor_serves_what_it_published(demo_small: DemoBuild,
     reported = {r.frames_read for r in view.of(CameraReport)}  # the page shows one of them
     assert value(got, "mgs_camera_frames_read_total", camera="cam0") in reported - {0}
     assert value(got, "mgs_sink_backlog_records", sink="csv") == 0
+
+
+def test_the_start_lines_say_where_metrics_are_served(
+        demo_small: DemoBuild, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(f"metrics: {{listen: '127.0.0.1:{port}'}}\nbus: {{enabled: false}}\n")
+    out = tmp_path / "s.csv"
+    assert main(["replay", str(demo_small.videos[0]), "--models", str(demo_small.folder),
+                 "--config", str(lab), "--out", str(out), "--no-dashboard"]) == 0
+    assert f"metrics for Prometheus: http://127.0.0.1:{port}/metrics" in capsys.readouterr().err
+    assert out.exists()
