@@ -120,6 +120,11 @@ class FrameQueue:
         with self._cond:
             return dict(self._dropped)
 
+    def depths(self) -> dict[str, int]:
+        """Frames waiting now per camera: above zero while scoring falls behind its cameras."""
+        with self._cond:
+            return {camera: len(queued) for camera, queued in self._frames.items()}
+
     def __len__(self) -> int:
         with self._cond:  # a worker may be adding its camera's queue right now
             return self._queued()

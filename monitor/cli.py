@@ -45,6 +45,7 @@ from monitor.outputs.db_url import (
     selection_without_database,
     shown_url,
 )
+from monitor.outputs.metrics import MetricsError
 from monitor.report import ReportError, write_report
 from monitor.run import run_monitor
 from monitor.schema import MARKER_KINDS, CameraTag
@@ -83,7 +84,7 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (ConfigError, ModelError, BusError, CsvLogError, UsageError, MarkerError,
-               ReportError, StillsError, SnapshotError, DatabaseError)
+               ReportError, StillsError, SnapshotError, DatabaseError, MetricsError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

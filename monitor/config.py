@@ -6,6 +6,7 @@ mistake into one `ConfigError` line naming the file and the key path.
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import socket
 from pathlib import Path
@@ -342,6 +343,52 @@ class Evidence(Strict):
     jpeg_quality: int = Field(90, ge=50, le=100, description="JPEG quality of kept images.")
 
 
+DEFAULT_METRICS = "127.0.0.1:9560"
+
+
+class Metrics(Strict):
+    """Metrics for Prometheus (monitor/outputs/metrics.py), served at /metrics over plain HTTP:
+    like the bus, on this machine only unless opted out of knowingly."""
+
+    listen: str = Field(DEFAULT_METRICS, description="HOST:PORT to serve /metrics on.")
+    insecure: bool = Field(
+        False, description="Allow serving beyond this machine: anyone who can reach the port "
+        "reads every mouse id, total and pain state, unencrypted.")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        split_listen(listen)
+        return listen
+
+    @model_validator(mode="after")
+    def _loopback_unless_insecure(self) -> Metrics:
+        host, _ = split_listen(self.listen)
+        if not (is_loopback_host(host) or self.insecure):
+            raise ValueError(f"listen {self.listen} reaches beyond this machine: the metrics "
+                             "name every mouse and its pain state in plain HTTP; serve on "
+                             "127.0.0.1 and scrape through a tunnel, or, knowingly, set insecure")
+        return self
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`HOST:PORT` (an IPv6 host in brackets) as (host, port); ValueError says what is wrong."""
+    host, colon, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{listen!r} is not HOST:PORT with a port from 1 to 65535")
+    return host, int(port)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
 def default_publisher(name: str = "mgs-monitor") -> str:
     """One id per host: records from two hosts joined by a proxy stay apart."""
     return f"{name}@{socket.gethostname() or 'localhost'}"
@@ -359,6 +406,9 @@ class MonitorConfig(Strict):
     csv: Logging = Field(default_factory=Logging)
     database: Database = Field(default_factory=Database)
     evidence: Evidence = Field(default_factory=Evidence)
+    metrics: Metrics | None = Field(
+        None, description="Serve metrics for Prometheus (`metrics: {}` on 127.0.0.1:9560); "
+        "off when absent.")
     publisher: str = Field(default_factory=lambda: default_publisher(), min_length=1,
                            description="Publisher id written in every record; default: "
                                        "mgs-monitor@<host name>, so two hosts never share one.")

@@ -27,6 +27,7 @@ from monitor.csvlog import Rotate
 from monitor.evidence import EvidenceWriter
 from monitor.faces import FaceFinder, FaceResult, cubicle_pixels
 from monitor.models import LOCALIZER, SCORER, OnnxModel
+from monitor.outputs.metrics import MetricsServer, open_metrics
 from monitor.schema import AlertEvent, CameraReport, ScoreRecord, StatusReport, new_instance
 from monitor.scoring import Scorer, UnitScores
 from monitor.sinks import Sinks, open_sinks
@@ -195,12 +196,15 @@ class Monitor:
         self._hook_alert: AlertEvent | None = None  # hook_failing, while raised
         self._latency_ms: dict[str, float | None] = {}
         self._stop_asked: float | None = None
+        self.metrics: MetricsServer | None = None
         self.records = 0
         self.error: BaseException | None = None
 
     def start(self) -> None:
         """Open the sinks and start the cameras; a sink that cannot be opened (CSV, port) is
-        raised here, before any camera starts."""
+        raised here, before any camera starts, as is a metrics port that is taken. The metrics
+        server subscribes before the pipeline binds, so it counts every record."""
+        self.metrics = open_metrics(self.config.metrics, self.view_endpoint)
         self._thread.start()
         self._opened.wait()
         if self.error is not None:
@@ -238,6 +242,8 @@ class Monitor:
             self.error = exc
             self._stop_sources.set()
         finally:
+            if self.metrics is not None:  # after the publisher: the last reports are counted
+                self.metrics.close()
             self._opened.set()
 
     def _loop(self, sinks: Sinks) -> None:
@@ -368,8 +374,8 @@ class Monitor:
             model_below_floor=self._analyzer.models.below_floor(),
             csv_path=str(csv.path) if csv else "", csv_backlog=csv.backlog if csv else 0,
             csv_dropped=csv.dropped if csv else 0, csv_error=csv.error if csv else "",
-            queue_dropped=self._frames.drops(), hooks=hooks, notice=notice,
-            notice_time=notice_time, **_evidence_fields(sinks.evidence),
+            queue_dropped=self._frames.drops(), queue_depth=self._frames.depths(), hooks=hooks,
+            notice=notice, notice_time=notice_time, **_evidence_fields(sinks.evidence),
         ))
 
 

@@ -60,6 +60,8 @@ def run_monitor(config: MonitorConfig, csv_path: Path, *, replay: bool, realtime
     with Subscriber(monitor.view_endpoint, topics=topics) as view, \
             stop_on_signals(stop, monitor.request_reload):
         monitor.start()
+        if config.metrics is not None:
+            console.print(f"metrics for Prometheus: http://{config.metrics.listen}/metrics")
         notify("READY=1")
         follow(view, DashboardState(), lambda: monitor.wait(0), console=console, show=show,
                progress=progress, watchdog=watchdog or Watchdog())

@@ -191,7 +191,7 @@ class StatusReport(Message):
     TOPIC: ClassVar[bytes] = TOPIC_STATUS
     KIND: ClassVar[str] = "status report"
 
-    version: Literal[3] = Field(3, alias="schema")
+    version: Literal[4] = Field(4, alias="schema")  # 4: queue_depth
     publisher: str
     seq: int
     wall_time: float
@@ -216,6 +216,9 @@ class StatusReport(Message):
     # ("" when none is; shown in red).
     model_figures: str = ""
     model_below_floor: str = ""
+    # Schema 4: frames waiting to be scored per camera when the report was made (the pipeline
+    # takes them all at once, so anything above 0 means scoring lags the cameras).
+    queue_depth: dict[str, int] = Field(default_factory=dict)
 
 
 MESSAGE_TYPES: dict[bytes, type[Message]] = {

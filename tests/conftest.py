@@ -51,12 +51,16 @@ def random_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def free_port_endpoint() -> str:
-    """A loopback TCP endpoint nothing listens on right now."""
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"tcp://127.0.0.1:{port}"
+        return int(sock.getsockname()[1])
+
+
+def free_port_endpoint() -> str:
+    """A loopback TCP endpoint nothing listens on right now."""
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture

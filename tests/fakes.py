@@ -1,7 +1,7 @@
 """The suite's only fakes: camera devices (everything behind them is real).
 
-`FakeCamera` and `HeldCamera` stand in for the device OpenCV would open; `MjpegCamera` is an IP
-camera on loopback, read through OpenCV's own FFmpeg over real HTTP.
+`FakeCamera`, `StallingCamera` and `HeldCamera` stand in for the device OpenCV would open;
+`MjpegCamera` is an IP camera on loopback, read through OpenCV's own FFmpeg over real HTTP.
 """
 
 from __future__ import annotations
@@ -52,6 +52,26 @@ class FakeCamera:
 
     def release(self) -> None:
         self.released = True
+
+
+class StallingCamera(FakeCamera):
+    """A camera device that serves its frames, then stalls in the driver call (no frame, no
+    error) until `go_on` is set, so what the monitor counted holds still while a test reads
+    it; after that it fails its reads."""
+
+    def __init__(self, frames: list[np.ndarray | None], go_on: threading.Event) -> None:
+        super().__init__(frames)
+        self.go_on = go_on
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if not self.frames:
+            self.go_on.wait()
+        return super().read()
+
+    def grab(self) -> bool:
+        if not self.frames:
+            self.go_on.wait()
+        return super().grab()
 
 
 class HeldCamera:

@@ -319,3 +319,13 @@ def test_continuous_sampling_slower_than_the_stream_drops_instead_of_lagging() -
         assert took - camera.sent[frame_number(frame.image)] < 0.05 + 0.2
     left = len(queue.take_all(0.0))
     assert queue.drops()["cam0"] == worker.health().frames_read - len(taken) - left > 0
+
+
+def test_the_queue_says_how_many_frames_wait_per_camera() -> None:
+    queue, stop = FrameQueue(2), threading.Event()
+    for n, camera in enumerate(["cam0", "cam0", "cam0", "cam1"]):
+        queue.put(Frame(camera, None, 0.0, float(n), 0.0, n), block=False, stop=stop)
+    assert queue.depths() == {"cam0": 2, "cam1": 1}  # cam0's share is full: its oldest dropped
+    assert queue.drops() == {"cam0": 1}
+    assert len(queue.take_all(0.1)) == 3
+    assert queue.depths() == {"cam0": 0, "cam1": 0}
