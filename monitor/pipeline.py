@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from monitor.outputs.metrics import MetricsServer, open_metrics
 from monitor.schema import AlertEvent, CameraReport, ScoreRecord, StatusReport, new_instance
 from monitor.scoring import Scorer, UnitScores
 from monitor.sinks import Sinks, open_sinks
+
+if TYPE_CHECKING:  # the database driver is loaded only when the config names a database
+    from monitor.outputs.database import DatabaseLog
 
 REPORT_EVERY_S = 2.0  # camera and status reports, besides those sent on every change
 STOP_GRACE_S = 5.0  # how long a stop waits for capture workers stuck in a driver call
@@ -376,7 +379,16 @@ class Monitor:
             csv_dropped=csv.dropped if csv else 0, csv_error=csv.error if csv else "",
             queue_dropped=self._frames.drops(), queue_depth=self._frames.depths(), hooks=hooks,
             notice=notice, notice_time=notice_time, **_evidence_fields(sinks.evidence),
+            **_database_fields(sinks.database),
         ))
+
+
+def _database_fields(database: DatabaseLog | None) -> dict[str, Any]:
+    """The status report's database fields: none without a database."""
+    if database is None:
+        return {}
+    return {"database": database.shown, "database_spooled": database.spooled,
+            "database_error": database.error}
 
 
 def _raises_no_face(event: AlertEvent) -> bool:

@@ -191,7 +191,7 @@ class StatusReport(Message):
     TOPIC: ClassVar[bytes] = TOPIC_STATUS
     KIND: ClassVar[str] = "status report"
 
-    version: Literal[4] = Field(4, alias="schema")  # 4: queue_depth
+    version: Literal[5] = Field(5, alias="schema")  # 4: queue_depth, 5: database
     publisher: str
     seq: int
     wall_time: float
@@ -219,6 +219,11 @@ class StatusReport(Message):
     # Schema 4: frames waiting to be scored per camera when the report was made (the pipeline
     # takes them all at once, so anything above 0 means scoring lags the cameras).
     queue_depth: dict[str, int] = Field(default_factory=dict)
+    # Schema 5: the database `run` writes to (its URL, password hidden; "" for none), the rows
+    # spooled while it is away, and why it is not written now ("" while it is).
+    database: str = ""
+    database_spooled: int = 0
+    database_error: str = ""
 
 
 MESSAGE_TYPES: dict[bytes, type[Message]] = {

@@ -94,6 +94,21 @@ def record(seq: int, mouse: str, status: str, total: int | None, alert: str = ""
                        total=total, alert=alert, latency_ms=latency_ms)
 
 
+def test_a_database_away_is_its_sinks_backlog() -> None:
+    """While the database `run` writes to is away, its spooled rows are its backlog, and it is
+    failing; none is dropped (the spool is on disk)."""
+    metrics = MonitorMetrics()
+    metrics.apply(StatusReport(
+        publisher="p", seq=1, wall_time=1.0, title="t", model_kind="demo", alert_threshold=4,
+        records=3, database="postgresql://mgs@db/mgs", database_spooled=42,
+        database_error="connection refused"))
+    got = exposition(metrics)
+    assert value(got, "mgs_sink_backlog_records", sink="database") == 42
+    assert value(got, "mgs_sink_failing", sink="database") == 1
+    assert value(got, "mgs_sink_dropped_records_total", sink="database") == 0
+    assert value(got, "mgs_sink_failing", sink="csv") == 0
+
+
 def test_each_message_sets_its_metrics() -> None:
     metrics = MonitorMetrics()
     metrics.apply(CameraReport(publisher="p", seq=1, wall_time=1.0, camera="cam1", state="ok",
@@ -131,6 +146,7 @@ def test_each_message_sets_its_metrics() -> None:
     assert value(got, "mgs_sink_backlog_records", sink="csv") == 17
     assert value(got, "mgs_sink_dropped_records_total", sink="csv") == 2
     assert value(got, "mgs_sink_failing", sink="csv") == 1
+    assert value(got, "mgs_sink_backlog_records", sink="database") is None  # `run` writes none
     # M101: the last scored total stays while its face is not seen; pain is still raised
     assert value(got, "mgs_mouse_total", mouse="M101", camera="cam1") == 6
     assert value(got, "mgs_mouse_status", mouse="M101", camera="cam1", status="no_face") == 1

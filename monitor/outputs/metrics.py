@@ -56,9 +56,12 @@ class Backlog:
 
 
 def backlogs(status: StatusReport) -> dict[str, Backlog]:
-    """Each sink's backlog by name (`sink` label). A sink that holds records while its store is
-    away (a database) adds its entry here from its own fields of the status report."""
-    return {"csv": Backlog(status.csv_backlog, status.csv_dropped, bool(status.csv_error))}
+    """Each sink's backlog by name (`sink` label): the CSV's, and the database's when `run`
+    writes to one (its rows spooled while it is away)."""
+    found = {"csv": Backlog(status.csv_backlog, status.csv_dropped, bool(status.csv_error))}
+    if status.database:  # spooled rows are kept on disk and written later: none dropped
+        found["database"] = Backlog(status.database_spooled, 0, bool(status.database_error))
+    return found
 
 
 class MonitorMetrics(Collector):
