@@ -1,17 +1,18 @@
 """Facility load: many monitors through one proxy into one logger, records counted at the end.
 
-Starts the real commands, `mgs-monitor proxy` and `mgs-monitor log` (CSV, or `--db URL` to
-write to PostgreSQL), each in its own process, and `--publishers` record generators, each a
-process with a monitor's Publisher (monitor/bus.py) sending score records of the monitor's
-shape (monitor/schema.py, every field filled as for a scored mouse) in rounds every 50 ms, as
-a monitor sends one sampling round of its mice. Each step runs one total rate for `--seconds`
-and then counts, per publisher run, the records the logger wrote against those sent: lost,
-and how many of them the logger reported as gaps. The lag is how far the newest row in the
-CSV trails the clock while records flow (sampled every 0.2 s), and the drain, how long after
-the last record was sent the logger had written everything. The figure is the highest rate
-whose step lost nothing and whose logger kept up (the drain under KEPT_UP_S: the queues of
-every hop hold tens of seconds of records, so a short step above what the logger sustains
-would lose nothing but trail further and further); steps go on up to the first that loses.
+Starts the real commands, `mgs-monitor proxy` and `mgs-monitor log` (CSV; `--db URL` is
+handed to the logger too, and the rows are still counted in its CSV), each in its own
+process, and `--publishers` record generators, each a process with a monitor's Publisher
+(monitor/bus.py) sending score records of the monitor's shape (monitor/schema.py, every field
+filled as for a scored mouse) in rounds every 50 ms, as a monitor sends one sampling round of
+its mice. Each step runs one total rate for `--seconds` and then counts, per publisher run,
+the records the logger wrote against those sent: lost, and how many of them the logger
+reported as gaps. The lag is how far the newest row in the CSV trails the clock while records
+flow (sampled every 0.2 s), and the drain, how long after the last record was sent the logger
+had written everything. The figure is the highest rate whose step lost nothing and whose
+logger kept up (drain within KEPT_UP_S: every hop queues several seconds of records, so a
+short step above what the logger sustains loses nothing but trails further and further);
+steps go on up to the first that loses.
 
     .venv/bin/python bench/facility_load.py [--publishers 4] [--rates 2000,5000,10000,15000]
     taskset -c 0,1 .venv/bin/python bench/facility_load.py    # two cores, sink included

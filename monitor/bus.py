@@ -19,10 +19,10 @@ from monitor.keys import BusError, Gate, HandshakeWatch, connect_encrypted, serv
 from monitor.schema import MESSAGE_TYPES, Message, MessageError, decode, encode
 
 CLOSE_LINGER_MS = 1000  # time given to queued messages when a publisher shuts down
-# Messages queued per peer by publishers, the proxy (each side) and subscribers: ~10 s of the
-# 10,000 records/s the proxy is measured to carry (bench/facility_load.py), so a burst or a
-# subscriber's pause is held, not dropped. Past it a PUB socket drops without a word; the
-# logger finds such losses by sequence number and says them (monitor/log_service.py).
+# Messages queued per peer by publishers, the proxy (each side) and subscribers: 5 s of the
+# 20,000 records/s a proxy and a logger are measured to carry (bench/facility_load.py), so a
+# burst or a subscriber's pause is held, not dropped. Past it a PUB socket drops without a
+# word; the logger finds such losses by sequence number and says them (log_service.py).
 QUEUE_HWM = 100_000
 RECEIVE_BATCH = 2000  # messages handed over per receive(), so a busy subscriber still gets a turn
 FORWARD_BATCH = 1000  # messages the proxy moves per wake-up before it looks at anything else
