@@ -24,7 +24,6 @@ CLOSE_LINGER_MS = 1000  # time given to queued messages when a publisher shuts d
 # burst or a subscriber's pause is held, not dropped. Past it a PUB socket drops without a
 # word; the logger finds such losses by sequence number and says them (log_service.py).
 QUEUE_HWM = 100_000
-RECEIVE_BATCH = 2000  # messages handed over per receive(), so a busy subscriber still gets a turn
 FORWARD_BATCH = 1000  # messages the proxy moves per wake-up before it looks at anything else
 TICK_S = 0.2  # how often the proxy reads its handshake events
 LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1")
@@ -153,14 +152,12 @@ class Subscriber:
         """New lines saying why a publisher refused this subscriber, if one did."""
         return self._watch.problems() if self._watch is not None else []
 
-    def receive(self, timeout_ms: int, most: int = RECEIVE_BATCH) -> Iterator[Message]:
-        """What arrives within `timeout_ms` of the first wait, parsed: at most `most` messages,
-        so that under a steady stream the caller still syncs, pings and sees a stop."""
-        wait = timeout_ms
-        for _ in range(most):
-            if not self.socket.poll(wait, zmq.POLLIN):
-                return
-            wait = 0
+    def receive(self, timeout_ms: int, most: int | None = None) -> Iterator[Message]:
+        """Everything that arrives within `timeout_ms` of the first wait, parsed; at most `most`
+        messages when given, so that under a steady stream a caller still gets its turn."""
+        wait, taken = timeout_ms, 0
+        while (most is None or taken < most) and self.socket.poll(wait, zmq.POLLIN):
+            wait, taken = 0, taken + 1
             try:
                 message = decode(self.socket.recv_multipart())
             except MessageError as exc:

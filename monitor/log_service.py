@@ -29,6 +29,9 @@ from monitor.schema import (
 from monitor.stopping import stop_on_signals
 from monitor.systemd import Watchdog, notify
 
+BATCH = 2000  # records taken per turn: under a steady stream the file is synced, the watchdog
+# pinged and a stop seen between batches
+
 
 def run_logger(endpoint: str, server_key: Path | None, out: Path, seconds: float | None,
                client_key: Path | None = None) -> int:
@@ -48,7 +51,7 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path, seconds: float
                 while not stopping() and (deadline is None or time.monotonic() < deadline):
                     watchdog.ping(time.monotonic())
                     wrote = False
-                    for message in subscriber.receive(250):
+                    for message in subscriber.receive(250, most=BATCH):
                         if isinstance(message, ScoreRecord):
                             logger.write(message)
                             wrote = True

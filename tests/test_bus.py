@@ -480,7 +480,7 @@ def test_a_burst_through_a_proxy_arrives_complete(free_endpoint: str) -> None:
 
 
 def test_a_subscriber_gets_its_turn_while_records_keep_coming(free_endpoint: str) -> None:
-    """receive() hands back control after a batch even when more records are waiting, so the
+    """receive(most=N) hands back control after N records even when more are waiting, so the
     logger syncs its file, pings its watchdog and sees a stop under a steady stream."""
     publisher = Publisher(free_endpoint)
     subscriber = Subscriber(free_endpoint)
