@@ -8,6 +8,7 @@ checked against their schema, never unpickled. Keys and who may subscribe: monit
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,13 @@ from monitor.keys import BusError, Gate, HandshakeWatch, connect_encrypted, serv
 from monitor.schema import MESSAGE_TYPES, Message, MessageError, decode, encode
 
 CLOSE_LINGER_MS = 1000  # time given to queued messages when a publisher shuts down
+# Messages queued per peer by publishers, the proxy (each side) and subscribers: 5 s of the
+# 20,000 records/s a proxy and a logger are measured to carry (bench/facility_load.py), so a
+# burst or a subscriber's pause is held, not dropped. Past it a PUB socket drops without a
+# word; the logger finds such losses by sequence number and says them (log_service.py).
+QUEUE_HWM = 100_000
+FORWARD_BATCH = 1000  # messages the proxy moves per wake-up before it looks at anything else
+TICK_S = 0.2  # how often the proxy reads its handshake events
 LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1")
 
 
@@ -78,7 +86,7 @@ class Publisher:
         serving.check(endpoint)
         self.endpoint = endpoint
         self.socket = (context or zmq.Context.instance()).socket(zmq.PUB)
-        self.socket.setsockopt(zmq.SNDHWM, 10000)
+        self.socket.setsockopt(zmq.SNDHWM, QUEUE_HWM)
         self._gate: Gate | None = None
         try:
             self._gate = serving.apply(self.socket)
@@ -121,7 +129,7 @@ class Subscriber:
             raise BusError(f"--client-key {client_key}: a client key is presented only to a "
                            "publisher that encrypts; give its --server-key too")
         self.socket = (context or zmq.Context.instance()).socket(zmq.SUB)
-        self.socket.setsockopt(zmq.RCVHWM, 100000)
+        self.socket.setsockopt(zmq.RCVHWM, QUEUE_HWM)
         self._watch: HandshakeWatch | None = None
         try:
             # only a publisher holding the matching secret is heard
@@ -144,11 +152,12 @@ class Subscriber:
         """New lines saying why a publisher refused this subscriber, if one did."""
         return self._watch.problems() if self._watch is not None else []
 
-    def receive(self, timeout_ms: int) -> Iterator[Message]:
-        """Everything that arrives within `timeout_ms` of the first wait, parsed."""
-        wait = timeout_ms
-        while self.socket.poll(wait, zmq.POLLIN):
-            wait = 0
+    def receive(self, timeout_ms: int, most: int | None = None) -> Iterator[Message]:
+        """Everything that arrives within `timeout_ms` of the first wait, parsed; at most `most`
+        messages when given, so that under a steady stream a caller still gets its turn."""
+        wait, taken = timeout_ms, 0
+        while (most is None or taken < most) and self.socket.poll(wait, zmq.POLLIN):
+            wait, taken = 0, taken + 1
             try:
                 message = decode(self.socket.recv_multipart())
             except MessageError as exc:
@@ -181,6 +190,8 @@ def run_proxy(sources: Sequence[Upstream], backend: str, stop: Callable[[], bool
     serving.check(backend)
     ctx = context or zmq.Context.instance()
     xsub, xpub = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
+    xsub.setsockopt(zmq.RCVHWM, QUEUE_HWM)
+    xpub.setsockopt(zmq.SNDHWM, QUEUE_HWM)
     gate: Gate | None = None
     watch = HandshakeWatch(xsub, {s.endpoint: s.server_key is not None for s in sources})
     try:
@@ -203,13 +214,27 @@ def run_proxy(sources: Sequence[Upstream], backend: str, stop: Callable[[], bool
 
 def _forward(xsub: zmq.Socket, xpub: zmq.Socket, stop: Callable[[], bool],
              tick: Callable[[], object]) -> None:
+    """Move messages both ways, a batch per wake-up: one message per poll (and a look at the
+    handshakes after each) ran slower than the publishers, whose queues then overflowed."""
     poller = zmq.Poller()
     poller.register(xsub, zmq.POLLIN)
     poller.register(xpub, zmq.POLLIN)
+    next_tick = 0.0
     while not stop():
         ready = dict(poller.poll(200))
         if xsub in ready:  # data flows publishers -> subscribers
-            xpub.send_multipart(xsub.recv_multipart())
+            _move(xsub, xpub, FORWARD_BATCH)
         if xpub in ready:  # subscriptions flow subscribers -> publishers
-            xsub.send_multipart(xpub.recv_multipart())
-        tick()
+            _move(xpub, xsub, FORWARD_BATCH)
+        if time.monotonic() >= next_tick:
+            tick()
+            next_tick = time.monotonic() + TICK_S
+
+
+def _move(source: zmq.Socket, target: zmq.Socket, most: int) -> None:
+    for _ in range(most):
+        try:
+            frames = source.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        target.send_multipart(frames)

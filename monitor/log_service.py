@@ -2,12 +2,13 @@
 or to PostgreSQL (`--db`), or both.
 
 A logger of its own process survives the monitor's restarts (and the monitor its): each missing
-range of sequence numbers of a monitor's run is written to `<csv>.gaps.csv` (the database's
-gaps table), and a restarted logger appends to the same file after trimming a torn last row (a
-database keeps each row once by its key). With `--rotate` the records go to a file per day or
-hour, each with its own side files, as `run` writes them. While the database is away the
-records are spooled to a local file and written when it returns; the console says both. A mouse
-id that two monitors both send is said once.
+range of sequence numbers of a monitor's run (records lost while the logger was down, or that a
+proxy or logger too far behind dropped) is written to `<csv>.gaps.csv` (the database's gaps
+table) and said as it is found, and a restarted logger appends to the same file after trimming
+a torn last row (a database keeps each row once by its key). With `--rotate` the records go to
+a file per day or hour, each with its own side files, as `run` writes them. While the database
+is away the records are spooled to a local file and written when it returns; the console says
+both. A mouse id that two monitors both send is said once.
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ from monitor.schema import (
     CameraTag,
     MouseOrigins,
     ScoreRecord,
+    SequenceGap,
 )
 from monitor.stopping import stop_on_signals
 from monitor.systemd import Watchdog, notify
 
 if TYPE_CHECKING:  # the database driver is loaded only for --db
     from monitor.outputs.database import DatabaseLog
+
+BATCH = 2000  # records taken per turn: under a steady stream the file is synced, the watchdog
+# pinged and a stop seen between batches
 
 DEFAULT_SPOOL = Path("mgs-records/database.spool")
 
@@ -63,12 +68,13 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path | None, seconds
         console.print(f"logging {endpoint} to {where} (Ctrl-C to stop)")
         notify("READY=1")
         watchdog = Watchdog()
+        said_gaps = 0
         try:
             with stop_on_signals() as stopping:
                 while not stopping() and (deadline is None or time.monotonic() < deadline):
                     watchdog.ping(time.monotonic())
                     wrote = False
-                    for message in subscriber.receive(250):
+                    for message in subscriber.receive(250, most=BATCH):
                         if isinstance(message, ScoreRecord):
                             if logger:
                                 logger.write(message)
@@ -89,6 +95,7 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path | None, seconds
                     if database:  # also while idle: a spool is written once the database is back
                         database.sync()
                         down = database_state(console, database, down)
+                    said_gaps = say_gaps(console, logger or database, said_gaps)
                     for problem in subscriber.problems():  # e.g. a key the monitor refuses
                         console.print(f"[bold red]{problem}[/]")
         finally:
@@ -131,3 +138,20 @@ def database_state(console: Console, database: DatabaseLog | None, was_down: boo
         console.print(f"{database.shown}: writing again, {database.backfilled} spooled rows "
                       "written, nothing lost")
     return down
+
+
+def say_gaps(console: Console, sink: CsvLogger | DatabaseLog | None, said: int) -> int:
+    """Say the records found missing since the last `said` gaps, where they are written; returns
+    how many gaps are said now."""
+    if sink is None or len(sink.gaps) <= said:
+        return said
+    where = sink.gaps_path if isinstance(sink, CsvLogger) else f"{sink.shown}, mgs_gaps"
+    console.print(f"[bold red]{missing(sink.gaps[said:])} (written to {where})[/]")
+    return len(sink.gaps)
+
+
+def missing(gaps: list[SequenceGap]) -> str:
+    """One line for the records found missing in one batch."""
+    lost = sum(gap.last_missing - gap.first_missing + 1 for gap in gaps)
+    publishers = sorted({gap.publisher for gap in gaps})
+    return f"{lost} records missing from {', '.join(publishers)}"

@@ -20,6 +20,7 @@ from monitor.bus import (
 )
 from monitor.config import Alerts
 from monitor.keys import make_keys
+from monitor.log_service import run_logger
 from monitor.schema import (
     AlertEvent,
     CameraReport,
@@ -29,6 +30,7 @@ from monitor.schema import (
     StatusReport,
     decode,
     encode,
+    side_file,
 )
 from tests.conftest import free_port_endpoint
 from tests.records_util import score_record
@@ -474,3 +476,84 @@ def test_a_key_added_to_the_allowed_folder_counts_from_the_next_connection(
     finally:
         refused.close()
         publisher.close()
+
+
+# Load ------------------------------------------------------------------------------------------
+BURST = 40_000  # records sent at once: four times the publisher's queue
+
+
+def test_a_burst_through_a_proxy_arrives_complete(free_endpoint: str) -> None:
+    """A monitor sends faster than the proxy forwards: the queues hold the burst and every
+    record reaches the subscriber, in order (with the queues of 1,000 and 10,000 messages and
+    one message moved per poll, a third of such a burst was lost at the publisher)."""
+    backend = free_port_endpoint()
+    publisher = Publisher(free_endpoint)
+    subscriber = Subscriber(backend)
+    proxy = Proxy([Upstream(free_endpoint)], backend)
+    burst = [score_record(seq) for seq in range(1, BURST + 1)]
+    try:
+        publish_until_heard(publisher, subscriber, 0)
+        while list(subscriber.receive(300)):  # the records sent until one was heard
+            pass
+        for record in burst:
+            publisher.publish(record)
+        got = receive_until(subscriber, BURST, seconds=60)
+    finally:
+        subscriber.close()
+        publisher.close()
+        proxy.close()
+    assert [m.seq for m in got] == list(range(1, BURST + 1))
+
+
+def test_a_subscriber_gets_its_turn_while_records_keep_coming(free_endpoint: str) -> None:
+    """receive(most=N) hands back control after N records even when more are waiting, so the
+    logger syncs its file, pings its watchdog and sees a stop under a steady stream."""
+    publisher = Publisher(free_endpoint)
+    subscriber = Subscriber(free_endpoint)
+    try:
+        publish_until_heard(publisher, subscriber, 0)
+        time.sleep(0.3)  # the records sent until one was heard have all arrived
+        list(subscriber.receive(0))
+        for seq in range(1, 101):
+            publisher.publish(score_record(seq))
+        time.sleep(0.5)  # every record is waiting at the subscriber
+        first = list(subscriber.receive(1000, most=10))
+        rest = receive_until(subscriber, 90)
+    finally:
+        subscriber.close()
+        publisher.close()
+    assert len(first) == 10 and len(rest) == 90
+
+
+def test_the_logger_says_missing_records_as_it_finds_them(
+        tmp_path: Path, free_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Records lost on the way (a queue that overflowed) are said while the logger runs, not
+    only in the gaps file and its closing line."""
+    publisher = Publisher(free_endpoint)
+    out = tmp_path / "scores.csv"
+    logger = threading.Thread(target=run_logger, args=(free_endpoint, None, out, 5.0))
+    logger.start()
+    try:
+        seq = 0
+        while logger.is_alive() and len(read_lines(out)) < 2:  # until the logger hears
+            seq += 1
+            publisher.publish(score_record(seq))
+            time.sleep(0.05)
+        before = capsys.readouterr().err
+        heard = seq
+        for seq in range(heard + 5, heard + 8):  # four sequence numbers never arrive
+            publisher.publish(score_record(seq))
+        said = ""
+        while logger.is_alive() and "records missing" not in " ".join(said.split()):
+            time.sleep(0.05)
+            said += capsys.readouterr().err
+    finally:
+        logger.join(10)
+        publisher.close()
+    assert "records missing" not in " ".join(before.split())
+    assert f"4 records missing from test (written to {side_file(out, 'gaps')})" in \
+        " ".join(said.split())
+
+
+def read_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
