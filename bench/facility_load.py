@@ -1,8 +1,8 @@
 """Facility load: many monitors through one proxy into one logger, records counted at the end.
 
-Starts the real commands, `mgs-monitor proxy` and `mgs-monitor log` (CSV; `--db URL` is
-handed to the logger too, and the rows are still counted in its CSV), each in its own
-process, and `--publishers` record generators, each a process with a monitor's Publisher
+Starts the real commands, `mgs-monitor proxy` and `mgs-monitor log` (CSV; with `--db URL`
+PostgreSQL too, whose rows are counted once the logger has stopped), each in its own process,
+and `--publishers` record generators, each a process with a monitor's Publisher
 (monitor/bus.py) sending score records of the monitor's shape (monitor/schema.py, every field
 filled as for a scored mouse) in rounds every 50 ms, as a monitor sends one sampling round of
 its mice. Each step runs one total rate for `--seconds` and then counts, per publisher run,
@@ -162,7 +162,22 @@ def step(rate: float, publishers: int, seconds: float, db: str | None,
         for process in (logger, proxy):
             process.send_signal(signal.SIGINT)
             process.wait(30)
-    return {**count(out, sent, rate, seconds, lags, drain_s), "cpu_s": cpu}
+    found = count(out, sent, rate, seconds, lags, drain_s)
+    if db:
+        found["db_lost"] = db_lost(db, sent)
+        found["lost"] = max(found["lost"], found["db_lost"])
+    return {**found, "cpu_s": cpu}
+
+
+def db_lost(url: str, sent: dict[tuple[str, str], int]) -> int:
+    """Records of this step's publisher runs missing from the database's score table."""
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        rows = connection.execute("SELECT publisher, instance, count(DISTINCT seq) FROM "
+                                  "mgs_scores GROUP BY publisher, instance").fetchall()
+    got = {(publisher, instance): n for publisher, instance, n in rows}
+    return sum(n - got.get(run, 0) for run, n in sent.items())
 
 
 def cpu_s(pid: int) -> float:
@@ -251,7 +266,8 @@ def main() -> None:
                         help="total records/s of each step, comma-separated, rising")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each step")
     parser.add_argument("--db", metavar="URL",
-                        help="log to PostgreSQL (postgresql://user@host:port/db), not CSV")
+                        help="log to PostgreSQL (postgresql://user@host:port/db) as well as "
+                        "to the CSV; a step passes when neither lost a record")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="facility-load-"))
     load_before = os.getloadavg()[0]  # other work on the machine shares its cores
@@ -273,7 +289,8 @@ def main() -> None:
         "lag_s_max": best["lag_s_max"] if best else None,
         "steps": steps,
     }
-    publish("facility_load", results, hidden=("steps",))
+    publish("facility_load_postgresql" if args.db else "facility_load", results,
+            hidden=("steps",))
 
 
 if __name__ == "__main__":
