@@ -19,7 +19,10 @@ import torch
 from demo.build import DemoBuild, DemoSpec, build_demo
 from export.onnx_export import export_localizer, export_scorer
 from tests.postgres_util import PostgresServer
+from train import synth
+from train.evaluate import cli as eval_cli
 from train.models import FaceLocalizer, UnitScorer
+from train.train import cli as train_cli
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +37,22 @@ def demo_accurate(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
     for tests that hold the monitor's scores to the truth."""
     return build_demo(tmp_path_factory.mktemp("demo-accurate"), DemoSpec.small_accurate(),
                       quiet=True)
+
+
+@pytest.fixture(scope="session")
+def cv_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run on 80 synthetic faces: two folds of whole mice and the final fit, evaluated
+    (report/report.json). Shared by the training and export tests: read it, copy it to change
+    it."""
+    faces = synth.write_face_dataset(tmp_path_factory.mktemp("mouse-cv-faces"), 80,
+                                     np.random.default_rng(0), size=64)
+    out = tmp_path_factory.mktemp("mouse-cv-run")
+    assert train_cli(["--labels", str(faces), "--arch", "tiny", "--input-size", "32",
+                      "--weights", "none", "--batch-size", "16", "--lr", "0.05", "--folds", "2",
+                      "--epochs", "2", "--output-dir", str(out)]) == 0
+    assert eval_cli(["--run", str(out), "--pain-conditions", "pain", "--bootstrap", "20",
+                     "--gradcam", "0"]) == 0
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,6 @@ from monitor.units import UNITS
 from tests.fakes import FakeCamera
 from tests.monitor_util import run_until
 from train import synth
-from train.evaluate import cli as eval_cli
 from train.models import FaceLocalizer, UnitScorer
 from train.run import Run, fold_fingerprint
 from train.train import cli as train_cli
@@ -45,15 +44,6 @@ def labels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synth.write_face_dataset(folder, 80, np.random.default_rng(0), size=64)
 
 
-@pytest.fixture(scope="module")
-def cv_run(labels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two folds of whole mice and the final fit, evaluated: report/report.json."""
-    out = tmp_path_factory.mktemp("cv")
-    assert train_cli(["--labels", str(labels), *TINY_CV, "--epochs", "1",
-                      "--output-dir", str(out)]) == 0
-    assert eval_cli(["--run", str(out), "--pain-conditions", "pain", "--bootstrap", "20",
-                     "--gradcam", "0"]) == 0
-    return out
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:

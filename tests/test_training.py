@@ -630,15 +630,6 @@ def test_evaluation_can_keep_the_images_labelled_at_random(tmp_path: Path) -> No
         chosen(run, [{"image": "a"}], "random")  # a run whose labels had no selection
 
 
-@pytest.fixture(scope="module")
-def mouse_run(labels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two folds of whole mice and the final fit, evaluated (report/report.json)."""
-    out = tmp_path_factory.mktemp("mouse-run")
-    assert train_cli(["--labels", str(labels), *TINY[:-2], "--epochs", "2", "--folds", "2",
-                      "--output-dir", str(out)]) == 0
-    assert eval_cli(["--run", str(out), "--pain-conditions", "pain", "--bootstrap", "20",
-                     "--gradcam", "0"]) == 0
-    return out
 
 
 def _report(run: Path) -> dict[str, Any]:
@@ -653,24 +644,24 @@ def _model_total(row: dict[str, str]) -> int:
     return sum(int(row[f"pred_{u}"]) for u in UNITS)
 
 
-def test_no_test_mouse_helps_choose_a_cutoff_reported_on_it(mouse_run: Path,
+def test_no_test_mouse_helps_choose_a_cutoff_reported_on_it(cv_run: Path,
                                                             tmp_path: Path) -> None:
     """By mouse, each fold's validation mice are another fold's test mice: before, every
     fold's validation part was pooled to choose the one cut-off reported on every fold."""
-    report = _report(mouse_run)
+    report = _report(cv_run)
     folds = report["pain_cutoff_folds"]
     assert sorted(folds) == ["fold0", "fold1"]
     tp = fn = tn = fp = 0
     for name, found in folds.items():
-        split = json.loads((mouse_run / name / "split.json").read_text())
+        split = json.loads((cv_run / name / "split.json").read_text())
         assert found["validation_mice"] == split["mice"]["val"]
         assert found["test_mice"] == split["mice"]["test"]
         assert not set(found["validation_mice"]) & set(found["test_mice"])
-        val = _complete_rows(mouse_run / name / "predictions-val.csv")
+        val = _complete_rows(cv_run / name / "predictions-val.csv")
         want = _youden_by_hand([_model_total(r) for r in val], [r["condition"] == "pain"
                                                                  for r in val])
         assert found["cutoff"] == want
-        for row in _complete_rows(mouse_run / name / "predictions.csv"):
+        for row in _complete_rows(cv_run / name / "predictions.csv"):
             called, pain = _model_total(row) >= want, row["condition"] == "pain"
             tp, fn = tp + (called and pain), fn + (not called and pain)
             fp, tn = fp + (called and not pain), tn + (not called and not pain)
@@ -680,7 +671,7 @@ def test_no_test_mouse_helps_choose_a_cutoff_reported_on_it(mouse_run: Path,
     assert report["pain_cutoff_how"].startswith("the median of 2 of the 2 folds' cut-offs")
     # whatever the test parts predict, no cut-off moves: no test prediction reaches one
     scrambled = tmp_path / "scrambled"
-    shutil.copytree(mouse_run, scrambled, ignore=shutil.ignore_patterns("report"))
+    shutil.copytree(cv_run, scrambled, ignore=shutil.ignore_patterns("report"))
     rng = np.random.default_rng(1)
     for name in folds:
         rows = _rows(scrambled / name / "predictions.csv")
@@ -699,18 +690,18 @@ def test_no_test_mouse_helps_choose_a_cutoff_reported_on_it(mouse_run: Path,
     assert again["pain_cutoff_on_test"] != report["pain_cutoff_on_test"]
 
 
-def test_export_of_a_fold_writes_that_folds_own_cutoff(mouse_run: Path, tmp_path: Path,
+def test_export_of_a_fold_writes_that_folds_own_cutoff(cv_run: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]
                                                        ) -> None:
-    report = _report(mouse_run)
-    path = mouse_run / "report" / "report.json"
-    assert export_cli(["--run", str(mouse_run), "--fold", "1", "--report", str(path),
+    report = _report(cv_run)
+    path = cv_run / "report" / "report.json"
+    assert export_cli(["--run", str(cv_run), "--fold", "1", "--report", str(path),
                        "--out", str(tmp_path / "fold1"), "--accept-weak"]) == 0
     meta = OnnxModel(tmp_path / "fold1" / "scorer.onnx", SCORER, ["CPUExecutionProvider"]).info
     own = report["pain_cutoff_folds"]["fold1"]
     assert meta.pain_cutoff == own["cutoff"]
     assert meta.extra["pain_cutoff_how"] == f"fold1's own, {own['how']}"
-    assert export_cli(["--run", str(mouse_run), "--report", str(path),
+    assert export_cli(["--run", str(cv_run), "--report", str(path),
                        "--out", str(tmp_path / "final"), "--accept-weak"]) == 0
     meta = OnnxModel(tmp_path / "final" / "scorer.onnx", SCORER, ["CPUExecutionProvider"]).info
     assert meta.pain_cutoff == report["pain_cutoff"]
@@ -718,7 +709,7 @@ def test_export_of_a_fold_writes_that_folds_own_cutoff(mouse_run: Path, tmp_path
     pooled = tmp_path / "pooled.json"  # as mgs-eval wrote it before: one cut-off, no folds
     pooled.write_text(json.dumps({"pain_cutoff": 5.0, "pain_cutoff_from": "validation"}))
     capsys.readouterr()
-    assert export_cli(["--run", str(mouse_run), "--fold", "1", "--report", str(pooled),
+    assert export_cli(["--run", str(cv_run), "--fold", "1", "--report", str(pooled),
                        "--out", str(tmp_path / "pooled"), "--accept-weak"]) == 2
     assert capsys.readouterr().err == (
         f"mgs-export: error: {pooled}: no pain_cutoff_folds: its cut-off pools every fold's "
@@ -726,11 +717,11 @@ def test_export_of_a_fold_writes_that_folds_own_cutoff(mouse_run: Path, tmp_path
         "mgs-eval again\n")
 
 
-def test_folds_of_images_give_no_cutoff_and_say_why(mouse_run: Path, tmp_path: Path,
+def test_folds_of_images_give_no_cutoff_and_say_why(cv_run: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """With --split cv every validation image is another fold's test image."""
     by_image = tmp_path / "cv"
-    shutil.copytree(mouse_run, by_image, ignore=shutil.ignore_patterns("report"))
+    shutil.copytree(cv_run, by_image, ignore=shutil.ignore_patterns("report"))
     written = json.loads((by_image / "run.json").read_text())
     (by_image / "run.json").write_text(json.dumps(written | {"split": "cv"}))
     assert eval_cli(["--run", str(by_image), "--pain-conditions", "pain", "--bootstrap", "20",
@@ -742,8 +733,8 @@ def test_folds_of_images_give_no_cutoff_and_say_why(mouse_run: Path, tmp_path: P
 
 
 def test_validation_predictions_are_the_validation_images_and_no_test_image(
-        run: Path, mouse_run: Path) -> None:
-    for fold in (run / "fold0", mouse_run / "fold0", mouse_run / "fold1"):
+        run: Path, cv_run: Path) -> None:
+    for fold in (run / "fold0", cv_run / "fold0", cv_run / "fold1"):
         split = json.loads((fold / "split.json").read_text())
         images = [r["image"] for r in _rows(fold / "predictions-val.csv")]
         assert images and images == split["val"]
@@ -819,12 +810,12 @@ def test_the_final_fit_ignores_fold_folders_of_an_earlier_run(labels: Path,
     ({"fold0": {"cutoff": 4.0}}, "pain_cutoff_folds has no fold1 (it has fold0)"),
     ({"fold1": {"cutoff": "high"}}, "pain_cutoff_folds.fold1.cutoff='high' is not a number")])
 def test_a_report_without_the_folds_own_cutoff_is_one_line(
-        mouse_run: Path, tmp_path: Path, folds: dict[str, Any], why: str,
+        cv_run: Path, tmp_path: Path, folds: dict[str, Any], why: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "report.json"
-    report.write_text(json.dumps(_report(mouse_run) | {"pain_cutoff_folds": folds}))
+    report.write_text(json.dumps(_report(cv_run) | {"pain_cutoff_folds": folds}))
     capsys.readouterr()
-    assert export_cli(["--run", str(mouse_run), "--fold", "1", "--report", str(report),
+    assert export_cli(["--run", str(cv_run), "--fold", "1", "--report", str(report),
                        "--out", str(tmp_path / "models"), "--accept-weak"]) == 2
     assert capsys.readouterr().err == f"mgs-export: error: {report}: {why}\n"
     assert not (tmp_path / "models" / "scorer.onnx").exists()
