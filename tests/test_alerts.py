@@ -268,7 +268,7 @@ def test_event_csv_and_json() -> None:
     assert float(row["value"]) == 5 and float(row["threshold"]) == 4
     assert float(row["wall_time"]) == pytest.approx(1e9 + STEP)
     payload = json.loads(event.to_json())
-    assert payload["schema"] == 3 and payload["since"] == STEP and payload["camera"] == "cam1"
+    assert payload["schema"] == 4 and payload["since"] == STEP and payload["camera"] == "cam1"
 
 
 def raised_event(mouse: str = "M7") -> AlertEvent:
