@@ -23,6 +23,7 @@ import zmq
 from demo.build import DemoBuild
 from monitor.bus import Serving
 from monitor.capture import open_capture
+from monitor.cli import main
 from monitor.config import build_config
 from monitor.keys import BusError, make_keys
 from monitor.outputs.commands import (
@@ -174,7 +175,7 @@ def test_a_request_that_is_not_a_command_is_refused_in_one_line() -> None:
                 req.send(request)
                 assert req.poll(5000)
                 assert json.loads(req.recv()) == {"ok": False, "error": error + (
-                    "; known: acknowledge, snapshot" if "unknown" in error else "")}
+                    "; known: acknowledge, snapshot, alerts" if "unknown" in error else "")}
         finally:
             req.close(linger=0)
 
@@ -390,3 +391,34 @@ def test_the_report_lists_the_acknowledgement_under_its_alert(held: Held, tmp_pa
     page = write_report([held.csv], tmp_path / "report").read_text()
     section = page.split(f"<h2>{alert.mouse} ")[1].split("<h2>")[0]
     assert "pain alert acknowledged by Ann: seen, treated" in section
+
+
+def test_ack_from_the_terminal_by_mouse(held: Held, capsys: pytest.CaptureFixture[str]) -> None:
+    alert = held.active()[0]
+    assert [alert_key(e) for e in held.client().alerts() if e.mouse == alert.mouse] == [
+        alert_key(alert)]
+    assert main(["ack", "--endpoint", held.commands, "--mouse", alert.mouse, "--who", "Ann",
+                 "--note", "seen"]) == 0
+    assert capsys.readouterr().out == (f"pain alert of {alert.mouse} acknowledged by Ann on "
+                                       f"{held.config.publisher}: its reminders stop until it "
+                                       "clears\n")
+    held.view.wait_for(lambda v: [a.alert for a in v.of(Acknowledgement)] == [alert_key(alert)])
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["--mouse", "M9"], "no active alert of M9"),
+    ([], "name the alert: --alert KEY, or --mouse (and --rule)"),
+    (["--alert", "x/M1/pain/1.000000"], "no active alert 'x/M1/pain/1.000000'"),
+])
+def test_ack_from_the_terminal_says_what_is_wrong_in_one_line(
+        held: Held, capsys: pytest.CaptureFixture[str], args: list[str], error: str) -> None:
+    assert main(["ack", "--endpoint", held.commands, *args, "--who", "Ann"]) == 2
+    err = capsys.readouterr().err
+    assert error in err and err.count("\n") == 1
+
+
+def test_ack_of_a_monitor_that_is_gone_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ack", "--endpoint", free_endpoint(), "--mouse", "M1", "--who", "Ann",
+                 "--timeout", "0.3"]) == 2
+    err = capsys.readouterr().err
+    assert "no answer within 0.3 s" in err and err.count("\n") == 1
