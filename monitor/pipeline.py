@@ -6,10 +6,10 @@ cameras as one batch, judges them for alerts, and sends the records, events and 
 sinks (the CSV first, then the publisher, then the alert hook; monitor/sinks.py). The pipeline
 reaches the rest of the world only through those messages: a dashboard in this process
 subscribes to `Monitor.view_endpoint` like any other subscriber. The way back is the command
-socket, which the pipeline thread answers between batches: an acknowledgement reaches the
-alert engine on the thread that owns it, and a snapshot is drawn from the latest frame it
-scored (monitor/outputs/commands.py). Shutdown stops the sources
-first, drains the queue, and closes the sinks last, so nothing scored is lost.
+socket, which the pipeline thread answers between batches: an acknowledgement reaches the alert
+engine on the thread that owns it, and a snapshot is drawn from the latest frame it scored
+(monitor/outputs/commands.py). Shutdown stops the sources first, drains the queue, and closes
+the sinks last, so nothing scored is lost.
 """
 
 from __future__ import annotations
