@@ -8,6 +8,7 @@ the wheel is named here, as the command that would miss it could fail far from t
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("monitor", "train", "export", "demo", "label")
 DATA_FOLDERS = ("static", "templates")  # in any package, at any depth
+NOT_SOURCE = (".git", ".venv", "build", "*.egg-info", "__pycache__", "node_modules", ".*_cache")
 
 
 def package_data(root: Path) -> set[str]:
@@ -47,8 +49,11 @@ def test_package_data_lists_the_pages_and_the_models() -> None:
 @pytest.mark.slow
 def test_the_wheel_installs_and_runs_the_demo_on_the_monitors_dependencies(
         tmp_path: Path) -> None:
+    # built from a copy: a build/ folder left in the checkout cannot stand in for a lost file
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path),
-         str(ROOT)])
+         str(source)])
     wheel = next(tmp_path.glob("mgs_monitor-*.whl"))
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", str(venv)])
