@@ -139,6 +139,7 @@ def measure(source: str, ref: str, timeout: float) -> dict[str, Any]:
         return {
             "commit": commit,
             "seconds_to_dashboard": None if seconds is None else round(seconds, 1),
+            **({"gave_up_after_s": timeout} if seconds is None else {}),
             "seconds_installing": installed,
             "venv_mb": folder_mb(venv) if venv.exists() else None,
             "torch_installed": any(venv.glob("lib/python*/site-packages/torch")),

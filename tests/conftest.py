@@ -24,6 +24,16 @@ from train.evaluate import cli as eval_cli
 from train.models import FaceLocalizer, UnitScorer
 from train.train import cli as train_cli
 
+# Session fixtures that train models: the first test to ask for one waits for the training
+# (tens of seconds), so every test that asks for one is `slow`.
+TRAINING_FIXTURES = {"demo_small", "demo_accurate", "cv_run"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def demo_small(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:

@@ -80,7 +80,8 @@ def test_rebuild_without_the_training_libraries_is_one_line(tmp_path: Path) -> N
         "pip install -e '.[train]', or run without --rebuild to use the shipped models"]
 
 
-@pytest.mark.parametrize("models", ["demo_accurate", "shipped"])
+@pytest.mark.parametrize("models", [pytest.param("demo_accurate", marks=pytest.mark.slow),
+                                    "shipped"])
 def test_shipped_and_rebuilt_demo_models_keep_the_contract(
         models: str, request: pytest.FixtureRequest) -> None:
     """Both pass the monitor's model checks, say kind=demo, and carry their id and the recipe

@@ -36,7 +36,8 @@ UNIT_FLOORS = {"orbital_tightening": 0.85, "nose_bulge": 0.8, "cheek_bulge": 0.7
 R_FLOOR = 0.9
 
 
-@pytest.mark.parametrize("models", ["demo_accurate", "demo_shipped"])
+@pytest.mark.parametrize("models", [pytest.param("demo_accurate", marks=pytest.mark.slow),
+                                    "demo_shipped"])
 def test_the_replayed_scene_agrees_with_its_truth(models: str, tmp_path: Path,
                                                   request: pytest.FixtureRequest) -> None:
     """The same floors hold the shipped models and the same recipe rebuilt at a tiny size."""

@@ -31,9 +31,12 @@ def package_data(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in files}
 
 
-def run(command: list[str], env: dict[str, str] | None = None, timeout: float = 900
+def run(command: list[str], cache: Path, timeout: float = 900
         ) -> subprocess.CompletedProcess[str]:
-    """Run outside this checkout, so only the installed package can be imported."""
+    """Run outside this checkout and without its PYTHONPATH, so that only the installed
+    package can be imported (and pip finds no other mgs-monitor), the demo cached in `cache`."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["XDG_CACHE_HOME"] = str(cache)
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=ROOT.parent)
     assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
@@ -50,26 +53,24 @@ def test_package_data_lists_the_pages_and_the_models() -> None:
 def test_the_wheel_installs_and_runs_the_demo_on_the_monitors_dependencies(
         tmp_path: Path) -> None:
     # built from a copy: a build/ folder left in the checkout cannot stand in for a lost file
-    source = tmp_path / "source"
+    source, cache = tmp_path / "source", tmp_path / "cache"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path),
-         str(source)])
+         str(source)], cache)
     wheel = next(tmp_path.glob("mgs_monitor-*.whl"))
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", str(venv)])
-    run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)])
-    site = Path(run([str(venv / "bin" / "python"), "-c",
-                     "import monitor, pathlib; print(pathlib.Path(monitor.__file__).parents[1])"],
-                    ).stdout.strip())
+    python = str(venv / "bin" / "python")
+    run([sys.executable, "-m", "venv", str(venv)], cache)
+    run([python, "-m", "pip", "install", "--quiet", str(wheel)], cache)
+    site = Path(run([python, "-c", "import monitor, pathlib; "
+                     "print(pathlib.Path(monitor.__file__).parents[1])"], cache).stdout.strip())
+    assert site.is_relative_to(venv)
     missing = sorted(f for f in package_data(ROOT) if not (site / f).is_file())
     assert not missing, f"package data missing from {wheel.name}: {', '.join(missing)}"
     assert not (site / "torch").exists()
-    # the installed package, not this checkout: no PYTHONPATH, run from the temporary folder
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     bin_ = venv / "bin"
-    assert "demo" in run([str(bin_ / "mgs-monitor"), "--help"], env).stdout
-    assert "usage: mgs-label" in run([str(bin_ / "mgs-label"), "--help"], env).stdout
+    assert "demo" in run([str(bin_ / "mgs-monitor"), "--help"], cache).stdout
+    assert "usage: mgs-label" in run([str(bin_ / "mgs-label"), "--help"], cache).stdout
     done = run([str(bin_ / "mgs-monitor"), "demo", "--fast", "--no-dashboard", "--no-publish"],
-               env)
+               cache)
     assert "records written" in done.stdout + done.stderr
