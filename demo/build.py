@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from monitor.config import default_publisher
@@ -148,8 +149,6 @@ def shipped_metrics() -> dict[str, Any]:
 
 def model_metadata(path: Path) -> dict[str, str]:
     """A model file's metadata_props, read by onnxruntime (the monitor's own runtime)."""
-    import onnxruntime as ort
-
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return dict(session.get_modelmeta().custom_metadata_map)
 
