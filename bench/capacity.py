@@ -117,13 +117,13 @@ def main() -> None:
     scorers = {f"resnet18x5@224 {precision} {runtime}": (path, runtime)
                for precision, path in (("fp32", paper), ("int8", int8_scorer(paper)))
                for runtime in installed_runtimes()}
-    scorers["tiny x5@64 (demo)"] = (demo.folder / "scorer.onnx", "onnxruntime")
+    scorers["tiny x5@64 (demo)"] = (demo.models / "scorer.onnx", "onnxruntime")
     videos = [demo.videos[i % len(demo.videos)] for i in range(max(args.cameras, 4))]
     periodic = ["--every", "2.5", "--burst", "5"]  # 5 frames at 2 fps: every frame decoded
     results: dict = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count()},
                      "video": "1920x1080 mp4v, 2 fps, 4 mice per frame", "runs": {}}
     for label, (scorer, runtime) in scorers.items():
-        models = models_folder(scorer, demo.folder / "localizer.onnx", work / "models")
+        models = models_folder(scorer, demo.models / "localizer.onnx", work / "models")
         cases = {f"periodic {args.cameras} cameras": (videos[:args.cameras], periodic),
                  "periodic 4 cameras (16 mice)": (videos[:4], periodic),
                  "continuous 1 camera": (videos[:1], ["--continuous"]),

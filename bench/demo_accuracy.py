@@ -32,7 +32,7 @@ from train.mgs_eval import cli as mgs_eval
 def main() -> None:
     demo = build_demo()
     out = Path(tempfile.mkdtemp()) / "demo.csv"
-    args = ["replay", *map(str, demo.videos), "--models", str(demo.folder), "--every",
+    args = ["replay", *map(str, demo.videos), "--models", str(demo.models), "--every",
             str(demo.spec.every_s), "--burst", "1", "--out", str(out), "--no-publish",
             "--no-dashboard"]
     assert mgs_monitor(args) == 0

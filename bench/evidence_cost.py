@@ -70,17 +70,17 @@ def main() -> None:
     best = "openvino" if "openvino" in installed_runtimes() else "onnxruntime"
     scorers = {"resnet18x5@224 fp32 onnxruntime": (paper, "onnxruntime"),
                f"resnet18x5@224 int8 {best}": (int8_scorer(paper), best),
-               "tiny x5@64 (demo)": (demo.folder / "scorer.onnx", "onnxruntime")}
+               "tiny x5@64 (demo)": (demo.models / "scorer.onnx", "onnxruntime")}
     rgb, _ = synth.draw_array_frame([(1, 1, 1, 1, 1)] * 4, np.random.default_rng(1))
     frame = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     results: dict = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count()},
                      "latency_ms": {}, "capacity_records_per_s": {}}
     for name, (scorer, runtime) in scorers.items():
         raw = {**demo.config(), "models": {"scorer": str(scorer), "runtime": runtime,
-                                           "localizer": str(demo.folder / "localizer.onnx")}}
+                                           "localizer": str(demo.models / "localizer.onnx")}}
         results["latency_ms"][name] = latency(raw, frame, args.repeats, work)
         print(name, "latency", results["latency_ms"][name], flush=True)
-        models = models_folder(scorer, demo.folder / "localizer.onnx", work / "models")
+        models = models_folder(scorer, demo.models / "localizer.onnx", work / "models")
         cases = {"periodic 4 cameras (16 mice)": (demo.videos[:4], PERIODIC)}
         if name.startswith("tiny"):  # the most crops per second: the writer's hardest case
             cases["continuous 4 cameras"] = (demo.videos[:4], ["--continuous"])

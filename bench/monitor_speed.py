@@ -284,7 +284,7 @@ def scorer_latency(scorers: Scorers, demo: DemoBuild, providers: list[str],
     latency: dict[str, dict] = {}
     for name, (path, runtime) in scorers.items():
         raw = {**demo.config(), "models": {"scorer": str(path),
-                                           "localizer": str(demo.folder / "localizer.onnx"),
+                                           "localizer": str(demo.models / "localizer.onnx"),
                                            "providers": providers, "runtime": runtime}}
         latency[name] = {}
         for cameras in (1, 4):
@@ -337,7 +337,7 @@ def main() -> None:
     cache = Path(tempfile.gettempdir()) / "mgs-bench"
     cache.mkdir(exist_ok=True)
     scorers = {"resnet18x5@224 (paper)": paper_scorer(cache),
-               "tiny x5@64 (demo)": demo.folder / "scorer.onnx"}
+               "tiny x5@64 (demo)": demo.models / "scorer.onnx"}
     results: dict = {"machine": machine(args.gpu), "providers": providers,
                      "runtimes": installed_runtimes()}
     if not args.gpu:  # the bounds are the CPU's; a GPU's would need its own measurement

@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60)
     args = parser.parse_args()
     demo = build_demo()
-    localizer = OnnxModel(demo.folder / "localizer.onnx", LOCALIZER, ["CPUExecutionProvider"])
+    localizer = OnnxModel(demo.models / "localizer.onnx", LOCALIZER, ["CPUExecutionProvider"])
     size = localizer.info.input_size
     frames = demo_frames(demo.videos, args.frames)
     cubicles = [Cubicle(mouse=f"m{i}", roi=(i / CUBICLES, 0.0, 1 / CUBICLES, 1.0))

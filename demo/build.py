@@ -1,12 +1,17 @@
 """The demo: DEMO models trained on synthetic mouse faces, and a synthetic four-camera scene.
 
-Everything here is made by the project itself: faces from train/synth.py, models trained with
-train/fit.py and exported with export/onnx_export.py, marked `kind=demo` in their metadata so
-the dashboard and every CSV row say they are not real pain models. Built once, then cached.
+Everything here is made by the project itself. The models ship with it (demo/models/: trained
+by demo/training.py from DemoSpec() and its fixed seed, marked `kind=demo` in their metadata so
+the dashboard and every CSV row say they are not real pain models); the scene's videos and
+truth are drawn with NumPy and OpenCV (train/synth.py) on first use, then cached. Nothing here
+imports PyTorch: only a rebuild of the models (`train=True`, `--rebuild`) does.
+
+    python -m demo.build --ship    # retrain the shipped models from the recipe (PyTorch)
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -14,19 +19,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-import torch
+import onnxruntime as ort
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from export.onnx_export import export_localizer, export_scorer
-from monitor.config import Faces, default_publisher
-from monitor.faces import face_crop, localizer_view
+from monitor.config import default_publisher
 from monitor.units import UNITS
 from train import synth
-from train.fit import LocalizerData, UnitData, fit_localizer, fit_units
-from train.models import FaceLocalizer
 
+SHIPPED = Path(__file__).parent / "models"  # the shipped scorer.onnx and localizer.onnx
 CUBICLES = 4
 
 
@@ -66,9 +67,18 @@ class DemoSpec:
 
 @dataclass
 class DemoBuild:
+    """A built scene in `folder`, scored by the shipped models or by models trained into
+    `folder` (`--rebuild`, the tests' small builds)."""
+
     folder: Path
     spec: DemoSpec
     metrics: dict[str, Any]
+    shipped: bool = False
+
+    @property
+    def models(self) -> Path:
+        """The folder holding scorer.onnx and localizer.onnx."""
+        return SHIPPED if self.shipped else self.folder
 
     @property
     def videos(self) -> list[Path]:
@@ -78,8 +88,8 @@ class DemoBuild:
         """A monitor config for the scene: each video one camera, sampled by its own clock."""
         return {
             "cameras": [{"name": v.stem, "source": str(v)} for v in self.videos],
-            "models": {"scorer": str(self.folder / "scorer.onnx"),
-                       "localizer": str(self.folder / "localizer.onnx")},
+            "models": {"scorer": str(self.models / "scorer.onnx"),
+                       "localizer": str(self.models / "localizer.onnx")},
             "sampling": {"every_s": self.spec.every_s, "burst": 1},
             "csv": {"folder": str(self.folder / "records")},
             "publisher": default_publisher("mgs-demo"),
@@ -92,32 +102,55 @@ def default_folder() -> Path:
 
 
 def build_demo(folder: Path | None = None, spec: DemoSpec | None = None,
-               rebuild: bool = False, quiet: bool = False) -> DemoBuild:
-    """Build whatever is missing (models, scene) and return the build; cached by spec."""
+               rebuild: bool = False, quiet: bool = False, train: bool = False) -> DemoBuild:
+    """Build whatever is missing and return the build; cached by spec. The scene is scored by
+    the shipped models, or with `train` by models trained into `folder` (PyTorch). A cached
+    build is kept with the models it was made with, until `rebuild`."""
     folder = folder or default_folder()
     spec = spec or DemoSpec()
     stamp = folder / "demo.json"
     if not rebuild and stamp.exists():
         saved = json.loads(stamp.read_text())
-        build = DemoBuild(folder, spec, saved.get("metrics", {}))
-        if saved.get("spec") == asdict(spec) and all(p.exists() for p in _outputs(build)):
+        # builds from before the models shipped hold trained models in their folder
+        shipped = saved.get("models", "trained") == "shipped"
+        build = DemoBuild(folder, spec, saved.get("metrics", {}), shipped=shipped)
+        if (saved.get("spec") == asdict(spec) and not (train and shipped)
+                and all(p.exists() for p in _outputs(build))):
             if not (folder / "mice.csv").exists():
                 write_mice_table(build)
             return build
     folder.mkdir(parents=True, exist_ok=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   disable=quiet) as progress:
-        metrics = _build_models(folder, spec, progress)
-        build = DemoBuild(folder, spec, metrics)
+        if train:
+            from demo.training import train_models  # PyTorch: only to make models
+
+            build = DemoBuild(folder, spec, train_models(folder, spec, progress))
+        else:
+            build = DemoBuild(folder, spec, shipped_metrics(), shipped=True)
         _build_scene(build, progress)
         write_mice_table(build)
-    stamp.write_text(json.dumps({"spec": asdict(spec), "metrics": metrics}, indent=2))
+    stamp.write_text(json.dumps({"spec": asdict(spec), "metrics": build.metrics,
+                                 "models": "shipped" if build.shipped else "trained"},
+                                indent=2))
     return build
 
 
 def _outputs(build: DemoBuild) -> list[Path]:
-    return [build.folder / "scorer.onnx", build.folder / "localizer.onnx", *build.videos,
+    return [build.models / "scorer.onnx", build.models / "localizer.onnx", *build.videos,
             build.folder / "truth.csv"]
+
+
+def shipped_metrics() -> dict[str, Any]:
+    """The shipped models' validation metrics, as their metadata keeps them."""
+    return {role: json.loads(model_metadata(SHIPPED / f"{role}.onnx").get("val_metrics") or "{}")
+            for role in ("localizer", "scorer")}
+
+
+def model_metadata(path: Path) -> dict[str, str]:
+    """A model file's metadata_props, read by onnxruntime (the monitor's own runtime)."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(session.get_modelmeta().custom_metadata_map)
 
 
 def write_mice_table(build: DemoBuild) -> Path:
@@ -133,96 +166,6 @@ def write_mice_table(build: DemoBuild) -> Path:
             lines.append(f"{mouse_id(camera, cubicle)},{'pain' if pain else 'control'},{onset}")
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-# models -------------------------------------------------------------------------------------
-def _build_models(folder: Path, spec: DemoSpec, progress: Progress) -> dict[str, Any]:
-    """Localizer first: the scorer then learns from crops cut at the localizer's own boxes,
-    so it sees faces framed the way the monitor will frame them."""
-    rng = np.random.default_rng(spec.seed)
-    task = progress.add_task("demo cubicles", total=spec.localizer_images)
-    loc_train, loc_val = _split(localizer_data(rng, spec.localizer_images, spec,
-                                               lambda: progress.advance(task)))
-    task = progress.add_task("train localizer", total=spec.localizer_epochs)
-    localizer, loc_metrics = fit_localizer(loc_train, loc_val, epochs=spec.localizer_epochs,
-                                           seed=spec.seed,
-                                           progress=lambda *_: progress.advance(task))
-    task = progress.add_task("demo faces", total=spec.unit_faces)
-    unit_train, unit_val = _split(unit_data(rng, spec.unit_faces, spec, localizer,
-                                            lambda: progress.advance(task)))
-    task = progress.add_task("train unit scorer", total=spec.unit_epochs)
-    scorer, unit_metrics = fit_units(unit_train, unit_val, epochs=spec.unit_epochs,
-                                     seed=spec.seed,
-                                     progress=lambda *_: progress.advance(task))
-    fingerprint = f"synthetic-seed{spec.seed}"
-    export_localizer(localizer, folder / "localizer.onnx", loc_val.images[:8], kind="demo",
-                     fingerprint=fingerprint, metrics=loc_metrics)
-    export_scorer(scorer, folder / "scorer.onnx", unit_val.crops[:8], kind="demo",
-                  fingerprint=fingerprint, metrics=unit_metrics)
-    return {"localizer": loc_metrics, "scorer": unit_metrics}
-
-
-def camera_view(levels: synth.Levels | None, rng: np.random.Generator, spec: DemoSpec
-                ) -> tuple[np.ndarray, tuple[float, float, float, float] | None]:
-    """A cubicle as the camera delivers it: drawn, then lossy-compressed like a video frame."""
-    image, box = synth.draw_cubicle(levels, rng, spec.width // CUBICLES, spec.height)
-    quality = int(rng.integers(40, 95))
-    _, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
-    assert decoded is not None
-    return decoded, box
-
-
-def localizer_data(rng: np.random.Generator, count: int, spec: DemoSpec,
-                   tick: Any = None) -> LocalizerData:
-    """Cubicle views resized exactly as the monitor resizes them; 35% show no face, as
-    turned-away mice are the negatives the localizer most easily gets wrong."""
-    images, boxes, present = [], [], []
-    for _ in range(count):
-        image, box = camera_view(synth.random_levels(rng) if rng.random() < 0.65 else None,
-                                 rng, spec)
-        images.append(localizer_view(image, spec.localizer_size))
-        boxes.append(box or (0.0, 0.0, 0.0, 0.0))
-        present.append(1.0 if box else 0.0)
-        if tick:
-            tick()
-    return LocalizerData(np.stack(images), np.asarray(boxes, np.float32),
-                         np.asarray(present, np.float32))
-
-
-def unit_data(rng: np.random.Generator, count: int, spec: DemoSpec,
-              localizer: FaceLocalizer | None = None, tick: Any = None) -> UnitData:
-    """Face crops cut with the monitor's own crop at the localizer's box (else the true box)."""
-    margin = Faces().margin
-    crops: list[np.ndarray] = []
-    levels: list[synth.Levels] = []
-    while len(crops) < count:
-        views = [(lv, *camera_view(lv, rng, spec))
-                 for lv in (synth.random_levels(rng) for _ in range(min(64, count - len(crops))))]
-        boxes = [np.asarray(box) for _, _, box in views]
-        if localizer is not None:
-            boxes = list(_predicted_boxes(localizer, [image for _, image, _ in views]))
-        for (unit_levels, image, _), box in zip(views, boxes, strict=True):
-            crops.append(face_crop(image, box, margin, spec.scorer_size))
-            levels.append(unit_levels)
-            if tick:
-                tick()
-    return UnitData(np.stack(crops), np.asarray(levels, np.int64))
-
-
-@torch.no_grad()
-def _predicted_boxes(localizer: FaceLocalizer, images: list[np.ndarray]) -> np.ndarray:
-    batch = np.stack([localizer_view(i, localizer.input_size) for i in images])
-    box_logits, _ = localizer.eval()(torch.from_numpy(batch))
-    return torch.sigmoid(box_logits).numpy()
-
-
-def _split(data: Any, val_fraction: float = 0.15) -> tuple[Any, Any]:
-    arrays = asdict(data)
-    cut = int(len(next(iter(arrays.values()))) * (1 - val_fraction))
-    cls = type(data)
-    return (cls(**{k: v[:cut] for k, v in arrays.items()}),
-            cls(**{k: v[cut:] for k, v in arrays.items()}))
 
 
 # scene --------------------------------------------------------------------------------------
@@ -350,3 +293,26 @@ def _build_scene(build: DemoBuild, progress: Progress) -> None:
     header = list(rows[0])
     lines = [",".join(header)] + [",".join(str(r[k]) for k in header) for r in rows]
     (build.folder / "truth.csv").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m demo.build --ship`: retrain the shipped models from DemoSpec() and its seed."""
+    parser = argparse.ArgumentParser(description="Make the demo's shipped models.")
+    parser.add_argument("--ship", action="store_true", required=True,
+                        help=f"train DemoSpec()'s models into {SHIPPED} (PyTorch)")
+    parser.parse_args(argv)
+    from demo.training import train_models  # PyTorch: only to make models
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns) as progress:
+        train_models(SHIPPED, DemoSpec(), progress)
+    for role in ("localizer", "scorer"):
+        path = SHIPPED / f"{role}.onnx"
+        print(f"{path}: model_id {model_metadata(path)['model_id']}, "
+              f"{path.stat().st_size:,} bytes")
+    print("check them: pytest tests/test_demo_models.py tests/test_monitor_vs_truth.py")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

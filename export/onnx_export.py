@@ -46,13 +46,15 @@ def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, k
                   fingerprint: str = "", metrics: dict[str, Any] | None = None,
                   pain_cutoff: float | None = None, trained_on: str = "",
                   pain_cutoff_how: str = "", training_images: list[str] | None = None,
-                  figures: Figures | None = None, accepted_weak: bool = False) -> Path:
+                  figures: Figures | None = None, accepted_weak: bool = False,
+                  recipe: str = "") -> Path:
     """Write the fused five-unit graph: uint8 `image` [N,S,S,3] -> `probs` [N,5,3].
     `trained_on` says which model of a run this is (a fold, or the final fit);
     `pain_cutoff_how` how its cut-off was chosen (a fold's own, or the folds' median);
     `training_images` are the content hashes of the images it learnt from (train/image_hashes),
     so `mgs-eval --frames` can refuse frames it has seen; `figures`, what it is known by
-    (export/gate.py), marked accepted when below the floor and `accepted_weak`."""
+    (export/gate.py), marked accepted when below the floor and `accepted_weak`; `recipe`, how
+    a model made by the project itself (the demo's) was made."""
     meta = {
         "units": json.dumps(list(UNITS)),
         "val_metrics": strict_json.dumps(metrics or {}),
@@ -63,6 +65,7 @@ def export_scorer(scorer: UnitScorer, path: Path, check_images: np.ndarray, *, k
         "pain_cutoff_how": "" if pain_cutoff is None else pain_cutoff_how,
         **_training_images(training_images),
         **(figures.metadata(accepted_weak) if figures else {}),
+        **({"recipe": recipe} if recipe else {}),
     }
     return _export(ScorerProbs(scorer), path, check_images, SCORER, ["probs"], meta,
                    kind=kind, arch=scorer.arch, size=scorer.input_size, fingerprint=fingerprint)
@@ -72,12 +75,13 @@ def export_localizer(localizer: FaceLocalizer, path: Path, check_images: np.ndar
                      kind: str, fingerprint: str = "",
                      metrics: dict[str, Any] | None = None,
                      training_images: list[str] | None = None, figures: Figures | None = None,
-                     accepted_weak: bool = False) -> Path:
+                     accepted_weak: bool = False, recipe: str = "") -> Path:
     """Write the face localizer: uint8 `image` [N,S,S,3] -> `box` [N,4], `score` [N];
-    `training_images` and `figures` as for the scorer."""
+    `training_images`, `figures` and `recipe` as for the scorer."""
     meta = {"val_metrics": strict_json.dumps(metrics or {}),
             **_training_images(training_images),
-            **(figures.metadata(accepted_weak) if figures else {})}
+            **(figures.metadata(accepted_weak) if figures else {}),
+            **({"recipe": recipe} if recipe else {})}
     return _export(LocalizerOutputs(localizer), path, check_images, LOCALIZER, ["box", "score"],
                    meta, kind=kind, arch=localizer.arch, size=localizer.input_size,
                    fingerprint=fingerprint)

@@ -24,18 +24,37 @@ from train.evaluate import cli as eval_cli
 from train.models import FaceLocalizer, UnitScorer
 from train.train import cli as train_cli
 
+# Session fixtures that train models: the first test to ask for one waits for the training
+# (tens of seconds), so every test that asks for one is `slow`.
+TRAINING_FIXTURES = {"demo_small", "demo_accurate", "cv_run"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def demo_small(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
     """A small demo build: tiny models trained on synthetic faces, two short videos."""
-    return build_demo(tmp_path_factory.mktemp("demo"), DemoSpec.small(), quiet=True)
+    return build_demo(tmp_path_factory.mktemp("demo"), DemoSpec.small(), quiet=True, train=True)
 
 
 @pytest.fixture(scope="session")
 def demo_accurate(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
     """The small demo with a scorer trained to score its scene well (DemoSpec.small_accurate),
-    for tests that hold the monitor's scores to the truth."""
+    for tests that hold the monitor's scores to the truth: the shipped models' recipe, rebuilt
+    at a tiny size."""
     return build_demo(tmp_path_factory.mktemp("demo-accurate"), DemoSpec.small_accurate(),
+                      quiet=True, train=True)
+
+
+@pytest.fixture(scope="session")
+def demo_shipped(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
+    """The small_accurate scene scored by the models that ship with the demo (demo/models/),
+    as `mgs-monitor demo` scores its own."""
+    return build_demo(tmp_path_factory.mktemp("demo-shipped"), DemoSpec.small_accurate(),
                       quiet=True)
 
 

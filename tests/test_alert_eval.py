@@ -141,6 +141,7 @@ def test_an_alert_before_onset_is_counted_and_one_still_open_catches_at_onset(
 
 
 # The reference: the monitor's own engine ----------------------------------------------------
+@pytest.mark.slow
 def test_the_fast_rule_gives_the_engines_alerts_on_every_series(tmp_path: Path) -> None:
     """The sweep's pain alerts equal the AlertEngine's raised/cleared events, mouse by mouse,
     on the benchmark's study generator (noisy mice, hidden faces, cameras down), over
@@ -172,6 +173,7 @@ def test_the_fast_rule_gives_the_engines_alerts_on_every_series(tmp_path: Path) 
 
 
 # Choosing out of sample ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_rule_is_chosen_on_some_mice_and_judged_on_the_others(tmp_path: Path) -> None:
     scores, mice = write_study_course(tmp_path / "study", Course(mice=16, days=3.0), seed=0)
     found = evaluate(tmp_path, str(scores), "--mice", str(mice), "--within-hours", "12",
@@ -473,6 +475,7 @@ def test_the_grid_is_every_combination() -> None:
         (t, w, t - g) for t, w, g in itertools.product((2.0, 2.5, 3.0), (1, 3), (0.5, 1.0))}
 
 
+@pytest.mark.slow
 def test_the_scorers_exported_cutoff_is_the_threshold(tmp_path: Path) -> None:
     """As in the monitor: a rule without a threshold takes the scorer's pain_cutoff, so the
     cut-off mgs-eval chose per image is judged as the alert it becomes."""

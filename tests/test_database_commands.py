@@ -89,6 +89,7 @@ class Feed:
         return self.sent
 
 
+@pytest.mark.slow
 def test_log_killed_and_database_crashed_mid_run_lose_and_double_nothing(
         postgres: PostgresServer, database: str, tmp_path: Path) -> None:
     """Every record sent once the logger listened is in the database once, or inside a gap

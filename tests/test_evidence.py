@@ -434,6 +434,7 @@ def test_one_monitor_per_evidence_folder(demo_small: DemoBuild, tmp_path: Path,
     assert main(replay_args(demo_small, out)) == 0  # let go at close
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_files_kept(tmp_path: Path) -> None:
     """The budget's index held ~1.1 KB of RAM per file kept (~0.4 GB at the default 5 GB)."""
     folder = tmp_path / "ev" / "crops" / "2024-06-10" / "M1"

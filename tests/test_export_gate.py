@@ -120,6 +120,7 @@ def with_auroc(cv_run: Path, folder: Path, low: float | None) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_scorer_no_better_than_chance_by_mouse_is_refused_unless_accepted(
         cv_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Before, a model of unit accuracies 0.21-0.71 went live without a word."""
@@ -193,6 +194,7 @@ def weak_localizer(folder: Path, recall: float) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_localizer_below_the_recall_floor_is_refused_and_nothing_is_written(
         cv_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Before, a localizer of held-out recall 0.0 was exported without a word."""

@@ -86,6 +86,7 @@ def keys(driver: webdriver.Chrome, *pressed: str) -> None:
     ActionChains(driver).send_keys(*pressed).perform()
 
 
+@pytest.mark.slow
 def test_rate_undo_resume_export_and_train(study: tuple[Run, project.Project, Path],
                                            server: Served, browser: webdriver.Chrome,
                                            tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
+import pytest
 
 from demo.build import DemoBuild, records_against_truth
 from export.onnx_export import write_variant
@@ -35,14 +36,17 @@ UNIT_FLOORS = {"orbital_tightening": 0.85, "nose_bulge": 0.8, "cheek_bulge": 0.7
 R_FLOOR = 0.9
 
 
-def test_the_replayed_scene_agrees_with_its_truth(demo_accurate: DemoBuild,
-                                                  tmp_path: Path) -> None:
+@pytest.mark.parametrize("models", [pytest.param("demo_accurate", marks=pytest.mark.slow),
+                                    "demo_shipped"])
+def test_the_replayed_scene_agrees_with_its_truth(models: str, tmp_path: Path,
+                                                  request: pytest.FixtureRequest) -> None:
+    """The same floors hold the shipped models and the same recipe rebuilt at a tiny size."""
+    demo: DemoBuild = request.getfixturevalue(models)
     out = tmp_path / "scores.csv"
-    assert mgs_monitor(["replay", *map(str, demo_accurate.videos), "--models",
-                        str(demo_accurate.folder), "--every", str(demo_accurate.spec.every_s),
-                        "--burst", "1", "--out", str(out), "--no-publish",
-                        "--no-dashboard"]) == 0
-    joined = records_against_truth(demo_accurate, out)
+    assert mgs_monitor(["replay", *map(str, demo.videos), "--models", str(demo.models),
+                        "--every", str(demo.spec.every_s), "--burst", "1", "--out", str(out),
+                        "--no-publish", "--no-dashboard"]) == 0
+    joined = records_against_truth(demo, out)
     assert joined["records"] == 8 * 18  # 2 cameras x 4 mice, a sample every 2 s for 36 s
     assert joined["scored_of_visible_faces"] >= 0.9 and joined["scored_hidden_faces"] <= 2
     for unit, floor in UNIT_FLOORS.items():

@@ -54,6 +54,9 @@ from train.train import (
 from train.train import cli as train_cli
 from train.train import main as train_main
 
+# Training, evaluation and export end to end: most tests here train models with PyTorch.
+pytestmark = pytest.mark.slow
+
 # The paper's 75/5/20 image split: these tests are about training, export and the report.
 TINY = ["--arch", "tiny", "--input-size", "32", "--weights", "none", "--batch-size", "16",
         "--lr", "0.05", "--split", "holdout"]
