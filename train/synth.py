@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import pairwise
@@ -750,6 +752,9 @@ def write_study_dataset(folder: Path, mice: int, per_mouse: int, rng: np.random.
     return path
 
 
+ENCODE_AHEAD = 4  # frames drawn ahead of the encoder at most (1080p: 6 MB each)
+
+
 def _open_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
     """Opens an mp4v (.mp4) or MJPG (.avi) writer, failing clearly if it cannot."""
     codecs = {".mp4": "mp4v", ".avi": "MJPG"}
@@ -782,9 +787,22 @@ def write_array_video(
     camera = _sample_camera(rng)
     writer = _open_writer(path, fps, width, height)
     try:
-        for cubicles in frames:
-            poses = [_drift(pose, rng, w, height) for pose, w in zip(poses, widths, strict=True)]
-            frame, _ = _render_frame(cubicles, setups, poses, camera, rng, (width, height))
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        # Encoding (a third of the time) runs on a thread of its own while the next frame is
+        # drawn: OpenCV lets go of the GIL, and the frames and their order stay the same.
+        with ThreadPoolExecutor(1) as encoder:
+            pending: deque[Future[None]] = deque()
+            for cubicles in frames:
+                poses = [_drift(pose, rng, w, height)
+                         for pose, w in zip(poses, widths, strict=True)]
+                frame, _ = _render_frame(cubicles, setups, poses, camera, rng, (width, height))
+                pending.append(encoder.submit(_encode, writer, frame))
+                if len(pending) > ENCODE_AHEAD:
+                    pending.popleft().result()
+            for done in pending:
+                done.result()
     finally:
         writer.release()
+
+
+def _encode(writer: cv2.VideoWriter, frame: np.ndarray) -> None:
+    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
