@@ -28,6 +28,7 @@ from monitor.outputs.db_url import shown_url
 from monitor.units import UNITS
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5560"
+DEFAULT_COMMANDS = "tcp://127.0.0.1:5561"  # the command socket, beside the publisher
 
 
 class Strict(BaseModel):
@@ -290,6 +291,10 @@ class Bus(Strict):
         None, description="Folder of subscribers' public keys (NAME.key from `mgs-monitor keys "
         "DIR --name NAME`): only they may subscribe; needs secret_key. Default: anyone who has "
         "the public server key.")
+    commands: str = Field(
+        DEFAULT_COMMANDS, description="ZeroMQ endpoint of the command socket (acknowledgements, "
+        "snapshots), served under the same keys and rules as `endpoint`; \"none\" or empty: "
+        "off. Off too when publishing is.")
 
     @model_validator(mode="after")
     def _clients_need_keys(self) -> Bus:

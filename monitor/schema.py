@@ -1,7 +1,7 @@
 """Every message that crosses a thread or a process, defined once: typed, versioned, checked.
 
-Score records, camera reports, alert events and status reports are pydantic models. The
-pipeline builds them, ZeroMQ carries them as JSON (`encode` / `decode`), and every subscriber
+Score records, camera reports, alert events, status reports, acknowledgements and the crops
+behind alerts are pydantic models. The pipeline builds them, ZeroMQ carries them as JSON (`encode` / `decode`), and every subscriber
 parses them with the same definitions: a message of another version, with an unknown field or
 with a value of the wrong type is refused with the reason, never guessed at. Each type carries
 its own version (`schema` on the wire); add fields at the end and raise it, never reorder.
@@ -14,6 +14,7 @@ column names its SQL type, and a row read back is written as the CSV's (`csv_cel
 
 from __future__ import annotations
 
+import base64
 import math
 import time
 import uuid
@@ -53,6 +54,8 @@ TOPIC_SCORE = b"score"
 TOPIC_CAMERA = b"camera"
 TOPIC_ALERT = b"alert"
 TOPIC_STATUS = b"status"
+TOPIC_ACK = b"ack"
+TOPIC_CROP = b"crop"
 
 
 class MessageError(ValueError):
@@ -150,7 +153,8 @@ class AlertEvent(Message):
     TOPIC: ClassVar[bytes] = TOPIC_ALERT
     KIND: ClassVar[str] = "alert event"
 
-    version: Literal[3] = Field(3, alias="schema")  # 3: value null, not NaN, when unknown
+    version: Literal[4] = Field(4, alias="schema")  # 3: value null, not NaN, when unknown;
+    # 4: publisher
     wall_time: float
     time: float  # session clock: the record's source_time
     mouse: str  # `*` for hook_failing: every mouse's pages are lost
@@ -166,6 +170,57 @@ class AlertEvent(Message):
     # The evidence files behind it, relative to the CSV's folder: the face crops of the samples
     # a pain alert was raised on, the frame kept when no_face was raised (schema 2).
     evidence: tuple[str, ...] = ()
+    publisher: str = ""  # the monitor that raised it, which alone can acknowledge it (schema 4)
+
+
+def alert_key(event: AlertEvent | Acknowledgement | AlertCrop) -> str:
+    """One alert's identity across its raised, active and cleared events, its crops and its
+    acknowledgement: `<publisher>/<mouse>/<rule>/<since>`, since (the session time it was
+    raised) with six decimals. A name to match, not to parse: ids may hold `/` themselves."""
+    return f"{event.publisher}/{event.mouse}/{event.rule}/{event.since:.6f}"
+
+
+class Acknowledgement(Message):
+    """A person has seen an alert ("seen, treated"): published by the monitor that raised it,
+    once the marker is written. The alert stays active; its `active` reminders stop."""
+
+    TOPIC: ClassVar[bytes] = TOPIC_ACK
+    KIND: ClassVar[str] = "acknowledgement"
+
+    version: Literal[1] = Field(1, alias="schema")
+    publisher: str
+    wall_time: float
+    time: float  # session clock, as the alert's events
+    mouse: str
+    camera: str
+    rule: AlertRuleName
+    since: float  # which alert: the session time it was raised
+    who: str
+    note: str
+    alert: str  # alert_key of the alert
+
+
+MAX_CROP_JPEG = 400_000  # base64 characters: a crop at the scorer's input size is ~10 kB
+
+
+class AlertCrop(Message):
+    """One face crop a raised alert names (`AlertEvent.evidence`), its JPEG bytes carried as
+    base64 text, so a subscriber on another host sees the face without the monitor's disk."""
+
+    TOPIC: ClassVar[bytes] = TOPIC_CROP
+    KIND: ClassVar[str] = "alert crop"
+
+    version: Literal[1] = Field(1, alias="schema")
+    publisher: str
+    alert: str  # alert_key of the alert
+    mouse: str
+    rule: AlertRuleName
+    since: float
+    name: str  # the evidence path, as the alert names it
+    jpeg: Annotated[str, Field(max_length=MAX_CROP_JPEG)]  # base64 of the JPEG file
+
+    def jpeg_bytes(self) -> bytes:
+        return base64.b64decode(self.jpeg)
 
 
 class HookCounts(BaseModel):
@@ -191,7 +246,7 @@ class StatusReport(Message):
     TOPIC: ClassVar[bytes] = TOPIC_STATUS
     KIND: ClassVar[str] = "status report"
 
-    version: Literal[5] = Field(5, alias="schema")  # 4: queue_depth, 5: database
+    version: Literal[6] = Field(6, alias="schema")  # 4: queue_depth, 5: database, 6: commands
     publisher: str
     seq: int
     wall_time: float
@@ -224,10 +279,13 @@ class StatusReport(Message):
     database: str = ""
     database_spooled: int = 0
     database_error: str = ""
+    # Schema 6: the command endpoint the monitor serves (acknowledgements, snapshots); "" off.
+    commands: str = ""
 
 
 MESSAGE_TYPES: dict[bytes, type[Message]] = {
-    kind.TOPIC: kind for kind in (ScoreRecord, CameraReport, AlertEvent, StatusReport)
+    kind.TOPIC: kind for kind in (ScoreRecord, CameraReport, AlertEvent, StatusReport,
+                                  Acknowledgement, AlertCrop)
 }
 
 
@@ -393,7 +451,7 @@ GAP_COLUMNS: tuple[Column, ...] = (
     _attr("wall_time"), _attr("instance", sql=TEXT))
 
 
-MARKER_KINDS = ("note", "onset", "injection", "surgery", "treatment")
+MARKER_KINDS = ("note", "onset", "injection", "surgery", "treatment", "acknowledged")
 ONSET_KINDS = ("onset", "injection", "surgery")  # what `mgs-eval --alerts` takes as pain onset
 
 

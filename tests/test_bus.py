@@ -234,8 +234,8 @@ def test_every_message_is_standard_json_with_null_for_unknown() -> None:
     assert json.loads(no_face.to_json())["sharpness"] is None
     assert json.loads(camera.to_json())["latency_ms"] is None
     assert reminder.value is None and json.loads(reminder.to_json())["value"] is None
-    assert payload["schema"] == 5  # 3 added the models' figures, 4 the queue depth, 5 the
-    # database; NaN never changed it
+    assert payload["schema"] == 6  # 3 added the models' figures, 4 the queue depth, 5 the
+    # database, 6 the command endpoint; NaN never changed it
 
 
 def test_a_nan_of_an_older_monitor_is_refused_by_version() -> None:
@@ -254,7 +254,7 @@ def test_a_status_report_without_the_models_figures_is_refused_by_version() -> N
     assert (payload["model_figures"], payload["model_below_floor"]) == ("scorer x", "scorer y")
     older = {k: v for k, v in payload.items() if not k.startswith("model_f")
              and k != "model_below_floor"} | {"schema": 2}
-    with pytest.raises(MessageError, match="status report schema 2 is not 5"):
+    with pytest.raises(MessageError, match="status report schema 2 is not 6"):
         decode([b"status", json.dumps(older).encode()])
 
 
@@ -266,7 +266,7 @@ def test_a_status_report_without_the_queue_depth_is_refused_by_version() -> None
     payload = json.loads(status.to_json())
     assert payload["queue_depth"] == {"cam0": 3}
     older = {k: v for k, v in payload.items() if k != "queue_depth"} | {"schema": 3}
-    with pytest.raises(MessageError, match="status report schema 3 is not 5"):
+    with pytest.raises(MessageError, match="status report schema 3 is not 6"):
         decode([b"status", json.dumps(older).encode()])
 
 
@@ -279,7 +279,7 @@ def test_a_status_report_without_the_database_is_refused_by_version() -> None:
     payload = json.loads(status.to_json())
     assert (payload["database"], payload["database_spooled"]) == ("postgresql://mgs@db/mgs", 12)
     older = {k: v for k, v in payload.items() if not k.startswith("database")} | {"schema": 4}
-    with pytest.raises(MessageError, match="status report schema 4 is not 5"):
+    with pytest.raises(MessageError, match="status report schema 4 is not 6"):
         decode([b"status", json.dumps(older).encode()])
 
 
