@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from monitor.outputs.commands import CommandClient, CommandError
@@ -150,7 +150,7 @@ def create_app(state: WebState, *, port: int, token: str | None, loopback: bool,
         if not isinstance(note, str) or len(note) > MAX_NOTE:
             abort(400, f"note: text of at most {MAX_NOTE} characters")
         event = state.alert(key) if isinstance(key, str) else None
-        if event is None:
+        if event is None or not isinstance(key, str):
             abort(404, f"alert {key!r} is not one this view has seen")
         endpoint = state.commands_of(event.publisher)
         ack = _ask(endpoint, event.publisher, commands,

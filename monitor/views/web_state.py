@@ -297,7 +297,7 @@ class WebState:
     def _overview(self, now: float) -> dict[str, Any]:
         board = self.board
         groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        for name, view in sorted(board.mice.items(), key=lambda kv: _order(kv[1].latest)):
+        for view in sorted(board.mice.values(), key=lambda v: _order(v.latest)):
             record = view.latest
             groups.setdefault(record.publisher, {}).setdefault(record.camera, []).append(
                 _tile(view, board, now))

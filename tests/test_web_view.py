@@ -1,0 +1,324 @@
+"""`mgs-monitor web`: the state it keeps from the bus, its pages and JSON over real HTTP, its
+access rules, and (in a real headless Chromium) a replayed demo monitor watched, alerted and
+acknowledged from two browsers.
+
+The browser tests need Debian's chromium and chromium-driver, as mgs-label's do; MGS_NO_BROWSER=1
+skips them on purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from monitor.bus import Publisher
+from monitor.cli import main
+from monitor.schema import Acknowledgement, AlertCrop, AlertEvent, Message, alert_key
+from monitor.views.web import WebError, WebSettings, WebView
+from monitor.views.web_state import DAY, HOUR, WEEK, Series, WebState
+from tests.records_util import score_record
+
+TOKEN = "ab" * 24
+
+
+def jpeg(shade: int) -> bytes:
+    ok, data = cv2.imencode(".jpg", np.full((48, 48, 3), shade, np.uint8))
+    assert ok
+    return data.tobytes()
+
+
+def raised(mouse: str = "cam0-c1", evidence: tuple[str, ...] = (), since: float = 5.0,
+           event: str = "raised", publisher: str = "test") -> AlertEvent:
+    return AlertEvent(wall_time=time.time(), time=since, mouse=mouse, camera="cam0",
+                      rule="pain", event=event, value=6.0, threshold=4.0, since=since,
+                      peak=6.0, detail="window mean 6.0", evidence=evidence,
+                      publisher=publisher)
+
+
+def crop_of(event: AlertEvent, name: str, data: bytes) -> AlertCrop:
+    return AlertCrop(publisher=event.publisher, alert=alert_key(event), mouse=event.mouse,
+                     rule=event.rule, since=event.since, name=name,
+                     jpeg=base64.b64encode(data).decode())
+
+
+def ack_of(event: AlertEvent, who: str, note: str) -> Acknowledgement:
+    return Acknowledgement(publisher=event.publisher, wall_time=time.time(), time=event.since,
+                           mouse=event.mouse, camera=event.camera, rule=event.rule,
+                           since=event.since, who=who, note=note, alert=alert_key(event))
+
+
+@contextmanager
+def web_view(endpoint: str, **settings: Any) -> Iterator[WebView]:
+    view = WebView(WebSettings(endpoint, port=0, **settings))
+    view.start()
+    try:
+        yield view
+    finally:
+        view.close()
+
+
+def get(view: WebView, path: str, host: str | None = None, cookie: str | None = None,
+        method: str = "GET", body: dict[str, Any] | None = None,
+        ) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", view.port, timeout=20)
+    headers = {"Host": host or f"127.0.0.1:{view.port}"}
+    if cookie:
+        headers["Cookie"] = cookie
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    connection.request(method, path, body=data, headers=headers)
+    response = connection.getresponse()
+    found = (response.status, dict(response.getheaders()), response.read())
+    connection.close()
+    return found
+
+
+def overview(view: WebView) -> dict[str, Any]:
+    status, _, body = get(view, "/api/state")
+    assert status == 200
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
+def until(check: Callable[[], bool], publish: Callable[[], None] | None = None,
+          seconds: float = 20) -> None:
+    """Waits for what the view shows, publishing again meanwhile (a subscriber joins late)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if publish is not None:
+            publish()
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError("the web view never showed it")
+
+
+def send(publisher: Publisher, messages: list[Message]) -> Callable[[], None]:
+    return lambda: [publisher.publish(m) for m in messages]  # type: ignore[func-returns-value]
+
+
+# --- the state ----------------------------------------------------------------------------
+
+
+def test_a_week_of_a_mouse_is_kept_in_bounded_memory_and_its_means_are_right() -> None:
+    series, start, step = Series(), 600_000.0, 30.0
+    n = int(8 * DAY / step)
+
+    def total(t: float) -> float:  # one value per 10-minute block: every mean is known
+        return float((t // 600) % 10)
+
+    for k in range(n):
+        t = start + k * step
+        series.add(t, total(t), (1.0, 0, 0, 0, total(t) % 3))
+    end = start + (n - 1) * step
+    week = series.points(end - WEEK)
+    assert len(series.raw) == HOUR / step + 1 and len(week) < 2400  # not the 20,160 samples
+    assert end - WEEK <= week[0][0] < end - WEEK + 600
+    assert all(p[1] == total(p[0]) and p[2] == (1.0, 0, 0, 0, total(p[0]) % 3) for p in week)
+    widths = np.diff([p[0] for p in week])
+    assert set(widths[:100]) == {600.0} and set(widths[-100:]) == {step}
+    assert 60.0 in set(widths)  # per-minute means between the last hour and the last day
+
+
+def test_crops_are_held_within_their_byte_budget_oldest_first() -> None:
+    state = WebState(crop_bytes=3 * len(jpeg(10)))
+    events = [raised(f"cam0-c{k}", (f"e{k}.jpg",), since=float(k)) for k in range(1, 5)]
+    for event in events:
+        state.apply(event)
+        state.apply(crop_of(event, event.evidence[0], jpeg(10)))
+    assert len(state.crops) == 3 and state.held_bytes <= state.crop_bytes
+    alerts = json.loads(state.overview_json()[1])["alerts"]
+    assert [a["mouse"] for a in alerts] == ["cam0-c4", "cam0-c3", "cam0-c2", "cam0-c1"]
+    held = [c for a in alerts for c in a["crops"] if state.crop(c.rsplit("/", 1)[1])]
+    assert len(held) == 3 and all(state.crop(c.rsplit("/", 1)[1]) for c in alerts[0]["crops"])
+
+
+def test_an_alert_keeps_its_window_totals_acknowledgements_and_stays_active() -> None:
+    state = WebState()
+    records = []
+    for seq, total in enumerate((7, 8, 9)):
+        record = score_record(seq, total=total).model_copy(update={"crop": f"c{seq}.jpg"})
+        records.append(record)
+        state.apply(record)
+    event = raised(evidence=("c1.jpg", "c2.jpg"))
+    state.apply(event)
+    state.apply(ack_of(event, "Dr Vet", "buprenorphine given"))
+    alert = json.loads(state.overview_json()[1])["alerts"][0]
+    assert alert["totals"] == [8.0, 9.0] and alert["active"]
+    assert [(a["who"], a["note"]) for a in alert["acks"]] == [("Dr Vet", "buprenorphine given")]
+    state.apply(raised(evidence=("c1.jpg", "c2.jpg"), event="cleared"))
+    assert not json.loads(state.overview_json()[1])["alerts"][0]["active"]
+
+
+# --- over HTTP ----------------------------------------------------------------------------
+
+
+def test_the_page_shows_what_the_bus_says_with_crops_and_acknowledgements(
+        free_endpoint: str) -> None:
+    publisher = Publisher(free_endpoint)
+    try:
+        with web_view(free_endpoint) as view:
+            records = [score_record(k, mouse=f"cam0-c{k}", total=k) for k in range(1, 5)]
+            event = raised(evidence=("cam0-c1/a.jpg",))
+            picture = jpeg(200)
+            messages: list[Message] = [*records, event,
+                                       crop_of(event, "cam0-c1/a.jpg", picture),
+                                       ack_of(event, "Ann", "seen")]
+            until(lambda: bool(overview(view)["alerts"])
+                  and bool(overview(view)["alerts"][0]["acks"]),
+                  send(publisher, messages))
+            data = overview(view)
+            tiles = [t for m in data["monitors"] for c in m["cameras"] for t in c["mice"]]
+            assert [t["mouse"] for t in tiles] == [f"cam0-c{k}" for k in range(1, 5)]
+            assert [t["total"] for t in tiles] == [1, 2, 3, 4] and data["demo"]
+            alert = data["alerts"][0]
+            assert alert["key"] == alert_key(event) and alert["acks"][0]["who"] == "Ann"
+            status, headers, body = get(view, alert["crops"][0])
+            assert status == 200 and body == picture
+            assert headers["Content-Type"] == "image/jpeg"
+            status, headers, page = get(view, "/")
+            assert status == 200 and b"overview.js" in page
+            assert "default-src 'self'" in headers["Content-Security-Policy"]
+            assert b"http://" not in page and b"https://" not in page  # nothing from outside
+            status, _, mouse = get(view, "/api/mouse/cam0-c3?span=week")
+            assert status == 200 and json.loads(mouse)["points"][-1][1] == 3.0
+            assert get(view, "/api/mouse/cam0-c3?span=year")[0] == 400
+            assert get(view, "/api/mouse/nobody")[0] == 404
+    finally:
+        publisher.close(linger=0)
+
+
+def test_the_event_stream_sends_the_state_as_it_changes(free_endpoint: str) -> None:
+    publisher = Publisher(free_endpoint)
+    try:
+        with web_view(free_endpoint) as view:
+            until(lambda: bool(overview(view)["monitors"]),
+                  send(publisher, [score_record(1, mouse="cam0-c1")]))
+            connection = http.client.HTTPConnection("127.0.0.1", view.port, timeout=20)
+            connection.request("GET", "/events")
+            response = connection.getresponse()
+            assert response.getheader("Content-Type", "").startswith("text/event-stream")
+            first = _next_state(response)
+            assert [t["mouse"] for t in first["monitors"][0]["cameras"][0]["mice"]] == \
+                ["cam0-c1"]
+            publisher.publish(raised())
+            second = _next_state(response)
+            while not second["alerts"]:
+                second = _next_state(response)
+            assert second["alerts"][0]["mouse"] == "cam0-c1"
+            connection.close()
+    finally:
+        publisher.close(linger=0)
+
+
+def _next_state(response: http.client.HTTPResponse) -> dict[str, Any]:
+    event = ""
+    while True:
+        line = response.readline().decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: ") and event == "state":
+            return json.loads(line[6:])  # type: ignore[no-any-return]
+
+
+def test_an_acknowledgement_to_a_monitor_without_a_command_socket_is_one_line(
+        free_endpoint: str) -> None:
+    publisher = Publisher(free_endpoint)
+    event = raised()
+    try:
+        with web_view(free_endpoint) as view:
+            until(lambda: bool(overview(view)["alerts"]), send(publisher, [event]))
+            status, _, body = get(view, "/api/ack", method="POST",
+                                  body={"alert": alert_key(event), "who": "Ann", "note": ""})
+            assert status == 502
+            assert json.loads(body)["error"] == (
+                "monitor test serves no command socket (bus.commands)")
+            for bad, line in (({"alert": alert_key(event), "who": ""}, "who: 1-40"),
+                              ({"alert": "nope", "who": "Ann"}, "alert 'nope' is not one"),
+                              ({"alert": alert_key(event), "who": "Ann", "note": "x" * 501},
+                               "note: text of at most 500")):
+                status, _, body = get(view, "/api/ack", method="POST", body=bad)
+                assert status in (400, 404) and json.loads(body)["error"].startswith(line)
+    finally:
+        publisher.close(linger=0)
+
+
+# --- access -------------------------------------------------------------------------------
+
+
+def test_on_loopback_a_host_name_elsewhere_is_refused(free_endpoint: str) -> None:
+    with web_view(free_endpoint) as view:
+        assert get(view, "/")[0] == 200  # loopback, no token given: none needed
+        status, _, body = get(view, "/", host="attacker.example")
+        assert status == 403 and b"loopback host name" in body
+        status, _, _ = get(view, "/api/state", host="attacker.example:80")
+        assert status == 403
+
+
+def test_off_loopback_a_token_is_needed_and_a_wrong_one_refused(
+        free_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MGS_WEB_TOKEN", raising=False)
+    with pytest.raises(WebError, match=r"--host 0\.0\.0\.0 reaches beyond this machine: give "
+                                       r"a token"):
+        WebView(WebSettings(free_endpoint, host="0.0.0.0", port=0))
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    with web_view(free_endpoint, host="0.0.0.0", token_file=token_file) as view:
+        status, _, body = get(view, "/")
+        assert status == 403 and b"needs its token" in body
+        assert get(view, "/api/state")[0] == 403
+        assert get(view, "/?token=" + "cd" * 24)[0] == 403
+        assert get(view, "/api/state", cookie=f"mgs_web_{view.port}={'cd' * 24}")[0] == 403
+        status, headers, _ = get(view, f"/?token={TOKEN}")
+        assert status == 302 and headers["Location"] == "/"  # the token leaves the address
+        cookie = headers["Set-Cookie"].split(";")[0]
+        assert cookie == f"mgs_web_{view.port}={TOKEN}"
+        assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
+        assert get(view, "/api/state", cookie=cookie)[0] == 200
+        assert get(view, "/", host="mgs.lab.example", cookie=cookie)[0] == 200
+
+
+def test_bad_web_flags_are_one_line(free_endpoint: str, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MGS_WEB_TOKEN", raising=False)
+    short = tmp_path / "short"
+    short.write_text("abc123\n")
+    cases = [
+        (["--listen", "0.0.0.0:0"], "--host 0.0.0.0 reaches beyond this machine"),
+        (["--listen", "nowhere"], "--listen nowhere: expected HOST:PORT"),
+        (["--token-file", str(tmp_path / "none")], f"--token-file {tmp_path / 'none'}: "
+                                                   "cannot read"),
+        (["--token-file", str(short)], f"--token-file {short}: the token holds at most 24 bits"),
+        (["--monitor-key", "mon1"], "--monitor-key mon1: expected PUBLISHER=FILE"),
+        (["--monitor-key", f"mon1={tmp_path / 'k'}"], f"{tmp_path / 'k'}: file not found"),
+        (["--tls-cert", str(short)], "--tls-cert and --tls-key go together"),
+        (["--tls-cert", str(short), "--tls-key", str(short)], "not a certificate and its key"),
+    ]
+    for flags, line in cases:
+        assert main(["web", "--endpoint", free_endpoint, "--listen", "127.0.0.1:0",
+                     *flags, "--seconds", "0.1"]) == 2, flags
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and line in err, (flags, err)
+    monkeypatch.setenv("MGS_WEB_TOKEN", "tooshort")
+    assert main(["web", "--endpoint", free_endpoint, "--listen", "0.0.0.0:0",
+                 "--seconds", "0.1"]) == 2
+    assert "$MGS_WEB_TOKEN: the token holds at most" in capsys.readouterr().err
+
+
+def test_the_web_command_serves_until_its_time_is_up(free_endpoint: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["web", "--endpoint", free_endpoint, "--listen", "127.0.0.1:0",
+                 "--seconds", "0.5"]) == 0
+    assert f"web view of {free_endpoint} on http://127.0.0.1:" in capsys.readouterr().err
