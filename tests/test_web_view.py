@@ -322,3 +322,199 @@ def test_the_web_command_serves_until_its_time_is_up(free_endpoint: str,
     assert main(["web", "--endpoint", free_endpoint, "--listen", "127.0.0.1:0",
                  "--seconds", "0.5"]) == 0
     assert f"web view of {free_endpoint} on http://127.0.0.1:" in capsys.readouterr().err
+
+
+# --- in a real browser, on a replayed demo monitor --------------------------------------------
+
+SHOTS = Path("/tmp/web-shots")
+ALERTED = ("cam0-c1", "cam1-c2")  # the mice whose threshold is 0: they alert at once
+
+
+class GatedCamera:
+    """A recorded video as a camera that starts when `started` is set and pauses after `first`
+    frames until `resumed` is set: the alert stays open while people look at it."""
+
+    def __init__(self, capture: Any, started: Any, resumed: Any, first: int) -> None:
+        self.capture, self.started, self.resumed, self.first = capture, started, resumed, first
+        self.taken = 0
+
+    def _turn(self) -> None:
+        self.started.wait()
+        if self.taken >= self.first:
+            self.resumed.wait()
+        self.taken += 1
+
+    def isOpened(self) -> bool:
+        return bool(self.capture.isOpened())
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        self._turn()
+        return self.capture.read()  # type: ignore[no-any-return]
+
+    def grab(self) -> bool:
+        self._turn()
+        return bool(self.capture.grab())
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        return self.capture.retrieve()  # type: ignore[no-any-return]
+
+    def get(self, prop: int) -> float:
+        return float(self.capture.get(prop))
+
+    def release(self) -> None:
+        self.capture.release()
+
+
+def chromium(width: int, height: int) -> Any:
+    import shutil
+
+    from selenium import webdriver
+
+    driver_path = shutil.which("chromedriver")
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not driver_path or not binary:
+        pytest.fail("chromium and chromedriver are needed for the web view's browser tests: "
+                    "apt-get install -y chromium chromium-driver (scripts/test does), or set "
+                    "MGS_NO_BROWSER=1 to skip them on purpose")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=driver_path))
+    if width < 500:  # narrower than a desktop window can be: a phone's screen, emulated
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
+    return driver
+
+
+def wait_for(driver: Any, script: str, *args: Any, seconds: float = 60) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, seconds, poll_frequency=0.2).until(
+        lambda d: d.execute_script(script, *args))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.skipif(__import__("os").environ.get("MGS_NO_BROWSER") == "1",
+                    reason="MGS_NO_BROWSER=1: browser tests skipped on purpose")
+def test_two_browsers_watch_a_replayed_demo_alert_and_acknowledge_it(
+        demo_small: Any, tmp_path: Path) -> None:
+    import threading
+
+    from monitor.capture import open_capture
+    from monitor.config import build_config
+    from monitor.pipeline import Models, Monitor
+    from monitor.schema import side_file
+    from tests.conftest import free_port_endpoint
+
+    started, resumed = threading.Event(), threading.Event()
+    videos = [demo_small.videos[k % 2] for k in range(4)]  # four cameras: 16 mice
+    endpoint, commands = free_port_endpoint(), free_port_endpoint()
+    config = build_config({
+        **demo_small.config(),
+        "cameras": [{"name": f"cam{k}", "source": str(v)} for k, v in enumerate(videos)],
+        "bus": {"endpoint": endpoint, "commands": commands},
+        "alerts": {"defaults": {"threshold": 10, "window": 1, "min_valid": 1},
+                   "overrides": dict.fromkeys(ALERTED, 0), "repeat_every_s": 1},
+        "evidence": {"folder": str(tmp_path / "evidence")}})
+    out = tmp_path / "scores.csv"
+    monitor = Monitor(config, Models.load(config), out, realtime=False, replay=True,
+                      opener=lambda source: GatedCamera(open_capture(source), started,
+                                                        resumed, first=12))
+    first = second = None
+    with web_view(endpoint) as view:
+        monitor.start()
+        try:
+            first, second = chromium(1280, 900), chromium(390, 844)
+            for driver in (first, second):
+                driver.get(f"http://127.0.0.1:{view.port}/")
+                wait_for(driver, "return document.getElementById('live').className "
+                                 "=== 'live on'")
+                driver.execute_script("window.notReloaded = true")
+            first.find_element("id", "who").send_keys("Dr Vet")
+            started.set()
+            # 16 tiles and the pain alert with its crops, without a reload
+            wait_for(first, "return document.querySelectorAll('.tile').length === 16")
+            key = wait_for(first, """
+                const alert = [...document.querySelectorAll('.alert')].find((a) =>
+                    a.querySelector('.rule').textContent.trim() === 'pain' &&
+                    a.querySelector('h3 a').textContent === arguments[0]);
+                const crops = alert ? [...alert.querySelectorAll('img.crop')] : [];
+                return crops.length && crops.every((c) => c.complete && c.naturalWidth > 0)
+                    ? alert.dataset.key : null;""", ALERTED[0])
+            assert first.execute_script("return window.notReloaded") is True
+            # acknowledged with a note: the monitor's reply, then the message from the bus
+            alert = first.find_element("css selector", f'.alert[data-key="{key}"]')
+            alert.find_element("css selector", "textarea").send_keys("buprenorphine given")
+            alert.find_element("css selector", "button").click()
+            wait_for(first, "return arguments[0].querySelector('.reply').textContent",
+                     alert)
+            assert "acknowledged by Dr Vet" in alert.find_element(
+                "css selector", ".reply").text
+            for driver in (first, second):  # the second browser sees it too, without reload
+                wait_for(driver, """const a = document.querySelector(
+                    `.alert[data-key="${arguments[0]}"] .acks`);
+                    return a && a.textContent.includes('Dr Vet') &&
+                           a.textContent.includes('buprenorphine given');""", key)
+                assert driver.execute_script("return window.notReloaded") is True
+            tile = first.find_element("css selector", f'.tile[data-mouse="{ALERTED[0]}"]')
+            assert "tile-acked" in tile.get_attribute("class")
+            assert "active" in alert.find_element("css selector", ".state").text
+            assert second.execute_script(
+                "return document.documentElement.scrollWidth") <= 390  # no sideways scroll
+            SHOTS.mkdir(exist_ok=True)
+            first.save_screenshot(str(SHOTS / "web-view.png"))
+            second.save_screenshot(str(SHOTS / "web-view-phone.png"))
+            _the_mouse_page(first, view.port, ALERTED[0])
+            first.save_screenshot(str(SHOTS / "web-view-mouse.png"))
+        finally:
+            resumed.set()
+            started.set()
+            assert monitor.wait(120) and monitor.error is None
+            for driver in (first, second):
+                if driver is not None:
+                    driver.quit()
+    _the_records_hold_the_acknowledgement(out, key, side_file)
+
+
+def _the_mouse_page(driver: Any, port: int, mouse: str) -> None:
+    """The mouse's series drawn, its alert span and acknowledgement, crops, and its camera's
+    annotated snapshot taken by the monitor on request."""
+    driver.get(f"http://127.0.0.1:{port}/mouse/{mouse}")
+    wait_for(driver, "return document.querySelectorAll('#chart polyline.series').length === 6")
+    wait_for(driver, "return document.querySelectorAll('#chart rect.span-pain').length > 0 && "
+                     "document.querySelectorAll('#chart line.ack-line').length === 1")
+    assert "buprenorphine given" in driver.find_element("id", "events").text
+    wait_for(driver, "return [...document.querySelectorAll('#crops img')].some((c) => "
+                     "c.complete && c.naturalWidth > 0)")
+    driver.find_element("id", "take-snapshot").click()
+    size = wait_for(driver, """const i = document.getElementById('snapshot');
+        return !i.hidden && i.complete && i.naturalWidth ? [i.naturalWidth, i.naturalHeight]
+        : null;""")
+    assert size == [640, 360]  # the demo camera's frame, annotated by the monitor
+
+
+def _the_records_hold_the_acknowledgement(out: Path, key: str, side_file: Any) -> None:
+    """The marker is in the run's records; the acknowledged alert reminds no more, while the
+    other one, not acknowledged, goes on reminding."""
+    markers = [m for m in read_csv(side_file(out, "markers")) if m["kind"] == "acknowledged"]
+    assert len(markers) == 1 and markers[0]["mouse"] == ALERTED[0]
+    assert "Dr Vet" in markers[0]["text"] and "buprenorphine given" in markers[0]["text"]
+    acked_at = float(markers[0]["wall_time"])
+    events = read_csv(side_file(out, "alerts"))
+    since = float(key.rsplit("/", 1)[1])
+
+    def reminders(mouse: str) -> list[dict[str, str]]:
+        return [e for e in events if e["mouse"] == mouse and e["rule"] == "pain"
+                and e["event"] == "active" and float(e["wall_time"]) > acked_at]
+
+    acked = [e for e in reminders(ALERTED[0]) if abs(float(e["since"]) - since) < 1e-6]
+    assert acked == [] and reminders(ALERTED[1])

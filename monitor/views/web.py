@@ -26,6 +26,7 @@ MIN_BITS = 128
 DEFAULT_PORT = 8090
 RECEIVE_MS = 250
 BATCH = 2000  # messages taken per turn, so a stop is seen under a steady stream
+CLOSE_S = 5.0  # the event streams' time to end at a stop
 THREADS = 24  # each open page holds one for its event stream (STREAM_S at a time)
 
 
@@ -125,8 +126,11 @@ class WebView:
             thread.start()
 
     def close(self) -> None:
+        """Ends the event streams first, so no request thread writes to a closed server."""
         self._stop.set()
         self.state.close()
+        self.state.wait_streams_ended(CLOSE_S)
+        time.sleep(0.2)  # their last bytes leave through the server's loop
         self.server.close()
         for thread in self._threads:
             thread.join(10)

@@ -190,16 +190,20 @@ def _stream(state: WebState, seconds: float) -> Iterator[str]:
     """Server-sent events: the overview whenever it changed, paced; a comment now and then
     keeps proxies from closing the connection; ends after `seconds` (the browser reconnects)."""
     end = time.monotonic() + seconds
-    yield "retry: 1000\n\n"
-    seen = -1
-    while time.monotonic() < end and not state.closed:
-        version, text = state.overview_json()
-        if version != seen:
-            seen = version
-            yield f"event: state\ndata: {text}\n\n"
-            time.sleep(PACE_S)
-        elif state.wait(seen, min(KEEPALIVE_S, max(0.0, end - time.monotonic()))) == seen:
-            yield ": still here\n\n"
+    state.opened(+1)
+    try:
+        yield "retry: 1000\n\n"
+        seen = -1
+        while time.monotonic() < end and not state.closed:
+            version, text = state.overview_json()
+            if version != seen:
+                seen = version
+                yield f"event: state\ndata: {text}\n\n"
+                state.pause(PACE_S)
+            elif state.wait(seen, min(KEEPALIVE_S, max(0.0, end - time.monotonic()))) == seen:
+                yield ": still here\n\n"
+    finally:
+        state.opened(-1)
 
 
 def _body() -> dict[str, Any]:

@@ -95,6 +95,7 @@ class AlertView:
     latest: AlertEvent
     cleared_wall: float | None = None
     crops: list[str] = field(default_factory=list)  # crop ids served at /crop/<id>
+    crop_names: set[str] = field(default_factory=set)  # their evidence paths
     acks: list[Acknowledgement] = field(default_factory=list)
     totals: list[float | None] = field(default_factory=list)  # of the window's samples
 
@@ -133,6 +134,7 @@ class WebState:
         self.closed = False
         self.problems: list[str] = []
         self._crop_ids = 0
+        self.streams = 0  # event streams open
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._snapshot: tuple[int, str] = (-1, "")
@@ -211,10 +213,13 @@ class WebState:
                 for name in event.evidence]
 
     def _add_ack(self, ack: Acknowledgement) -> None:
+        mouse = self._mouse(ack.mouse)
+        if ack in mouse.acks:  # the same message twice (e.g. through two proxies)
+            return
         view = self.alerts.get(ack.alert)
         if view is not None:
             view.acks.append(ack)
-        self._mouse(ack.mouse).acks.append(ack)
+        mouse.acks.append(ack)
 
     def _add_crop(self, crop: AlertCrop) -> None:
         view = self.alerts.get(crop.alert)
@@ -222,8 +227,9 @@ class WebState:
             data = base64.b64decode(crop.jpeg, validate=True)
         except (binascii.Error, ValueError):
             return
-        if view is None or len(data) > MAX_CROP:
+        if view is None or len(data) > MAX_CROP or crop.name in view.crop_names:
             return
+        view.crop_names.add(crop.name)
         self._crop_ids += 1
         crop_id = f"{self._crop_ids}.jpg"
         self.crops[crop_id] = data
@@ -246,6 +252,21 @@ class WebState:
         with self._changed:
             self._changed.wait_for(lambda: self.version != version or self.closed, timeout)
             return self.version
+
+    def pause(self, seconds: float) -> None:
+        """Sleeps, cut short when the view closes."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.closed, seconds)
+
+    def opened(self, count: int) -> None:
+        """An event stream opens (+1) or ends (-1)."""
+        with self._changed:
+            self.streams += count
+            self._changed.notify_all()
+
+    def wait_streams_ended(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.streams == 0, timeout)
 
     def overview_json(self) -> tuple[int, str]:
         """(version, the overview as JSON text); made once per version."""
