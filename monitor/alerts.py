@@ -8,8 +8,10 @@ Time is the session clock, `record.source_time`, so a replayed recording alerts 
 live and tests are deterministic.
 
 `AlertEngine.update` turns records into lifecycle events (raised, rate-limited `active` reminders,
-cleared); `HookRunner` runs the lab's pager command for them, off the pipeline thread, and
-`hook_failing` raises an alert of its own when that command keeps failing.
+cleared); an acknowledged alert (`acknowledge`: a person has seen it) sends no more reminders
+until it clears, but stays active: only the readings clear it. `HookRunner` runs the lab's
+pager command for them, off the pipeline thread, and `hook_failing` raises an alert of its own
+when that command keeps failing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from statistics import fmean
 
 from monitor.config import MAX_ALERT_SAMPLES, AlertRule, Alerts
-from monitor.schema import AlertEvent, HookCounts, ScoreRecord
+from monitor.schema import Acknowledgement, AlertEvent, HookCounts, ScoreRecord, alert_key
 from monitor.units import UNITS
 
 DEFAULT_THRESHOLD = 4.0
@@ -95,6 +97,7 @@ class _Reading:
 class _Alert:
     raised: AlertEvent  # its peak follows the value while the alert is active
     reminded: float  # session time of the last raised/active event
+    acknowledged: Acknowledgement | None = None  # the latest, if a person has seen it
 
 
 @dataclass
@@ -177,8 +180,10 @@ class _Mouse:
 class AlertEngine:
     """Per-mouse alert state fed one record at a time, by the pipeline thread that owns it."""
 
-    def __init__(self, alerts: Alerts, model_cutoff: float | None) -> None:
+    def __init__(self, alerts: Alerts, model_cutoff: float | None,
+                 publisher: str = "") -> None:
         self._mice: dict[str, _Mouse] = {}
+        self.publisher = publisher  # named in every event: the monitor that can acknowledge it
         self._configure(alerts, model_cutoff)
 
     def reload(self, alerts: Alerts, model_cutoff: float | None) -> None:
@@ -212,6 +217,32 @@ class AlertEngine:
         state = self._mice.get(mouse)
         return {name: alert.raised for name, alert in (state.alerts if state else {}).items()}
 
+    def acknowledgement(self, key: str, who: str, note: str,
+                        wall_time: float) -> Acknowledgement | None:
+        """What acknowledging the active alert `key` (its `alert_key`) would record, at the
+        mouse's latest session time; None when no such alert is active. Nothing changes until
+        `acknowledge`, so a marker that cannot be written leaves the alert as it was."""
+        for mouse in self._mice.values():
+            for alert in mouse.alerts.values():
+                raised = alert.raised
+                if alert_key(raised) == key:
+                    return Acknowledgement(
+                        publisher=self.publisher, wall_time=wall_time,
+                        time=mouse.last_time if mouse.last_time is not None else raised.time,
+                        mouse=raised.mouse, camera=raised.camera, rule=raised.rule,
+                        since=raised.since, who=who, note=note, alert=key)
+        return None
+
+    def acknowledge(self, ack: Acknowledgement) -> bool:
+        """Stop the reminders of the alert `ack` names while it stays active; False when it is
+        no longer active."""
+        mouse = self._mice.get(ack.mouse)
+        alert = mouse.alerts.get(ack.rule) if mouse else None
+        if alert is None or alert_key(alert.raised) != ack.alert:
+            return False
+        alert.acknowledged = ack
+        return True
+
     def _configure(self, alerts: Alerts, model_cutoff: float | None) -> None:
         self._alerts = alerts
         self._model_cutoff = model_cutoff
@@ -232,7 +263,7 @@ class AlertEngine:
                                 camera=record.camera, rule=name, event="raised",
                                 value=reading.value, threshold=reading.threshold, since=t,
                                 peak=reading.value, detail=reading.detail,
-                                evidence=evidence)
+                                evidence=evidence, publisher=self.publisher)
             mouse.alerts[name] = _Alert(raised, t)
             return raised
         if reading.value > alert.raised.peak:  # nan never wins
@@ -240,7 +271,7 @@ class AlertEngine:
         if reading.clear:
             del mouse.alerts[name]
             return _follow_up(alert, record, "cleared", reading)
-        if t - alert.reminded >= self._alerts.repeat_every_s:
+        if alert.acknowledged is None and t - alert.reminded >= self._alerts.repeat_every_s:
             alert.reminded = t
             return _follow_up(alert, record, "active", reading)
         return None
@@ -322,8 +353,8 @@ class HookRunner:
             self._counts = counts.model_copy(update=update)
 
 
-def hook_failing(counts: HookCounts, raised: AlertEvent | None,
-                 now: float) -> AlertEvent | None:
+def hook_failing(counts: HookCounts, raised: AlertEvent | None, now: float,
+                 publisher: str = "") -> AlertEvent | None:
     """The `hook_failing` alert's next event, if any: raised once the hook has failed
     HOOK_FAILING_AFTER times in a row, cleared when a run works again. Wall clock; mouse `*`."""
     failing = counts.in_a_row >= HOOK_FAILING_AFTER
@@ -332,7 +363,8 @@ def hook_failing(counts: HookCounts, raised: AlertEvent | None,
             wall_time=now, time=now, mouse=ALL_MICE, camera="", rule="hook_failing",
             event="raised", value=counts.in_a_row, threshold=HOOK_FAILING_AFTER, since=now,
             peak=counts.in_a_row,
-            detail=f"{counts.in_a_row} runs in a row failed; last: {counts.last_error}")
+            detail=f"{counts.in_a_row} runs in a row failed; last: {counts.last_error}",
+            publisher=publisher)
     if raised is not None and not failing:
         return raised.model_copy(update={
             "wall_time": now, "time": now, "event": "cleared", "value": 0.0,

@@ -1,8 +1,9 @@
 """ZeroMQ publishing and subscribing of the monitor's messages (monitor/schema.py).
 
 Messages are two frames, [topic, JSON]; topics are prefixes (`score`, `camera`, `alert`,
-`status`, `ack`, `crop`). Each socket is made, used and closed by one thread. Messages are parsed as data and
-checked against their schema, never unpickled. Keys and who may subscribe: monitor/keys.py.
+`status`, `ack`, `crop`). Each socket is made, used and closed by one thread. Messages are
+parsed as data and checked against their schema, never unpickled. Keys and who may subscribe:
+monitor/keys.py.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from monitor import __version__
 from monitor.bus import BusError, Serving, Upstream, run_proxy
 from monitor.capture import media_problem, quiet_opencv
 from monitor.config import (
+    DEFAULT_COMMANDS,
     DEFAULT_ENDPOINT,
     ConfigError,
     MonitorConfig,
@@ -162,6 +163,9 @@ def add_outputs(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--endpoint", help=f"ZeroMQ endpoint to publish on "
                        f"(default {DEFAULT_ENDPOINT})")
     group.add_argument("--no-publish", action="store_true", help="do not publish on ZeroMQ")
+    group.add_argument("--commands", metavar="ENDPOINT",
+                       help="command socket for acknowledgements and snapshots (default: the "
+                       f"publisher's port + 1, {DEFAULT_COMMANDS}; none: off)")
     group.add_argument("--insecure", action="store_true",
                        help="allow publishing beyond this machine without CURVE keys")
     group.add_argument("--no-dashboard", action="store_true", help="no live dashboard")
@@ -436,6 +440,8 @@ def config_from_args(args: argparse.Namespace, raw: dict[str, Any],
     bus = dict(raw.get("bus") or {})
     if args.endpoint:
         bus["endpoint"] = args.endpoint
+    if getattr(args, "commands", None):
+        bus["commands"] = args.commands
     if args.no_publish:
         bus["enabled"] = False
     if args.insecure:

@@ -7,6 +7,7 @@ mistake into one `ConfigError` line naming the file and the key path.
 from __future__ import annotations
 
 import ipaddress
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -28,7 +29,7 @@ from monitor.outputs.db_url import shown_url
 from monitor.units import UNITS
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5560"
-DEFAULT_COMMANDS = "tcp://127.0.0.1:5561"  # the command socket, beside the publisher
+DEFAULT_COMMANDS = "tcp://127.0.0.1:5561"  # the command socket, beside the default publisher
 
 
 class Strict(BaseModel):
@@ -291,10 +292,18 @@ class Bus(Strict):
         None, description="Folder of subscribers' public keys (NAME.key from `mgs-monitor keys "
         "DIR --name NAME`): only they may subscribe; needs secret_key. Default: anyone who has "
         "the public server key.")
-    commands: str = Field(
-        DEFAULT_COMMANDS, description="ZeroMQ endpoint of the command socket (acknowledgements, "
-        "snapshots), served under the same keys and rules as `endpoint`; \"none\" or empty: "
-        "off. Off too when publishing is.")
+    commands: str | None = Field(
+        None, description="ZeroMQ endpoint of the command socket (acknowledgements, snapshots), "
+        "served under the same keys and rules as `endpoint`; \"none\": off (so too when "
+        f"publishing is). Default: beside the publisher, its port + 1 ({DEFAULT_COMMANDS} "
+        "beside the default endpoint), so each monitor of a host has its own.")
+
+    @property
+    def command_endpoint(self) -> str:
+        """Where the command socket is bound; "" when it is off."""
+        if self.commands is None:
+            return beside(self.endpoint)
+        return "" if self.commands.strip().lower() in ("", "none") else self.commands
 
     @model_validator(mode="after")
     def _clients_need_keys(self) -> Bus:
@@ -302,6 +311,12 @@ class Bus(Strict):
             raise ValueError("allowed_clients: clients are known by their CURVE keys, so it "
                              "needs secret_key too")
         return self
+
+
+def beside(endpoint: str) -> str:
+    """The endpoint next to a publisher's: its TCP port + 1, or its name + `-commands`."""
+    tcp = re.fullmatch(r"(tcp://.+:)(\d+)", endpoint)
+    return f"{tcp[1]}{int(tcp[2]) + 1}" if tcp else f"{endpoint}-commands"
 
 
 class Logging(Strict):

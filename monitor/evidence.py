@@ -18,7 +18,11 @@ restarts; `<instance>` tells the runs apart):
     budget.sqlite the budget's index of the kept files (evidence_budget.py)
 
 The pipeline thread only names a file and hands the pixels over; encoding and writing happen
-on the writer's own thread, so evidence never slows scoring. When the queue is full, or the
+on the writer's own thread, so evidence never slows scoring. The crops a raised alert names
+are read back the same way (`send_back`): the request follows the files in the writer's queue,
+so they are on disk when it is read, and their bytes come back to the pipeline through a queue
+(`returned`), to be published for subscribers on other hosts (AlertCrop): the pipeline neither
+reads the disk nor encodes again. When the queue is full, or the
 disk refuses a file, that evidence is dropped and counted; scoring and the CSV go on. The
 budget removes the oldest files first, never a pinned one; it counts the files kept before
 on the writer's thread, between files, so a large folder never holds up the start.
@@ -46,7 +50,7 @@ from monitor.config import Camera, Evidence
 from monitor.evidence_budget import INDEX, Budget
 from monitor.faces import cubicle_pixels
 from monitor.pinned import PINNED, append_pinned, cut_torn_line, read_pinned
-from monitor.schema import ScoreRecord
+from monitor.schema import MAX_CROP_JPEG, AlertEvent, ScoreRecord
 
 __all__ = ["FRAME_COLUMNS", "PINNED", "EvidenceCounts", "EvidenceError", "EvidenceWriter",
            "append_pinned", "read_pinned"]
@@ -56,6 +60,7 @@ FRAME_COLUMNS = ("wall_time", "source_time", "camera", "frame_index", "reason", 
 WRITER_LOCK = "writer.lock"
 QUEUE_SIZE = 256  # files waiting to be written; a 1080p frame is ~6 MB while it waits
 RETRY_S = 5.0  # how often a refusing disk is tried again
+MAX_SENT_BACK = MAX_CROP_JPEG * 3 // 4  # bytes: a file larger than a crop message holds stays
 
 
 @dataclass
@@ -64,6 +69,14 @@ class _File:
     pixels: np.ndarray
     rgb: bool  # crops are RGB (as the scorer saw them), frames BGR (as decoded)
     index_row: list[str] | None = None  # frames.csv row, for frames
+
+
+@dataclass
+class _SendBack:
+    """Files an alert names (relative to the CSV's folder), to be read back once written."""
+
+    alert: AlertEvent
+    names: list[str]
 
 
 @dataclass
@@ -90,7 +103,9 @@ class EvidenceWriter:
         self.csv_folder = csv_folder
         self.settings = settings
         self._prefix = Path(os.path.relpath(folder, csv_folder))
-        self._queue: queue.Queue[_File | None] = queue.Queue(QUEUE_SIZE)
+        self._queue: queue.Queue[_File | _SendBack | None] = queue.Queue(QUEUE_SIZE)
+        self._returned: queue.Queue[tuple[AlertEvent, str, bytes]] = queue.Queue()
+        self._unsent: list[_SendBack] = []  # pipeline thread: asked while the queue was full
         self._lock = threading.Lock()  # guards _counts
         self._counts = EvidenceCounts()
         self._retry_at = 0.0
@@ -155,6 +170,31 @@ class EvidenceWriter:
             self._say(f"cannot pin what alerts name: {self.folder / PINNED}: "
                       f"{exc.strerror or exc}")
 
+    def send_back(self, alert: AlertEvent) -> None:
+        """Have the files `alert` names read back once they are written (see `returned`)."""
+        if alert.evidence:
+            self._unsent.append(_SendBack(alert, list(alert.evidence)))
+            self._offer_unsent()
+
+    def returned(self) -> list[tuple[AlertEvent, str, bytes]]:
+        """The files read back so far, each with the alert that named it and its name; files
+        gone or too large for a message are left out."""
+        self._offer_unsent()
+        found = []
+        while True:
+            try:
+                found.append(self._returned.get_nowait())
+            except queue.Empty:
+                return found
+
+    def _offer_unsent(self) -> None:
+        while self._unsent:
+            try:
+                self._queue.put_nowait(self._unsent[0])
+            except queue.Full:  # the writer is behind: asked again on the next turn
+                return
+            self._unsent.pop(0)
+
     def counts(self) -> EvidenceCounts:
         with self._lock:
             counts = EvidenceCounts(**vars(self._counts))
@@ -215,6 +255,9 @@ class EvidenceWriter:
 
     def _loop(self, budget: Budget) -> None:
         while (item := self._next(budget)) is not None:
+            if isinstance(item, _SendBack):
+                self._read_back(item)
+                continue
             try:
                 self._write(item, budget)
             except (OSError, sqlite3.Error) as exc:  # the disk refuses: pause, then try again
@@ -226,7 +269,16 @@ class EvidenceWriter:
         while not budget.scanned and not self._give_up.is_set():  # closing: finish counting
             self._scan(budget)
 
-    def _next(self, budget: Budget) -> _File | None:
+    def _read_back(self, item: _SendBack) -> None:
+        for name in item.names:
+            try:
+                data = (self.csv_folder / name).read_bytes()
+            except OSError:  # never written (dropped) or removed: nothing to send
+                continue
+            if len(data) <= MAX_SENT_BACK:
+                self._returned.put((item.alert, name, data))
+
+    def _next(self, budget: Budget) -> _File | _SendBack | None:
         """The next file to write (None: closing); meanwhile the scan goes on a step at a time."""
         while not budget.scanned:
             try:

@@ -5,12 +5,16 @@ worker per camera, and one pipeline thread that scores whatever frames are due a
 cameras as one batch, judges them for alerts, and sends the records, events and reports to its
 sinks (the CSV first, then the publisher, then the alert hook; monitor/sinks.py). The pipeline
 reaches the rest of the world only through those messages: a dashboard in this process
-subscribes to `Monitor.view_endpoint` like any other subscriber. Shutdown stops the sources
+subscribes to `Monitor.view_endpoint` like any other subscriber. The way back is the command
+socket, which the pipeline thread answers between batches: an acknowledgement reaches the
+alert engine on the thread that owns it, and a snapshot is drawn from the latest frame it
+scored (monitor/outputs/commands.py). Shutdown stops the sources
 first, drains the queue, and closes the sinks last, so nothing scored is lost.
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import threading
 import time
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from monitor.alerts import AlertEngine, hook_failing
@@ -26,17 +31,37 @@ from monitor.config import Camera, ConfigError, MonitorConfig, load_config
 from monitor.csvlog import Rotate
 from monitor.evidence import EvidenceWriter
 from monitor.faces import FaceFinder, FaceResult, cubicle_pixels
+from monitor.markers import MarkerError
 from monitor.models import LOCALIZER, SCORER, OnnxModel
+from monitor.outputs.commands import (
+    AcknowledgeRequest,
+    Request,
+    acknowledged,
+    refused,
+    snapshot_taken,
+)
 from monitor.outputs.metrics import MetricsServer, open_metrics
-from monitor.schema import AlertEvent, CameraReport, ScoreRecord, StatusReport, new_instance
+from monitor.schema import (
+    Acknowledgement,
+    AlertCrop,
+    AlertEvent,
+    CameraReport,
+    Marker,
+    ScoreRecord,
+    StatusReport,
+    alert_key,
+    new_instance,
+)
 from monitor.scoring import Scorer, UnitScores
 from monitor.sinks import Sinks, open_sinks
+from monitor.snapshot import annotate
 
 if TYPE_CHECKING:  # the database driver is loaded only when the config names a database
     from monitor.outputs.database import DatabaseLog
 
 REPORT_EVERY_S = 2.0  # camera and status reports, besides those sent on every change
 STOP_GRACE_S = 5.0  # how long a stop waits for capture workers stuck in a driver call
+SNAPSHOT_QUALITY = 85  # JPEG quality of a snapshot sent through the command socket
 _views = itertools.count(1)  # in-process endpoints, one per Monitor
 
 
@@ -175,7 +200,8 @@ class Monitor:
         self.csv_path = csv_path
         self.rotate: Rotate = rotate
         self._analyzer = Analyzer(config, models)
-        self._alerts = AlertEngine(config.alerts, models.scorer.info.pain_cutoff)
+        self._alerts = AlertEngine(config.alerts, models.scorer.info.pain_cutoff,
+                                   config.publisher)
         self.title = monitor_title(config, models, replay)
         self.view_endpoint = f"inproc://mgs-monitor-view-{next(_views)}"
         self.config_path = config_path
@@ -198,6 +224,7 @@ class Monitor:
         self._hook_failures = 0
         self._hook_alert: AlertEvent | None = None  # hook_failing, while raised
         self._latency_ms: dict[str, float | None] = {}
+        self._latest: dict[str, tuple[Frame, list[ScoreRecord]]] = {}  # for snapshots
         self._stop_asked: float | None = None
         self.metrics: MetricsServer | None = None
         self.records = 0
@@ -260,8 +287,12 @@ class Monitor:
             self._report_cameras(sinks)
             self._reload_if_asked()
             self._report_status(sinks)
+            self._publish_crops(sinks)
+            if sinks.commands:
+                sinks.commands.serve(lambda request: self._answer(sinks, request))
         if sinks.evidence:  # what is queued is written first, so the last report counts it
             sinks.evidence.close()
+            self._publish_crops(sinks)
         self._report_cameras(sinks, final=True)
         self._report_status(sinks, final=True)
 
@@ -286,9 +317,69 @@ class Monitor:
         if evidence:
             events = self._keep_frames(evidence, frames, records, events)
         sinks.alerts(events)
+        if evidence:
+            for event in events:
+                if event.event == "raised":
+                    evidence.send_back(event)
         self.records += len(records)
         for record in records:
             self._latency_ms[record.camera] = record.latency_ms
+        self._keep_latest(frames, records)
+
+    def _keep_latest(self, frames: list[Frame], records: list[ScoreRecord]) -> None:
+        """Each camera's latest frame with its records: what a snapshot draws."""
+        for frame in frames:
+            if frame.image is not None:
+                self._latest[frame.camera] = (frame, [
+                    r for r in records if r.camera == frame.camera
+                    and r.frame_index == frame.frame_index and r.source_time == frame.source_time])
+
+    def _publish_crops(self, sinks: Sinks) -> None:
+        """The evidence files of raised alerts, read back by the evidence writer, published one
+        message each for subscribers whose disk is not this one."""
+        if sinks.evidence is None:
+            return
+        for event, name, data in sinks.evidence.returned():
+            sinks.publish(AlertCrop(publisher=self.config.publisher, alert=alert_key(event),
+                                    mouse=event.mouse, rule=event.rule, since=event.since,
+                                    name=name, jpeg=base64.b64encode(data).decode()))
+
+    def _answer(self, sinks: Sinks, request: Request) -> dict[str, object]:
+        """The reply to one command (monitor/outputs/commands.py)."""
+        if isinstance(request, AcknowledgeRequest):
+            return self._acknowledge(sinks, request)
+        return self._snapshot(request.camera)
+
+    def _acknowledge(self, sinks: Sinks, request: AcknowledgeRequest) -> dict[str, object]:
+        """Marker first, then the reminders stop, then everyone is told."""
+        ack = self._alerts.acknowledgement(request.alert, request.who, request.note,
+                                           time.time())
+        if ack is None:
+            return refused(f"no active alert {request.alert!r} on {self.config.publisher} "
+                           "(cleared, or raised by another monitor)")
+        try:
+            sinks.mark(acknowledgement_marker(ack))
+        except MarkerError as exc:
+            return refused(f"not acknowledged: {exc}")
+        self._alerts.acknowledge(ack)
+        sinks.publish(ack)
+        return acknowledged(ack)
+
+    def _snapshot(self, camera: str) -> dict[str, object]:
+        """The camera's latest scored frame drawn as `mgs-monitor snapshot` draws it, as JPEG."""
+        if camera not in self._analyzer.cameras:
+            return refused(f"no camera {camera!r} on {self.config.publisher}; its cameras: "
+                           f"{', '.join(self._analyzer.cameras)}")
+        latest = self._latest.get(camera)
+        if latest is None:
+            return refused(f"camera {camera!r} has given no frame yet")
+        frame, records = latest
+        picture = annotate(frame, self._analyzer.cameras[camera], records)
+        ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
+        if not ok:
+            return refused(f"camera {camera!r}: the frame could not be encoded as JPEG")
+        height, width = picture.shape[:2]
+        return snapshot_taken(data.tobytes(), width, height)
 
     def _keep_frames(self, evidence: EvidenceWriter, frames: list[Frame],
                      records: list[ScoreRecord], events: list[AlertEvent]) -> list[AlertEvent]:
@@ -359,7 +450,7 @@ class Monitor:
             self._hook_failures = hooks.failed + hooks.timed_out
             self._post_notice(f"alert hook failing ({hooks.failed} failed, {hooks.timed_out} "
                               f"timed out so far): {hooks.last_error}")
-        event = hook_failing(hooks, self._hook_alert, time.time())
+        event = hook_failing(hooks, self._hook_alert, time.time(), self.config.publisher)
         if event is not None:
             self._hook_alert = event if event.event == "raised" else None
             sinks.alerts([event])
@@ -380,6 +471,7 @@ class Monitor:
             queue_dropped=self._frames.drops(), queue_depth=self._frames.depths(), hooks=hooks,
             notice=notice, notice_time=notice_time, **_evidence_fields(sinks.evidence),
             **_database_fields(sinks.database),
+            commands=sinks.commands.endpoint if sinks.commands else "",
         ))
 
 
@@ -389,6 +481,13 @@ def _database_fields(database: DatabaseLog | None) -> dict[str, Any]:
         return {}
     return {"database": database.shown, "database_spooled": database.spooled,
             "database_error": database.error}
+
+
+def acknowledgement_marker(ack: Acknowledgement) -> Marker:
+    """The marker an acknowledgement leaves in the run's records (kind `acknowledged`)."""
+    note = f": {ack.note}" if ack.note else ""
+    return Marker(ack.wall_time, ack.mouse, f"{ack.rule} alert acknowledged by {ack.who}{note}",
+                  "acknowledged")
 
 
 def _raises_no_face(event: AlertEvent) -> bool:

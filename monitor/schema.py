@@ -1,10 +1,11 @@
 """Every message that crosses a thread or a process, defined once: typed, versioned, checked.
 
 Score records, camera reports, alert events, status reports, acknowledgements and the crops
-behind alerts are pydantic models. The pipeline builds them, ZeroMQ carries them as JSON (`encode` / `decode`), and every subscriber
-parses them with the same definitions: a message of another version, with an unknown field or
-with a value of the wrong type is refused with the reason, never guessed at. Each type carries
-its own version (`schema` on the wire); add fields at the end and raise it, never reorder.
+behind alerts are pydantic models. The pipeline builds them, ZeroMQ carries them as JSON
+(`encode` / `decode`), and every subscriber parses them with the same definitions: a message of
+another version, with an unknown field or with a value of the wrong type is refused with the
+reason, never guessed at. Each type carries its own version (`schema` on the wire); add fields
+at the end and raise it, never reorder.
 
 The CSV files are made from the same definitions: one column spec per file gives its header and
 every row (`csv_header`, `csv_row`), and `side_file` names every file kept beside a score CSV.

@@ -1,11 +1,13 @@
 """Where the pipeline thread sends what it makes: the CSV, evidence, the publisher, the hook,
-and PostgreSQL when the config names a database.
+and PostgreSQL when the config names a database; and where requests come back to it, the
+command socket (monitor/outputs/commands.py).
 
 All are opened, used and closed by the pipeline thread alone, in one place (`open_sinks`):
 the CSV first (records are durable before anything else sees them), the database (which spools
 to a local file while it is away), then the evidence writer
 (face crops and frames, on its own thread), then the publisher (ZeroMQ for other processes,
-and the in-process endpoint the monitor's own dashboard subscribes to), then the hook runner.
+and the in-process endpoint the monitor's own dashboard subscribes to), the command socket
+beside it, then the hook runner.
 If one cannot be opened, those already open are closed and the opening
 error is the one reported; on the way out every sink is closed in the same order even if one
 fails, and the first failure is reported.
@@ -19,12 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitor.alerts import HookRunner
-from monitor.bus import Publisher
+from monitor.bus import Publisher, Serving
 from monitor.config import MonitorConfig
 from monitor.csvlog import CsvLogError, CsvLogger, Rotate
 from monitor.evidence import EvidenceError, EvidenceWriter
+from monitor.markers import add_marker
+from monitor.outputs.commands import CommandServer
 from monitor.outputs.db_url import require_driver
-from monitor.schema import ALERT_COLUMNS, AlertEvent, HookCounts, Message, ScoreRecord
+from monitor.schema import ALERT_COLUMNS, AlertEvent, HookCounts, Marker, Message, ScoreRecord
 
 if TYPE_CHECKING:  # the database driver is loaded only when the config names a database
     from monitor.outputs.database import DatabaseLog
@@ -38,8 +42,10 @@ class Sinks:
 
     def __init__(self, csv: CsvLogger | None, evidence: EvidenceWriter | None,
                  publisher: Publisher, hooks: HookRunner | None, notice: Notice,
-                 database: DatabaseLog | None = None) -> None:
+                 database: DatabaseLog | None = None,
+                 commands: CommandServer | None = None) -> None:
         self.csv = csv
+        self.commands = commands
         self.database = database
         self._database_down = False
         self.evidence = evidence
@@ -95,6 +101,20 @@ class Sinks:
 
     def publish(self, message: Message) -> None:
         self.publisher.publish(message)
+
+    def mark(self, marker: Marker) -> str:
+        """A marker the monitor records itself (an acknowledgement) beside the records of its
+        time, and in the database; where it went. MarkerError (one line) when the markers
+        file refuses it."""
+        where = []
+        if self.csv:
+            where.append(str(add_marker(self.csv.file_for(marker.wall_time), marker.mouse,
+                                        marker.text, marker.wall_time, marker.kind)))
+        if self.database:
+            self.database.marker(marker)
+            self._database_sync()
+            where.append(self.database.shown)
+        return ", ".join(where)
 
     def hook_counts(self) -> HookCounts:
         return self.hooks.stats if self.hooks else HookCounts()
@@ -170,10 +190,13 @@ def open_sinks(config: MonitorConfig, csv_path: Path | None, view_endpoint: str,
             closers.append(evidence.close)
         publisher = _publisher(config, view_endpoint)
         closers.append(publisher.close)
+        commands = _commands(config)
+        if commands is not None:
+            closers.append(commands.close)
         hooks = _hooks(config)
         if hooks is not None:
             closers.append(lambda: hooks.close(timeout=hooks.timeout_s + 1.0))
-        yield Sinks(csv, evidence, publisher, hooks, notice, database)
+        yield Sinks(csv, evidence, publisher, hooks, notice, database, commands)
     except BaseException as exc:
         error = exc
         raise
@@ -221,6 +244,16 @@ def _publisher(config: MonitorConfig, view_endpoint: str) -> Publisher:
         return Publisher(view_endpoint)
     return Publisher(bus.endpoint, secret_key=bus.secret_key, insecure=bus.insecure,
                      allowed_clients=bus.allowed_clients, also=(view_endpoint,))
+
+
+def _commands(config: MonitorConfig) -> CommandServer | None:
+    """The command socket beside the publisher, served under the same keys and rules; none
+    when publishing is off or `bus.commands` is "none"."""
+    bus = config.bus
+    if not (bus.enabled and bus.command_endpoint):
+        return None
+    return CommandServer(bus.command_endpoint,
+                         Serving(bus.secret_key, bus.allowed_clients, bus.insecure))
 
 
 def _hooks(config: MonitorConfig) -> HookRunner | None:

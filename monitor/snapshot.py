@@ -6,6 +6,10 @@ shows every cubicle outlined with its mouse id, the face box the localizer found
 each mouse's status and levels, and a header naming the camera, source, time, models (DEMO
 ones in red) and frame size. A camera that cannot be opened or gives no frame gets no picture
 and one line saying why; the others still get theirs.
+
+The drawing (`annotate`) is a function of a frame and its records alone, so the running
+monitor draws the same picture of a camera's latest frame when a view asks for one
+(monitor/outputs/commands.py).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import cv2
 import numpy as np
@@ -32,8 +36,10 @@ from monitor.capture import (
 )
 from monitor.config import Camera, MonitorConfig
 from monitor.faces import cubicle_pixels
-from monitor.pipeline import Analyzer, Models
 from monitor.schema import ScoreRecord
+
+if TYPE_CHECKING:  # the pipeline draws with this module: it is imported where it runs
+    from monitor.pipeline import Models
 
 FORMATS = ("png", "jpg")
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -88,6 +94,8 @@ def take_snapshots(config: MonitorConfig, out: Path, *, fmt: str = "png",
                    opener: Opener = open_capture,
                    models: Models | None = None) -> list[Shot]:
     """A frame from every camera, scored in one batch; one picture per camera in `out`."""
+    from monitor.pipeline import Analyzer, Models
+
     if fmt not in FORMATS:
         raise SnapshotError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     models = models or Models.load(config)  # a bad model file fails before any camera opens
@@ -112,7 +120,7 @@ def take_snapshots(config: MonitorConfig, out: Path, *, fmt: str = "png",
         if frame is None:
             continue
         shot.records = [r for r in records if r.camera == camera.name]
-        picture = annotate(frame, camera, shot.records, models)
+        picture = annotate(frame, camera, shot.records)
         path = out / names[camera.name]
         try:
             written = cv2.imwrite(str(path), picture)
@@ -199,15 +207,15 @@ def _file_names(cameras: list[str], fmt: str) -> dict[str, str]:
 
 
 # drawing ----------------------------------------------------------------------------------
-def annotate(frame: Frame, camera: Camera, records: list[ScoreRecord],
-             models: Models) -> np.ndarray:
-    """The frame with the cubicles, face boxes, statuses and a header drawn on (same size)."""
+def annotate(frame: Frame, camera: Camera, records: list[ScoreRecord]) -> np.ndarray:
+    """The frame with the cubicles, face boxes, statuses and a header drawn on (same size);
+    the models are named as the records name them."""
     assert frame.image is not None
     picture = frame.image.copy()
     height, width = picture.shape[:2]
     scale = max(MIN_SCALE, BASE_SCALE * width / REFERENCE_WIDTH)
     line = max(1, round(3 * width / REFERENCE_WIDTH))
-    header, header_scale = _fit_header(_header_lines(frame, camera, models, (width, height)),
+    header, header_scale = _fit_header(_header_lines(frame, camera, records, (width, height)),
                                        width - 2 * max(3, round(10 * scale)),
                                        max(MIN_SCALE, scale * HEADER_SCALE))
     top = _panel_height(header, header_scale)
@@ -238,21 +246,21 @@ def annotate(frame: Frame, camera: Camera, records: list[ScoreRecord],
     return picture
 
 
-def _header_lines(frame: Frame, camera: Camera, models: Models,
+def _header_lines(frame: Frame, camera: Camera, records: list[ScoreRecord],
                   size: tuple[int, int]) -> list[tuple[list[str], tuple[int, int, int]]]:
     """Each header line in a long and a short wording (for narrow frames), and its colour."""
+    kind, scorer = (records[0].model_kind, records[0].scorer_id) if records else ("", "")
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(frame.wall_time))
     what = f"{camera.name}   {size[0]}x{size[1]}   {when}"
     at = _position(camera.source, frame)
-    if models.is_demo:
-        kind = (["DEMO models: trained on synthetic faces, not a pain model",
-                 "DEMO models: not a pain model"], RED)
+    if any(r.model_kind == "demo" for r in records):
+        models = (["DEMO models: trained on synthetic faces, not a pain model",
+                   "DEMO models: not a pain model"], RED)
     else:
-        kind = ([f"models: {models.kind}, scorer {models.scorer.info.model_id}",
-                 f"models: {models.kind}"], WHITE)
+        models = ([f"models: {kind}, scorer {scorer}", f"models: {kind}"], WHITE)
     return [([f"{what}{f' ({at})' if at else ''}",
               f"{what}{f' ({at.split()[0]} s)' if at.endswith('recording') else ''}"], WHITE),
-            ([f"source: {shown(camera.source)}"], WHITE), kind,
+            ([f"source: {shown(camera.source)}"], WHITE), models,
             (["levels [orbital tightening, nose bulge, cheek bulge, ear position, whisker change]",
               "levels [orbital, nose, cheek, ear, whisker]"], WHITE)]
 

@@ -5,16 +5,27 @@ Real sockets on loopback; the monitor tests replay the small demo scene of tests
 
 from __future__ import annotations
 
+import csv
 import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
+import cv2
+import numpy as np
+import psycopg
 import pytest
 import zmq
 
+from demo.build import DemoBuild
 from monitor.bus import Serving
+from monitor.capture import open_capture
+from monitor.config import build_config
+from monitor.keys import BusError, make_keys
+from monitor.pipeline import Models, Monitor
 from monitor.outputs.commands import (
     AcknowledgeRequest,
     CommandClient,
@@ -29,10 +40,14 @@ from monitor.schema import (
     AlertCrop,
     AlertEvent,
     MessageError,
+    ScoreRecord,
+    StatusReport,
     alert_key,
     decode,
     encode,
+    side_file,
 )
+from tests.monitor_util import View
 
 EVENT = AlertEvent(wall_time=1.0, time=20.0, mouse="M1", camera="cam0", rule="pain",
                    event="raised", value=5.0, threshold=4.0, since=20.0, peak=5.0, detail="d",
@@ -162,3 +177,204 @@ def test_a_request_that_is_not_a_command_is_refused_in_one_line() -> None:
         finally:
             req.close(linger=0)
 
+
+
+# A monitor replaying the demo scene, held still half way -----------------------------------
+HELD_AFTER = 12  # frames of the 2 fps demo video before the camera holds: 6 s of the scene
+MICE = 4  # cubicles per demo camera
+
+
+class GatedCamera:
+    """A demo video that holds after `frames` frames until `go_on` is set, so the monitor
+    stands still with its alerts active while a test sends it commands."""
+
+    def __init__(self, capture: Any, frames: int, go_on: threading.Event) -> None:
+        self.capture = capture
+        self.left = frames
+        self.go_on = go_on
+
+    def _gate(self) -> None:
+        if self.left == 0:
+            self.go_on.wait()
+        self.left -= 1
+
+    def isOpened(self) -> bool:
+        return bool(self.capture.isOpened())
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        self._gate()
+        return self.capture.read()  # type: ignore[no-any-return]
+
+    def grab(self) -> bool:
+        self._gate()
+        return bool(self.capture.grab())
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        return self.capture.retrieve()  # type: ignore[no-any-return]
+
+    def get(self, prop: int) -> float:
+        return float(self.capture.get(prop))
+
+    def release(self) -> None:
+        self.capture.release()
+
+
+class Held:
+    """A monitor on the first demo camera, every mouse's pain alert raised on its first scored
+    sample and reminded every sample, held after HELD_AFTER frames; its view and a client."""
+
+    def __init__(self, demo: DemoBuild, folder: Path, **raw: Any) -> None:
+        self.go_on = threading.Event()
+        self.csv = folder / "scores.csv"
+        bus = {"endpoint": free_endpoint(), "commands": free_endpoint(), **raw.pop("bus", {})}
+        self.config = build_config({
+            **demo.config(), "cameras": [{"name": "cam0", "source": str(demo.videos[0])}],
+            "sampling": {"every_s": 0.5, "burst": 1},
+            "alerts": {"defaults": {"threshold": 0, "window": 1, "min_valid": 1},
+                       "repeat_every_s": 0.5},
+            "bus": bus, **raw})
+        self.monitor = Monitor(self.config, Models.load(self.config), self.csv, realtime=False,
+                               replay=True, opener=lambda source: GatedCamera(
+                                   open_capture(source), HELD_AFTER, self.go_on))
+        self.view = View(self.monitor)
+        self.commands = bus["commands"]
+
+    def start(self) -> None:
+        """Start, and wait until every record before the hold is out."""
+        self.monitor.start()
+        self.view.wait_for(lambda v: len(v.of(ScoreRecord)) >= HELD_AFTER * MICE)
+
+    def client(self, **keys: Any) -> CommandClient:
+        return CommandClient(self.commands, timeout_s=5, **keys)
+
+    def active(self) -> list[AlertEvent]:
+        """The raised pain alerts that have been reminded at least once."""
+        events = self.view.of(AlertEvent)
+        reminded = {alert_key(e) for e in events if e.event == "active"}
+        return [e for e in events if e.event == "raised" and alert_key(e) in reminded]
+
+    def finish(self) -> None:
+        self.go_on.set()
+        self.monitor.request_stop()
+        assert self.monitor.wait(20)
+        self.view.close()
+        assert self.monitor.error is None
+
+
+@pytest.fixture
+def held(demo_small: DemoBuild, tmp_path: Path) -> Iterator[Held]:
+    monitor = Held(demo_small, tmp_path)
+    monitor.start()
+    try:
+        yield monitor
+    finally:
+        monitor.go_on.set()
+        monitor.monitor.request_stop()
+        monitor.monitor.wait(20)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_an_acknowledgement_is_marked_published_and_stops_the_reminders_only(
+        held: Held) -> None:
+    alert, other = held.active()[:2]
+    key = alert_key(alert)
+    reminders_before = [e for e in held.view.of(AlertEvent)
+                        if alert_key(e) == key and e.event == "active"]
+    ack = held.client().acknowledge(key, "Ann Smith", "seen, buprenorphine given")
+    assert (ack.alert, ack.mouse, ack.rule, ack.who) == (key, alert.mouse, "pain", "Ann Smith")
+    held.view.wait_for(lambda v: bool(v.of(Acknowledgement)))
+    assert held.view.of(Acknowledgement) == [ack]  # every subscriber hears it
+    (marker,) = read_rows(side_file(held.csv, "markers"))
+    assert (marker["mouse"], marker["kind"]) == (alert.mouse, "acknowledged")
+    assert "Ann Smith" in marker["text"] and "buprenorphine given" in marker["text"]
+    heard = len(held.view.messages)
+    held.finish()  # the second half of the scene: every sample would remind again
+    after = [e for e in held.view.messages[heard:] if isinstance(e, AlertEvent)]
+    assert reminders_before
+    assert not [e for e in after if alert_key(e) == key]  # no reminder, and still not cleared
+    assert [e for e in after if alert_key(e) == alert_key(other) and e.event == "active"]
+    assert held.view.of(ScoreRecord)[-1].alert.startswith("pain")  # still active at the end
+
+
+def test_an_unknown_alert_is_refused_in_one_line(held: Held) -> None:
+    with pytest.raises(CommandError, match="no active alert 'mgs-x/M9/pain/1.000000' on ") as e:
+        held.client().acknowledge("mgs-x/M9/pain/1.000000", "Ann", "")
+    assert "\n" not in str(e.value)
+    assert not side_file(held.csv, "markers").exists()
+
+
+def test_the_crops_behind_a_raised_alert_arrive_as_their_evidence_files(held: Held) -> None:
+    raised = [e for e in held.view.of(AlertEvent) if e.event == "raised" and e.evidence]
+    held.finish()
+    crops = {(c.alert, c.name): c for c in held.view.of(AlertCrop)}
+    assert raised
+    for event in raised:
+        for name in event.evidence:
+            crop = crops[alert_key(event), name]
+            assert (crop.mouse, crop.rule, crop.since) == (event.mouse, event.rule, event.since)
+            assert crop.jpeg_bytes() == (held.csv.parent / name).read_bytes()
+
+
+def test_a_snapshot_is_the_cameras_latest_frame_annotated(held: Held) -> None:
+    jpeg = held.client().snapshot("cam0")
+    picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert picture.shape == (360, 640, 3)  # the demo camera's frame size
+    with pytest.raises(CommandError, match="no camera 'cam9' on .*; its cameras: cam0"):
+        held.client().snapshot("cam9")
+
+
+def test_the_status_report_says_where_commands_go(held: Held) -> None:
+    held.view.wait_for(lambda v: bool(v.of(StatusReport)))
+    assert held.view.of(StatusReport)[-1].commands == held.commands
+
+
+def test_a_client_without_an_allowed_key_is_refused(demo_small: DemoBuild,
+                                                    tmp_path: Path) -> None:
+    _, secret = make_keys(tmp_path / "keys")
+    public, _ = make_keys(tmp_path / "keys", "server-public")
+    allowed = tmp_path / "allowed"
+    allowed_public, allowed_secret = make_keys(allowed, "web")
+    _, stranger = make_keys(tmp_path / "other", "stranger")
+    server_key = tmp_path / "keys" / "server.key"
+    held = Held(demo_small, tmp_path, bus={"secret_key": str(secret),
+                                           "allowed_clients": str(allowed)})
+    held.start()
+    try:
+        alert = held.active()[0]
+        with pytest.raises(CommandError, match="refuses this client's key"):
+            held.client(server_key=server_key, client_key=stranger).acknowledge(
+                alert_key(alert), "Ann", "")
+        ack = held.client(server_key=server_key, client_key=allowed_secret).acknowledge(
+            alert_key(alert), "Ann", "")
+        assert ack.who == "Ann"
+    finally:
+        held.finish()
+
+
+def test_a_command_port_in_use_is_one_line_at_start(demo_small: DemoBuild,
+                                                     tmp_path: Path) -> None:
+    with serving(_ack_everything) as taken:
+        held = Held(demo_small, tmp_path, bus={"commands": taken})
+        with pytest.raises(BusError, match=f"{taken} is already in use .* --commands or "
+                                           "bus.commands"):
+            held.monitor.start()
+        held.view.close()
+
+
+def test_the_acknowledgement_is_a_marker_in_the_database(demo_small: DemoBuild, tmp_path: Path,
+                                                         database: str) -> None:
+    held = Held(demo_small, tmp_path, database={"url": database,
+                                                "spool": str(tmp_path / "spool")})
+    held.start()
+    try:
+        alert = held.active()[0]
+        held.client().acknowledge(alert_key(alert), "Ann", "seen")
+    finally:
+        held.finish()
+    with psycopg.connect(database) as conn:
+        rows = conn.execute("SELECT mouse, text, kind FROM mgs_markers").fetchall()
+    assert rows == [(alert.mouse, "pain alert acknowledged by Ann: seen", "acknowledged")]

@@ -280,6 +280,10 @@ class DatabaseLog:
     def alert(self, event: AlertEvent) -> None:
         self._pending.append((ALERTS, column_values(ALERT_COLUMNS, event)))
 
+    def marker(self, marker: Marker) -> None:
+        """A marker the monitor itself records (an acknowledgement), written with the batch."""
+        self._pending.append((MARKERS, column_values(MARKER_COLUMNS, marker)))
+
     def sync(self) -> None:
         """Write what is pending (after any spool) in one transaction; spool it if the
         database is away."""
