@@ -8,6 +8,7 @@ only when the command runs.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from monitor.cli import (
@@ -72,5 +73,5 @@ def start_web(args: argparse.Namespace, config: MonitorConfig) -> Any:
     except WebError as exc:
         raise UsageError(str(exc)) from None
     web.start()
-    print(f"web view of the demo: {web.address}", flush=True)
+    print(f"web view of the demo: {web.address}", file=sys.stderr, flush=True)
     return web

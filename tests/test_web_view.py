@@ -518,3 +518,32 @@ def _the_records_hold_the_acknowledgement(out: Path, key: str, side_file: Any) -
 
     acked = [e for e in reminders(ALERTED[0]) if abs(float(e["since"]) - since) < 1e-6]
     assert acked == [] and reminders(ALERTED[1])
+
+
+def test_the_demo_serves_its_web_view_beside_it_on_loopback(
+        demo_small: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import free_port_endpoint
+
+    monkeypatch.setattr("demo.build.build_demo", lambda rebuild=False: demo_small)
+    seen: dict[str, Any] = {}
+    close = WebView.close
+
+    def closing(view: WebView) -> None:  # what the view held when the demo ended
+        seen["mice"], seen["address"] = sorted(view.state.board.mice), view.address
+        close(view)
+
+    monkeypatch.setattr(WebView, "close", closing)
+    outputs = ["--no-dashboard", "--endpoint", free_port_endpoint(), "--commands",
+               free_port_endpoint(), "--out", str(tmp_path / "scores.csv")]
+    assert main(["demo", *outputs, "--web", "127.0.0.1:0"]) == 0
+    assert seen["mice"] == [f"cam{k}-c{c}" for k in range(2) for c in range(1, 5)]
+    assert f"web view of the demo: {seen['address']}" in capsys.readouterr().err
+    assert seen["address"].startswith("http://127.0.0.1:")
+    for flags, line in ((["--web", "0.0.0.0:8090"], "--web 0.0.0.0:8090: the demo serves its "
+                                                    "web view on loopback only"),
+                        (["--web", "--no-publish"], "--web follows the demo's bus: drop "
+                                                    "--no-publish")):
+        assert main(["demo", *outputs, *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and line in err, err

@@ -10,8 +10,17 @@ let loading = false;
 
 const W = 900, ROW = 34, TOTAL_H = 160, PAD = 36;
 
+// The chart starts where the data does when the view has seen less than the span (it holds
+// what arrived since it started), a minute at least.
+function chartStart(data) {
+  const times = [...data.points.map((p) => p[0]), ...data.alerts.map((a) => a.raised_wall),
+                 ...data.acks.map((a) => a.wall_time)];
+  const first = times.length ? Math.min(...times) : data.now - data.span;
+  return Math.min(data.now - 60, Math.max(data.now - data.span, first - 30));
+}
+
 function x(t, data) {
-  return PAD + ((t - (data.now - data.span)) / data.span) * (W - PAD - 8);
+  return PAD + ((t - data.start) / (data.now - data.start)) * (W - PAD - 8);
 }
 
 function lane(data, top, height, max, label, values) {
@@ -24,10 +33,17 @@ function lane(data, top, height, max, label, values) {
     points.push(`${x(t, data).toFixed(1)},${(top + height - (value / max) * height).toFixed(1)}`);
   }
   if (points.length) parts.push(svg("polyline", {points: points.join(" "), class: "series"}));
+  if (points.length < 120) {  // few samples: each one seen as a dot
+    for (const point of points) {
+      const [cx, cy] = point.split(",");
+      parts.push(svg("circle", {cx, cy, r: 2.5, class: "dot"}));
+    }
+  }
   return parts;
 }
 
 function drawChart(data) {
+  data.start = chartStart(data);
   const height = TOTAL_H + ROW * data.units.length + 30;
   const box = svg("svg", {viewBox: `0 0 ${W} ${height}`, class: "series-chart",
                           role: "img", "aria-label": `${mouse} over the ${span}`});
@@ -58,7 +74,7 @@ function drawChart(data) {
     box.append(line);
   }
   const from = svg("text", {x: PAD, y: height - 4, class: "lane-label"});
-  from.textContent = clock(data.now - data.span);
+  from.textContent = clock(data.start);
   const to = svg("text", {x: W - 8, y: height - 4, class: "lane-label", "text-anchor": "end"});
   to.textContent = clock(data.now);
   box.append(from, to);
