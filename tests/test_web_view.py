@@ -455,8 +455,8 @@ def test_two_browsers_watch_a_replayed_demo_alert_and_acknowledge_it(
             alert = first.find_element("css selector", f'.alert[data-key="{key}"]')
             alert.find_element("css selector", "textarea").send_keys("buprenorphine given")
             alert.find_element("css selector", "button").click()
-            wait_for(first, "return arguments[0].querySelector('.reply').textContent",
-                     alert)
+            wait_for(first, "return arguments[0].querySelector('.reply').className !== 'reply'",
+                     alert)  # the monitor's answer, once "sending…" is done
             assert "acknowledged by Dr Vet" in alert.find_element(
                 "css selector", ".reply").text
             for driver in (first, second):  # the second browser sees it too, without reload
