@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,8 +26,10 @@ from monitor.bus import Publisher
 from monitor.cli import main
 from monitor.schema import Acknowledgement, AlertCrop, AlertEvent, Message, alert_key
 from monitor.views.web import WebError, WebSettings, WebView
+from monitor.views.web_app import reachable
 from monitor.views.web_state import DAY, HOUR, WEEK, Series, WebState
 from tests.records_util import score_record
+from tests.test_label_http import certificate  # noqa: F401  (a fixture: a self-signed pair)
 
 TOKEN = "ab" * 24
 
@@ -69,15 +72,17 @@ def web_view(endpoint: str, **settings: Any) -> Iterator[WebView]:
 
 def get(view: WebView, path: str, host: str | None = None, cookie: str | None = None,
         method: str = "GET", body: dict[str, Any] | None = None,
+        tls: ssl.SSLContext | None = None, headers: dict[str, str] | None = None,
         ) -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", view.port, timeout=20)
-    headers = {"Host": host or f"127.0.0.1:{view.port}"}
+    connection = http.client.HTTPSConnection("127.0.0.1", view.port, timeout=20, context=tls) \
+        if tls else http.client.HTTPConnection("127.0.0.1", view.port, timeout=20)
+    headers = {"Host": host or f"127.0.0.1:{view.port}", **(headers or {})}
     if cookie:
         headers["Cookie"] = cookie
     data = None
     if body is not None:
         data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
+        headers.setdefault("Content-Type", "application/json")
     connection.request(method, path, body=data, headers=headers)
     response = connection.getresponse()
     found = (response.status, dict(response.getheaders()), response.read())
@@ -254,6 +259,32 @@ def test_an_acknowledgement_to_a_monitor_without_a_command_socket_is_one_line(
         publisher.close(linger=0)
 
 
+def test_requests_that_cannot_be_served_are_one_line_each(free_endpoint: str) -> None:
+    publisher = Publisher(free_endpoint)
+    record = score_record(1, mouse="cam0-c1")
+    try:
+        with web_view(free_endpoint) as view:
+            until(lambda: bool(overview(view)["monitors"]), send(publisher, [record]))
+            status, _, body = get(view, "/api/snapshot/cam9")
+            assert status == 404 and json.loads(body)["error"] == "no monitor reports camera cam9"
+            status, _, body = get(view, "/api/ack", method="POST", body={"who": "Ann"},
+                                  headers={"Origin": "http://attacker.example"})
+            assert status == 403 and "another site" in json.loads(body)["error"]
+            status, _, body = get(view, "/api/ack", method="POST", body={"who": "Ann"},
+                                  headers={"Content-Type": "text/plain"})
+            assert status == 400 and json.loads(body)["error"] == "expected a JSON object"
+    finally:
+        publisher.close(linger=0)
+
+
+def test_a_command_socket_bound_everywhere_is_reached_at_the_monitors_host() -> None:
+    assert reachable("tcp://*:5561", "tcp://10.0.0.5:5560") == "tcp://10.0.0.5:5561"
+    assert reachable("tcp://0.0.0.0:5561", "tcp://hostA:5560") == "tcp://hostA:5561"
+    assert reachable("tcp://10.0.0.7:5561", "tcp://proxy:5562") == "tcp://10.0.0.7:5561"
+    assert reachable("ipc:///run/mgs/commands", "tcp://hostA:5560") == \
+        "ipc:///run/mgs/commands"
+
+
 # --- access -------------------------------------------------------------------------------
 
 
@@ -287,6 +318,23 @@ def test_off_loopback_a_token_is_needed_and_a_wrong_one_refused(
         assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
         assert get(view, "/api/state", cookie=cookie)[0] == 200
         assert get(view, "/", host="mgs.lab.example", cookie=cookie)[0] == 200
+
+
+def test_https_with_a_certificate_and_a_secure_cookie(
+        free_endpoint: str, tmp_path: Path, certificate: tuple[Path, Path],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = certificate
+    monkeypatch.setenv("MGS_WEB_TOKEN", TOKEN)
+    trust = ssl.create_default_context(cafile=str(cert))
+    with web_view(free_endpoint, tls_cert=cert, tls_key=key) as view:
+        assert view.address.startswith("https://127.0.0.1:")
+        assert get(view, "/", tls=trust)[0] == 403  # a token given is needed on loopback too
+        status, headers, _ = get(view, f"/?token={TOKEN}", tls=trust)
+        assert status == 302 and "Secure" in headers["Set-Cookie"]
+        cookie = headers["Set-Cookie"].split(";")[0]
+        assert get(view, "/api/state", cookie=cookie, tls=trust)[0] == 200
+        with pytest.raises(OSError):
+            get(view, "/", tls=ssl.create_default_context())  # a certificate not trusted
 
 
 def test_bad_web_flags_are_one_line(free_endpoint: str, tmp_path: Path,

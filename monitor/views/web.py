@@ -103,7 +103,7 @@ class WebView:
             raise WebError(str(exc)) from None
         self.port = int(self.server.effective_port)  # type: ignore[attr-defined]
         commands = Commands(dict(settings.monitor_keys), settings.server_key,
-                            settings.client_key)
+                            settings.client_key, bus=settings.endpoint)
         self._late.app = create_app(self.state, port=self.port, token=self.token,
                                     loopback=self.loopback, commands=commands,
                                     secure=tls is not None)

@@ -45,11 +45,28 @@ class Commands:
     server_key: Path | None = None
     client_key: Path | None = None
     timeout_s: float = 5.0
+    bus: str = ""  # the endpoint the view subscribes to
 
     def client(self, endpoint: str, publisher: str) -> CommandClient:
-        return CommandClient(endpoint, server_key=self.monitor_keys.get(publisher,
-                                                                        self.server_key),
+        return CommandClient(reachable(endpoint, self.bus),
+                             server_key=self.monitor_keys.get(publisher, self.server_key),
                              client_key=self.client_key, timeout_s=self.timeout_s)
+
+
+WILDCARDS = ("*", "0.0.0.0", "[::]", "::")
+
+
+def reachable(endpoint: str, bus: str) -> str:
+    """A command endpoint bound on every interface (`tcp://*:5561`) names no host to connect
+    to: the host of the bus endpoint the view follows is taken (the monitor's own when the view
+    subscribes to it directly; behind a proxy, monitors bind their command sockets to their
+    own addresses)."""
+    scheme, _, rest = endpoint.partition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme != "tcp" or host not in WILDCARDS:
+        return endpoint
+    bus_host = bus.partition("://")[2].rpartition(":")[0]
+    return f"tcp://{bus_host or '127.0.0.1'}:{port}"
 
 
 def cookie_name(port: int) -> str:
@@ -109,7 +126,7 @@ def create_app(state: WebState, *, port: int, token: str | None, loopback: bool,
     def index() -> str:
         return render_template("index.html")
 
-    @app.get("/mouse/<mouse>")
+    @app.get("/mouse/<path:mouse>")
     def mouse_page(mouse: str) -> str:
         return render_template("mouse.html", mouse=mouse)
 
@@ -123,7 +140,7 @@ def create_app(state: WebState, *, port: int, token: str | None, loopback: bool,
         return Response(stream, mimetype="text/event-stream",
                         headers={"X-Accel-Buffering": "no"})
 
-    @app.get("/api/mouse/<mouse>")
+    @app.get("/api/mouse/<path:mouse>")
     def mouse_data(mouse: str) -> Any:
         span = SPANS.get(request.args.get("span", "day"))
         if span is None:
