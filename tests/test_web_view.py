@@ -166,6 +166,21 @@ def test_an_alert_keeps_its_window_totals_acknowledgements_and_stays_active() ->
     assert not json.loads(state.overview_json()[1])["alerts"][0]["active"]
 
 
+def test_tiles_are_grouped_by_monitor_and_camera() -> None:
+    state = WebState()
+    for publisher, camera, cubicle in (("hostB", "rack2", 2), ("hostA", "rack1", 1),
+                                       ("hostB", "rack2", 1), ("hostB", "rack1", 1)):
+        state.apply(score_record(1, mouse=f"{publisher}-{camera}-c{cubicle}",
+                                 publisher=publisher).model_copy(
+            update={"camera": camera, "cubicle": cubicle}))
+    monitors = json.loads(state.overview_json()[1])["monitors"]
+    assert [(m["publisher"], [(c["name"], [t["mouse"] for t in c["mice"]])
+                              for c in m["cameras"]]) for m in monitors] == [
+        ("hostA", [("rack1", ["hostA-rack1-c1"])]),
+        ("hostB", [("rack1", ["hostB-rack1-c1"]),
+                   ("rack2", ["hostB-rack2-c1", "hostB-rack2-c2"])])]
+
+
 # --- over HTTP ----------------------------------------------------------------------------
 
 

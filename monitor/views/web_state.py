@@ -19,7 +19,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.dashboard import DashboardState, _health_lines
+from monitor.dashboard import DashboardState, _health_lines, _natural_key
 from monitor.schema import (
     Acknowledgement,
     AlertCrop,
@@ -327,8 +327,8 @@ class WebState:
         monitors = [{"publisher": publisher,
                      "title": board.statuses[publisher].title
                      if publisher in board.statuses else publisher,
-                     "cameras": [_camera(name, board, tiles, now)
-                                 for name, tiles in sorted(cameras.items())]}
+                     "cameras": [_camera(name, board, tiles, now) for name, tiles
+                                 in sorted(cameras.items(), key=lambda c: _natural_key(c[0]))]}
                     for publisher, cameras in sorted(groups.items())]
         return {"now": now, "version": self.version, "title": board.title, "demo": board.demo,
                 "records": board.records_total, "notice": board.notice,
@@ -340,8 +340,9 @@ class WebState:
                 "alerts": [a.as_json() for a in reversed(self.alerts.values())]}
 
 
-def _order(record: ScoreRecord) -> tuple[str, int, str]:
-    return (record.camera, record.cubicle, record.mouse)
+def _order(record: ScoreRecord) -> tuple[object, ...]:
+    """cam2 before cam10, cubicles in order."""
+    return (_natural_key(record.camera), record.cubicle, _natural_key(record.mouse))
 
 
 def _tile(view: Any, board: DashboardState, now: float) -> dict[str, Any]:
