@@ -16,6 +16,7 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,7 +100,8 @@ class AlertView:
     acks: list[Acknowledgement] = field(default_factory=list)
     totals: list[float | None] = field(default_factory=list)  # of the window's samples
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, held: Mapping[str, bytes]) -> dict[str, Any]:
+        """As the page reads it; only the crops still `held` in memory."""
         event = self.raised
         return {"key": self.key, "publisher": event.publisher, "mouse": event.mouse,
                 "camera": event.camera, "rule": event.rule, "since": event.since,
@@ -107,7 +109,7 @@ class AlertView:
                 "active": self.cleared_wall is None, "value": self.latest.value,
                 "peak": max(event.peak, self.latest.peak), "threshold": event.threshold,
                 "detail": self.latest.detail, "totals": self.totals,
-                "crops": [f"/crop/{c}" for c in self.crops],
+                "crops": [f"/crop/{c}" for c in self.crops if c in held],
                 "acks": [_ack_json(a) for a in self.acks]}
 
 
@@ -305,8 +307,8 @@ class WebState:
                 return None
             now = time.time()
             record = view.latest
-            alerts = [a.as_json() for a in state.alerts]
-            crops = [c for a in reversed(state.alerts) for c in a.as_json()["crops"]][:12]
+            alerts = [a.as_json(self.crops) for a in state.alerts]
+            crops = [c for a in reversed(alerts) for c in a["crops"]][:12]
             return {"mouse": mouse, "camera": record.camera, "publisher": record.publisher,
                     "units": list(UNITS), "now": now, "span": span,
                     "demo": self.board.demo, "tile": _tile(view, self.board, now),
@@ -337,7 +339,7 @@ class WebState:
                 "problems": self.problems, "models": board.model_figures,
                 "below_floor": board.below_floor, "threshold": board.alert_threshold,
                 "monitors": monitors,
-                "alerts": [a.as_json() for a in reversed(self.alerts.values())]}
+                "alerts": [a.as_json(self.crops) for a in reversed(self.alerts.values())]}
 
 
 def _order(record: ScoreRecord) -> tuple[object, ...]:
