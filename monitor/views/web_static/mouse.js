@@ -7,6 +7,9 @@ const mouse = document.body.dataset.mouse;
 let span = "day";
 let shownVersion = -1;
 let loading = false;
+let lastLoad = 0;
+let pending = null;
+const RELOAD_MS = 5000;  // a week of samples is fetched again at most this often
 
 const W = 900, ROW = 34, TOTAL_H = 160, PAD = 36;
 
@@ -116,6 +119,7 @@ function draw(data) {
 async function load() {
   if (loading) return;
   loading = true;
+  lastLoad = Date.now();
   try {
     const response = await fetch(`/api/mouse/${encodeURIComponent(mouse)}?span=${span}`);
     const body = await response.json();
@@ -167,11 +171,13 @@ function start() {
   }
   document.getElementById("take-snapshot").addEventListener("click", snapshot);
   load();
-  follow((data) => {  // at most one reload of the mouse's data per change of the whole view
-    if (data.version !== shownVersion) {
-      shownVersion = data.version;
+  follow((data) => {  // the mouse's data again when the view changed, at most every 5 s
+    if (data.version === shownVersion || pending !== null) return;
+    shownVersion = data.version;
+    pending = setTimeout(() => {
+      pending = null;
       load();
-    }
+    }, Math.max(0, lastLoad + RELOAD_MS - Date.now()));
   });
 }
 
