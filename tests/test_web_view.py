@@ -368,6 +368,8 @@ def test_bad_web_flags_are_one_line(free_endpoint: str, tmp_path: Path,
         (["--monitor-key", f"mon1={tmp_path / 'k'}"], f"{tmp_path / 'k'}: file not found"),
         (["--tls-cert", str(short)], "--tls-cert and --tls-key go together"),
         (["--tls-cert", str(short), "--tls-key", str(short)], "not a certificate and its key"),
+        (["--client-key", str(short)], f"--client-key {short}: a client key is presented only"),
+        (["--server-key", str(tmp_path / "server.key")], f"{tmp_path / 'server.key'}"),
     ]
     for flags, line in cases:
         assert main(["web", "--endpoint", free_endpoint, "--listen", "127.0.0.1:0",
@@ -538,6 +540,8 @@ def test_two_browsers_watch_a_replayed_demo_alert_and_acknowledge_it(
             second.save_screenshot(str(SHOTS / "web-view-phone.png"))
             _the_mouse_page(first, view.port, ALERTED[0])
             first.save_screenshot(str(SHOTS / "web-view-mouse.png"))
+            first.get(f"http://127.0.0.1:{view.port}/")  # the name was asked once: kept
+            assert first.find_element("id", "who").get_attribute("value") == "Dr Vet"
         finally:
             resumed.set()
             started.set()

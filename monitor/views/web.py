@@ -110,6 +110,7 @@ class WebView:
         self.settings = settings
         self.tls = tls is not None
         self._stop = threading.Event()
+        self._subscribed = threading.Event()  # set once the subscriber is made, or failed
         self._threads: list[threading.Thread] = []
         self.error: BaseException | None = None
 
@@ -119,11 +120,19 @@ class WebView:
         return f"{scheme}://{wsgi.shown_host(self.settings.host)}:{self.port}/"
 
     def start(self) -> None:
-        self._threads = [threading.Thread(target=self._subscribe, name="web-subscriber",
-                                          daemon=True),
-                         threading.Thread(target=self._serve, name="web-server", daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        """Subscribes, then serves; a subscriber that cannot be made (a key file that cannot
+        be read, a client key without a server key) is a WebError, and nothing is served."""
+        subscriber = threading.Thread(target=self._subscribe, name="web-subscriber",
+                                      daemon=True)
+        self._threads = [subscriber]
+        subscriber.start()
+        self._subscribed.wait()
+        if self.error is not None:
+            self.close()
+            raise WebError(str(self.error))
+        server = threading.Thread(target=self._serve, name="web-server", daemon=True)
+        self._threads.append(server)
+        server.start()
 
     def close(self) -> None:
         """Ends the event streams first, so no request thread writes to a closed server."""
@@ -146,8 +155,15 @@ class WebView:
         """The bus's messages into the state; this thread alone owns the socket."""
         settings = self.settings
         try:
-            with Subscriber(settings.endpoint, server_key=settings.server_key,
-                            client_key=settings.client_key) as subscriber:
+            subscriber = Subscriber(settings.endpoint, server_key=settings.server_key,
+                                    client_key=settings.client_key)
+        except Exception as exc:
+            self.error = exc
+            return
+        finally:
+            self._subscribed.set()
+        try:
+            with subscriber:
                 while not self._stop.is_set():
                     batch = list(subscriber.receive(RECEIVE_MS, most=BATCH))
                     if batch:
