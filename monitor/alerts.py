@@ -217,6 +217,10 @@ class AlertEngine:
         state = self._mice.get(mouse)
         return {name: alert.raised for name, alert in (state.alerts if state else {}).items()}
 
+    def every_active(self) -> list[AlertEvent]:
+        """The raised event of every active alert, mouse by mouse."""
+        return [alert.raised for mouse in self._mice.values() for alert in mouse.alerts.values()]
+
     def acknowledgement(self, key: str, who: str, note: str,
                         wall_time: float) -> Acknowledgement | None:
         """What acknowledging the active alert `key` (its `alert_key`) would record, at the

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor import __version__
+from monitor.alerts import RULES
 from monitor.bus import BusError, Serving, Upstream, run_proxy
 from monitor.capture import media_problem, quiet_opencv
 from monitor.config import (
@@ -38,6 +39,7 @@ from monitor.log_service import DEFAULT_SPOOL, run_logger
 from monitor.markers import MarkerError, add_marker, latest_scores, new_marker
 from monitor.memory import keep_frames_out_of_the_heap
 from monitor.models import ModelError
+from monitor.outputs.commands import CommandClient, CommandError
 from monitor.outputs.db_url import (
     DatabaseError,
     add_selection,
@@ -49,7 +51,7 @@ from monitor.outputs.db_url import (
 from monitor.outputs.metrics import MetricsError
 from monitor.report import ReportError, write_report
 from monitor.run import run_monitor
-from monitor.schema import MARKER_KINDS, CameraTag
+from monitor.schema import MARKER_KINDS, CameraTag, alert_key
 from monitor.snapshot import FORMATS, SnapshotError, run_snapshot
 from monitor.stills import StillsError, score_stills
 from monitor.stopping import stop_on_signals
@@ -75,6 +77,8 @@ examples:
   mgs-monitor snapshot --config lab.yaml   one annotated picture per camera (cubicles, faces,
                                            scores) to check the set-up before a long run
   mgs-monitor mark M101 "NTG injected"     record an event marker beside the newest CSV
+  mgs-monitor ack --mouse M101 --who "A. Smith" --note "buprenorphine given"
+                                           acknowledge an alert: its reminders stop
   mgs-monitor report mgs-records/*.csv     per-mouse series plots and summary (HTML, PNG)
   mgs-monitor demo                         synthetic cameras and DEMO models, no hardware needed
 
@@ -87,7 +91,8 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (ConfigError, ModelError, BusError, CsvLogError, UsageError, MarkerError,
-               ReportError, StillsError, SnapshotError, DatabaseError, MetricsError)
+               ReportError, StillsError, SnapshotError, DatabaseError, MetricsError,
+               CommandError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,6 +133,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
     check.set_defaults(func=cmd_check_config)
     _add_snapshot(sub)
     _add_mark(sub)
+    _add_ack(sub)
     _add_report(sub)
     _add_proxy(sub)
     _add_keys(sub)
@@ -411,6 +417,25 @@ def _add_mark(sub: Any) -> None:
     mark.set_defaults(func=cmd_mark)
 
 
+def _add_ack(sub: Any) -> None:
+    ack = sub.add_parser("ack", help="acknowledge an alert (seen, treated) on the monitor that "
+                         "raised it: marked in its records, its reminders stop until it clears")
+    ack.add_argument("--endpoint", default=DEFAULT_COMMANDS,
+                     help="the monitor's command socket (its bus.commands; default %(default)s)")
+    _add_subscriber_keys(ack)
+    what = ack.add_mutually_exclusive_group()
+    what.add_argument("--alert", metavar="KEY",
+                      help="the alert's key (publisher/mouse/rule/since, as a view shows it)")
+    what.add_argument("--mouse", help="the mouse whose active alert it is (with --rule when it "
+                      "has several)")
+    ack.add_argument("--rule", choices=RULES, help="which of its alerts")
+    ack.add_argument("--who", required=True, help="your name (1-40 characters)")
+    ack.add_argument("--note", default="", help="what was done, e.g. 'buprenorphine given'")
+    ack.add_argument("--timeout", type=float, default=5.0,
+                     help="seconds to wait for the monitor (default %(default)s)")
+    ack.set_defaults(func=cmd_ack)
+
+
 def _add_report(sub: Any) -> None:
     report = sub.add_parser("report", help="per-mouse series plots and summary from CSVs or "
                             "PostgreSQL")
@@ -573,6 +598,31 @@ def cmd_proxy(args: argparse.Namespace) -> int:
             client_key=args.client_key, say=lambda line: print(f"proxy: {line}",
                                                                 file=sys.stderr, flush=True))
     return 0
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    client = CommandClient(args.endpoint, server_key=args.server_key,
+                           client_key=args.client_key, timeout_s=args.timeout)
+    key = args.alert or _only_alert(client, args.endpoint, args.mouse, args.rule)
+    ack = client.acknowledge(key, args.who, args.note)
+    print(f"{ack.rule} alert of {ack.mouse} acknowledged by {ack.who} on {ack.publisher}: "
+          "its reminders stop until it clears")
+    return 0
+
+
+def _only_alert(client: CommandClient, endpoint: str, mouse: str | None,
+                rule: str | None) -> str:
+    """The key of the one active alert of `mouse` (of `rule`, if given) on the monitor."""
+    if mouse is None:
+        raise UsageError("name the alert: --alert KEY, or --mouse (and --rule)")
+    found = [e for e in client.alerts() if e.mouse == mouse and rule in (None, e.rule)]
+    if len(found) == 1:
+        return alert_key(found[0])
+    which = f"{mouse}" + (f" {rule}" if rule else "")
+    if not found:
+        raise UsageError(f"{endpoint}: no active alert of {which}")
+    raise UsageError(f"{endpoint}: {len(found)} active alerts of {which} "
+                     f"({', '.join(e.rule for e in found)}); choose one with --rule")
 
 
 def cmd_mark(args: argparse.Namespace) -> int:

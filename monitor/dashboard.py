@@ -1,9 +1,9 @@
 """The live terminal dashboard: plain state built from messages, and a pure render of it.
 
 `DashboardState.apply` stores what the messages said (records, camera and status reports, alert
-events), whichever monitor sent them and however they travelled; `render(state, now)` turns it
-into Rich renderables without reading clocks or globals, so the same state always draws the
-same screen and tests can check the text of a fixed-width console.
+events and their acknowledgements), whichever monitor sent them and however they travelled;
+`render(state, now)` turns it into Rich renderables without reading clocks or globals, so the
+same state always draws the same screen and tests can check the text of a fixed-width console.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from monitor.schema import (
+    Acknowledgement,
     AlertEvent,
     CameraReport,
     Message,
@@ -26,6 +27,7 @@ from monitor.schema import (
     ScoreRecord,
     SequenceTracker,
     StatusReport,
+    alert_key,
 )
 from monitor.units import MAX_TOTAL, UNITS
 
@@ -89,6 +91,7 @@ class DashboardState:
     below_floor: str = ""  # why one is below its floor: the figures show in red
     mice: dict[str, MouseView] = field(default_factory=dict, init=False)
     alerts: dict[tuple[str, str], AlertEvent] = field(default_factory=dict, init=False)
+    acknowledged: dict[str, Acknowledgement] = field(default_factory=dict, init=False)  # by key
     cameras: dict[str, CameraReport] = field(default_factory=dict, init=False)
     statuses: dict[str, StatusReport] = field(default_factory=dict, init=False)
     sequence: SequenceTracker = field(default_factory=SequenceTracker, init=False)
@@ -114,6 +117,8 @@ class DashboardState:
             self.add_alert(message)
         elif isinstance(message, StatusReport):
             self.add_status(message)
+        elif isinstance(message, Acknowledgement):
+            self.acknowledged[message.alert] = message
 
     def add_status(self, report: StatusReport) -> None:
         """The header follows the monitors' own reports: with one monitor its title, CSV and
@@ -167,6 +172,7 @@ class DashboardState:
         key = (event.mouse, event.rule)
         if event.event == "cleared":
             self.alerts.pop(key, None)
+            self.acknowledged.pop(alert_key(event), None)  # a later raise is a new alert
             return
         raised = self.alerts.get(key)
         if raised is None or event.event == "raised":
@@ -355,15 +361,25 @@ def _level_cells(scored: ScoreRecord | None, dim: bool) -> list[Text]:
 
 def _alerts_table(state: DashboardState, now: float) -> Table:
     table = Table(title="alerts", title_justify="left", expand=False, style="red")
-    for name in ("mouse", "alert", "since", "value", "peak", "threshold", "detail"):
+    for name in ("mouse", "alert", "since", "value", "peak", "threshold", "detail",
+                 "acknowledged"):
         table.add_column(name, no_wrap=True)
     for (mouse, rule), event in sorted(state.alerts.items(),
                                        key=lambda kv: (_natural_key(kv[0][0]), kv[0][1])):
-        table.add_row(Text(mouse, style="bold"), Text(rule, style="bold red"),
+        ack = state.acknowledged.get(alert_key(event))
+        table.add_row(Text(mouse, style="bold"), Text(rule, style="yellow" if ack else "bold red"),
                       Text(format_age(now - event.wall_time)), Text(_one_decimal(event.value)),
                       Text(f"{event.peak:.1f}"), Text(f"{event.threshold:g}"),
-                      Text(_truncate(event.detail, ERROR_WIDTH)))
+                      Text(_truncate(event.detail, ERROR_WIDTH)), _acknowledged_cell(ack))
     return table
+
+
+def _acknowledged_cell(ack: Acknowledgement | None) -> Text:
+    """Who has seen the alert, and their note: a colleague need not come a second time."""
+    if ack is None:
+        return Text("")
+    note = f": {ack.note}" if ack.note else ""
+    return Text(_truncate(f"by {ack.who}{note}", ERROR_WIDTH), style="yellow")
 
 
 def _cameras_table(state: DashboardState) -> Table:

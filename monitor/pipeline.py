@@ -35,8 +35,10 @@ from monitor.markers import MarkerError
 from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.outputs.commands import (
     AcknowledgeRequest,
+    AlertsRequest,
     Request,
     acknowledged,
+    alerts_listed,
     refused,
     snapshot_taken,
 )
@@ -348,6 +350,8 @@ class Monitor:
         """The reply to one command (monitor/outputs/commands.py)."""
         if isinstance(request, AcknowledgeRequest):
             return self._acknowledge(sinks, request)
+        if isinstance(request, AlertsRequest):
+            return alerts_listed(self._alerts.every_active())
         return self._snapshot(request.camera)
 
     def _acknowledge(self, sinks: Sinks, request: AcknowledgeRequest) -> dict[str, object]:

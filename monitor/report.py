@@ -11,7 +11,9 @@ summarising work on the monitor's own dependencies.
 Under each mouse's plot, every alert span gets a row of thumbnails: the evidence its raised
 event named (face crops; for no_face the whole frame), else crops of the rows scored inside it
 (files older than evidence have neither: the span is listed without images). The images are
-linked where they are, relative to the page, never copied.
+linked where they are, relative to the page, never copied. The acknowledgements a monitor
+marked (kind `acknowledged`: who saw the alert, and their note) are listed under the span they
+acknowledged.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class MouseSeries:
     band_high: np.ndarray
     crops: list[Path | None]  # each record's face crop, None where none was kept
     markers: list[tuple[float, str]] = field(default_factory=list)
+    acknowledged: list[tuple[float, str]] = field(default_factory=list)  # markers of that kind
     alerts: list[AlertSpan] = field(default_factory=list)
     demo: bool = False  # any of its records came from DEMO models (trained on synthetic faces)
 
@@ -128,6 +131,8 @@ def read_series(csv_paths: list[Path]) -> dict[str, MouseSeries]:
     for item in series.values():
         item.markers = sorted((m.wall_time, m.text) for m in markers
                               if m.mouse in (item.mouse, ALL_MICE))
+        item.acknowledged = sorted((m.wall_time, m.text) for m in markers
+                                   if m.mouse == item.mouse and m.kind == "acknowledged")
     alert_files = [side_file(p, "alerts") for p in csv_paths
                    if side_file(p, "alerts").is_file()]
     if alert_files:  # the alerts log is the record; the alert column is the fallback
@@ -177,6 +182,7 @@ def summarize(series: MouseSeries) -> dict[str, Any]:
         "last_time": float(series.time[-1]),
         "alerts": len(series.alerts),
         "alert_seconds": _covered(series.alerts),
+        "acknowledgements": len(series.acknowledged),
         "demo": series.demo,
     }
 
@@ -485,7 +491,7 @@ def _time_axis(axes: np.ndarray) -> None:
 STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
          "td,th{border:1px solid #bbb;padding:3px 6px;font-size:13px}th{background:#eee}"
          "img{max-width:100%;border:1px solid #ddd}"
-         ".span{margin:.8em 0}.span p{margin:.2em 0;font-size:13px}"
+         ".span{margin:.8em 0}.span p{margin:.2em 0;font-size:13px}.ack{color:#850}"
          ".thumbs img{height:128px;width:auto;margin:0 3px 3px 0;vertical-align:top}"
          ".missing{display:inline-block;height:128px;width:128px;margin:0 3px 3px 0;"
          "vertical-align:top;overflow-wrap:anywhere;font-size:11px;color:#a00;"
@@ -573,9 +579,20 @@ def _alert_rows(series: MouseSeries, folder: Path) -> str:
     for span in series.alerts:
         files, what = _span_images(series, span)
         thumbs = "".join(_thumbnail(path, folder) for path in files)
-        rows.append(f"<div class='span'><p>{html.escape(_span_caption(span, what))}</p>"
+        seen = "".join(f"<p class='ack'>{html.escape(f'{_clock(t)} {text}')}</p>"
+                       for t, text in _acknowledging(series, span))
+        rows.append(f"<div class='span'><p>{html.escape(_span_caption(span, what))}</p>{seen}"
                     f"<div class='thumbs'>{thumbs}</div></div>")
     return f"<h3>Alerts</h3>{''.join(rows)}" if rows else ""
+
+
+def _acknowledging(series: MouseSeries, span: AlertSpan) -> list[tuple[float, str]]:
+    """The acknowledgements of a span: of its rule (their text begins with it), made after it
+    was raised and before the next alert of that rule."""
+    later = [s.start for s in series.alerts if s.rule == span.rule and s.start > span.start]
+    until = min(later, default=math.inf)
+    return [(t, text) for t, text in series.acknowledged
+            if text.startswith(f"{span.rule} alert") and span.start <= t < until]
 
 
 def _html(csv_paths: list[Path], summaries: dict[str, dict[str, Any]],

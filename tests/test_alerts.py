@@ -18,6 +18,7 @@ from monitor.schema import (
     AlertEvent,
     HookCounts,
     ScoreRecord,
+    alert_key,
     csv_header,
     csv_row,
 )
@@ -152,6 +153,25 @@ def test_active_reminders_are_rate_limited_on_the_session_clock() -> None:
     assert all(e.since == STEP for _, e in events)
 
 
+def test_an_acknowledged_alert_stays_active_without_reminders_until_it_clears() -> None:
+    rules = {"defaults": {"threshold": 4, "window": 1, "min_valid": 1}, "repeat_every_s": 120}
+    eng = AlertEngine(Alerts.model_validate(rules), None, "rack1")
+    (_, raised), (_, reminder) = feed(eng, "M1", [6, 6])
+    key = alert_key(raised)
+    assert raised.publisher == "rack1" and alert_key(reminder) == key
+    assert eng.acknowledgement("rack1/M1/pain/0.000001", "Ann", "", 1e9) is None  # not one
+    ack = eng.acknowledgement(key, "Ann", "seen", 1e9 + 300)
+    assert ack is not None and (ack.mouse, ack.rule, ack.since, ack.time) == ("M1", "pain", 0.0,
+                                                                            STEP)
+    assert eng.acknowledge(ack)
+    assert feed(eng, "M1", [6, 6, 6], start=2 * STEP) == []  # no reminder, still raised
+    assert eng.active("M1")["pain"].since == 0.0
+    events = feed(eng, "M1", [0, 6, 6], start=5 * STEP)  # cleared; a new alert reminds again
+    assert kinds(events) == [(0, "pain", "cleared"), (1, "pain", "raised"),
+                             (2, "pain", "active")]
+    assert not eng.acknowledge(ack)  # the alert it named has cleared
+
+
 def test_record_pain_and_alert_fields() -> None:
     eng = engine(defaults={"threshold": 4, "no_face_after_s": 200})
     seen = []
@@ -268,7 +288,7 @@ def test_event_csv_and_json() -> None:
     assert float(row["value"]) == 5 and float(row["threshold"]) == 4
     assert float(row["wall_time"]) == pytest.approx(1e9 + STEP)
     payload = json.loads(event.to_json())
-    assert payload["schema"] == 3 and payload["since"] == STEP and payload["camera"] == "cam1"
+    assert payload["schema"] == 4 and payload["since"] == STEP and payload["camera"] == "cam1"
 
 
 def raised_event(mouse: str = "M7") -> AlertEvent:

@@ -23,9 +23,9 @@ import zmq
 from demo.build import DemoBuild
 from monitor.bus import Serving
 from monitor.capture import open_capture
+from monitor.cli import main
 from monitor.config import build_config
 from monitor.keys import BusError, make_keys
-from monitor.pipeline import Models, Monitor
 from monitor.outputs.commands import (
     AcknowledgeRequest,
     CommandClient,
@@ -35,6 +35,8 @@ from monitor.outputs.commands import (
     acknowledged,
     refused,
 )
+from monitor.pipeline import Models, Monitor
+from monitor.report import read_series, summarize, write_report
 from monitor.schema import (
     Acknowledgement,
     AlertCrop,
@@ -173,7 +175,7 @@ def test_a_request_that_is_not_a_command_is_refused_in_one_line() -> None:
                 req.send(request)
                 assert req.poll(5000)
                 assert json.loads(req.recv()) == {"ok": False, "error": error + (
-                    "; known: acknowledge, snapshot" if "unknown" in error else "")}
+                    "; known: acknowledge, snapshot, alerts" if "unknown" in error else "")}
         finally:
             req.close(linger=0)
 
@@ -301,7 +303,7 @@ def test_an_acknowledgement_is_marked_published_and_stops_the_reminders_only(
 
 
 def test_an_unknown_alert_is_refused_in_one_line(held: Held) -> None:
-    with pytest.raises(CommandError, match="no active alert 'mgs-x/M9/pain/1.000000' on ") as e:
+    with pytest.raises(CommandError, match=r"no active alert 'mgs-x/M9/pain/1\.000000' on ") as e:
         held.client().acknowledge("mgs-x/M9/pain/1.000000", "Ann", "")
     assert "\n" not in str(e.value)
     assert not side_file(held.csv, "markers").exists()
@@ -323,7 +325,7 @@ def test_a_snapshot_is_the_cameras_latest_frame_annotated(held: Held) -> None:
     jpeg = held.client().snapshot("cam0")
     picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert picture.shape == (360, 640, 3)  # the demo camera's frame size
-    with pytest.raises(CommandError, match="no camera 'cam9' on .*; its cameras: cam0"):
+    with pytest.raises(CommandError, match=r"no camera 'cam9' on .*; its cameras: cam0"):
         held.client().snapshot("cam9")
 
 
@@ -334,12 +336,12 @@ def test_the_status_report_says_where_commands_go(held: Held) -> None:
 
 def test_a_client_without_an_allowed_key_is_refused(demo_small: DemoBuild,
                                                     tmp_path: Path) -> None:
-    _, secret = make_keys(tmp_path / "keys")
-    public, _ = make_keys(tmp_path / "keys", "server-public")
+    server_key, secret = make_keys(tmp_path / "keys")
+    web_public, web_secret = make_keys(tmp_path / "web", "web")
     allowed = tmp_path / "allowed"
-    allowed_public, allowed_secret = make_keys(allowed, "web")
+    allowed.mkdir()
+    (allowed / web_public.name).write_bytes(web_public.read_bytes())
     _, stranger = make_keys(tmp_path / "other", "stranger")
-    server_key = tmp_path / "keys" / "server.key"
     held = Held(demo_small, tmp_path, bus={"secret_key": str(secret),
                                            "allowed_clients": str(allowed)})
     held.start()
@@ -348,7 +350,7 @@ def test_a_client_without_an_allowed_key_is_refused(demo_small: DemoBuild,
         with pytest.raises(CommandError, match="refuses this client's key"):
             held.client(server_key=server_key, client_key=stranger).acknowledge(
                 alert_key(alert), "Ann", "")
-        ack = held.client(server_key=server_key, client_key=allowed_secret).acknowledge(
+        ack = held.client(server_key=server_key, client_key=web_secret).acknowledge(
             alert_key(alert), "Ann", "")
         assert ack.who == "Ann"
     finally:
@@ -378,3 +380,45 @@ def test_the_acknowledgement_is_a_marker_in_the_database(demo_small: DemoBuild, 
     with psycopg.connect(database) as conn:
         rows = conn.execute("SELECT mouse, text, kind FROM mgs_markers").fetchall()
     assert rows == [(alert.mouse, "pain alert acknowledged by Ann: seen", "acknowledged")]
+
+
+def test_the_report_lists_the_acknowledgement_under_its_alert(held: Held, tmp_path: Path) -> None:
+    alert = held.active()[0]
+    held.client().acknowledge(alert_key(alert), "Ann", "seen, treated")
+    held.finish()
+    series = read_series([held.csv])
+    assert summarize(series[alert.mouse])["acknowledgements"] == 1
+    page = write_report([held.csv], tmp_path / "report").read_text()
+    section = page.split(f"<h2>{alert.mouse} ")[1].split("<h2>")[0]
+    assert "pain alert acknowledged by Ann: seen, treated" in section
+
+
+def test_ack_from_the_terminal_by_mouse(held: Held, capsys: pytest.CaptureFixture[str]) -> None:
+    alert = held.active()[0]
+    assert [alert_key(e) for e in held.client().alerts() if e.mouse == alert.mouse] == [
+        alert_key(alert)]
+    assert main(["ack", "--endpoint", held.commands, "--mouse", alert.mouse, "--who", "Ann",
+                 "--note", "seen"]) == 0
+    assert capsys.readouterr().out == (f"pain alert of {alert.mouse} acknowledged by Ann on "
+                                       f"{held.config.publisher}: its reminders stop until it "
+                                       "clears\n")
+    held.view.wait_for(lambda v: [a.alert for a in v.of(Acknowledgement)] == [alert_key(alert)])
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["--mouse", "M9"], "no active alert of M9"),
+    ([], "name the alert: --alert KEY, or --mouse (and --rule)"),
+    (["--alert", "x/M1/pain/1.000000"], "no active alert 'x/M1/pain/1.000000'"),
+])
+def test_ack_from_the_terminal_says_what_is_wrong_in_one_line(
+        held: Held, capsys: pytest.CaptureFixture[str], args: list[str], error: str) -> None:
+    assert main(["ack", "--endpoint", held.commands, *args, "--who", "Ann"]) == 2
+    err = capsys.readouterr().err
+    assert error in err and err.count("\n") == 1
+
+
+def test_ack_of_a_monitor_that_is_gone_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ack", "--endpoint", free_endpoint(), "--mouse", "M1", "--who", "Ann",
+                 "--timeout", "0.3"]) == 2
+    err = capsys.readouterr().err
+    assert "no answer within 0.3 s" in err and err.count("\n") == 1

@@ -17,12 +17,15 @@ from monitor.dashboard import (
     sparkline,
 )
 from monitor.schema import (
+    Acknowledgement,
+    AlertCrop,
     AlertEvent,
     CameraReport,
     HookCounts,
     MouseOrigins,
     ScoreRecord,
     StatusReport,
+    alert_key,
 )
 
 NOW = 1_700_000_000.0
@@ -298,6 +301,26 @@ def test_alerts_table_follows_the_lifecycle() -> None:
     console = Console(width=160, file=io.StringIO(), record=True)
     console.print(render(state, 1800.0))
     assert "alerts" not in console.export_text()
+
+
+def test_an_acknowledged_alert_shows_who_saw_it_until_it_clears() -> None:
+    state = DashboardState()
+    raised = _alert("raised", 5.0, 5.0, 1000.0)
+    state.apply(raised)
+    state.apply(Acknowledgement(publisher="", wall_time=1100.0, time=1100.0, mouse="cam0-c1",
+                                camera="cam0", rule="pain", since=1000.0, who="Ann Smith",
+                                note="buprenorphine given", alert=alert_key(raised)))
+    state.apply(AlertCrop(publisher="", alert=alert_key(raised), mouse="cam0-c1", rule="pain",
+                          since=1000.0, name="evidence/a.jpg", jpeg="/9j/"))  # not drawn
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(render(state, 1200.0))
+    text = console.export_text()
+    assert "acknowledged" in text and "by Ann Smith: buprenorphine given" in text
+    state.apply(_alert("cleared", 2.0, 6.0, 1700.0))
+    state.apply(_alert("raised", 5.0, 5.0, 1800.0))  # a new alert: nobody has seen it yet
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(render(state, 1900.0))
+    assert "Ann Smith" not in console.export_text()
 
 
 def status(publisher: str = "rack1", **fields: object) -> StatusReport:

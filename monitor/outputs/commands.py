@@ -10,6 +10,8 @@ folder and loopback rule (monitor/bus.py `Serving`). Requests and replies are JS
         -> {"ok": true, "acknowledgement": {...}}   (an Acknowledgement, monitor/schema.py)
     {"command": "snapshot", "camera": NAME}
         -> {"ok": true, "jpeg": BASE64, "width": W, "height": H}
+    {"command": "alerts"}
+        -> {"ok": true, "alerts": [{...}, ...]}       (the raised event of each active alert)
     anything refused -> {"ok": false, "error": "one line"}
 
 The pipeline thread owns the socket and answers between batches (`CommandServer.serve`), so a
@@ -29,7 +31,7 @@ import zmq
 
 from monitor.bus import Serving, bind
 from monitor.keys import BusError, Gate, HandshakeWatch, connect_encrypted
-from monitor.schema import Acknowledgement, MessageError
+from monitor.schema import Acknowledgement, AlertEvent, MessageError
 
 MAX_REQUEST_BYTES = 64_000  # an acknowledgement is a few hundred bytes; more is not one
 MAX_WHO = 40
@@ -55,7 +57,12 @@ class SnapshotRequest:
     camera: str
 
 
-Request = AcknowledgeRequest | SnapshotRequest
+@dataclass(frozen=True)
+class AlertsRequest:
+    """The monitor's active alerts: what `mgs-monitor ack --mouse` chooses from."""
+
+
+Request = AcknowledgeRequest | SnapshotRequest | AlertsRequest
 
 
 class RequestError(ValueError):
@@ -82,7 +89,9 @@ def parse_request(data: bytes) -> Request:
         return AcknowledgeRequest(_text(request, "alert"), who, note)
     if command == "snapshot":
         return SnapshotRequest(_text(request, "camera"))
-    raise RequestError(f"unknown command {command!r}; known: acknowledge, snapshot")
+    if command == "alerts":
+        return AlertsRequest()
+    raise RequestError(f"unknown command {command!r}; known: acknowledge, snapshot, alerts")
 
 
 def _text(request: dict[str, object], key: str) -> str:
@@ -98,6 +107,10 @@ def refused(error: str) -> dict[str, object]:
 
 def acknowledged(ack: Acknowledgement) -> dict[str, object]:
     return {"ok": True, "acknowledgement": ack.model_dump(mode="json", by_alias=True)}
+
+
+def alerts_listed(active: list[AlertEvent]) -> dict[str, object]:
+    return {"ok": True, "alerts": [e.model_dump(mode="json", by_alias=True) for e in active]}
 
 
 def snapshot_taken(jpeg: bytes, width: int, height: int) -> dict[str, object]:
@@ -173,6 +186,15 @@ class CommandClient:
         if not isinstance(jpeg, str):
             raise CommandError(f"{self.endpoint}: the snapshot reply holds no picture")
         return base64.b64decode(jpeg)
+
+    def alerts(self) -> list[AlertEvent]:
+        """The raised event of each alert active on the monitor now."""
+        listed = self._call({"command": "alerts"}).get("alerts")
+        try:
+            return [AlertEvent.from_json(json.dumps(event).encode())
+                    for event in (listed if isinstance(listed, list) else [])]
+        except MessageError as exc:
+            raise CommandError(f"{self.endpoint}: {exc}") from None
 
     def close(self) -> None:
         """Nothing stays open between calls; kept so a client can be closed like a socket."""
