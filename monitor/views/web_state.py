@@ -3,8 +3,8 @@
 The subscriber's thread is the only writer (`WebState.apply`); the page's request threads read
 JSON snapshots made under the same lock and kept per version, so a hundred browsers cost one
 snapshot per change. Memory is bounded whatever the monitors send: per mouse a week of its
-totals and levels (each sample of the last hour, per-minute means to a day, per-10-minute means
-to a week), the newest alerts, and crops within a byte budget, oldest dropped first.
+totals and levels (each sample of the last hour, 5-minute means to a day, 30-minute means to a
+week), the newest alerts, and crops within a byte budget, oldest dropped first.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import math
 import threading
 import time
+from array import array
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,8 +34,10 @@ from monitor.schema import (
 from monitor.units import UNITS
 
 HOUR, DAY, WEEK = 3600.0, 86400.0, 7 * 86400.0
-RAW_MAX = 3600  # samples of the last hour kept as they came (continuous mode folds sooner)
-TIERS = ((60.0, DAY), (600.0, WEEK))  # (bucket width, kept for) past the last hour
+RAW_MAX = 720  # samples of the last hour kept as they came (faster sampling folds sooner)
+# (bucket width, kept for) past the last hour: 5-minute means to a day, 30-minute means to a
+# week; about 300 points each, as many as a chart's width shows, ~80 kB a mouse at most
+TIERS = ((300.0, DAY), (1800.0, WEEK))
 SPARK = 60  # scored totals a tile's sparkline shows
 MAX_ALERTS = 500  # alerts listed (newest); older ones go, with their crops
 MAX_SPANS = 200  # alerts remembered per mouse for its page
@@ -51,7 +54,7 @@ class Series:
 
     def __init__(self) -> None:
         self.raw: deque[Point] = deque()
-        self.tiers: list[deque[list[Any]]] = [deque() for _ in TIERS]  # [start, n, sums]
+        self.tiers: list[deque[array[float]]] = [deque() for _ in TIERS]  # start, n, sums
 
     def add(self, t: float, total: float, levels: tuple[float, ...]) -> None:
         self.raw.append((t, total, levels))
@@ -64,16 +67,17 @@ class Series:
                 if k + 1 < len(TIERS):
                     self._fold(k + 1, _mean(bucket, TIERS[k][0]), weight=bucket[1])
 
-    def _fold(self, k: int, point: Point, weight: int = 1) -> None:
+    def _fold(self, k: int, point: Point, weight: float = 1) -> None:
         t, total, levels = point
         start = math.floor(t / TIERS[k][0]) * TIERS[k][0]
         tier = self.tiers[k]
         if not tier or tier[-1][0] != start:
-            tier.append([start, 0, 0.0, [0.0] * len(levels)])
+            tier.append(array("d", [start] + [0.0] * (2 + len(levels))))
         bucket = tier[-1]
         bucket[1] += weight
         bucket[2] += total * weight
-        bucket[3] = [s + v * weight for s, v in zip(bucket[3], levels, strict=True)]
+        for k, level in enumerate(levels, start=3):
+            bucket[k] += level * weight
 
     def points(self, since: float) -> list[Point]:
         """Oldest first: bucket means, then the samples of the last hour."""
@@ -82,9 +86,9 @@ class Series:
         return [p for p in out if p[0] >= since]
 
 
-def _mean(bucket: list[Any], width: float) -> Point:
-    start, n, total, levels = bucket
-    return (start + width / 2, total / n, tuple(v / n for v in levels))
+def _mean(bucket: array[float], width: float) -> Point:
+    start, n, total = bucket[0], bucket[1], bucket[2]
+    return (start + width / 2, total / n, tuple(v / n for v in bucket[3:]))
 
 
 @dataclass
