@@ -125,7 +125,8 @@ function newAlertNode(alert) {
     el("p", {cls: "reply", "aria-live": "polite"}));
   const node = el("article", {cls: "alert", "data-key": alert.key},
     el("h3", {},
-      el("a", {href: mouseUrl(alert.mouse), text: alert.mouse}),
+      alert.mouse === "*" ? el("span", {text: "every mouse"})  // hook_failing
+        : el("a", {href: mouseUrl(alert.mouse), text: alert.mouse}),
       el("span", {cls: "rule", text: ` ${alert.rule}`}),
       el("span", {cls: "tag state"}), el("span", {cls: "tag acked-tag", hidden: true})),
     el("p", {cls: "meta"}), el("p", {cls: "window"}),
