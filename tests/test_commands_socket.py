@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ import zmq
 from demo.build import DemoBuild
 from monitor.bus import Serving
 from monitor.capture import open_capture
-from monitor.cli import main
+from monitor.cli import config_from_args, main, parse_args
 from monitor.config import build_config
 from monitor.keys import BusError, make_keys
 from monitor.outputs.commands import (
@@ -422,3 +423,29 @@ def test_ack_of_a_monitor_that_is_gone_is_one_line(capsys: pytest.CaptureFixture
                  "--timeout", "0.3"]) == 2
     err = capsys.readouterr().err
     assert "no answer within 0.3 s" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("bus", "options", "expected"), [
+    ({}, [], "tcp://127.0.0.1:5561"),  # beside the default publisher
+    ({"endpoint": "tcp://127.0.0.1:6000"}, [], "tcp://127.0.0.1:6001"),  # a second monitor
+    ({"endpoint": "ipc:///run/mgs/a"}, [], "ipc:///run/mgs/a-commands"),
+    ({"commands": "tcp://127.0.0.1:7000"}, [], "tcp://127.0.0.1:7000"),
+    ({}, ["--commands", "tcp://127.0.0.1:7001"], "tcp://127.0.0.1:7001"),
+    ({}, ["--commands", "none"], ""),
+    ({"commands": "none"}, [], ""),
+])
+def test_where_the_command_socket_is_bound(bus: dict[str, str], options: list[str],
+                                           expected: str) -> None:
+    args = parse_args(["replay", "a.mp4", "--models", "m", *options])
+    config = config_from_args(args, {"cameras": [{"name": "cam0", "source": "a.mp4"}],
+                                     "bus": bus})
+    assert config.bus.command_endpoint == expected
+
+
+def test_a_command_socket_beyond_this_machine_needs_keys(demo_small: DemoBuild,
+                                                         tmp_path: Path) -> None:
+    held = Held(demo_small, tmp_path, bus={"commands": "tcp://0.0.0.0:5561"})
+    with pytest.raises(BusError, match=re.escape("tcp://0.0.0.0:5561 reaches beyond this "
+                                                 "machine: give bus.secret_key")):
+        held.monitor.start()
+    held.view.close()
