@@ -1,5 +1,5 @@
-"""`mgs-monitor log`: a running monitor's records and alert events, written to CSV from ZeroMQ,
-or to PostgreSQL (`--db`), or both.
+"""`mgs-monitor log`: a running monitor's records, alert events and acknowledgements (as markers),
+written to CSV from ZeroMQ, or to PostgreSQL (`--db`), or both.
 
 A logger of its own process survives the monitor's restarts (and the monitor its): each missing
 range of sequence numbers of a monitor's run (records lost while the logger was down, or that a
@@ -21,11 +21,14 @@ from rich.console import Console
 
 from monitor.bus import Subscriber
 from monitor.csvlog import CsvLogger, Rotate, period_names
+from monitor.markers import MarkerError, acknowledgement_marker, add_marker
 from monitor.outputs.db_url import require_driver
 from monitor.schema import (
     ALERT_COLUMNS,
+    TOPIC_ACK,
     TOPIC_ALERT,
     TOPIC_SCORE,
+    Acknowledgement,
     AlertEvent,
     CameraTag,
     MouseOrigins,
@@ -53,7 +56,7 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path | None, seconds
     room tags it keeps."""
     deadline = time.monotonic() + seconds if seconds else None
     console = Console(stderr=True)
-    with Subscriber(endpoint, topics=(TOPIC_SCORE, TOPIC_ALERT),
+    with Subscriber(endpoint, topics=(TOPIC_SCORE, TOPIC_ALERT, TOPIC_ACK),
                     server_key=server_key, client_key=client_key) as subscriber:
         database = open_database(db, spool, cameras) if db else None
         logger = CsvLogger(out, rotate=rotate) if out else None
@@ -90,6 +93,8 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path | None, seconds
                             if database:
                                 database.alert(message)
                             wrote = True
+                        elif isinstance(message, Acknowledgement):
+                            mark(console, logger, database, message)
                     if wrote and logger:
                         logger.sync()
                     if database:  # also while idle: a spool is written once the database is back
@@ -116,6 +121,21 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path | None, seconds
             console.print(f"{database.spooled} rows wait in {database.spool}: the next logger "
                           "with this spool writes them")
     return 0
+
+
+def mark(console: Console, logger: CsvLogger | None, database: DatabaseLog | None,
+         ack: Acknowledgement) -> None:
+    """An acknowledgement as a marker beside the records of its time, and in the database (a
+    row the monitor wrote there too is kept once, by its key)."""
+    marker = acknowledgement_marker(ack)
+    if database:
+        database.marker(marker)
+    if logger:
+        try:
+            add_marker(logger.file_for(marker.wall_time), marker.mouse, marker.text,
+                       marker.wall_time, marker.kind)
+        except MarkerError as exc:  # the records go on; the person is told
+            console.print(f"[bold red]{exc}[/]")
 
 
 def open_database(url: str, spool: Path, cameras: tuple[CameraTag, ...]) -> DatabaseLog:

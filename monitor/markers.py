@@ -1,6 +1,7 @@
 """Event markers ("NTG injected", "buprenorphine") kept beside a score CSV.
 
-`mgs-monitor mark` appends to `<scores>.markers.csv`; `mgs-monitor report` draws them on each
+`mgs-monitor mark` appends to `<scores>.markers.csv`, as do the monitor and `mgs-monitor log` for
+each acknowledged alert (kind `acknowledged`); `mgs-monitor report` draws them on each
 mouse's series, and `mgs-eval --alerts` takes markers of an onset kind (`onset`, `injection`,
 `surgery`) as the time a mouse's pain began. Mouse `*` marks every mouse.
 """
@@ -16,6 +17,7 @@ from monitor.schema import (
     MARKER_COLUMNS,
     MARKER_HEADERS,
     MARKER_KINDS,
+    Acknowledgement,
     Column,
     Marker,
     csv_header,
@@ -44,6 +46,14 @@ def new_marker(mouse: str, text: str, when: float | None = None, kind: str = "no
     if kind not in MARKER_KINDS:
         raise MarkerError(f"marker kind {kind!r} is not one of {', '.join(MARKER_KINDS)}")
     return Marker(time.time() if when is None else when, mouse, text, kind)
+
+
+def acknowledgement_marker(ack: Acknowledgement) -> Marker:
+    """The marker an acknowledgement leaves in the records (kind `acknowledged`): the monitor
+    that raised the alert writes it, and so does a logger that hears it."""
+    note = f": {ack.note}" if ack.note else ""
+    return Marker(ack.wall_time, ack.mouse, f"{ack.rule} alert acknowledged by {ack.who}{note}",
+                  "acknowledged")
 
 
 def add_marker(scores_csv: Path, mouse: str, text: str, when: float | None = None,

@@ -6,10 +6,10 @@ cameras as one batch, judges them for alerts, and sends the records, events and 
 sinks (the CSV first, then the publisher, then the alert hook; monitor/sinks.py). The pipeline
 reaches the rest of the world only through those messages: a dashboard in this process
 subscribes to `Monitor.view_endpoint` like any other subscriber. The way back is the command
-socket, which the pipeline thread answers between batches: an acknowledgement reaches the
-alert engine on the thread that owns it, and a snapshot is drawn from the latest frame it
-scored (monitor/outputs/commands.py). Shutdown stops the sources
-first, drains the queue, and closes the sinks last, so nothing scored is lost.
+socket, which the pipeline thread answers between batches: an acknowledgement reaches the alert
+engine on the thread that owns it, and a snapshot is drawn from the latest frame it scored
+(monitor/outputs/commands.py). Shutdown stops the sources first, drains the queue, and closes
+the sinks last, so nothing scored is lost.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from monitor.config import Camera, ConfigError, MonitorConfig, load_config
 from monitor.csvlog import Rotate
 from monitor.evidence import EvidenceWriter
 from monitor.faces import FaceFinder, FaceResult, cubicle_pixels
-from monitor.markers import MarkerError
+from monitor.markers import MarkerError, acknowledgement_marker
 from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.outputs.commands import (
     AcknowledgeRequest,
@@ -44,11 +44,9 @@ from monitor.outputs.commands import (
 )
 from monitor.outputs.metrics import MetricsServer, open_metrics
 from monitor.schema import (
-    Acknowledgement,
     AlertCrop,
     AlertEvent,
     CameraReport,
-    Marker,
     ScoreRecord,
     StatusReport,
     alert_key,
@@ -485,13 +483,6 @@ def _database_fields(database: DatabaseLog | None) -> dict[str, Any]:
         return {}
     return {"database": database.shown, "database_spooled": database.spooled,
             "database_error": database.error}
-
-
-def acknowledgement_marker(ack: Acknowledgement) -> Marker:
-    """The marker an acknowledgement leaves in the run's records (kind `acknowledged`)."""
-    note = f": {ack.note}" if ack.note else ""
-    return Marker(ack.wall_time, ack.mouse, f"{ack.rule} alert acknowledged by {ack.who}{note}",
-                  "acknowledged")
 
 
 def _raises_no_face(event: AlertEvent) -> bool:

@@ -102,19 +102,15 @@ class Sinks:
     def publish(self, message: Message) -> None:
         self.publisher.publish(message)
 
-    def mark(self, marker: Marker) -> str:
+    def mark(self, marker: Marker) -> None:
         """A marker the monitor records itself (an acknowledgement) beside the records of its
-        time, and in the database; where it went. MarkerError (one line) when the markers
-        file refuses it."""
-        where = []
+        time, and in the database. MarkerError (one line) when the markers file refuses it."""
         if self.csv:
-            where.append(str(add_marker(self.csv.file_for(marker.wall_time), marker.mouse,
-                                        marker.text, marker.wall_time, marker.kind)))
+            add_marker(self.csv.file_for(marker.wall_time), marker.mouse, marker.text,
+                       marker.wall_time, marker.kind)
         if self.database:
             self.database.marker(marker)
             self._database_sync()
-            where.append(self.database.shown)
-        return ", ".join(where)
 
     def hook_counts(self) -> HookCounts:
         return self.hooks.stats if self.hooks else HookCounts()

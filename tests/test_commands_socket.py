@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -449,3 +454,36 @@ def test_a_command_socket_beyond_this_machine_needs_keys(demo_small: DemoBuild,
                                                  "machine: give bus.secret_key")):
         held.monitor.start()
     held.view.close()
+
+
+def test_a_logger_keeps_the_acknowledgement_as_a_marker_too(held: Held,
+                                                             tmp_path: Path) -> None:
+    """A facility's central logger hears the acknowledgement and marks it beside its own
+    records, so a report made from them shows it. A subscriber joins a little after it
+    connects, so the alert is acknowledged (again) until the logger has heard it."""
+    logged = tmp_path / "logged.csv"
+    logger = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "log", "--endpoint", held.config.bus.endpoint,
+         "--out", str(logged), "--seconds", "60"], env={**os.environ, "COLUMNS": "200"},
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    alert = held.active()[0]
+    markers = side_file(logged, "markers")
+    try:
+        assert logger.stderr is not None and "logging" in logger.stderr.readline()
+        wait_until(lambda: markers.is_file() or not held.client().acknowledge(
+            alert_key(alert), "Ann", "seen"))
+    finally:
+        logger.send_signal(signal.SIGINT)
+        _, err = logger.communicate(timeout=30)
+    assert logger.returncode == 0, err
+    heard = [(r["mouse"], r["text"], r["kind"]) for r in read_rows(markers)]
+    assert heard and set(heard) == {(alert.mouse, "pain alert acknowledged by Ann: seen",
+                                     "acknowledged")}
+    assert len(heard) <= len(read_rows(side_file(held.csv, "markers")))
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not so within {seconds} s"
+        time.sleep(0.2)
