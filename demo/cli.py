@@ -9,9 +9,18 @@ models that ship with it on the monitor's own dependencies; PyTorch is imported 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from monitor.cli import UsageError, add_outputs, config_from_args, csv_path
+from monitor.cli import (
+    UsageError,
+    add_outputs,
+    add_web_address,
+    config_from_args,
+    csv_path,
+    web_settings,
+)
+from monitor.config import MonitorConfig
 from monitor.run import run_monitor
 
 
@@ -26,6 +35,7 @@ def add_command(sub: Any) -> None:
     demo.add_argument("--build-only", action="store_true", help="build, then exit")
     demo.add_argument("--fast", action="store_true", help="replay as fast as possible")
     add_outputs(demo)
+    add_web_address(demo)
     demo.set_defaults(func=cmd_demo)
 
 
@@ -40,8 +50,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     config = config_from_args(args, demo.config(), origin=str(demo.folder))
     path, rotate = csv_path(config, args.out)
-    return run_monitor(config, path, replay=True, realtime=not args.fast,
-                       dashboard=not args.no_dashboard, rotate=rotate)
+    web = start_web(args, config) if args.web else None
+    try:
+        return run_monitor(config, path, replay=True, realtime=not args.fast,
+                           dashboard=not args.no_dashboard, rotate=rotate)
+    finally:
+        if web is not None:
+            web.close()
+
+
+def start_web(args: argparse.Namespace, config: MonitorConfig) -> Any:
+    """The web view beside the demo, on loopback, following the demo's own bus."""
+    from monitor.views.web import WebError, WebView
+    from monitor.views.wsgi import is_loopback
+
+    if not config.bus.enabled:
+        raise UsageError("--web follows the demo's bus: drop --no-publish")
+    settings = web_settings(args, config.bus.endpoint)
+    if not is_loopback(settings.host):
+        raise UsageError(f"--web {args.web}: the demo serves its web view on loopback only; "
+                         "`mgs-monitor web` serves other addresses, with a token")
+    try:
+        web = WebView(settings)
+    except WebError as exc:
+        raise UsageError(str(exc)) from None
+    web.start()
+    print(f"web view of the demo: {web.address}", file=sys.stderr, flush=True)
+    return web
 
 
 def _need_training() -> None:

@@ -10,21 +10,18 @@ token in the query string, once) are written next to them, `access/rater-url` an
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
-import socket
-import string
 from dataclasses import dataclass
 from pathlib import Path
+
+from monitor.views.wsgi import token_bits
 
 from .errors import UserError
 
 RATER, COORDINATOR = "rater", "coordinator"
 ENV = {RATER: "MGS_LABEL_TOKEN", COORDINATOR: "MGS_LABEL_COORDINATOR_TOKEN"}
 MIN_BITS = 128
-HEX = set(string.hexdigits)
-URLSAFE = set(string.ascii_letters + string.digits + "-_")
 
 
 @dataclass(frozen=True)
@@ -68,12 +65,7 @@ def load_both(project: Path) -> dict[str, Token]:
     return tokens
 
 
-def bits(token: str) -> int:
-    """What the token can hold at most: its length times the bits of its alphabet (hex digits
-    4, URL-safe base64 6, any other printable ASCII about 6.5)."""
-    chars = set(token)
-    per = 4.0 if chars <= HEX else 6.0 if chars <= URLSAFE else math.log2(94)
-    return int(len(token) * per)
+bits = token_bits
 
 
 def _checked(token: Token) -> Token:
@@ -95,13 +87,6 @@ def write_addresses(project: Path, base: str, tokens: dict[str, Token]) -> dict[
         _write_private(path, f"{base}{page}?token={tokens[role].value}\n", replace=True)
         paths[role] = path
     return paths
-
-
-def shown_host(host: str) -> str:
-    """The host name raters type: this machine's name for a wildcard address."""
-    if host in ("0.0.0.0", "::", ""):
-        return socket.gethostname()
-    return f"[{host}]" if ":" in host else host
 
 
 def _write_private(path: Path, text: str, replace: bool = False) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import hmac
-import ipaddress
 import mimetypes
 import signal
 import sys
@@ -29,6 +28,7 @@ from flask import Flask, Response, abort, g, jsonify, redirect, render_template,
 from werkzeug.exceptions import HTTPException
 
 from monitor.units import LEVELS, UNITS
+from monitor.views.wsgi import LOOPBACK_NAMES, hostname, is_loopback, shown_host
 
 from . import access, agreement, web
 from .access import COORDINATOR, RATER
@@ -39,7 +39,6 @@ from .project import BOX, FACE, Item, Project
 from .raters import NAME, Raters, Refused, new_secret, valid_secret
 from .reference import NOT_SCOREABLE, REFERENCE
 
-LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 HOW = ("drawn", "suggested", "no_face")
 MAX_JSON = 64 * 1024  # bytes; an answer is a few hundred
 MAX_RATERS = 20
@@ -79,7 +78,7 @@ def create_app(project: Project, log: AnswerLog, *, tokens: dict[str, str], port
 
     @app.before_request
     def guard() -> Any:
-        if loopback and _hostname(request.host) not in LOOPBACK_NAMES:
+        if loopback and hostname(request.host) not in LOOPBACK_NAMES:
             abort(403, "this server answers only to a loopback host name")
         given = request.args.get("token")
         if given is not None and request.method == "GET":
@@ -294,20 +293,6 @@ def _box_answer(body: dict[str, Any], item: Item) -> dict[str, Any]:
     return {"how": how, "box": [round(v, 1) for v in (x0, y0, x1 - x0, y1 - y0)]}
 
 
-def _hostname(host: str) -> str:
-    """The host part of a Host header: `[::1]:5000` -> `::1`, `localhost:5000` -> `localhost`."""
-    if host.startswith("["):
-        return host[1:host.find("]")]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def serve(folder: Path, host: str, port: int, conditions: Path | None, *,
           max_raters: int = MAX_RATERS, tls_cert: Path | None = None,
           tls_key: Path | None = None) -> int:
@@ -335,7 +320,7 @@ def serve(folder: Path, host: str, port: int, conditions: Path | None, *,
                               port=bound, raters=Raters(folder / "raters.json", max_raters),
                               conditions=conditions, loopback=is_loopback(host),
                               secure=tls is not None)
-        base = f"{'https' if tls else 'http'}://{access.shown_host(host)}:{bound}"
+        base = f"{'https' if tls else 'http'}://{shown_host(host)}:{bound}"
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _stop)  # systemd and kill stop it as Ctrl-C does
         try:

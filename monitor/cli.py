@@ -57,6 +57,7 @@ from monitor.stills import StillsError, score_stills
 from monitor.stopping import stop_on_signals
 
 DEFAULT_LOG_CSV = Path("mgs-records/scores.csv")
+DEFAULT_WEB = "127.0.0.1:8090"
 PLUGIN_GROUP = "mgs_monitor.commands"  # entry points: f(subparsers) adding a command
 DEFAULT_MODELS = Path(os.environ.get("MGS_MODELS", "models"))
 EPILOG = """\
@@ -68,6 +69,7 @@ examples:
   mgs-monitor score photos/ --out scores.csv
                                            score still images of cubicle arrays (or --crops)
   mgs-monitor dashboard                    attach a live dashboard to a running monitor
+  mgs-monitor web                          ... or a page for browsers: http://127.0.0.1:8090/
   mgs-monitor log --out scores.csv         attach a CSV logger to a running monitor
   mgs-monitor log --db postgresql://mgs@dbhost/mgs
                                            ... or a logger writing to PostgreSQL
@@ -124,6 +126,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
     _add_replay(sub)
     _add_score(sub)
     _add_dashboard(sub)
+    _add_web(sub)
     _add_log(sub)
     check = sub.add_parser("check-config", help="validate a YAML config and exit")
     check.add_argument("config", type=Path, help="the YAML file")
@@ -262,6 +265,34 @@ def _add_dashboard(sub: Any) -> None:
     _add_subscriber_keys(dash)
     dash.add_argument("--seconds", type=float, help="stop after this long")
     dash.set_defaults(func=cmd_dashboard)
+
+
+def _add_web(sub: Any) -> None:
+    web = sub.add_parser("web", help="every mouse and alert in a browser, acknowledged there",
+                         description="Serve a live page of a running monitor (or of many "
+                         "through a proxy): a tile per mouse, alerts with their face crops, "
+                         "acknowledgements sent back to the monitor that raised them.")
+    web.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="default %(default)s")
+    _add_subscriber_keys(web)
+    web.add_argument("--listen", dest="web", default=DEFAULT_WEB, metavar="HOST:PORT",
+                     help="where the page listens (default %(default)s); any address but "
+                     "loopback needs a token")
+    web.add_argument("--token-file", type=Path, metavar="FILE",
+                     help="the token browsers must bring (else $MGS_WEB_TOKEN); needed on any "
+                     "address but loopback")
+    web.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS: certificate")
+    web.add_argument("--tls-key", type=Path, metavar="FILE", help="... and its key")
+    web.add_argument("--monitor-key", action="append", default=[], metavar="PUBLISHER=FILE",
+                     help="public key of that monitor's command socket (its server.key), where "
+                     "it differs from --server-key (e.g. behind a proxy); repeat per monitor")
+    web.add_argument("--seconds", type=float, help="stop after this long")
+    web.set_defaults(func=cmd_web)
+
+
+def add_web_address(parser: argparse.ArgumentParser) -> None:
+    """`--web [HOST:PORT]`: the web view beside a monitor (`mgs-monitor demo --web`)."""
+    parser.add_argument("--web", nargs="?", const=DEFAULT_WEB, metavar="HOST:PORT",
+                        help="serve the web view beside it, on loopback (default %(const)s)")
 
 
 def _add_log(sub: Any) -> None:
@@ -638,6 +669,32 @@ def config_cameras(path: Path) -> tuple[CameraTag, ...]:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     return run_dashboard(args.endpoint, args.server_key, args.seconds, args.client_key)
+
+
+def web_settings(args: argparse.Namespace, endpoint: str) -> Any:
+    """The web view's settings from its flags; bad ones as one UsageError line."""
+    from monitor.views.web import WebError, WebSettings, parse_monitor_key
+
+    host, sep, port = str(args.web).rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise UsageError(f"--listen {args.web}: expected HOST:PORT, e.g. 127.0.0.1:8090")
+    try:
+        keys = dict(parse_monitor_key(text) for text in getattr(args, "monitor_key", []))
+    except WebError as exc:
+        raise UsageError(str(exc)) from None
+    return WebSettings(endpoint, getattr(args, "server_key", None),
+                       getattr(args, "client_key", None), host.strip("[]"), int(port),
+                       getattr(args, "token_file", None), getattr(args, "tls_cert", None),
+                       getattr(args, "tls_key", None), keys)
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from monitor.views.web import WebError, run_web
+
+    try:
+        return run_web(web_settings(args, args.endpoint), args.seconds)
+    except WebError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_log(args: argparse.Namespace) -> int:
