@@ -21,7 +21,7 @@ import numpy as np
 from figures import publish
 
 from monitor.units import UNITS
-from train.report import EvalInput, evaluate
+from train.statistics import EvalInput, evaluate
 
 ALPHA = 0.05
 CUTS = (-0.6, 0.6)  # latent -> level 0, 1, 2

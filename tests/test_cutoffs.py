@@ -1,5 +1,5 @@
 """Pain cut-offs chosen per fold on validation images only, for the model, the reference and
-every rater, and reported on that fold's test images (train/report.py fold_cutoffs)."""
+every rater, and reported on that fold's test images (train/statistics.py fold_cutoffs)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.report import EvalInput, FoldPredictions, evaluate, fold_cutoffs, write_report
+from train.report import write_report
+from train.statistics import EvalInput, FoldPredictions, evaluate, fold_cutoffs
 
 N_BOOT = 20
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from monitor.units import UNITS
-from train.report import (
+from train.report import write_report
+from train.statistics import (
     RANDOM_ARRANGEMENTS,
     EvalInput,
     agreement_by_mouse,
@@ -19,7 +20,6 @@ from train.report import (
     rater_comparison,
     total_agreement,
     williams_test,
-    write_report,
 )
 
 N_BOOT = 200
@@ -353,7 +353,7 @@ def mice_study(n_pain: int, n_control: int, per_mouse: int, seed: int = 5) -> Ev
 def test_the_bootstraps_fast_auroc_and_auprc_are_sklearns() -> None:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from train.report import _auprc, _auroc
+    from train.statistics import _auprc, _auroc
 
     rng = np.random.default_rng(7)
     for _ in range(20):
@@ -456,7 +456,7 @@ def test_intervals_by_mouse_widen_with_few_mice() -> None:
     from scipy.stats import norm
     from scipy.stats import t as student_t
 
-    from train.report import _expanded_tail
+    from train.statistics import _expanded_tail
 
     few = {"NTG": [np.array([k]) for k in range(4)], "saline": [np.array([k]) for k in range(4)]}
     want = 100 * norm.cdf(-np.sqrt(4 / 3) * student_t.ppf(0.975, 6))
@@ -466,7 +466,7 @@ def test_intervals_by_mouse_widen_with_few_mice() -> None:
     found = evaluate(mice_study(4, 4, 5), n_boot=N_BOOT)["by_mouse"]
     assert found["ci_tail_percent"] == pytest.approx(want)
     # the paired differences: value +- t(6) sqrt(4/3) SD of the resamples
-    from train.report import _t_interval
+    from train.statistics import _t_interval
 
     samples = np.array([-1.0, 1.0, -1.0, 1.0, np.nan])
     half = student_t.ppf(0.975, 6) * np.sqrt(4 / 3) * np.std(samples[:4], ddof=1)

@@ -39,8 +39,8 @@ from train.labels import (
     mouse_kfold_splits,
 )
 from train.localizer import cli as localizer_cli
-from train.report import EvalInput, evaluate, validation_cutoff
 from train.run import Run, RunError
+from train.statistics import EvalInput, evaluate, validation_cutoff
 from train.train import (
     OPTIMISTIC,
     best_epoch,

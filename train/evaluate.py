@@ -21,8 +21,9 @@ from train.command import run_command
 from train.frames import evaluate_frames, summary_lines, write_frames_report
 from train.gradcam import write_gradcam
 from train.labels import MAJORITY, LabelError, LabelledImage, even_vote
-from train.report import EvalInput, FoldPredictions, evaluate, fold_cutoffs, write_report
+from train.report import write_report
 from train.run import Run, RunError, crops_of, load_scorer
+from train.statistics import EvalInput, FoldPredictions, evaluate, fold_cutoffs
 
 
 def get_args_parser() -> argparse.ArgumentParser:
