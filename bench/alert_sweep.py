@@ -1,6 +1,6 @@
 """Benchmark: `mgs-eval --alerts` on a month of one 16-mouse rack sampled every 2 minutes.
 
-A synthetic study over time (train/study_course.py: noisy mice, hidden faces, cameras down;
+A synthetic study over time (synth/study_course.py: noisy mice, hidden faces, cameras down;
 ~345,600 records) is written as a score CSV, then evaluated end to end as a user would run it
 (read, the configured rule through the monitor's AlertEngine, a sweep of 100 rules, figures
 with mouse bootstrap, the page). Beside it, in the same run: the time one AlertEngine.update
@@ -28,8 +28,8 @@ from monitor.alerts import ResolvedRule
 from monitor.config import AlertRule, Alerts
 from monitor.views.alert_eval import rule_grid
 from monitor.views.alert_replay import engine_spans, fast_pain_spans, read_tracks
+from synth.study_course import Course, write_study_course
 from train.mgs_eval import cli
-from train.study_course import Course, write_study_course
 
 SWEEP = ("--thresholds", "0.5:10:0.5", "--windows", "1,3,5,8,12", "--clear-gaps", "1")  # 100
 

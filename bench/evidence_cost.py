@@ -23,9 +23,9 @@ from capacity import int8_scorer, models_folder, replay
 from figures import publish
 from monitor_speed import cpu_name, frame_latency_ms, paper_scorer
 
+import synth
 from demo.build import build_demo
 from monitor.runtimes import installed_runtimes
-from train import synth
 
 PERIODIC = ["--every", "2.5", "--burst", "5"]
 

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from figures import publish
 
+import synth
 from monitor.units import UNITS
-from train import synth
 from train.evaluate import cli as eval_cli
 from train.train import cli as train_cli
 

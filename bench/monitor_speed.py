@@ -35,6 +35,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from torch import nn
 
+import synth
 from demo.build import DemoBuild, build_demo
 from export.half import halve_scorer
 from export.onnx_export import export_scorer
@@ -45,7 +46,6 @@ from monitor.models import SCORER, OnnxModel
 from monitor.pipeline import Analyzer, Models, keep_crops
 from monitor.runtimes import RuntimeName, installed_runtimes, open_session
 from monitor.sinks import open_sinks
-from train import synth
 from train.models import Preprocess, UnitScorer, unit_classifier
 
 RESNET18_GFLOP = 3.64  # one forward pass at 224x224 (1.82 G multiply-adds)

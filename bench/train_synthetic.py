@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from figures import publish
 
+import synth
 from export.cli import cli as export_cli
 from monitor.units import UNITS
-from train import synth
 from train.evaluate import cli as eval_cli
 from train.train import cli as train_cli
 

@@ -3,7 +3,7 @@
 Everything here is made by the project itself. The models ship with it (demo/models/: trained
 by demo/training.py from DemoSpec() and its fixed seed, marked `kind=demo` in their metadata so
 the dashboard and every CSV row say they are not real pain models); the scene's videos and
-truth are drawn with NumPy and OpenCV (train/synth.py) on first use, then cached. Nothing here
+truth are drawn with NumPy and OpenCV (synth/) on first use, then cached. Nothing here
 imports PyTorch: only a rebuild of the models (`train=True`, `--rebuild`) does.
 
     python -m demo.build --ship    # retrain the shipped models from the recipe (PyTorch)
@@ -23,9 +23,9 @@ import numpy as np
 import onnxruntime as ort
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+import synth
 from monitor.config import default_publisher
 from monitor.units import UNITS
-from train import synth
 
 SHIPPED = Path(__file__).parent / "models"  # the shipped scorer.onnx and localizer.onnx
 CUBICLES = 4

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+import synth
 from demo.build import CUBICLES, DemoSpec
 from export.onnx_export import export_localizer, export_scorer
 from monitor.config import Faces
 from monitor.faces import face_crop, localizer_view
-from train import synth
 from train.fit import LocalizerData, UnitData, fit_localizer, fit_units
 from train.models import FaceLocalizer
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+import synth
 from demo.build import DemoBuild, DemoSpec, build_demo
 from export.onnx_export import export_localizer, export_scorer
 from tests.postgres_util import PostgresServer
-from train import synth
 from train.evaluate import cli as eval_cli
 from train.models import FaceLocalizer, UnitScorer
 from train.train import cli as train_cli

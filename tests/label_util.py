@@ -28,10 +28,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+import synth
 from monitor.config import Camera
 from monitor.faces import cubicle_pixels
 from monitor.schema import CSV_COLUMNS, SCORE_COLUMNS, ScoreRecord, csv_row
-from train import synth
 
 START = 1_718_000_000.0  # 2024-06-10
 

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+import synth
 from demo.build import DemoBuild
 from monitor.config import build_config
 from monitor.pipeline import Models, Monitor
 from tests.fakes import StallingCamera
-from train import synth
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -32,10 +32,10 @@ from monitor.schema import SCORE_COLUMNS, SCORE_HEADERS, ScoreRecord, csv_header
 from monitor.views.alert_eval import rule_grid
 from monitor.views.alert_figures import clopper_pearson
 from monitor.views.alert_replay import engine_spans, fast_pain_spans, read_tracks
+from synth.study_course import START, Course, write_study_course
 from tests.test_pipeline import replay_args
 from train.mgs_eval import cli
 from train.models import UnitScorer
-from train.study_course import START, Course, write_study_course
 
 ROOT = Path(__file__).parent.parent
 DAY = 86400.0

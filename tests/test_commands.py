@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+import synth
 from demo.build import DemoBuild
 from monitor.bus import Publisher, Subscriber
 from monitor.capture import open_capture
@@ -28,7 +29,6 @@ from monitor.schema import ScoreRecord, StatusReport
 from tests.conftest import free_port_endpoint
 from tests.fakes import FakeCamera, HeldCamera
 from tests.records_util import score_record
-from train import synth
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

@@ -16,6 +16,7 @@ import torch
 from rich.console import Console
 from rich.text import Text
 
+import synth
 from demo.build import DemoBuild
 from export.cli import cli as export_cli
 from export.gate import LOCALIZER_RECALL_FLOOR, Figures, scorer_figures
@@ -29,7 +30,6 @@ from monitor.schema import StatusReport
 from monitor.units import UNITS
 from tests.fakes import FakeCamera
 from tests.monitor_util import run_until
-from train import synth
 from train.models import FaceLocalizer, UnitScorer
 from train.run import Run, fold_fingerprint
 from train.train import cli as train_cli

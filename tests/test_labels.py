@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from monitor.units import UNITS
+from synth import write_face_dataset
 from train.labels import (
     LabelError,
     LabelledImage,
@@ -25,7 +26,6 @@ from train.labels import (
     mouse_kfold_splits,
     mouse_split,
 )
-from train.synth import write_face_dataset
 
 HEAD = ",".join(("image", *UNITS))
 BOXES = "face_x,face_y,face_w,face_h"

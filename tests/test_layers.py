@@ -1,5 +1,6 @@
-"""The packages depend in one direction: monitor/ on none of the others, train/ on monitor/,
-export/ on train/ and monitor/, demo/ on all three, label/ (mgs-label) on train/ and monitor/.
+"""The packages depend in one direction: monitor/ on none of the others, synth/ (synthetic mice)
+and train/ on monitor/, export/ on train/ and monitor/, demo/ on all of them, label/ (mgs-label)
+on train/ and monitor/.
 Read from the source, import by import."""
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import pytest
 from monitor.cli import build_parser
 
 ROOT = Path(__file__).parent.parent
-PACKAGES = ("monitor", "train", "export", "demo", "label")
+PACKAGES = ("monitor", "synth", "train", "export", "demo", "label")
 ALLOWED = {
     "monitor": {"monitor"},
+    "synth": {"synth", "monitor"},
     "train": {"train", "monitor"},
     "export": {"export", "train", "monitor"},
-    "demo": {"demo", "export", "train", "monitor"},
+    "demo": {"demo", "synth", "export", "train", "monitor"},
     "label": {"label", "train", "monitor"},
 }
 
@@ -38,6 +40,7 @@ def imported_packages(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_imports_go_one_way(package: str) -> None:
+    assert (ROOT / package / "__init__.py").is_file()  # a package checked here is one
     wrong = {f"{path.relative_to(ROOT)} imports {other}"
              for path in sorted((ROOT / package).rglob("*.py"))
              for other in imported_packages(path) - ALLOWED[package]}

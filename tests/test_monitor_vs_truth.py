@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import pytest
 
+import synth
 from demo.build import DemoBuild, records_against_truth
 from export.onnx_export import write_variant
 from monitor.cli import main as mgs_monitor
@@ -25,7 +26,6 @@ from monitor.pipeline import Models, Monitor
 from monitor.schema import StatusReport
 from tests.fakes import FakeCamera
 from tests.monitor_util import View
-from train import synth
 
 # Measured on the small_accurate build's replay: units 0.94, 0.90, 0.78, 0.96, 0.93 and r 0.96
 # (the full demo: units 0.97-1.0, r 0.998). Faces cut or normalised unlike training score near

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+import synth
 from demo.build import DemoBuild
 from export.half import halve_scorer
 from monitor.bus import BusError, Publisher
@@ -38,7 +39,6 @@ from monitor.schema import (
 from monitor.units import UNITS
 from tests.fakes import FakeCamera, HeldCamera, MjpegCamera
 from tests.monitor_util import View, run_to_end, run_until
-from train import synth
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

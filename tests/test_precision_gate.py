@@ -10,12 +10,12 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+import synth
 from demo.build import DemoBuild
 from export.half import halve_scorer
 from export.onnx_export import ExportError
 from export.quantize import quantize_scorer
 from monitor.models import SCORER, OnnxModel
-from train import synth
 
 
 def faces(demo: DemoBuild, count: int, seed: int) -> np.ndarray:

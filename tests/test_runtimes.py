@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import synth
 from demo.build import DemoBuild
 from export.onnx_export import ExportError
 from export.quantize import quantize_scorer
@@ -16,7 +17,6 @@ from monitor.config import build_config
 from monitor.models import LOCALIZER, SCORER, ModelError, OnnxModel
 from monitor.pipeline import Models, monitor_title
 from monitor.runtimes import gpu_fallback, installed_runtimes
-from train import synth
 
 CPU = ["CPUExecutionProvider"]
 CUDA = "CUDAExecutionProvider"

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+import synth
 from demo.build import DemoBuild
 from monitor.capture import Frame
 from monitor.cli import main
@@ -22,7 +23,6 @@ from monitor.pipeline import Analyzer, Models
 from monitor.schema import ScoreRecord
 from monitor.snapshot import run_snapshot, take_snapshots
 from tests.fakes import FakeCamera
-from train import synth
 
 FOUR_FACES: list[synth.Levels | None] = [
     (0, 0, 0, 0, 0), (2, 2, 2, 2, 2), (1, 1, 1, 1, 1), (0, 1, 2, 1, 0)]

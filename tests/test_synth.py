@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from monitor.units import UNITS
-from train.labels import load_labels
-from train.synth import (
+from synth import (
     draw_array_frame,
     draw_cubicle,
     draw_face,
@@ -22,6 +21,7 @@ from train.synth import (
     write_face_dataset,
     write_study_dataset,
 )
+from train.labels import load_labels
 
 Box = tuple[float, float, float, float]
 

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+import synth
 from demo.build import DemoBuild
 from monitor.config import build_config
 from monitor.run import run_monitor
 from monitor.systemd import Watchdog
 from tests.fakes import FakeCamera
-from train import synth
 
 UNITS = Path(__file__).parent.parent / "systemd"
 STALE_S = 3.0  # status reports come every 2 s

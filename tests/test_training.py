@@ -15,6 +15,7 @@ import onnx
 import pytest
 import torch
 
+import synth
 from demo.build import DemoBuild
 from export.cli import cli as export_cli
 from export.onnx_export import write_variant
@@ -24,7 +25,6 @@ from monitor.config import build_config
 from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.pipeline import Analyzer, Models
 from monitor.units import UNITS
-from train import synth
 from train.evaluate import IMAGE_FOLDS, chosen, rater_totals
 from train.evaluate import cli as eval_cli
 from train.frames import box_iou, summary_html

@@ -4,6 +4,9 @@ No labelled mouse images exist for this project, so training, tests and the demo
 mice drawn with OpenCV. Each action unit changes one facial region strongly enough for a small
 CNN at 64x64 to learn it, while fur, lighting, pose, background, blur and noise vary
 independently of the levels. Every function is deterministic given its numpy Generator.
+
+A package of its own, beside training: the demo, the tests and the benchmarks draw from it, and
+it stands on monitor/ alone. `synth.study_course` gives such mice a course over days.
 """
 
 from __future__ import annotations
