@@ -24,8 +24,8 @@ from typing import Any
 
 from figures import publish
 
-from monitor.alerts import ResolvedRule
 from monitor.config import AlertRule, Alerts
+from monitor.scoring.alerts import ResolvedRule
 from monitor.views.alert_eval import rule_grid
 from monitor.views.alert_replay import engine_spans, fast_pain_spans, read_tracks
 from synth.study_course import Course, write_study_course

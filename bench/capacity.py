@@ -32,7 +32,7 @@ from monitor_speed import cpu_name, paper_scorer, synthetic_faces
 
 from demo.build import build_demo
 from export.quantize import quantize_scorer
-from monitor.runtimes import installed_runtimes
+from monitor.scoring.runtimes import installed_runtimes
 
 SAMPLE_EVERY_S = 120.0  # the DeepMGS snapshot interval
 

@@ -25,7 +25,7 @@ from monitor_speed import cpu_name, frame_latency_ms, paper_scorer
 
 import synth
 from demo.build import build_demo
-from monitor.runtimes import installed_runtimes
+from monitor.scoring.runtimes import installed_runtimes
 
 PERIODIC = ["--every", "2.5", "--burst", "5"]
 

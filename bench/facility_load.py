@@ -3,7 +3,7 @@
 Starts the real commands, `mgs-monitor proxy` and `mgs-monitor log` (CSV; with `--db URL`
 PostgreSQL too, whose rows are counted once the logger has stopped), each in its own process,
 and `--publishers` record generators, each a process with a monitor's Publisher
-(monitor/bus.py) sending score records of the monitor's shape (monitor/schema.py, every field
+(monitor/outputs/bus.py) sending score records of the monitor's shape (monitor/schema.py, every field
 filled as for a scored mouse) in rounds every 50 ms, as a monitor sends one sampling round of
 its mice. Each step runs one total rate for `--seconds` and then counts, per publisher run,
 the records the logger wrote against those sent: lost, and how many of them the logger
@@ -38,7 +38,7 @@ from typing import Any
 from figures import publish
 from monitor_speed import cpu_name
 
-from monitor.bus import Publisher
+from monitor.outputs.bus import Publisher
 from monitor.schema import CSV_COLUMNS, GAP_COLUMNS, ScoreRecord, new_instance, side_file
 
 ROUND_S = 0.05  # a monitor sends its mice's records in rounds (one sampling round)

@@ -28,8 +28,8 @@ from figures import publish
 from monitor_speed import cpu_name
 
 from demo.build import DemoSpec, build_demo
-from monitor.bus import Subscriber
 from monitor.config import build_config
+from monitor.outputs.bus import Subscriber
 from monitor.pipeline import Models, Monitor
 from monitor.schema import ScoreRecord
 

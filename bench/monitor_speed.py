@@ -40,12 +40,12 @@ from demo.build import DemoBuild, build_demo
 from export.half import halve_scorer
 from export.onnx_export import export_scorer
 from export.quantize import level_agreement, quantize_scorer
-from monitor.capture import Frame
+from monitor.capture.workers import Frame
 from monitor.config import build_config
-from monitor.models import SCORER, OnnxModel
+from monitor.outputs.sinks import open_sinks
 from monitor.pipeline import Analyzer, Models, keep_crops
-from monitor.runtimes import RuntimeName, installed_runtimes, open_session
-from monitor.sinks import open_sinks
+from monitor.scoring.models import SCORER, OnnxModel
+from monitor.scoring.runtimes import RuntimeName, installed_runtimes, open_session
 from train.models import Preprocess, UnitScorer, unit_classifier
 
 RESNET18_GFLOP = 3.64  # one forward pass at 224x224 (1.82 G multiply-adds)

@@ -3,7 +3,7 @@
 On frames of the demo scene (1920x1080, four cubicles), times per frame:
 - decoding: read() (decode + convert) against grab() (what skipped frames cost);
 - the localizer's input: four cubicle regions resized to its input size, by the monitor's
-  path (monitor.faces.localizer_view: bilinear to 4x the size, then pixel averaging), by
+  path (monitor.scoring.faces.localizer_view: bilinear to 4x the size, then pixel averaging), by
   INTER_AREA alone (exact pixel averaging, slow at non-integer factors) and by INTER_LINEAR
   alone (cheapest; aliases when shrinking ~10x);
 - the burst's sharpness measure: a 320-wide AREA copy against a strided (every 6th pixel) view.
@@ -29,8 +29,8 @@ from monitor_speed import cpu_name, seconds_for
 
 from demo.build import CUBICLES, build_demo
 from monitor.config import Cubicle
-from monitor.faces import cubicle_pixels, localizer_view
-from monitor.models import LOCALIZER, OnnxModel
+from monitor.scoring.faces import cubicle_pixels, localizer_view
+from monitor.scoring.models import LOCALIZER, OnnxModel
 
 Resize = Callable[[np.ndarray, int], np.ndarray]
 

@@ -23,7 +23,7 @@ from figures import publish
 
 from demo.build import build_demo
 from monitor.config import build_config
-from monitor.memory import keep_frames_out_of_the_heap
+from monitor.frame_memory import keep_frames_out_of_the_heap
 from monitor.pipeline import Models, Monitor
 
 

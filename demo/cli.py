@@ -21,7 +21,7 @@ from monitor.cli import (
     web_settings,
 )
 from monitor.config import MonitorConfig
-from monitor.run import run_monitor
+from monitor.runner import run_monitor
 
 
 def add_command(sub: Any) -> None:

@@ -21,7 +21,7 @@ import synth
 from demo.build import CUBICLES, DemoSpec
 from export.onnx_export import export_localizer, export_scorer
 from monitor.config import Faces
-from monitor.faces import face_crop, localizer_view
+from monitor.scoring.faces import face_crop, localizer_view
 from train.fit import LocalizerData, UnitData, fit_localizer, fit_units
 from train.models import FaceLocalizer
 

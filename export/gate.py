@@ -41,7 +41,7 @@ class Figures:
     below_floor: str = ""
 
     def metadata(self, accepted_weak: bool) -> dict[str, str]:
-        """The ONNX metadata keys the monitor reads (monitor/models.py)."""
+        """The ONNX metadata keys the monitor reads (monitor/scoring/models.py)."""
         return {"figures": self.text, "figures_values": strict_json.dumps(self.values),
                 "below_floor": self.below_floor,
                 "accepted_weak": "yes" if accepted_weak and self.below_floor else ""}

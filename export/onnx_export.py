@@ -1,6 +1,6 @@
 """Turn trained PyTorch models into the ONNX files the monitor runs.
 
-Each file carries the metadata contract the monitor checks (monitor/models.py) and is only
+Each file carries the metadata contract the monitor checks (monitor/scoring/models.py) and is only
 written after a parity check: onnxruntime must reproduce PyTorch's outputs on real images within
 `PARITY_TOLERANCE`, otherwise nothing is written.
 """
@@ -20,7 +20,7 @@ import onnxruntime as ort
 import torch
 
 from export.gate import Figures
-from monitor.models import FORMAT_VERSION, LOCALIZER, SCORER
+from monitor.scoring.models import FORMAT_VERSION, LOCALIZER, SCORER
 from monitor.units import UNITS
 from train import strict_json
 from train.image_hashes import METADATA_KEY as TRAINING_IMAGES

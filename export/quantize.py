@@ -22,7 +22,7 @@ from onnxruntime.quantization import (
 )
 
 from export.onnx_export import ExportError, write_variant
-from monitor.runtimes import RuntimeName, Session, installed_runtimes, open_session
+from monitor.scoring.runtimes import RuntimeName, Session, installed_runtimes, open_session
 
 CPU = ["CPUExecutionProvider"]
 

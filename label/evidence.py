@@ -1,13 +1,13 @@
 """Reads what the monitor keeps as evidence of a run, and pins what a queue takes from it.
 
 A score CSV (score schema 3 or later) names each kept face crop in its `crop` column, relative
-to the CSV's folder; the crop lies in the monitor's evidence folder (monitor/evidence.py), whose
+to the CSV's folder; the crop lies in the monitor's evidence folder (monitor/outputs/evidence.py), whose
 `frames.csv` indexes the full frames kept, with each cubicle's region and the localizer's box
 in the frame's pixels. Files listed in its `pinned.txt` are never deleted by the disk budget.
 
 A project's queue appends a line of its own to pinned.txt for every evidence file it took, and
 notes them in the project's `pins.json`; `release` removes those lines and only those, so the
-pins of alerts and of other projects stay (monitor/pinned.py).
+pins of alerts and of other projects stay (monitor/outputs/pinned.py).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from monitor.evidence import FRAME_COLUMNS
-from monitor.pinned import append_pinned, read_pinned, release_pinned
+from monitor.outputs.evidence import FRAME_COLUMNS
+from monitor.outputs.pinned import append_pinned, read_pinned, release_pinned
 from monitor.units import LEVELS, UNITS
 
 from .errors import UserError

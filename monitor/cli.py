@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor import __version__
-from monitor.alerts import RULES
-from monitor.bus import BusError, Serving, Upstream, run_proxy
-from monitor.capture import media_problem, quiet_opencv
+from monitor.capture.workers import media_problem, quiet_opencv
 from monitor.config import (
     DEFAULT_COMMANDS,
     DEFAULT_ENDPOINT,
@@ -32,14 +30,11 @@ from monitor.config import (
     load_config,
     read_config_file,
 )
-from monitor.csvlog import ROTATIONS, CsvLogError, Rotate
-from monitor.dashboard_service import run_dashboard
-from monitor.keys import make_keys
-from monitor.log_service import DEFAULT_SPOOL, run_logger
-from monitor.markers import MarkerError, add_marker, latest_scores, new_marker
-from monitor.memory import keep_frames_out_of_the_heap
-from monitor.models import ModelError
+from monitor.frame_memory import keep_frames_out_of_the_heap
+from monitor.outputs.bus import BusError, Serving, Upstream, run_proxy
+from monitor.outputs.bus_keys import make_keys
 from monitor.outputs.commands import CommandClient, CommandError
+from monitor.outputs.csvlog import ROTATIONS, CsvLogError, Rotate
 from monitor.outputs.db_url import (
     DatabaseError,
     add_selection,
@@ -48,13 +43,18 @@ from monitor.outputs.db_url import (
     selection_without_database,
     shown_url,
 )
+from monitor.outputs.markers import MarkerError, add_marker, latest_scores, new_marker
 from monitor.outputs.metrics import MetricsError
-from monitor.report import ReportError, write_report
-from monitor.run import run_monitor
+from monitor.runner import run_monitor
 from monitor.schema import MARKER_KINDS, CameraTag, alert_key
-from monitor.snapshot import FORMATS, SnapshotError, run_snapshot
+from monitor.scoring.alerts import RULES
+from monitor.scoring.models import ModelError
+from monitor.signals import stop_on_signals
 from monitor.stills import StillsError, score_stills
-from monitor.stopping import stop_on_signals
+from monitor.views.dashboard_service import run_dashboard
+from monitor.views.log_service import DEFAULT_SPOOL, run_logger
+from monitor.views.series_report import ReportError, write_report
+from monitor.views.snapshot import FORMATS, SnapshotError, run_snapshot
 
 DEFAULT_LOG_CSV = Path("mgs-records/scores.csv")
 DEFAULT_WEB = "127.0.0.1:8090"

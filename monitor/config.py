@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.csvlog import Rotate
+from monitor.outputs.csvlog import Rotate
 from monitor.outputs.db_url import shown_url
 from monitor.units import UNITS
 
@@ -347,7 +347,7 @@ class Database(Strict):
 
 
 class Evidence(Strict):
-    """Face crops and whole frames kept as JPEGs beside the CSV (monitor/evidence.py): what an
+    """Face crops and whole frames kept as JPEGs beside the CSV (monitor/outputs/evidence.py): what an
     alert is about, and the lab's own images to label with mgs-label."""
 
     enabled: bool = Field(True, description="Keep each scored face crop and some whole frames.")

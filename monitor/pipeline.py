@@ -3,7 +3,7 @@
 `Analyzer` is the pure part (frames in, records out). `Monitor` owns the threads: one capture
 worker per camera, and one pipeline thread that scores whatever frames are due across all
 cameras as one batch, judges them for alerts, and sends the records, events and reports to its
-sinks (the CSV first, then the publisher, then the alert hook; monitor/sinks.py). The pipeline
+sinks (the CSV first, then the publisher, then the alert hook; monitor/outputs/sinks.py). The pipeline
 reaches the rest of the world only through those messages: a dashboard in this process
 subscribes to `Monitor.view_endpoint` like any other subscriber. The way back is the command
 socket, which the pipeline thread answers between batches: an acknowledgement reaches the alert
@@ -25,14 +25,8 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from monitor.alerts import AlertEngine, hook_failing
-from monitor.capture import CaptureWorker, Frame, FrameQueue, Opener, open_capture
+from monitor.capture.workers import CaptureWorker, Frame, FrameQueue, Opener, open_capture
 from monitor.config import Camera, ConfigError, MonitorConfig, load_config
-from monitor.csvlog import Rotate
-from monitor.evidence import EvidenceWriter
-from monitor.faces import FaceFinder, FaceResult, cubicle_pixels
-from monitor.markers import MarkerError, acknowledgement_marker
-from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.outputs.commands import (
     AcknowledgeRequest,
     AlertsRequest,
@@ -42,7 +36,11 @@ from monitor.outputs.commands import (
     refused,
     snapshot_taken,
 )
+from monitor.outputs.csvlog import Rotate
+from monitor.outputs.evidence import EvidenceWriter
+from monitor.outputs.markers import MarkerError, acknowledgement_marker
 from monitor.outputs.metrics import MetricsServer, open_metrics
+from monitor.outputs.sinks import Sinks, open_sinks
 from monitor.schema import (
     AlertCrop,
     AlertEvent,
@@ -52,9 +50,11 @@ from monitor.schema import (
     alert_key,
     new_instance,
 )
-from monitor.scoring import Scorer, UnitScores
-from monitor.sinks import Sinks, open_sinks
-from monitor.snapshot import annotate
+from monitor.scoring.alerts import AlertEngine, hook_failing
+from monitor.scoring.faces import FaceFinder, FaceResult, cubicle_pixels
+from monitor.scoring.models import LOCALIZER, SCORER, OnnxModel
+from monitor.scoring.scorer import Scorer, UnitScores
+from monitor.views.snapshot import annotate
 
 if TYPE_CHECKING:  # the database driver is loaded only when the config names a database
     from monitor.outputs.database import DatabaseLog

@@ -16,9 +16,9 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 
-from monitor.capture import IMAGE_SUFFIXES, Frame
+from monitor.capture.workers import IMAGE_SUFFIXES, Frame
 from monitor.config import build_config
-from monitor.csvlog import CsvLogger
+from monitor.outputs.csvlog import CsvLogger
 from monitor.pipeline import Analyzer, Models
 from monitor.schema import ScoreRecord
 

@@ -30,8 +30,8 @@ import numpy as np
 
 import synth
 from monitor.config import Camera
-from monitor.faces import cubicle_pixels
 from monitor.schema import CSV_COLUMNS, SCORE_COLUMNS, ScoreRecord, csv_row
+from monitor.scoring.faces import cubicle_pixels
 
 START = 1_718_000_000.0  # 2024-06-10
 

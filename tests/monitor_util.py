@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from monitor.bus import Subscriber
+from monitor.outputs.bus import Subscriber
 from monitor.pipeline import Monitor
 from monitor.schema import Message, ScoreRecord
 

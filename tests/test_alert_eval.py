@@ -23,12 +23,12 @@ import yaml
 
 from demo.build import DemoBuild, truth_alert_delays, write_mice_table
 from export.onnx_export import export_scorer
-from monitor.alerts import ResolvedRule
 from monitor.cli import main as monitor_main
 from monitor.config import AlertRule, Alerts
-from monitor.csvlog import CsvLogger
-from monitor.markers import add_marker
+from monitor.outputs.csvlog import CsvLogger
+from monitor.outputs.markers import add_marker
 from monitor.schema import SCORE_COLUMNS, SCORE_HEADERS, ScoreRecord, csv_header, csv_row
+from monitor.scoring.alerts import ResolvedRule
 from monitor.views.alert_eval import rule_grid
 from monitor.views.alert_figures import clopper_pearson
 from monitor.views.alert_replay import engine_spans, fast_pain_spans, read_tracks

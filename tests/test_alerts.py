@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from monitor.alerts import AlertEngine, HookRunner, hook_failing
 from monitor.config import AlertRule, Alerts, ConfigError, build_config
 from monitor.schema import (
     ALERT_COLUMNS,
@@ -22,6 +21,7 @@ from monitor.schema import (
     csv_header,
     csv_row,
 )
+from monitor.scoring.alerts import AlertEngine, HookRunner, hook_failing
 
 STEP = 120.0
 

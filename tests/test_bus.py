@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from monitor.alerts import AlertEngine
-from monitor.bus import (
+from monitor.config import Alerts
+from monitor.outputs.bus import (
     BusError,
     Publisher,
     Serving,
@@ -18,9 +18,7 @@ from monitor.bus import (
     is_local,
     run_proxy,
 )
-from monitor.config import Alerts
-from monitor.keys import make_keys
-from monitor.log_service import run_logger
+from monitor.outputs.bus_keys import make_keys
 from monitor.schema import (
     AlertEvent,
     CameraReport,
@@ -32,6 +30,8 @@ from monitor.schema import (
     encode,
     side_file,
 )
+from monitor.scoring.alerts import AlertEngine
+from monitor.views.log_service import run_logger
 from tests.conftest import free_port_endpoint
 from tests.records_util import score_record
 

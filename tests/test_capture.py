@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from monitor.capture import (
+from monitor.capture.readers import NewestFrameReader
+from monitor.capture.workers import (
     CaptureWorker,
     Frame,
     FrameQueue,
@@ -18,7 +19,6 @@ from monitor.capture import (
     open_capture,
 )
 from monitor.config import Sampling
-from monitor.readers import NewestFrameReader
 from tests.fakes import FakeCamera, MjpegCamera, frame_number
 
 
@@ -170,7 +170,7 @@ def test_a_stalled_stream_times_out_instead_of_hanging(monkeypatch: pytest.Monke
     server.listen(1)
     held: list[object] = []
     threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
-    monkeypatch.setattr("monitor.capture.STREAM_TIMEOUT_MS", 1000)
+    monkeypatch.setattr("monitor.capture.workers.STREAM_TIMEOUT_MS", 1000)
     queue, stop = FrameQueue(10), threading.Event()
     url = f"http://127.0.0.1:{server.getsockname()[1]}/stream.mjpg"
     worker = CaptureWorker("cam0", url, Sampling(every_s=60, burst=1), queue, stop)

@@ -70,7 +70,7 @@ def test_weights_from_a_local_file(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_frame_buffers_are_kept_out_of_the_heap() -> None:
-    from monitor.memory import keep_frames_out_of_the_heap
+    from monitor.frame_memory import keep_frames_out_of_the_heap
 
     assert keep_frames_out_of_the_heap()
 

@@ -20,10 +20,10 @@ import pytest
 
 import synth
 from demo.build import DemoBuild
-from monitor.bus import Publisher, Subscriber
-from monitor.capture import open_capture
+from monitor.capture.workers import open_capture
 from monitor.cli import main
 from monitor.config import build_config
+from monitor.outputs.bus import Publisher, Subscriber
 from monitor.pipeline import Models, Monitor
 from monitor.schema import ScoreRecord, StatusReport
 from tests.conftest import free_port_endpoint
@@ -59,7 +59,7 @@ def test_run_on_a_camera_device_reloads_its_rules_on_sighup(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     rgb, _ = synth.draw_array_frame([(2, 2, 2, 2, 2)] * 4, np.random.default_rng(3), 640, 360)
     camera = FakeCamera([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)] * 5000)
-    monkeypatch.setattr("monitor.capture.open_capture", lambda _source: camera)
+    monkeypatch.setattr("monitor.capture.workers.open_capture", lambda _source: camera)
     config = tmp_path / "lab.yaml"
     lab_config(config, demo_small, free_endpoint, threshold=3)
     seen: list[StatusReport] = []

@@ -27,11 +27,11 @@ import pytest
 import zmq
 
 from demo.build import DemoBuild
-from monitor.bus import Serving
-from monitor.capture import open_capture
+from monitor.capture.workers import open_capture
 from monitor.cli import config_from_args, main, parse_args
 from monitor.config import build_config
-from monitor.keys import BusError, make_keys
+from monitor.outputs.bus import Serving
+from monitor.outputs.bus_keys import BusError, make_keys
 from monitor.outputs.commands import (
     AcknowledgeRequest,
     CommandClient,
@@ -42,7 +42,6 @@ from monitor.outputs.commands import (
     refused,
 )
 from monitor.pipeline import Models, Monitor
-from monitor.report import read_series, summarize, write_report
 from monitor.schema import (
     Acknowledgement,
     AlertCrop,
@@ -55,6 +54,7 @@ from monitor.schema import (
     encode,
     side_file,
 )
+from monitor.views.series_report import read_series, summarize, write_report
 from tests.monitor_util import View
 
 EVENT = AlertEvent(wall_time=1.0, time=20.0, mouse="M1", camera="cam0", rule="pain",

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor import csvlog
-from monitor.bus import Publisher
 from monitor.cli import csv_path, main
 from monitor.config import Logging, build_config
-from monitor.csvlog import CsvLogError, CsvLogger
-from monitor.report import read_series
+from monitor.outputs import csvlog
+from monitor.outputs.bus import Publisher
+from monitor.outputs.csvlog import CsvLogError, CsvLogger
+from monitor.outputs.sinks import open_sinks
 from monitor.schema import (
     ALERT_COLUMNS,
     CSV_COLUMNS,
@@ -23,8 +23,8 @@ from monitor.schema import (
     is_side_file,
     side_file,
 )
-from monitor.sinks import open_sinks
 from monitor.units import UNITS
+from monitor.views.series_report import read_series
 from tests.records_util import score_record
 
 
@@ -140,7 +140,7 @@ def test_reopen_reads_only_the_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     for seq in range(1, 41):
         logger.write(score_record(seq))
     logger.close()
-    monkeypatch.setattr("monitor.csvlog.TAIL_BYTES", 1000)  # the read starts inside a row
+    monkeypatch.setattr("monitor.outputs.csvlog.TAIL_BYTES", 1000)  # the read starts inside a row
     logger = CsvLogger(path)
     logger.write(score_record(43))
     logger.close()
@@ -151,7 +151,7 @@ def test_reopen_reads_only_the_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 FULL_DISK = """
 import os, resource, signal, sys
 from pathlib import Path
-import monitor.csvlog as csvlog
+import monitor.outputs.csvlog as csvlog
 from tests.records_util import score_record
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG

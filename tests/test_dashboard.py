@@ -9,13 +9,6 @@ import re
 import pytest
 from rich.console import Console
 
-from monitor.dashboard import (
-    UNIT_HEADERS,
-    DashboardState,
-    format_age,
-    render,
-    sparkline,
-)
 from monitor.schema import (
     Acknowledgement,
     AlertCrop,
@@ -26,6 +19,13 @@ from monitor.schema import (
     ScoreRecord,
     StatusReport,
     alert_key,
+)
+from monitor.views.dashboard import (
+    UNIT_HEADERS,
+    DashboardState,
+    format_age,
+    render,
+    sparkline,
 )
 
 NOW = 1_700_000_000.0

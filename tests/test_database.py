@@ -11,10 +11,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from monitor.bus import Publisher
-from monitor.csvlog import CsvLogger, SideLog
 from monitor.outputs import database as records_db
+from monitor.outputs.bus import Publisher
+from monitor.outputs.csvlog import CsvLogger, SideLog
 from monitor.outputs.database import DatabaseError, DatabaseLog, export_csvs
+from monitor.outputs.sinks import Sinks
 from monitor.schema import (
     ALERT_COLUMNS,
     CSV_COLUMNS,
@@ -27,7 +28,6 @@ from monitor.schema import (
     csv_header,
     side_file,
 )
-from monitor.sinks import Sinks
 from tests.postgres_util import PostgresServer
 from tests.records_util import score_record
 

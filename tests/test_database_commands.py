@@ -20,10 +20,10 @@ import psycopg
 import pytest
 
 from demo.build import DemoBuild
-from monitor.bus import Publisher
 from monitor.cli import main
-from monitor.csvlog import CsvLogger, SideLog
 from monitor.outputs import database as records_db
+from monitor.outputs.bus import Publisher
+from monitor.outputs.csvlog import CsvLogger, SideLog
 from monitor.schema import (
     ALERT_COLUMNS,
     MARKER_COLUMNS,
@@ -251,7 +251,7 @@ def test_a_config_with_another_database_url_is_refused_naming_the_key(
 
 def test_the_monitor_loads_without_the_database_driver() -> None:
     """psycopg is the `db` extra: commands load without it, and load it only for a database."""
-    loaded = subprocess.run([sys.executable, "-c", "import sys, monitor.cli, monitor.run; "
+    loaded = subprocess.run([sys.executable, "-c", "import sys, monitor.cli, monitor.runner; "
                              "print('psycopg' in sys.modules)"], capture_output=True, text=True,
                             check=True)
     assert loaded.stdout.strip() == "False"

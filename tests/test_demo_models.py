@@ -20,7 +20,7 @@ import pytest
 
 from demo.build import SHIPPED, DemoBuild, DemoSpec, model_metadata
 from demo.training import RECIPE_FIELDS
-from monitor.models import LOCALIZER, SCORER, OnnxModel
+from monitor.scoring.models import LOCALIZER, SCORER, OnnxModel
 
 ROOT = Path(__file__).resolve().parents[1]
 # What only the train extra installs: the demo must need none of it.

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from demo.build import DemoBuild
-from monitor import evidence as evidence_module
-from monitor.capture import Frame
+from monitor.capture.workers import Frame
 from monitor.cli import main
 from monitor.config import Camera, Evidence, build_config
-from monitor.evidence import PINNED, EvidenceWriter, append_pinned, read_pinned
+from monitor.outputs import evidence as evidence_module
+from monitor.outputs.evidence import PINNED, EvidenceWriter, append_pinned, read_pinned
 from monitor.pipeline import Analyzer, Models, Monitor
 from monitor.schema import AlertEvent, ScoreRecord, StatusReport
 from tests.fakes import FakeCamera
@@ -401,7 +401,7 @@ def test_pins_are_appended_under_a_lock(tmp_path: Path) -> None:
     for the other."""
     folder = tmp_path / "ev"
     folder.mkdir()
-    from monitor.pinned import LOCK
+    from monitor.outputs.pinned import LOCK
 
     with (folder / LOCK).open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
@@ -460,7 +460,7 @@ def test_memory_does_not_grow_with_the_files_kept(tmp_path: Path) -> None:
 def test_a_restart_goes_on_from_the_index_and_a_crash_counts_again(tmp_path: Path) -> None:
     """A monitor restarted (a config change, systemd) does not count a large folder again;
     one that crashed does, since its index may miss what it wrote last."""
-    from monitor.evidence_budget import Budget
+    from monitor.outputs.evidence_budget import Budget
 
     one = writer(tmp_path, 10**9)
     for seq in (1, 2):
@@ -495,7 +495,7 @@ def test_the_monitor_starts_while_the_evidence_kept_before_is_counted(
         demo_small: DemoBuild, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The count of a large folder (~47 s at 4 million files) ran before the publisher opened
     and before READY: no status meanwhile, and systemd's start timeout could kill it."""
-    from monitor import evidence_budget
+    from monitor.outputs import evidence_budget
 
     old = tmp_path / "evidence" / "crops" / "2024-06-10" / "M9"
     old.mkdir(parents=True)

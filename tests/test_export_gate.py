@@ -22,12 +22,12 @@ from export.cli import cli as export_cli
 from export.gate import LOCALIZER_RECALL_FLOOR, Figures, scorer_figures
 from export.onnx_export import export_localizer, export_scorer
 from monitor.config import build_config
-from monitor.dashboard import DashboardState, render
-from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.pipeline import Models, Monitor
-from monitor.run import figure_lines
+from monitor.runner import figure_lines
 from monitor.schema import StatusReport
+from monitor.scoring.models import LOCALIZER, SCORER, OnnxModel
 from monitor.units import UNITS
+from monitor.views.dashboard import DashboardState, render
 from tests.fakes import FakeCamera
 from tests.monitor_util import run_until
 from train.models import FaceLocalizer, UnitScorer

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 
 from monitor.config import Faces
-from monitor.faces import FaceFinder, localizer_view
-from monitor.models import LOCALIZER, OnnxModel
+from monitor.scoring.faces import FaceFinder, localizer_view
+from monitor.scoring.models import LOCALIZER, OnnxModel
 
 
 def test_localizer_view_averages_like_area() -> None:

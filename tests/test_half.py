@@ -8,7 +8,7 @@ import pytest
 
 from export.half import halve_scorer
 from export.onnx_export import ExportError
-from monitor.models import SCORER, OnnxModel
+from monitor.scoring.models import SCORER, OnnxModel
 
 CPU = ["CPUExecutionProvider"]
 

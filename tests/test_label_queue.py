@@ -145,7 +145,7 @@ def test_release_unpins_what_the_project_pinned_and_only_that(
         run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Pins were never released, so over several studies the budget filled with pinned files
     and evidence stopped."""
-    from monitor.pinned import append_pinned, read_pinned
+    from monitor.outputs.pinned import append_pinned, read_pinned
 
     copy = tmp_path / "copy"
     shutil.copytree(run.csv.parent, copy)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from export.onnx_export import ExportError, export_scorer
-from monitor.models import LOCALIZER, SCORER, ModelError, OnnxModel, runtime_conflict
-from monitor.runtimes import OrtSession, provider_entries, tensorrt_cache
+from monitor.scoring.models import LOCALIZER, SCORER, ModelError, OnnxModel, runtime_conflict
+from monitor.scoring.runtimes import OrtSession, provider_entries, tensorrt_cache
 from monitor.units import UNITS
 from train.models import UnitScorer
 

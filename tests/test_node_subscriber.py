@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from demo.build import DemoBuild
-from monitor.capture import open_capture
+from monitor.capture.workers import open_capture
 from monitor.config import build_config
 from monitor.pipeline import Models, Monitor
 from tests.fakes import HeldCamera

@@ -46,7 +46,7 @@ from export.cli import cli as export_cli
 from export.gate import LOCALIZER_RECALL_FLOOR
 from label.cli import main as label_main
 from monitor.cli import main as monitor_main
-from monitor.models import LOCALIZER, SCORER, OnnxModel
+from monitor.scoring.models import LOCALIZER, SCORER, OnnxModel
 from monitor.units import UNITS
 from tests.label_util import Browser, served, unpadded
 from train.evaluate import cli as eval_cli

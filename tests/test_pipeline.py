@@ -22,11 +22,10 @@ from rich.console import Console
 import synth
 from demo.build import DemoBuild
 from export.half import halve_scorer
-from monitor.bus import BusError, Publisher
-from monitor.capture import Frame, open_capture
+from monitor.capture.workers import Frame, open_capture
 from monitor.cli import main
 from monitor.config import build_config, load_config
-from monitor.dashboard import DashboardState, render
+from monitor.outputs.bus import BusError, Publisher
 from monitor.pipeline import Analyzer, Models, Monitor
 from monitor.schema import (
     CSV_COLUMNS,
@@ -37,6 +36,7 @@ from monitor.schema import (
     StatusReport,
 )
 from monitor.units import UNITS
+from monitor.views.dashboard import DashboardState, render
 from tests.fakes import FakeCamera, HeldCamera, MjpegCamera
 from tests.monitor_util import View, run_to_end, run_until
 

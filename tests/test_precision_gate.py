@@ -15,7 +15,7 @@ from demo.build import DemoBuild
 from export.half import halve_scorer
 from export.onnx_export import ExportError
 from export.quantize import quantize_scorer
-from monitor.models import SCORER, OnnxModel
+from monitor.scoring.models import SCORER, OnnxModel
 
 
 def faces(demo: DemoBuild, count: int, seed: int) -> np.ndarray:

@@ -12,11 +12,11 @@ import synth
 from demo.build import DemoBuild
 from export.onnx_export import ExportError
 from export.quantize import quantize_scorer
-from monitor import runtimes
 from monitor.config import build_config
-from monitor.models import LOCALIZER, SCORER, ModelError, OnnxModel
 from monitor.pipeline import Models, monitor_title
-from monitor.runtimes import gpu_fallback, installed_runtimes
+from monitor.scoring import runtimes
+from monitor.scoring.models import LOCALIZER, SCORER, ModelError, OnnxModel
+from monitor.scoring.runtimes import gpu_fallback, installed_runtimes
 
 CPU = ["CPUExecutionProvider"]
 CUDA = "CUDAExecutionProvider"
@@ -70,13 +70,13 @@ def test_auto_takes_openvino_for_int8_on_the_cpu_and_onnxruntime_otherwise(
     assert config.models.runtime == "auto" and not models.warnings()
     assert monitor_title(config, models, replay=True).endswith(" mice, openvino CPU int8")
     # With a GPU provider at hand, onnxruntime runs everything (here the CPU stands in).
-    monkeypatch.setattr("monitor.runtimes.available_providers", lambda _w: [CUDA, *CPU])
+    monkeypatch.setattr("monitor.scoring.runtimes.available_providers", lambda _w: [CUDA, *CPU])
     assert OnnxModel(int8_scorer, SCORER, [CUDA, *CPU]).runtime == "onnxruntime CPU"
 
 
 def test_a_missing_runtime_is_one_line(demo_small: DemoBuild,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("monitor.models.openvino_installed", lambda: False)
+    monkeypatch.setattr("monitor.scoring.models.openvino_installed", lambda: False)
     path = demo_small.folder / "scorer.onnx"
     with pytest.raises(ModelError) as refused:
         OnnxModel(path, SCORER, CPU, runtime="openvino")

@@ -19,15 +19,7 @@ import pytest
 
 from demo.build import DemoBuild
 from monitor.cli import main
-from monitor.csvlog import CsvLogger
-from monitor.report import (
-    ReportError,
-    read_series,
-    rolling_scoreable,
-    summarize,
-    total_sd,
-    write_report,
-)
+from monitor.outputs.csvlog import CsvLogger
 from monitor.schema import (
     ALERT_COLUMNS,
     CSV_COLUMNS,
@@ -35,6 +27,14 @@ from monitor.schema import (
     AlertEvent,
     ScoreRecord,
     csv_row,
+)
+from monitor.views.series_report import (
+    ReportError,
+    read_series,
+    rolling_scoreable,
+    summarize,
+    total_sd,
+    write_report,
 )
 from tests.monitor_util import run_until
 from tests.test_evidence import camera_monitor

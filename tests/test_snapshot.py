@@ -15,13 +15,13 @@ import pytest
 
 import synth
 from demo.build import DemoBuild
-from monitor.capture import Frame
+from monitor.capture.workers import Frame
 from monitor.cli import main
 from monitor.config import MonitorConfig, build_config
-from monitor.faces import cubicle_pixels
 from monitor.pipeline import Analyzer, Models
 from monitor.schema import ScoreRecord
-from monitor.snapshot import run_snapshot, take_snapshots
+from monitor.scoring.faces import cubicle_pixels
+from monitor.views.snapshot import run_snapshot, take_snapshots
 from tests.fakes import FakeCamera
 
 FOUR_FACES: list[synth.Levels | None] = [

@@ -20,8 +20,8 @@ import pytest
 import synth
 from demo.build import DemoBuild
 from monitor.config import build_config
-from monitor.run import run_monitor
-from monitor.systemd import Watchdog
+from monitor.outputs.systemd import Watchdog
+from monitor.runner import run_monitor
 from tests.fakes import FakeCamera
 
 UNITS = Path(__file__).parent.parent / "systemd"

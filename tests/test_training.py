@@ -19,11 +19,11 @@ import synth
 from demo.build import DemoBuild
 from export.cli import cli as export_cli
 from export.onnx_export import write_variant
-from monitor.capture import Frame
+from monitor.capture.workers import Frame
 from monitor.cli import main as monitor_main
 from monitor.config import build_config
-from monitor.models import LOCALIZER, SCORER, OnnxModel
 from monitor.pipeline import Analyzer, Models
+from monitor.scoring.models import LOCALIZER, SCORER, OnnxModel
 from monitor.units import UNITS
 from train.evaluate import IMAGE_FOLDS, chosen, rater_totals
 from train.evaluate import cli as eval_cli

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import pytest
 
-from monitor.bus import Publisher
 from monitor.cli import main
+from monitor.outputs.bus import Publisher
 from monitor.schema import Acknowledgement, AlertCrop, AlertEvent, Message, alert_key
 from monitor.views.web import WebError, WebSettings, WebView
 from monitor.views.web_app import reachable
@@ -474,7 +474,7 @@ def test_two_browsers_watch_a_replayed_demo_alert_and_acknowledge_it(
         demo_small: Any, tmp_path: Path) -> None:
     import threading
 
-    from monitor.capture import open_capture
+    from monitor.capture.workers import open_capture
     from monitor.config import build_config
     from monitor.pipeline import Models, Monitor
     from monitor.schema import side_file

@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 
 from monitor.config import Faces
-from monitor.faces import FaceFinder
-from monitor.models import LOCALIZER, SCORER, ModelInfo, OnnxModel
-from monitor.scoring import Scorer
+from monitor.scoring.faces import FaceFinder
+from monitor.scoring.models import LOCALIZER, SCORER, ModelInfo, OnnxModel
+from monitor.scoring.scorer import Scorer
 from monitor.units import UNITS
 from train import strict_json
 from train.image_hashes import hashes_in, image_hash

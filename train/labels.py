@@ -36,7 +36,7 @@ from sklearn.model_selection import (
 )
 
 from monitor.config import Faces
-from monitor.faces import face_crop
+from monitor.scoring.faces import face_crop
 from monitor.units import LEVELS, UNITS
 
 Levels = tuple[int | None, ...]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from monitor.faces import localizer_view
+from monitor.scoring.faces import localizer_view
 from train import strict_json
 from train.command import CommandError, run_command
 from train.fit import LocalizerData, fit_localizer

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from torchvision.transforms import v2
 
-from monitor.scoring import summarize
+from monitor.scoring.scorer import summarize
 from monitor.units import LEVELS, UNITS
 from train import strict_json
 from train.command import CommandError, run_command

@@ -1,2 +1,1 @@
-"""Outputs: where the records go besides the screen (databases, metrics for servers that watch
-the monitor), fed by the pipeline and never feeding it."""
+"""Outputs: where records go as they are made (CSV, bus, evidence, hook, database, metrics)."""

@@ -4,7 +4,7 @@ The monitor only publishes; a person who has seen an alert must be able to say s
 monitor that raised it, and a view must be able to ask for a camera's latest annotated frame.
 The monitor binds a ZeroMQ REP socket at `bus.commands` (default tcp://127.0.0.1:5561, beside
 the publisher's 5560), served as the publisher is: the same CURVE secret key, allowed-clients
-folder and loopback rule (monitor/bus.py `Serving`). Requests and replies are JSON objects:
+folder and loopback rule (monitor/outputs/bus.py `Serving`). Requests and replies are JSON objects:
 
     {"command": "acknowledge", "alert": KEY, "who": NAME, "note": TEXT}
         -> {"ok": true, "acknowledgement": {...}}   (an Acknowledgement, monitor/schema.py)
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import zmq
 
-from monitor.bus import Serving, bind
-from monitor.keys import BusError, Gate, HandshakeWatch, connect_encrypted
+from monitor.outputs.bus import Serving, bind
+from monitor.outputs.bus_keys import BusError, Gate, HandshakeWatch, connect_encrypted
 from monitor.schema import Acknowledgement, AlertEvent, MessageError
 
 MAX_REQUEST_BYTES = 64_000  # an acknowledgement is a few hundred bytes; more is not one

@@ -22,8 +22,8 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitor.bus import Subscriber
 from monitor.config import Metrics, split_listen
+from monitor.outputs.bus import Subscriber
 from monitor.schema import CameraReport, Message, ScoreRecord, StatusReport
 
 RECEIVE_MS = 250  # how often the exporter's thread looks for a stop

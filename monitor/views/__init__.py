@@ -1,2 +1,1 @@
-"""Views: what people read off the records afterwards (reports and pages), never on the scoring
-path."""
+"""Views: what people look at, live or afterwards (dashboards, logger, reports, snapshots)."""

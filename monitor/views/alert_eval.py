@@ -22,7 +22,6 @@ import yaml
 from pydantic import ValidationError
 from rich.progress import Progress
 
-from monitor.alerts import ResolvedRule
 from monitor.config import (
     MAX_ALERT_SAMPLES,
     Alerts,
@@ -30,15 +29,15 @@ from monitor.config import (
     describe_errors,
     read_config_file,
 )
-from monitor.models import SCORER, ModelError, OnnxModel
 from monitor.outputs.db_url import (
     DatabaseError,
     add_selection,
     database_as_csvs,
     selection_without_database,
 )
-from monitor.report import ReportError, score_csvs
 from monitor.schema import ONSET_KINDS, is_side_file
+from monitor.scoring.alerts import ResolvedRule
+from monitor.scoring.models import SCORER, ModelError, OnnxModel
 from monitor.views.alert_figures import Outcome, choose, figures, outcome, split_mice
 from monitor.views.alert_page import DEMO_LINE, page, plot_curve, plot_timeline, summary_lines
 from monitor.views.alert_replay import (
@@ -56,6 +55,7 @@ from monitor.views.alert_truth import (
     recording_starts,
     resolve,
 )
+from monitor.views.series_report import ReportError, score_csvs
 
 USER_ERRORS = (ReportError, TruthError, ConfigError, ModelError, DatabaseError)
 

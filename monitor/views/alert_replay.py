@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.alerts import RULES, AlertEngine, ResolvedRule
 from monitor.config import Alerts
-from monitor.report import ReportError, describe_files, score_csvs, score_rows
 from monitor.schema import CSV_COLUMNS, ScoreRecord
+from monitor.scoring.alerts import RULES, AlertEngine, ResolvedRule
 from monitor.units import UNITS
+from monitor.views.series_report import ReportError, describe_files, score_csvs, score_rows
 
 UNSEEN_STATUSES = ("no_face", "low_quality")  # the camera ran but the face was not scoreable
 Span = tuple[float, float | None]  # raised, cleared (None: still active at the mouse's end)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from monitor.report import read_markers
 from monitor.schema import ONSET_KINDS, Marker, side_file
 from monitor.views.alert_replay import Track
+from monitor.views.series_report import read_markers
 
 ALL_MICE = "*"
 LIVE_SKEW_S = 86400.0  # live records' source time is their wall time; a replay's is video time

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitor.bus import Subscriber
+from monitor.outputs.bus import Subscriber
 from monitor.views import wsgi
 from monitor.views.web_app import Commands, create_app
 from monitor.views.web_state import WebState
@@ -186,7 +186,7 @@ class _Late:
 
 def run_web(settings: WebSettings, seconds: float | None = None) -> int:
     """Serve until Ctrl-C or SIGTERM (or `seconds`)."""
-    from monitor.stopping import stop_on_signals
+    from monitor.signals import stop_on_signals
 
     view = WebView(settings)
     view.start()

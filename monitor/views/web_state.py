@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.dashboard import DashboardState, _health_lines, _natural_key
 from monitor.schema import (
     Acknowledgement,
     AlertCrop,
@@ -32,6 +31,7 @@ from monitor.schema import (
     alert_key,
 )
 from monitor.units import UNITS
+from monitor.views.dashboard import DashboardState, _health_lines, _natural_key
 
 HOUR, DAY, WEEK = 3600.0, 86400.0, 7 * 86400.0
 RAW_MAX = 720  # samples of the last hour kept as they came (faster sampling folds sooner)

@@ -24,8 +24,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from monitor.capture.readers import Arrival, DirectReader, NewestFrameReader
 from monitor.config import Sampling
-from monitor.readers import Arrival, DirectReader, NewestFrameReader
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RELEASE_BETWEEN_S = 10.0  # periodic live sources sampled less often than this are closed between

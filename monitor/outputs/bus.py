@@ -3,7 +3,7 @@
 Messages are two frames, [topic, JSON]; topics are prefixes (`score`, `camera`, `alert`,
 `status`, `ack`, `crop`). Each socket is made, used and closed by one thread. Messages are
 parsed as data and checked against their schema, never unpickled. Keys and who may subscribe:
-monitor/keys.py.
+monitor/outputs/bus_keys.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ from pathlib import Path
 
 import zmq
 
-from monitor.keys import BusError, Gate, HandshakeWatch, connect_encrypted, serve_encrypted
+from monitor.outputs.bus_keys import (
+    BusError,
+    Gate,
+    HandshakeWatch,
+    connect_encrypted,
+    serve_encrypted,
+)
 from monitor.schema import MESSAGE_TYPES, Message, MessageError, decode, encode
 
 CLOSE_LINGER_MS = 1000  # time given to queued messages when a publisher shuts down

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.runtimes import (
+from monitor.scoring.runtimes import (
     OPENVINO_INSTALL,
     RuntimeName,
     Session,
@@ -63,7 +63,7 @@ class ModelInfo:
 
 
 class OnnxModel:
-    """A validated model file, loaded by its runtime (monitor/runtimes.py), warmed up and ready."""
+    """A validated model file, loaded by its runtime (monitor/scoring/runtimes.py), warmed up and ready."""
 
     def __init__(self, path: Path, role: str, providers: list[str], threads: int = 0,
                  runtime: RuntimeName = "auto", bind: bool | None = None) -> None:

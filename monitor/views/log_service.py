@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from monitor.bus import Subscriber
-from monitor.csvlog import CsvLogger, Rotate, period_names
-from monitor.markers import MarkerError, acknowledgement_marker, add_marker
+from monitor.outputs.bus import Subscriber
+from monitor.outputs.csvlog import CsvLogger, Rotate, period_names
 from monitor.outputs.db_url import require_driver
+from monitor.outputs.markers import MarkerError, acknowledgement_marker, add_marker
+from monitor.outputs.systemd import Watchdog, notify
 from monitor.schema import (
     ALERT_COLUMNS,
     TOPIC_ACK,
@@ -35,8 +36,7 @@ from monitor.schema import (
     ScoreRecord,
     SequenceGap,
 )
-from monitor.stopping import stop_on_signals
-from monitor.systemd import Watchdog, notify
+from monitor.signals import stop_on_signals
 
 if TYPE_CHECKING:  # the database driver is loaded only for --db
     from monitor.outputs.database import DatabaseLog

@@ -18,11 +18,11 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from monitor.bus import Subscriber
-from monitor.dashboard import DashboardState, render
+from monitor.outputs.bus import Subscriber
+from monitor.outputs.systemd import Watchdog
 from monitor.schema import StatusReport
-from monitor.stopping import stop_on_signals
-from monitor.systemd import Watchdog
+from monitor.signals import stop_on_signals
+from monitor.views.dashboard import DashboardState, render
 
 RECEIVE_MS = 250  # the screen is redrawn at least this often
 DRAIN_MS = 100  # once done: what is queued, and what arrives within this long, is taken in

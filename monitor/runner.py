@@ -14,18 +14,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from monitor import capture
-from monitor.bus import Subscriber
-from monitor.capture import Opener
+from monitor.capture import workers as capture
+from monitor.capture.workers import Opener
 from monitor.config import MonitorConfig
-from monitor.csvlog import Rotate, period_names
-from monitor.dashboard import DashboardState
-from monitor.dashboard_service import follow, media_progress
-from monitor.models import runtime_conflict
+from monitor.outputs.bus import Subscriber
+from monitor.outputs.csvlog import Rotate, period_names
+from monitor.outputs.systemd import Watchdog, notify
 from monitor.pipeline import Models, Monitor
 from monitor.schema import MESSAGE_TYPES, TOPIC_CAMERA, TOPIC_STATUS
-from monitor.stopping import stop_on_signals
-from monitor.systemd import Watchdog, notify
+from monitor.scoring.models import runtime_conflict
+from monitor.signals import stop_on_signals
+from monitor.views.dashboard import DashboardState
+from monitor.views.dashboard_service import follow, media_progress
 
 
 def run_monitor(config: MonitorConfig, csv_path: Path, *, replay: bool, realtime: bool,

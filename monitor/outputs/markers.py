@@ -12,7 +12,7 @@ import csv
 import time
 from pathlib import Path
 
-from monitor.csvlog import SideLog
+from monitor.outputs.csvlog import SideLog
 from monitor.schema import (
     MARKER_COLUMNS,
     MARKER_HEADERS,

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from monitor.config import Cubicle, Faces
-from monitor.models import OnnxModel
+from monitor.scoring.models import OnnxModel
 
 QUALITY_SIZE = 96  # face crops are judged for blur at one fixed size, whatever the camera
 PRESHRINK = 4  # cubicles are shrunk bilinearly to this many times the localizer's input first

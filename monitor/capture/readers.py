@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from monitor.capture import Capture
+    from monitor.capture.workers import Capture
 
 
 @dataclass(frozen=True)

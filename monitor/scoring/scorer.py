@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.models import OnnxModel
+from monitor.scoring.models import OnnxModel
 from monitor.units import LEVELS
 
 LEVEL_VALUES = np.asarray(LEVELS, dtype=np.float32)

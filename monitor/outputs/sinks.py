@@ -20,15 +20,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from monitor.alerts import HookRunner
-from monitor.bus import Publisher, Serving
 from monitor.config import MonitorConfig
-from monitor.csvlog import CsvLogError, CsvLogger, Rotate
-from monitor.evidence import EvidenceError, EvidenceWriter
-from monitor.markers import add_marker
+from monitor.outputs.bus import Publisher, Serving
 from monitor.outputs.commands import CommandServer
+from monitor.outputs.csvlog import CsvLogError, CsvLogger, Rotate
 from monitor.outputs.db_url import require_driver
+from monitor.outputs.evidence import EvidenceError, EvidenceWriter
+from monitor.outputs.markers import add_marker
 from monitor.schema import ALERT_COLUMNS, AlertEvent, HookCounts, Marker, Message, ScoreRecord
+from monitor.scoring.alerts import HookRunner
 
 if TYPE_CHECKING:  # the database driver is loaded only when the config names a database
     from monitor.outputs.database import DatabaseLog

@@ -9,7 +9,7 @@ index) a scan makes it afresh. The scan goes a step at a time on the evidence wr
 between files (never on the start path); nothing is removed until it is done, and it removes
 the `.tmp` files a crash left in crops/ and frames/.
 
-Pins come from pinned.txt (monitor/pinned.py), read again whenever it changes. Its stamp is
+Pins come from pinned.txt (monitor/outputs/pinned.py), read again whenever it changes. Its stamp is
 recorded only after a whole read, and while it cannot be read nothing at all is removed.
 """
 
@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from monitor.pinned import PINNED, parse_pinned
+from monitor.outputs.pinned import PINNED, parse_pinned
 
 INDEX = "budget.sqlite"
 PARTS = ("crops", "frames")  # where the writer keeps files (and leaves .tmp when it crashes)

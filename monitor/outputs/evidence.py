@@ -47,10 +47,10 @@ import cv2
 import numpy as np
 
 from monitor.config import Camera, Evidence
-from monitor.evidence_budget import INDEX, Budget
-from monitor.faces import cubicle_pixels
-from monitor.pinned import PINNED, append_pinned, cut_torn_line, read_pinned
+from monitor.outputs.evidence_budget import INDEX, Budget
+from monitor.outputs.pinned import PINNED, append_pinned, cut_torn_line, read_pinned
 from monitor.schema import MAX_CROP_JPEG, AlertEvent, ScoreRecord
+from monitor.scoring.faces import cubicle_pixels
 
 __all__ = ["FRAME_COLUMNS", "PINNED", "EvidenceCounts", "EvidenceError", "EvidenceWriter",
            "append_pinned", "read_pinned"]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, TextIO
 import cv2
 import numpy as np
 
-from monitor.capture import (
+from monitor.capture.workers import (
     IMAGE_SUFFIXES,
     Frame,
     Opener,
@@ -35,8 +35,8 @@ from monitor.capture import (
     open_capture,
 )
 from monitor.config import Camera, MonitorConfig
-from monitor.faces import cubicle_pixels
 from monitor.schema import ScoreRecord
+from monitor.scoring.faces import cubicle_pixels
 
 if TYPE_CHECKING:  # the pipeline draws with this module: it is imported where it runs
     from monitor.pipeline import Models

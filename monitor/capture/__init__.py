@@ -1,0 +1,1 @@
+"""Capture: cameras, streams, videos and image folders turned into sampled frames."""

@@ -1,0 +1,1 @@
+"""Scoring: frames into face crops, five unit levels and each mouse's alert state."""
