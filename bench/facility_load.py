@@ -3,11 +3,11 @@
 Starts the real commands, `mgs-monitor proxy` and `mgs-monitor log` (CSV; with `--db URL`
 PostgreSQL too, whose rows are counted once the logger has stopped), each in its own process,
 and `--publishers` record generators, each a process with a monitor's Publisher
-(monitor/outputs/bus.py) sending score records of the monitor's shape (monitor/schema.py, every field
-filled as for a scored mouse) in rounds every 50 ms, as a monitor sends one sampling round of
-its mice. Each step runs one total rate for `--seconds` and then counts, per publisher run,
-the records the logger wrote against those sent: lost, and how many of them the logger
-reported as gaps. The lag is how far the newest row in the CSV trails the clock while records
+(monitor/outputs/bus.py) sending score records of the monitor's shape (monitor/schema.py,
+every field filled as for a scored mouse) in rounds every 50 ms, as a monitor sends one
+sampling round of its mice. Each step runs one total rate for `--seconds` and then counts, per
+publisher run, the records the logger wrote against those sent: lost, and how many of them the
+logger reported as gaps. The lag is how far the newest row in the CSV trails the clock while records
 flow (sampled every 0.2 s), and the drain, how long after the last record was sent the logger
 had written everything. The figure is the highest rate whose step lost nothing and whose
 logger kept up (drain within KEPT_UP_S: every hop queues several seconds of records, so a

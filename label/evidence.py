@@ -1,9 +1,10 @@
 """Reads what the monitor keeps as evidence of a run, and pins what a queue takes from it.
 
 A score CSV (score schema 3 or later) names each kept face crop in its `crop` column, relative
-to the CSV's folder; the crop lies in the monitor's evidence folder (monitor/outputs/evidence.py), whose
-`frames.csv` indexes the full frames kept, with each cubicle's region and the localizer's box
-in the frame's pixels. Files listed in its `pinned.txt` are never deleted by the disk budget.
+to the CSV's folder; the crop lies in the monitor's evidence folder
+(monitor/outputs/evidence.py), whose `frames.csv` indexes the full frames kept, with each
+cubicle's region and the localizer's box in the frame's pixels. Files listed in its
+`pinned.txt` are never deleted by the disk budget.
 
 A project's queue appends a line of its own to pinned.txt for every evidence file it took, and
 notes them in the project's `pins.json`; `release` removes those lines and only those, so the

@@ -347,8 +347,8 @@ class Database(Strict):
 
 
 class Evidence(Strict):
-    """Face crops and whole frames kept as JPEGs beside the CSV (monitor/outputs/evidence.py): what an
-    alert is about, and the lab's own images to label with mgs-label."""
+    """Face crops and whole frames kept as JPEGs beside the CSV (monitor/outputs/evidence.py):
+    what an alert is about, and the lab's own images to label with mgs-label."""
 
     enabled: bool = Field(True, description="Keep each scored face crop and some whole frames.")
     folder: Path | None = Field(

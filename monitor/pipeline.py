@@ -3,8 +3,8 @@
 `Analyzer` is the pure part (frames in, records out). `Monitor` owns the threads: one capture
 worker per camera, and one pipeline thread that scores whatever frames are due across all
 cameras as one batch, judges them for alerts, and sends the records, events and reports to its
-sinks (the CSV first, then the publisher, then the alert hook; monitor/outputs/sinks.py). The pipeline
-reaches the rest of the world only through those messages: a dashboard in this process
+sinks (the CSV first, then the publisher, then the alert hook; monitor/outputs/sinks.py). The
+pipeline reaches the rest of the world only through those messages: a dashboard in this process
 subscribes to `Monitor.view_endpoint` like any other subscriber. The way back is the command
 socket, which the pipeline thread answers between batches: an acknowledgement reaches the alert
 engine on the thread that owns it, and a snapshot is drawn from the latest frame it scored

@@ -63,7 +63,8 @@ class ModelInfo:
 
 
 class OnnxModel:
-    """A validated model file, loaded by its runtime (monitor/scoring/runtimes.py), warmed up and ready."""
+    """A validated model file, loaded by its runtime (monitor/scoring/runtimes.py), warmed up and
+    ready."""
 
     def __init__(self, path: Path, role: str, providers: list[str], threads: int = 0,
                  runtime: RuntimeName = "auto", bind: bool | None = None) -> None:
