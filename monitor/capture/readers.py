@@ -20,12 +20,20 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from monitor.capture.workers import Capture
+
+class Capture(Protocol):
+    """The part of cv2.VideoCapture the workers use; tests fake only this (the camera device)."""
+
+    def isOpened(self) -> bool: ...
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+    def grab(self) -> bool: ...
+    def retrieve(self) -> tuple[bool, np.ndarray | None]: ...
+    def get(self, prop: int) -> float: ...
+    def release(self) -> None: ...
 
 
 @dataclass(frozen=True)

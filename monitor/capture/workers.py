@@ -19,29 +19,17 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 
-from monitor.capture.readers import Arrival, DirectReader, NewestFrameReader
+from monitor.capture.readers import Arrival, Capture, DirectReader, NewestFrameReader
 from monitor.config import Sampling
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RELEASE_BETWEEN_S = 10.0  # periodic live sources sampled less often than this are closed between
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 STREAM_TIMEOUT_MS = 10000  # open/read limit for RTSP/HTTP streams
-
-
-class Capture(Protocol):
-    """The part of cv2.VideoCapture the workers use; tests fake only this (the camera device)."""
-
-    def isOpened(self) -> bool: ...
-    def read(self) -> tuple[bool, np.ndarray | None]: ...
-    def grab(self) -> bool: ...
-    def retrieve(self) -> tuple[bool, np.ndarray | None]: ...
-    def get(self, prop: int) -> float: ...
-    def release(self) -> None: ...
 
 
 Opener = Callable[[int | str], Capture]
