@@ -30,8 +30,9 @@ from monitor_speed import cpu_name
 from demo.build import DemoSpec, build_demo
 from monitor.config import build_config
 from monitor.outputs.bus import Subscriber
-from monitor.pipeline import Models, Monitor
+from monitor.pipeline import Monitor
 from monitor.schema import ScoreRecord
+from monitor.scoring.analyzer import Models
 
 
 def free_port() -> int:

@@ -43,7 +43,8 @@ from export.quantize import level_agreement, quantize_scorer
 from monitor.capture.workers import Frame
 from monitor.config import build_config
 from monitor.outputs.sinks import open_sinks
-from monitor.pipeline import Analyzer, Models, keep_crops
+from monitor.pipeline import keep_crops
+from monitor.scoring.analyzer import Analyzer, Models
 from monitor.scoring.models import SCORER, OnnxModel
 from monitor.scoring.runtimes import RuntimeName, installed_runtimes, open_session
 from train.models import Preprocess, UnitScorer, unit_classifier

@@ -24,7 +24,8 @@ from figures import publish
 from demo.build import build_demo
 from monitor.config import build_config
 from monitor.frame_memory import keep_frames_out_of_the_heap
-from monitor.pipeline import Models, Monitor
+from monitor.pipeline import Monitor
+from monitor.scoring.analyzer import Models
 
 
 def rss_mb() -> float:

@@ -20,8 +20,9 @@ from monitor.config import MonitorConfig
 from monitor.outputs.bus import Subscriber
 from monitor.outputs.csvlog import Rotate, period_names
 from monitor.outputs.systemd import Watchdog, notify
-from monitor.pipeline import Models, Monitor
+from monitor.pipeline import Monitor
 from monitor.schema import MESSAGE_TYPES, TOPIC_CAMERA, TOPIC_STATUS
+from monitor.scoring.analyzer import Models
 from monitor.scoring.models import runtime_conflict
 from monitor.signals import stop_on_signals
 from monitor.views.dashboard import DashboardState

@@ -19,8 +19,8 @@ from rich.progress import track
 from monitor.capture.workers import IMAGE_SUFFIXES, Frame
 from monitor.config import build_config
 from monitor.outputs.csvlog import CsvLogger
-from monitor.pipeline import Analyzer, Models
 from monitor.schema import ScoreRecord
+from monitor.scoring.analyzer import Analyzer, Models
 
 BATCH = 16
 

@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import synth
 from demo.build import DemoBuild
 from monitor.config import build_config
-from monitor.pipeline import Models, Monitor
+from monitor.pipeline import Monitor
+from monitor.scoring.analyzer import Models
 from tests.fakes import StallingCamera
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

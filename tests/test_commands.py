@@ -24,8 +24,9 @@ from monitor.capture.workers import open_capture
 from monitor.cli import main
 from monitor.config import build_config
 from monitor.outputs.bus import Publisher, Subscriber
-from monitor.pipeline import Models, Monitor
+from monitor.pipeline import Monitor
 from monitor.schema import ScoreRecord, StatusReport
+from monitor.scoring.analyzer import Models
 from tests.conftest import free_port_endpoint
 from tests.fakes import FakeCamera, HeldCamera
 from tests.records_util import score_record

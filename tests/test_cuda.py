@@ -16,7 +16,7 @@ from demo.build import DemoBuild
 from export.half import halve_scorer
 from monitor.capture.workers import Frame
 from monitor.config import build_config
-from monitor.pipeline import Analyzer, Models
+from monitor.scoring.analyzer import Analyzer, Models
 from monitor.scoring.models import SCORER, OnnxModel
 from tests.test_half import crops
 from tests.test_pipeline import cubicle_frame

@@ -23,8 +23,9 @@ from monitor.cli import main
 from monitor.config import Camera, Evidence, build_config
 from monitor.outputs import evidence as evidence_module
 from monitor.outputs.evidence import PINNED, EvidenceWriter, append_pinned, read_pinned
-from monitor.pipeline import Analyzer, Models, Monitor
+from monitor.pipeline import Monitor
 from monitor.schema import AlertEvent, ScoreRecord, StatusReport
+from monitor.scoring.analyzer import Analyzer, Models
 from tests.fakes import FakeCamera
 from tests.monitor_util import View, run_until
 from tests.test_pipeline import cubicle_frame, read_rows, replay_args

@@ -22,9 +22,10 @@ from export.cli import cli as export_cli
 from export.gate import LOCALIZER_RECALL_FLOOR, Figures, scorer_figures
 from export.onnx_export import export_localizer, export_scorer
 from monitor.config import build_config
-from monitor.pipeline import Models, Monitor
+from monitor.pipeline import Monitor
 from monitor.runner import figure_lines
 from monitor.schema import StatusReport
+from monitor.scoring.analyzer import Models
 from monitor.scoring.models import LOCALIZER, SCORER, OnnxModel
 from monitor.units import UNITS
 from monitor.views.dashboard import DashboardState, render

@@ -16,8 +16,9 @@ from demo.build import DemoBuild
 from monitor.cli import main
 from monitor.config import DEFAULT_METRICS, ConfigError, build_config
 from monitor.outputs.metrics import MetricsError, MonitorMetrics
-from monitor.pipeline import Models, Monitor
+from monitor.pipeline import Monitor
 from monitor.schema import CameraReport, HookCounts, ScoreRecord, StatusReport
+from monitor.scoring.analyzer import Models
 from tests.conftest import free_port
 from tests.metrics_util import parse, scrape_until, stalling_monitor, value
 from tests.monitor_util import View

@@ -22,8 +22,9 @@ from demo.build import DemoBuild, records_against_truth
 from export.onnx_export import write_variant
 from monitor.cli import main as mgs_monitor
 from monitor.config import load_config
-from monitor.pipeline import Models, Monitor
+from monitor.pipeline import Monitor
 from monitor.schema import StatusReport
+from monitor.scoring.analyzer import Models
 from tests.fakes import FakeCamera
 from tests.monitor_util import View
 

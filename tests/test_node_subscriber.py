@@ -16,7 +16,8 @@ import pytest
 from demo.build import DemoBuild
 from monitor.capture.workers import open_capture
 from monitor.config import build_config
-from monitor.pipeline import Models, Monitor
+from monitor.pipeline import Monitor
+from monitor.scoring.analyzer import Models
 from tests.fakes import HeldCamera
 from tests.test_commands import read_rows
 

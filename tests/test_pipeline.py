@@ -26,7 +26,7 @@ from monitor.capture.workers import Frame, open_capture
 from monitor.cli import main
 from monitor.config import build_config, load_config
 from monitor.outputs.bus import BusError, Publisher
-from monitor.pipeline import Analyzer, Models, Monitor
+from monitor.pipeline import Monitor
 from monitor.schema import (
     CSV_COLUMNS,
     AlertEvent,
@@ -35,6 +35,7 @@ from monitor.schema import (
     ScoreRecord,
     StatusReport,
 )
+from monitor.scoring.analyzer import Analyzer, Models
 from monitor.units import UNITS
 from monitor.views.dashboard import DashboardState, render
 from tests.fakes import FakeCamera, HeldCamera, MjpegCamera

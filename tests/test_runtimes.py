@@ -13,8 +13,9 @@ from demo.build import DemoBuild
 from export.onnx_export import ExportError
 from export.quantize import quantize_scorer
 from monitor.config import build_config
-from monitor.pipeline import Models, monitor_title
+from monitor.pipeline import monitor_title
 from monitor.scoring import runtimes
+from monitor.scoring.analyzer import Models
 from monitor.scoring.models import LOCALIZER, SCORER, ModelError, OnnxModel
 from monitor.scoring.runtimes import gpu_fallback, installed_runtimes
 

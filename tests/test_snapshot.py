@@ -18,8 +18,8 @@ from demo.build import DemoBuild
 from monitor.capture.workers import Frame
 from monitor.cli import main
 from monitor.config import MonitorConfig, build_config
-from monitor.pipeline import Analyzer, Models
 from monitor.schema import ScoreRecord
+from monitor.scoring.analyzer import Analyzer, Models
 from monitor.scoring.faces import cubicle_pixels
 from monitor.views.snapshot import run_snapshot, take_snapshots
 from tests.fakes import FakeCamera

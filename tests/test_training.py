@@ -22,7 +22,7 @@ from export.onnx_export import write_variant
 from monitor.capture.workers import Frame
 from monitor.cli import main as monitor_main
 from monitor.config import build_config
-from monitor.pipeline import Analyzer, Models
+from monitor.scoring.analyzer import Analyzer, Models
 from monitor.scoring.models import LOCALIZER, SCORER, OnnxModel
 from monitor.units import UNITS
 from train.evaluate import IMAGE_FOLDS, chosen, rater_totals

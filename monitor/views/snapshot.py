@@ -36,6 +36,7 @@ from monitor.capture.workers import (
 )
 from monitor.config import Camera, MonitorConfig
 from monitor.schema import ScoreRecord
+from monitor.scoring.analyzer import Models
 from monitor.scoring.faces import cubicle_pixels
 
 if TYPE_CHECKING:  # the pipeline draws with this module: it is imported where it runs
