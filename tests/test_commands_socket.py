@@ -41,7 +41,7 @@ from monitor.outputs.commands import (
     acknowledged,
     refused,
 )
-from monitor.pipeline import Models, Monitor
+from monitor.pipeline import Monitor
 from monitor.schema import (
     Acknowledgement,
     AlertCrop,
@@ -54,6 +54,7 @@ from monitor.schema import (
     encode,
     side_file,
 )
+from monitor.scoring.analyzer import Models
 from monitor.views.series_report import read_series, summarize, write_report
 from tests.monitor_util import View
 

@@ -476,8 +476,9 @@ def test_two_browsers_watch_a_replayed_demo_alert_and_acknowledge_it(
 
     from monitor.capture.workers import open_capture
     from monitor.config import build_config
-    from monitor.pipeline import Models, Monitor
+    from monitor.pipeline import Monitor
     from monitor.schema import side_file
+    from monitor.scoring.analyzer import Models
     from tests.conftest import free_port_endpoint
 
     started, resumed = threading.Event(), threading.Event()

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -36,11 +36,8 @@ from monitor.capture.workers import (
 )
 from monitor.config import Camera, MonitorConfig
 from monitor.schema import ScoreRecord
-from monitor.scoring.analyzer import Models
+from monitor.scoring.analyzer import Analyzer, Models
 from monitor.scoring.faces import cubicle_pixels
-
-if TYPE_CHECKING:  # the pipeline draws with this module: it is imported where it runs
-    from monitor.pipeline import Models
 
 FORMATS = ("png", "jpg")
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -95,8 +92,6 @@ def take_snapshots(config: MonitorConfig, out: Path, *, fmt: str = "png",
                    opener: Opener = open_capture,
                    models: Models | None = None) -> list[Shot]:
     """A frame from every camera, scored in one batch; one picture per camera in `out`."""
-    from monitor.pipeline import Analyzer, Models
-
     if fmt not in FORMATS:
         raise SnapshotError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     models = models or Models.load(config)  # a bad model file fails before any camera opens
