@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("monitor", "train", "export", "demo", "label")
-DATA_FOLDERS = ("static", "templates")  # in any package, at any depth
+PACKAGES = ("monitor", "synth", "train", "export", "demo", "label")
+# in any package, at any depth (the web view's are web_static/ and web_templates/)
+DATA_FOLDERS = ("static", "templates", "web_static", "web_templates")
 NOT_SOURCE = (".git", ".venv", "build", "*.egg-info", "__pycache__", "node_modules", ".*_cache")
 
 
@@ -46,7 +47,8 @@ def run(command: list[str], cache: Path, timeout: float = 900
 def test_package_data_lists_the_pages_and_the_models() -> None:
     found = package_data(ROOT)
     assert {"label/templates/index.html", "label/static/label.js", "demo/models/scorer.onnx",
-            "demo/models/localizer.onnx"} <= found
+            "demo/models/localizer.onnx", "monitor/views/web_templates/index.html",
+            "monitor/views/web_static/overview.js"} <= found
 
 
 @pytest.mark.slow
@@ -70,6 +72,7 @@ def test_the_wheel_installs_and_runs_the_demo_on_the_monitors_dependencies(
     assert not (site / "torch").exists()
     bin_ = venv / "bin"
     assert "demo" in run([str(bin_ / "mgs-monitor"), "--help"], cache).stdout
+    assert "--token-file" in run([str(bin_ / "mgs-monitor"), "web", "--help"], cache).stdout
     assert "usage: mgs-label" in run([str(bin_ / "mgs-label"), "--help"], cache).stdout
     done = run([str(bin_ / "mgs-monitor"), "demo", "--fast", "--no-dashboard", "--no-publish"],
                cache)
