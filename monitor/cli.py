@@ -285,6 +285,9 @@ def _add_web(sub: Any) -> None:
     web.add_argument("--monitor-key", action="append", default=[], metavar="PUBLISHER=FILE",
                      help="public key of that monitor's command socket (its server.key), where "
                      "it differs from --server-key (e.g. behind a proxy); repeat per monitor")
+    web.add_argument("--history", action="append", default=[], type=Path, metavar="PATH",
+                     help="score CSV, folder of them or quoted glob (as report takes): each "
+                     "mouse's last 7 days before the view started; repeatable")
     web.add_argument("--seconds", type=float, help="stop after this long")
     web.set_defaults(func=cmd_web)
 
@@ -685,7 +688,8 @@ def web_settings(args: argparse.Namespace, endpoint: str) -> Any:
     return WebSettings(endpoint, getattr(args, "server_key", None),
                        getattr(args, "client_key", None), host.strip("[]"), int(port),
                        getattr(args, "token_file", None), getattr(args, "tls_cert", None),
-                       getattr(args, "tls_key", None), keys)
+                       getattr(args, "tls_key", None), keys,
+                       tuple(getattr(args, "history", [])))
 
 
 def cmd_web(args: argparse.Namespace) -> int:

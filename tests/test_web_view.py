@@ -24,7 +24,18 @@ import pytest
 
 from monitor.cli import main
 from monitor.outputs.bus import Publisher
-from monitor.schema import Acknowledgement, AlertCrop, AlertEvent, Message, alert_key
+from monitor.outputs.csvlog import CsvLogger, SideLog
+from monitor.outputs.markers import acknowledgement_marker
+from monitor.schema import (
+    ALERT_COLUMNS,
+    MARKER_COLUMNS,
+    Acknowledgement,
+    AlertCrop,
+    AlertEvent,
+    Message,
+    alert_key,
+    side_file,
+)
 from monitor.views.web import WebError, WebSettings, WebView
 from monitor.views.web_app import reachable
 from monitor.views.web_state import DAY, HOUR, WEEK, Series, WebState
@@ -387,6 +398,78 @@ def test_the_web_command_serves_until_its_time_is_up(free_endpoint: str,
     assert main(["web", "--endpoint", free_endpoint, "--listen", "127.0.0.1:0",
                  "--seconds", "0.5"]) == 0
     assert f"web view of {free_endpoint} on http://127.0.0.1:" in capsys.readouterr().err
+
+
+# --- the records of the week before the view started ---------------------------------------
+
+LEVELS = [1, 0, 0, 0, 2]
+
+
+def past_total(k: int) -> int:
+    """Sample k (every 10 minutes from a half hour's start): 0, 2, 4 within each half hour,
+    plus 1 in every other one, so each half hour's mean is 2 or 3."""
+    return (k % 3) * 2 + (k // 3) % 2
+
+
+def write_history(folder: Path, now: float) -> tuple[dict[float, int], float]:
+    """Three days of a mouse's records ending two hours ago, one 8 days old, one after `now`;
+    an alert an hour long two days ago and its acknowledgement. (samples, their first time)"""
+    start = (now - 3 * DAY) // 1800 * 1800
+    samples = {start + k * 600: past_total(k) for k in range(int((3 * DAY - 2 * HOUR) / 600))}
+    logger = CsvLogger(folder / "scores.csv", fsync=False)
+    base = score_record(1)
+    for seq, (t, total) in enumerate([(now - 8 * DAY, 9), *samples.items(), (now + 60, 9)]):
+        logger.write(base.model_copy(update={"seq": seq + 1, "wall_time": t, "total": total,
+                                             "levels": tuple(LEVELS)}))
+    logger.close()
+    alert = raised(since=1.0).model_copy(update={"wall_time": start + DAY})
+    alerts = logger.side_log("alerts", ALERT_COLUMNS)
+    alerts.write(alert)
+    alerts.write(alert.model_copy(update={"event": "cleared", "wall_time": start + DAY + HOUR}))
+    markers = SideLog(side_file(folder / "scores.csv", "markers"), MARKER_COLUMNS)
+    ack = ack_of(alert, "ana", "seen").model_copy(update={"wall_time": start + DAY + 600})
+    markers.write(acknowledgement_marker(ack))
+    markers.write(acknowledgement_marker(ack.model_copy(update={"wall_time": now - 8 * DAY})))
+    return samples, start
+
+
+def test_the_records_of_the_last_week_fill_a_mouse_page_with_right_means(
+        free_endpoint: str, tmp_path: Path) -> None:
+    samples, start = write_history(tmp_path, time.time())
+    with web_view(free_endpoint, history=(tmp_path,)) as view:
+        assert view.history_line == (f"read {len(samples)} records of 1 mice from the last "
+                                     "7 days of --history")
+        pages = {}
+        for span in ("day", "week"):
+            status, _, body = get(view, f"/api/mouse/cam0-c1?span={span}")
+            assert status == 200, body
+            pages[span] = json.loads(body)
+    day, week = pages["day"], pages["week"]
+    assert day["tile"]["total"] == samples[max(samples)] and day["camera"] == "cam0"
+    assert day["points"] and all(p[0] >= day["now"] - DAY for p in day["points"])
+    for t, total, levels in day["points"]:  # each 5-minute bucket holds one sample
+        assert total == samples[t if t in samples else t - 150] and levels == LEVELS
+    # past the day before the last sample (two hours ago), whose half hour may be part folded
+    older = [p for p in week["points"] if p[0] < week["now"] - DAY - 3 * HOUR]
+    assert older[0][0] == start + 900 and len(older) > 40
+    for t, total, levels in older:  # half-hour means of 0, 2, 4 (+1 every other half hour)
+        assert total == 2 + ((t - start) // 1800) % 2 and levels == LEVELS
+    assert min(p[0] for p in week["points"]) > week["now"] - WEEK
+    assert max(p[0] for p in week["points"]) < week["now"] - HOUR  # not the one after start
+    spans = [(a["rule"], a["raised_wall"], a["cleared_wall"]) for a in week["alerts"]]
+    assert spans == [("pain", start + DAY, start + DAY + HOUR)]
+    assert [(m["wall_time"], m["text"], m["kind"]) for m in week["markers"]] == [
+        (start + DAY + 600, "pain alert acknowledged by ana: seen", "acknowledged")]
+    assert day["alerts"] == [] and day["markers"] == []  # two days ago: out of the day
+
+
+def test_a_history_path_that_cannot_be_read_is_one_line(
+        free_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "none.csv"
+    assert main(["web", "--endpoint", free_endpoint, "--listen", "127.0.0.1:0",
+                 "--history", str(missing), "--seconds", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--history: {missing}: no such file" in err, err
 
 
 # --- in a real browser, on a replayed demo monitor --------------------------------------------

@@ -258,8 +258,9 @@ def score_rows(path: Path) -> list[list[str]]:
 
 
 def _read_scores(path: Path) -> list[_Row]:
+    rows = score_rows(path)  # its own errors (no such file, ...) are not a bad number
     try:
-        return [_parse(row, path.parent) for row in score_rows(path)]
+        return [_parse(row, path.parent) for row in rows]
     except ValueError as exc:
         raise ReportError(f"{path}: bad number ({exc})") from exc
 

@@ -18,7 +18,9 @@ from typing import Any
 
 from monitor.outputs.bus import Subscriber
 from monitor.views import wsgi
+from monitor.views.series_report import ReportError
 from monitor.views.web_app import Commands, create_app
+from monitor.views.web_history import read_history
 from monitor.views.web_state import WebState
 
 TOKEN_ENV = "MGS_WEB_TOKEN"
@@ -45,6 +47,7 @@ class WebSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     monitor_keys: dict[str, Path] = field(default_factory=dict)
+    history: tuple[Path, ...] = ()  # score CSVs, folders or patterns: the week before start
 
 
 def load_token(path: Path | None) -> tuple[str, str] | None:
@@ -113,6 +116,7 @@ class WebView:
         self._subscribed = threading.Event()  # set once the subscriber is made, or failed
         self._threads: list[threading.Thread] = []
         self.error: BaseException | None = None
+        self.history_line = ""
 
     @property
     def address(self) -> str:
@@ -121,7 +125,10 @@ class WebView:
 
     def start(self) -> None:
         """Subscribes, then serves; a subscriber that cannot be made (a key file that cannot
-        be read, a client key without a server key) is a WebError, and nothing is served."""
+        be read, a client key without a server key) is a WebError, and nothing is served.
+        The records of --history are read first, so the bus adds only what came after them."""
+        if self.settings.history:
+            self._read_history()
         subscriber = threading.Thread(target=self._subscribe, name="web-subscriber",
                                       daemon=True)
         self._threads = [subscriber]
@@ -133,6 +140,16 @@ class WebView:
         server = threading.Thread(target=self._serve, name="web-server", daemon=True)
         self._threads.append(server)
         server.start()
+
+    def _read_history(self) -> None:
+        try:
+            mice = read_history(list(self.settings.history), before=time.time())
+        except ReportError as exc:
+            self.close()
+            raise WebError(f"--history: {exc}") from None
+        self.state.add_history(mice)
+        self.history_line = (f"read {sum(m.records for m in mice)} records of {len(mice)} "
+                             "mice from the last 7 days of --history")
 
     def close(self) -> None:
         """Ends the event streams first, so no request thread writes to a closed server."""
@@ -190,7 +207,8 @@ def run_web(settings: WebSettings, seconds: float | None = None) -> int:
 
     view = WebView(settings)
     view.start()
-    lines = [f"web view of {settings.endpoint} on {view.address} (Ctrl-C stops)"]
+    lines = [view.history_line] if view.history_line else []
+    lines.append(f"web view of {settings.endpoint} on {view.address} (Ctrl-C stops)")
     if view.token is not None:
         lines.append(f"open {view.address}?token=... with the token from {view.token_source} "
                      f"({view.token[:4]}…); the page then keeps it in a cookie")

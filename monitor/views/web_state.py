@@ -32,6 +32,7 @@ from monitor.schema import (
 )
 from monitor.units import UNITS
 from monitor.views.dashboard import DashboardState, _health_lines, _natural_key
+from monitor.views.web_history import PastMouse, PastSpan
 
 HOUR, DAY, WEEK = 3600.0, 86400.0, 7 * 86400.0
 RAW_MAX = 720  # samples of the last hour kept as they came (faster sampling folds sooner)
@@ -124,6 +125,7 @@ class MouseState:
     acks: deque[Acknowledgement] = field(default_factory=lambda: deque(maxlen=ACKS_PER_MOUSE))
     recent: deque[tuple[str, int | None]] = field(
         default_factory=lambda: deque(maxlen=RECENT_CROPS))  # (crop name, total)
+    past: PastMouse | None = None  # read from the records at start (--history)
 
 
 class WebState:
@@ -168,6 +170,18 @@ class WebState:
             self._add_ack(message)
         elif isinstance(message, AlertCrop):
             self._add_crop(message)
+
+    def add_history(self, mice: list[PastMouse]) -> None:
+        """The week before the view started, before any live record: each point added oldest
+        first, so its buckets hold the same means as had it arrived on the bus."""
+        with self._changed:
+            for past in mice:
+                mouse = self._mouse(past.mouse)
+                mouse.past = past
+                for t, total, levels in past.points:
+                    mouse.series.add(t, total, levels)
+            self.version += 1
+            self._changed.notify_all()
 
     def say(self, problem: str) -> None:
         """A line about the bus itself (e.g. the monitor refuses this subscriber's key)."""
@@ -307,18 +321,29 @@ class WebState:
         """A mouse's page: its series over the last `span` seconds, alert spans, acks, crops."""
         with self._lock:
             state, view = self.mice.get(mouse), self.board.mice.get(mouse)
-            if state is None or view is None:
+            if state is None or (view is None and state.past is None):
                 return None
             now = time.time()
-            record = view.latest
+            past = state.past
+            if view is not None:
+                camera, publisher = view.latest.camera, view.latest.publisher
+                tile = _tile(view, self.board, now)
+            else:  # only its records so far: the tile of its last one
+                assert past is not None
+                camera, publisher, tile = past.camera, "", _past_tile(past, now)
             alerts = [a.as_json(self.crops) for a in state.alerts]
             crops = [c for a in reversed(alerts) for c in a["crops"]][:12]
-            return {"mouse": mouse, "camera": record.camera, "publisher": record.publisher,
+            earlier = [_past_span(past, s) for s in past.spans
+                       if s.end >= now - span] if past else []
+            return {"mouse": mouse, "camera": camera, "publisher": publisher,
                     "units": list(UNITS), "now": now, "span": span,
-                    "demo": self.board.demo, "tile": _tile(view, self.board, now),
+                    "demo": self.board.demo, "tile": tile,
                     "points": [[t, total, list(levels)] for t, total, levels
                                in state.series.points(now - span)],
-                    "alerts": alerts, "acks": [_ack_json(a) for a in state.acks],
+                    "alerts": earlier + alerts, "acks": [_ack_json(a) for a in state.acks],
+                    "markers": [{"wall_time": m.wall_time, "text": m.text, "kind": m.kind}
+                                for m in (past.markers if past else [])
+                                if m.wall_time >= now - span],
                     "crops": crops}
 
     def _overview(self, now: float) -> dict[str, Any]:
@@ -362,6 +387,22 @@ def _tile(view: Any, board: DashboardState, now: float) -> dict[str, Any]:
             "stale": view.stale, "age": max(0.0, now - record.wall_time),
             "alerts": sorted(alerts), "demo": record.model_kind == "demo",
             "spark": list(view.totals)}
+
+
+def _past_tile(past: PastMouse, now: float) -> dict[str, Any]:
+    wall_time, status, total, levels = past.latest
+    return {"mouse": past.mouse, "camera": past.camera, "cubicle": None, "status": status,
+            "total": total, "levels": list(levels) if levels else None, "stale": True,
+            "age": max(0.0, now - wall_time), "alerts": [], "demo": False, "spark": []}
+
+
+def _past_span(past: PastMouse, span: PastSpan) -> dict[str, Any]:
+    """An alert span of the records, in the form of a live alert's, closed."""
+    return {"key": "", "publisher": "", "mouse": past.mouse, "camera": past.camera,
+            "rule": span.rule, "since": None, "raised_wall": span.start,
+            "cleared_wall": span.end, "active": False, "value": None, "peak": None,
+            "threshold": None, "detail": "from the records", "totals": [], "crops": [],
+            "acks": []}
 
 
 def _camera(name: str, board: DashboardState, tiles: list[dict[str, Any]],

@@ -14,10 +14,10 @@ const RELOAD_MS = 5000;  // a week of samples is fetched again at most this ofte
 const W = 900, ROW = 34, TOTAL_H = 160, PAD = 36;
 
 // The chart starts where the data does when the view has seen less than the span (it holds
-// what arrived since it started), a minute at least.
+// what arrived since it started, and what --history read), a minute at least.
 function chartStart(data) {
   const times = [...data.points.map((p) => p[0]), ...data.alerts.map((a) => a.raised_wall),
-                 ...data.acks.map((a) => a.wall_time)];
+                 ...data.acks.map((a) => a.wall_time), ...data.markers.map((m) => m.wall_time)];
   const first = times.length ? Math.min(...times) : data.now - data.span;
   return Math.min(data.now - 60, Math.max(data.now - data.span, first - 30));
 }
@@ -67,12 +67,14 @@ function drawChart(data) {
     box.append(...lane(data, TOTAL_H + k * ROW, ROW - 8, 2, UNIT_SHORT[k],
                        data.points.map((p) => [p[0], p[2][k]])));
   });
-  for (const ack of data.acks) {
-    const at = x(ack.wall_time, data);
+  const marks = [...data.acks.map((a) => [a.wall_time, `${a.who}: ${a.note}`]),
+                 ...data.markers.map((m) => [m.wall_time, m.text])];  // markers: the records'
+  for (const [t, text] of marks) {
+    const at = x(t, data);
     if (at < PAD) continue;
     const line = svg("line", {x1: at, x2: at, y1: 0, y2: height, class: "ack-line"});
     const title = svg("title", {});
-    title.textContent = `${ack.who}: ${ack.note}`;
+    title.textContent = text;
     line.append(title);
     box.append(line);
   }
@@ -94,6 +96,7 @@ function drawEvents(data) {
     items.push([ack.wall_time, `acknowledged (${ack.rule}) by ${ack.who}` +
                (ack.note ? `: ${ack.note}` : "")]);
   }
+  for (const marker of data.markers) items.push([marker.wall_time, marker.text]);
   items.sort((a, b) => b[0] - a[0]);
   document.getElementById("events").replaceChildren(...items.map(([t, text]) =>
     el("li", {}, el("span", {cls: "dim", text: `${clock(t)} `}), text)));
