@@ -1,4 +1,5 @@
-"""What `mgs-monitor web` knows: built from the bus's messages by one thread, read by many.
+"""What `mgs-monitor web` knows: built from the bus's messages by one thread (after the
+week of records `--history` names, web_history.py), read by many.
 
 The subscriber's thread is the only writer (`WebState.apply`); the page's request threads read
 JSON snapshots made under the same lock and kept per version, so a hundred browsers cost one
