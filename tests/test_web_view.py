@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -698,3 +699,20 @@ def test_the_demo_serves_its_web_view_beside_it_on_loopback(
         assert main(["demo", *outputs, *flags]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and line in err, err
+
+
+def test_a_new_studys_empty_records_and_files_untouched_for_a_week_give_no_history(
+        free_endpoint: str, tmp_path: Path) -> None:
+    empty, header_only, old = tmp_path / "empty", tmp_path / "new", tmp_path / "old"
+    for folder in (empty, header_only, old):
+        folder.mkdir()
+    CsvLogger(header_only / "scores.csv", fsync=False).close()  # a header, no record yet
+    samples, _ = write_history(old, time.time())
+    week_ago = time.time() - 8 * DAY
+    os.utime(old / "scores.csv", (week_ago, week_ago))  # its records all came later: skipped
+    with web_view(free_endpoint, history=(empty, header_only, old)) as view:
+        assert view.history_line == "read 0 records of 0 mice from the last 7 days of --history"
+    os.utime(old / "scores.csv")  # written to now: the same file is read
+    with web_view(free_endpoint, history=(empty, header_only, old)) as view:
+        assert view.history_line == (f"read {len(samples)} records of 1 mice from the last "
+                                     "7 days of --history")

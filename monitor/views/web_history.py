@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.views.series_report import MouseSeries, read_series
+from monitor.views.series_report import MouseSeries, read_series, score_csvs, score_rows
 
 WEEK = 7 * 86400.0  # the longest span a mouse's page shows
 
@@ -46,10 +46,26 @@ class PastMouse:
 
 def read_history(paths: list[Path], before: float) -> list[PastMouse]:
     """Every mouse with records in the week before `before`; a path that cannot be read is a
-    ReportError naming it."""
+    ReportError naming it. A folder or file with no records yet (a new study's) gives none."""
     since = before - WEEK
-    found = [_past(series, since, before) for series in read_series(paths).values()]
+    files = week_files(paths, since)
+    if not any(score_rows(path) for path in files):
+        return []
+    found = [_past(series, since, before) for series in read_series(files).values()]
     return [mouse for mouse in found if mouse is not None]
+
+
+def week_files(paths: list[Path], since: float) -> list[Path]:
+    """The score CSVs `paths` name (as `mgs-monitor report` takes them) written to since
+    `since`: a rotating logger's folder holds every day of a study, and a file last written
+    before the week began holds nothing of it. An empty folder names none."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir() and not any(path.glob("*.csv")):
+            continue  # the records of a study that has not begun
+        files += [p for p in score_csvs([path]) if not p.is_file()
+                  or p.stat().st_mtime >= since]  # a missing file is named when it is read
+    return files
 
 
 def _past(series: MouseSeries, since: float, before: float) -> PastMouse | None:
