@@ -677,7 +677,7 @@ def test_the_demo_serves_its_web_view_beside_it_on_loopback(
         capsys: pytest.CaptureFixture[str]) -> None:
     from tests.conftest import free_port_endpoint
 
-    monkeypatch.setattr("demo.build.build_demo", lambda rebuild=False: demo_small)
+    monkeypatch.setattr("demo.build.build_demo", lambda **_options: demo_small)
     seen: dict[str, Any] = {}
     close = WebView.close
 
