@@ -75,22 +75,31 @@ class StallingCamera(FakeCamera):
 
 
 class HeldCamera:
-    """A camera device that starts delivering frames (here: a real video, decoded by OpenCV)
-    only once `started` is set, so a test can attach subscribers before the first sample."""
+    """A camera device (here: a real video, decoded by OpenCV) that delivers frames only when
+    its gate lets it: by default once `started` is set, so a test can attach subscribers before
+    the first sample; after `first` frames (when given) it holds again until `resumed` is set,
+    so the monitor stands still with its alerts active while a test looks at them."""
 
-    def __init__(self, capture: Any, started: threading.Event) -> None:
-        self.capture = capture
-        self.started = started
+    def __init__(self, capture: Any, started: threading.Event, first: int | None = None,
+                 resumed: threading.Event | None = None) -> None:
+        self.capture, self.started, self.first, self.resumed = capture, started, first, resumed
+        self.taken = 0
+
+    def _gate(self) -> None:
+        self.started.wait()
+        if self.first is not None and self.taken >= self.first and self.resumed is not None:
+            self.resumed.wait()
+        self.taken += 1
 
     def isOpened(self) -> bool:
         return bool(self.capture.isOpened())
 
     def read(self) -> tuple[bool, np.ndarray | None]:
-        self.started.wait()
+        self._gate()
         return self.capture.read()  # type: ignore[no-any-return]
 
     def grab(self) -> bool:
-        self.started.wait()
+        self._gate()
         return bool(self.capture.grab())
 
     def retrieve(self) -> tuple[bool, np.ndarray | None]:

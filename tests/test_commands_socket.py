@@ -56,6 +56,7 @@ from monitor.schema import (
 )
 from monitor.scoring.analyzer import Models
 from monitor.views.series_report import read_series, summarize, write_report
+from tests.fakes import HeldCamera
 from tests.monitor_util import View
 
 EVENT = AlertEvent(wall_time=1.0, time=20.0, mouse="M1", camera="cam0", rule="pain",
@@ -191,41 +192,8 @@ def test_a_request_that_is_not_a_command_is_refused_in_one_line() -> None:
 # A monitor replaying the demo scene, held still half way -----------------------------------
 HELD_AFTER = 12  # frames of the 2 fps demo video before the camera holds: 6 s of the scene
 MICE = 4  # cubicles per demo camera
-
-
-class GatedCamera:
-    """A demo video that holds after `frames` frames until `go_on` is set, so the monitor
-    stands still with its alerts active while a test sends it commands."""
-
-    def __init__(self, capture: Any, frames: int, go_on: threading.Event) -> None:
-        self.capture = capture
-        self.left = frames
-        self.go_on = go_on
-
-    def _gate(self) -> None:
-        if self.left == 0:
-            self.go_on.wait()
-        self.left -= 1
-
-    def isOpened(self) -> bool:
-        return bool(self.capture.isOpened())
-
-    def read(self) -> tuple[bool, np.ndarray | None]:
-        self._gate()
-        return self.capture.read()  # type: ignore[no-any-return]
-
-    def grab(self) -> bool:
-        self._gate()
-        return bool(self.capture.grab())
-
-    def retrieve(self) -> tuple[bool, np.ndarray | None]:
-        return self.capture.retrieve()  # type: ignore[no-any-return]
-
-    def get(self, prop: int) -> float:
-        return float(self.capture.get(prop))
-
-    def release(self) -> None:
-        self.capture.release()
+ALREADY = threading.Event()  # the held monitor's camera starts at once
+ALREADY.set()
 
 
 class Held:
@@ -243,8 +211,8 @@ class Held:
                        "repeat_every_s": 0.5},
             "bus": bus, **raw})
         self.monitor = Monitor(self.config, Models.load(self.config), self.csv, realtime=False,
-                               replay=True, opener=lambda source: GatedCamera(
-                                   open_capture(source), HELD_AFTER, self.go_on))
+                               replay=True, opener=lambda source: HeldCamera(
+                                   open_capture(source), ALREADY, HELD_AFTER, self.go_on))
         self.view = View(self.monitor)
         self.commands = bus["commands"]
 

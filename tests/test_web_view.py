@@ -40,6 +40,7 @@ from monitor.schema import (
 from monitor.views.web import WebError, WebSettings, WebView
 from monitor.views.web_app import reachable
 from monitor.views.web_state import DAY, HOUR, WEEK, Series, WebState
+from tests.fakes import HeldCamera
 from tests.records_util import score_record
 from tests.test_label_http import certificate  # noqa: F401  (a fixture: a self-signed pair)
 
@@ -479,41 +480,6 @@ SHOTS = Path("/tmp/web-shots")
 ALERTED = ("cam0-c1", "cam1-c2")  # the mice whose threshold is 0: they alert at once
 
 
-class GatedCamera:
-    """A recorded video as a camera that starts when `started` is set and pauses after `first`
-    frames until `resumed` is set: the alert stays open while people look at it."""
-
-    def __init__(self, capture: Any, started: Any, resumed: Any, first: int) -> None:
-        self.capture, self.started, self.resumed, self.first = capture, started, resumed, first
-        self.taken = 0
-
-    def _turn(self) -> None:
-        self.started.wait()
-        if self.taken >= self.first:
-            self.resumed.wait()
-        self.taken += 1
-
-    def isOpened(self) -> bool:
-        return bool(self.capture.isOpened())
-
-    def read(self) -> tuple[bool, np.ndarray | None]:
-        self._turn()
-        return self.capture.read()  # type: ignore[no-any-return]
-
-    def grab(self) -> bool:
-        self._turn()
-        return bool(self.capture.grab())
-
-    def retrieve(self) -> tuple[bool, np.ndarray | None]:
-        return self.capture.retrieve()  # type: ignore[no-any-return]
-
-    def get(self, prop: int) -> float:
-        return float(self.capture.get(prop))
-
-    def release(self) -> None:
-        self.capture.release()
-
-
 def chromium(width: int, height: int) -> Any:
     import shutil
 
@@ -577,8 +543,8 @@ def test_two_browsers_watch_a_replayed_demo_alert_and_acknowledge_it(
         "evidence": {"folder": str(tmp_path / "evidence")}})
     out = tmp_path / "scores.csv"
     monitor = Monitor(config, Models.load(config), out, realtime=False, replay=True,
-                      opener=lambda source: GatedCamera(open_capture(source), started,
-                                                        resumed, first=12))
+                      opener=lambda source: HeldCamera(open_capture(source), started, first=12,
+                                                       resumed=resumed))
     first = second = None
     with web_view(endpoint) as view:
         monitor.start()
