@@ -28,7 +28,14 @@ from flask import Flask, Response, abort, g, jsonify, redirect, render_template,
 from werkzeug.exceptions import HTTPException
 
 from monitor.units import LEVELS, UNITS
-from monitor.views.wsgi import LOOPBACK_NAMES, hostname, is_loopback, shown_host
+from monitor.views.wsgi import (
+    LOOPBACK_NAMES,
+    error_reply,
+    hostname,
+    is_loopback,
+    own_files_only,
+    shown_host,
+)
 
 from . import access, agreement, web
 from .access import COORDINATOR, RATER
@@ -99,19 +106,13 @@ def create_app(project: Project, log: AnswerLog, *, tokens: dict[str, str], port
         if getattr(g, "new_secret", None):
             response.set_cookie(rater_cookie, g.new_secret, max_age=YEAR, httponly=True,
                                 samesite="Strict", secure=secure)
-        response.headers["Content-Security-Policy"] = \
-            "default-src 'self'; img-src 'self'; frame-ancestors 'none'"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        own_files_only(response)
         response.headers["Cache-Control"] = "no-store"
         return response
 
     @app.errorhandler(HTTPException)
     def error(exc: HTTPException) -> Any:
-        if request.path.startswith("/api/"):
-            return jsonify(error=exc.description), exc.code
-        return Response(f"{exc.code} {exc.description}\n", exc.code, mimetype="text/plain")
+        return error_reply(exc, request.path)
 
     @app.get("/")
     def index() -> str:

@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException
 
 from monitor.outputs.commands import CommandClient, CommandError
 from monitor.views.web_state import DAY, WEEK, WebState
-from monitor.views.wsgi import LOOPBACK_NAMES, hostname
+from monitor.views.wsgi import LOOPBACK_NAMES, error_reply, hostname, own_files_only
 
 NAME = re.compile(r"^[\w .'-]{1,40}$")
 MAX_NOTE = 500
@@ -107,19 +107,13 @@ def create_app(state: WebState, *, port: int, token: str | None, loopback: bool,
 
     @app.after_request
     def headers(response: Response) -> Response:
-        response.headers["Content-Security-Policy"] = \
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        own_files_only(response, "'self' data:")
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     @app.errorhandler(HTTPException)
     def error(exc: HTTPException) -> Any:
-        if request.path.startswith("/api/"):
-            return jsonify(error=exc.description), exc.code
-        return Response(f"{exc.code} {exc.description}\n", exc.code, mimetype="text/plain")
+        return error_reply(exc, request.path)
 
     @app.get("/")
     def index() -> str:

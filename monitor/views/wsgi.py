@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flask import Response, jsonify
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
+from werkzeug.exceptions import HTTPException
 
 THREADS = 8
 CHANNEL_TIMEOUT = 60  # seconds a connection may sit idle, or send nothing of its request
@@ -170,3 +172,20 @@ def token_bits(token: str) -> int:
     chars = set(token)
     per = 4.0 if chars <= HEX else 6.0 if chars <= URLSAFE else math.log2(94)
     return int(len(token) * per)
+
+
+def own_files_only(response: Response, images: str = "'self'") -> None:
+    """The headers of a page that loads nothing from elsewhere and is never framed, sniffed or
+    named in another site's referrer."""
+    response.headers["Content-Security-Policy"] = \
+        f"default-src 'self'; img-src {images}; frame-ancestors 'none'"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+
+
+def error_reply(exc: HTTPException, path: str) -> Any:
+    """A refusal as the page reads it: JSON under /api/, one line of text elsewhere."""
+    if path.startswith("/api/"):
+        return jsonify(error=exc.description), exc.code
+    return Response(f"{exc.code} {exc.description}\n", exc.code, mimetype="text/plain")
