@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 
 from label import project
 from label.cli import main
+from tests.browser_util import chromium
 from tests.label_util import Browser, Run, Served, served, write_conditions, write_run
 
 if os.environ.get("MGS_NO_BROWSER") == "1":
@@ -56,19 +56,7 @@ def server(study: tuple[Run, project.Project, Path]) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    driver_path = shutil.which("chromedriver")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not driver_path or not chromium:
-        pytest.fail("chromium and chromedriver are needed for the mgs-label browser tests: "
-                    "apt-get install -y chromium chromium-driver (scripts/test does), or set "
-                    "MGS_NO_BROWSER=1 to skip them on purpose")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1400,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=driver_path))
+    driver = chromium(1400, 900, "the mgs-label browser tests")
     SHOTS.mkdir(exist_ok=True)
     yield driver
     driver.quit()

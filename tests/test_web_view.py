@@ -40,6 +40,7 @@ from monitor.schema import (
 from monitor.views.web import WebError, WebSettings, WebView
 from monitor.views.web_app import reachable
 from monitor.views.web_state import DAY, HOUR, WEEK, Series, WebState
+from tests.browser_util import chromium as browser_window
 from tests.fakes import HeldCamera
 from tests.records_util import score_record
 from tests.test_label_http import certificate  # noqa: F401  (a fixture: a self-signed pair)
@@ -481,27 +482,7 @@ ALERTED = ("cam0-c1", "cam1-c2")  # the mice whose threshold is 0: they alert at
 
 
 def chromium(width: int, height: int) -> Any:
-    import shutil
-
-    from selenium import webdriver
-
-    driver_path = shutil.which("chromedriver")
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not driver_path or not binary:
-        pytest.fail("chromium and chromedriver are needed for the web view's browser tests: "
-                    "apt-get install -y chromium chromium-driver (scripts/test does), or set "
-                    "MGS_NO_BROWSER=1 to skip them on purpose")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 f"--window-size={width},{height}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=driver_path))
-    if width < 500:  # narrower than a desktop window can be: a phone's screen, emulated
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
-    return driver
+    return browser_window(width, height, "the web view's browser tests")
 
 
 def wait_for(driver: Any, script: str, *args: Any, seconds: float = 60) -> Any:
