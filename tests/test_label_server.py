@@ -5,6 +5,8 @@ over real HTTP(S) is tests/test_label_http.py."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +250,13 @@ def test_export_from_the_page_is_json_only_and_keeps_mice_off_the_page(
     assert "cam0-c1" not in response.get_data(as_text=True)
     assert "terminal" in response.get_json()["error"]
     assert "cam0-c1" in capsys.readouterr().err  # where the person running it reads it
+
+
+def test_the_server_starts_without_the_training_libraries() -> None:
+    """A rater waits for `mgs-label serve` to start: scikit-learn and PyTorch (seconds to import)
+    are loaded only by what needs them, the agreement page and training."""
+    code = ("import sys, label.cli, label.server; "
+            "loaded = [m for m in ('sklearn', 'torch', 'pingouin') if m in sys.modules]; "
+            "sys.exit(', '.join(loaded) or None)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr

@@ -11,7 +11,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
 
 from monitor.units import LEVELS
 
@@ -23,6 +22,9 @@ def quadratic_kappa(a: Sequence[int], b: Sequence[int]) -> float | None:
         raise ValueError(f"kappa needs paired levels, got {len(a)} and {len(b)}")
     if len(a) < 2:
         return None
+    # scikit-learn takes a second to import: mgs-label's server starts without it
+    from sklearn.metrics import cohen_kappa_score
+
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         value = float(cohen_kappa_score(list(a), list(b), labels=list(LEVELS),

@@ -28,12 +28,6 @@ from typing import Any, TypeVar
 
 import cv2
 import numpy as np
-from sklearn.model_selection import (
-    KFold,
-    StratifiedGroupKFold,
-    StratifiedKFold,
-    train_test_split,
-)
 
 from monitor.config import Faces
 from monitor.scoring.faces import face_crop
@@ -459,6 +453,8 @@ def kfold_splits(items: list[LabelledImage], k: int = 5, seed: int = 0,
                  val_fraction: float = 0.05) -> list[Split]:
     """(train, val, test) per fold: k test folds stratified by condition, and a val slice of
     `val_fraction` of all images carved, stratified too, from each fold's training part."""
+    from sklearn.model_selection import KFold, StratifiedKFold  # see _carve
+
     strata = _conditions(items)
     index = np.arange(len(items))
     if strata is None:
@@ -493,6 +489,8 @@ def mouse_kfold_splits(items: list[LabelledImage], k: int = 5, seed: int = 0) ->
                          f"mice in each), the labels have {mice}; use fewer --folds")
     index = np.arange(len(items))
     splits = []
+    from sklearn.model_selection import StratifiedGroupKFold  # see _carve
+
     outer = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
     for fold, (rest, test) in enumerate(outer.split(index, labels, groups)):
         _check_test_conditions(fold, strata, test, groups)
@@ -592,6 +590,10 @@ def _carve(index: np.ndarray, count: int, strata: np.ndarray | None,
     """Splits `count` images of `index` off, stratified by `strata` when given; both sorted."""
     if count == 0:
         return index, index[:0]
+    # scikit-learn takes a second to import: imported where a split is made, so that
+    # mgs-label's server, which reads only this module's columns, starts without it
+    from sklearn.model_selection import train_test_split
+
     within = None if strata is None else strata[index]
     if within is not None:  # room for one image of each condition at least
         count = max(count, len(set(within.tolist())))
