@@ -526,9 +526,11 @@ def test_a_subscriber_gets_its_turn_while_records_keep_coming(free_endpoint: str
 
 
 def test_the_logger_says_missing_records_as_it_finds_them(
-        tmp_path: Path, free_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, free_endpoint: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Records lost on the way (a queue that overflowed) are said while the logger runs, not
     only in the gaps file and its closing line."""
+    monkeypatch.setenv("COLUMNS", "400")  # the console wraps a long path inside its name
     publisher = Publisher(free_endpoint)
     out = tmp_path / "scores.csv"
     logger = threading.Thread(target=run_logger, args=(free_endpoint, None, out, 5.0))
