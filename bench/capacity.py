@@ -57,17 +57,20 @@ def models_folder(scorer: Path, localizer: Path, folder: Path) -> Path:
 
 
 def replay(videos: list[Path], models: Path, sampling: list[str], seconds: float,
-           out: Path, runtime: str) -> dict[str, float]:
+           out: Path, runtime: str, tree: Path | None = None) -> dict[str, float]:
     """One monitor process for at most `seconds` (then SIGINT, as a user's Ctrl-C): records
-    per second over the steady part, start-up time and the process's peak RSS."""
+    per second over the steady part, start-up time and the process's peak RSS. `tree` runs the
+    monitor from another copy of the source (bench/before_after.py), this one's by default."""
     out.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
     command = [sys.executable, "-m", "monitor", "replay", *map(str, videos), "--models",
                str(models), "--runtime", runtime, *sampling, "--out", str(out), "--no-publish",
                "--no-dashboard"]
     started = time.time()
     peak_kb = 0
     with open(out.with_suffix(".log"), "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tree,
+                                   env=env)
         while process.poll() is None:
             peak_kb = max(peak_kb, high_water_kb(process.pid))
             if time.time() - started > seconds:
