@@ -220,7 +220,7 @@ def render(state: DashboardState, now: float) -> RenderableType:
         parts.append(Text(DEMO_BANNER, style="bold yellow on red"))
     if state.notice:
         parts.append(Text(state.notice, style="magenta"))
-    parts.extend(_health_lines(state))
+    parts.extend(health_lines(state))
     if state.alerts:
         parts.append(_alerts_table(state, now))
     if state.mice:
@@ -257,7 +257,7 @@ def _figures_line(state: DashboardState) -> Text:
     return Text(f"models: {state.model_figures}", style="dim")
 
 
-def _health_lines(state: DashboardState) -> list[Text]:
+def health_lines(state: DashboardState) -> list[Text]:
     """What a monitor could not do, per monitor: hook runs that failed, records held back;
     and mice that two monitors both send, whose rows on this screen mix them."""
     lines = [Text(line, style="bold red") for line in state.mixed]
@@ -288,14 +288,14 @@ def _evidence_line(who: str, report: StatusReport) -> Text:
     return Text(line, style="dim")
 
 
-def _natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """Sort cam2 before cam10."""
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", text) if p)
 
 
 def _mouse_key(view: MouseView) -> tuple[object, ...]:
     record = view.latest
-    return (_natural_key(record.camera), record.cubicle, _natural_key(record.mouse))
+    return (natural_key(record.camera), record.cubicle, natural_key(record.mouse))
 
 
 def _mice_table(state: DashboardState, now: float) -> Table:
@@ -365,7 +365,7 @@ def _alerts_table(state: DashboardState, now: float) -> Table:
                  "acknowledged"):
         table.add_column(name, no_wrap=True)
     for (mouse, rule), event in sorted(state.alerts.items(),
-                                       key=lambda kv: (_natural_key(kv[0][0]), kv[0][1])):
+                                       key=lambda kv: (natural_key(kv[0][0]), kv[0][1])):
         ack = state.acknowledged.get(alert_key(event))
         table.add_row(Text(mouse, style="bold"), Text(rule, style="yellow" if ack else "bold red"),
                       Text(format_age(now - event.wall_time)), Text(_one_decimal(event.value)),
@@ -389,7 +389,7 @@ def _cameras_table(state: DashboardState) -> Table:
     for name in ("fps", "read", "dropped", "reconnects", "latency ms"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("last error", no_wrap=True, overflow="ellipsis")
-    names = sorted(set(state.cameras) | set(state.dropped), key=_natural_key)
+    names = sorted(set(state.cameras) | set(state.dropped), key=natural_key)
     for name in names:
         table.add_row(*_camera_row(name, state.cameras.get(name), state.dropped.get(name, 0)))
     return table

@@ -32,7 +32,7 @@ from monitor.schema import (
     alert_key,
 )
 from monitor.units import UNITS
-from monitor.views.dashboard import DashboardState, _health_lines, _natural_key
+from monitor.views.dashboard import DashboardState, health_lines, natural_key
 from monitor.views.web_history import PastMouse, PastSpan
 
 HOUR, DAY, WEEK = 3600.0, 86400.0, 7 * 86400.0
@@ -360,12 +360,12 @@ class WebState:
                      "title": board.statuses[publisher].title
                      if publisher in board.statuses else publisher,
                      "cameras": [_camera(name, board, tiles, now) for name, tiles
-                                 in sorted(cameras.items(), key=lambda c: _natural_key(c[0]))]}
+                                 in sorted(cameras.items(), key=lambda c: natural_key(c[0]))]}
                     for publisher, cameras in sorted(groups.items())]
         return {"now": now, "version": self.version, "title": board.title, "demo": board.demo,
                 "records": board.records_total, "notice": board.notice,
                 "health": [{"text": line.plain, "bad": "red" in str(line.style)}
-                           for line in _health_lines(board)],
+                           for line in health_lines(board)],
                 "problems": self.problems, "models": board.model_figures,
                 "below_floor": board.below_floor, "threshold": board.alert_threshold,
                 "monitors": monitors,
@@ -374,7 +374,7 @@ class WebState:
 
 def _order(record: ScoreRecord) -> tuple[object, ...]:
     """cam2 before cam10, cubicles in order."""
-    return (_natural_key(record.camera), record.cubicle, _natural_key(record.mouse))
+    return (natural_key(record.camera), record.cubicle, natural_key(record.mouse))
 
 
 def _tile(view: Any, board: DashboardState, now: float) -> dict[str, Any]:
