@@ -30,6 +30,7 @@ from monitor.scoring.analyzer import Models
 from tests.conftest import free_port_endpoint
 from tests.fakes import FakeCamera, HeldCamera
 from tests.records_util import score_record
+from tests.socket_util import wait_connected
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -138,12 +139,25 @@ def behind_a_proxy(monitors: list[Monitor], endpoints: tuple[str, str],
                    backend, "--seconds", "20")
 
 
-def replay_all(monitors: list[Monitor], started: threading.Event) -> None:
+def replay_all(monitors: list[Monitor], started: threading.Event, proxy: subprocess.Popen[str],
+               endpoints: tuple[str, str], backend: str,
+               subscribers: list[subprocess.Popen[str]]) -> None:
     """Let the subscriptions reach both monitors through the proxy, then replay to the end."""
-    time.sleep(2.0)
+    subscribed(proxy, list(endpoints), backend, subscribers)
     started.set()
     for monitor in monitors:
         assert monitor.wait(30) and monitor.error is None
+
+
+def subscribed(proxy: subprocess.Popen[str] | None, upstream: list[str], endpoint: str,
+               subscribers: list[subprocess.Popen[str]]) -> None:
+    """Until the proxy (if any) is connected to the `upstream` publishers and every subscriber
+    to `endpoint`; then a moment for their subscriptions to travel up."""
+    if proxy is not None:
+        wait_connected(proxy.pid, upstream)
+    for subscriber in subscribers:
+        wait_connected(subscriber.pid, [endpoint])
+    time.sleep(0.5)
 
 
 def test_one_dashboard_follows_two_monitors_through_a_proxy(demo_small: DemoBuild,
@@ -154,7 +168,7 @@ def test_one_dashboard_follows_two_monitors_through_a_proxy(demo_small: DemoBuil
                 monitor_on(demo_small, 1, "rackB", second, started, tmp_path / "b.csv")]
     proxy = behind_a_proxy(monitors, (first, second), backend)
     dashboard = command("dashboard", "--endpoint", backend, "--seconds", "12")
-    replay_all(monitors, started)
+    replay_all(monitors, started, proxy, (first, second), backend, [dashboard])
     screen, err = dashboard.communicate(timeout=30)
     proxy.send_signal(signal.SIGINT)
     _, proxy_err = proxy.communicate(timeout=30)
@@ -180,7 +194,7 @@ def test_two_monitors_with_default_settings_stay_apart_through_a_proxy(
     logger = command("log", "--endpoint", backend, "--out", str(tmp_path / "all.csv"),
                      "--seconds", "12")
     dashboard = command("dashboard", "--endpoint", backend, "--seconds", "12")
-    replay_all(monitors, started)
+    replay_all(monitors, started, proxy, (first, second), backend, [logger, dashboard])
     _, logged = logger.communicate(timeout=30)
     screen, err = dashboard.communicate(timeout=30)
     proxy.send_signal(signal.SIGINT)
@@ -214,7 +228,7 @@ def test_keys_make_a_stream_only_their_holders_can_read(demo_small: DemoBuild, t
                      "--out", str(tmp_path / "holder.csv"), "--seconds", "8")
     stranger = command("log", "--endpoint", free_endpoint, "--out",
                        str(tmp_path / "stranger.csv"), "--seconds", "8")
-    time.sleep(2.0)
+    subscribed(None, [], free_endpoint, [holder])  # the stranger's handshake is refused
     started.set()
     assert monitor.wait(30) and monitor.error is None
     for logger in (holder, stranger):
@@ -288,7 +302,7 @@ def test_an_encrypted_monitor_reaches_an_admitted_logger_through_an_encrypted_pr
                        "--out", str(tmp_path / f"{name}.csv"), "--seconds", "10")
                for name, secret in (("admitted", proxy_clients / "logger1.key_secret"),
                                     ("refused", keys / "stranger" / "logger2.key_secret"))]
-    time.sleep(3.0)  # subscriptions travel logger -> proxy -> monitor
+    subscribed(proxy, [free_endpoint], backend, loggers[:1])  # logger -> proxy -> monitor
     started.set()
     assert monitor.wait(30) and monitor.error is None
     said = []
