@@ -482,6 +482,7 @@ def test_a_key_added_to_the_allowed_folder_counts_from_the_next_connection(
 BURST = 40_000  # records sent at once: four times the publisher's queue
 
 
+@pytest.mark.slow
 def test_a_burst_through_a_proxy_arrives_complete(free_endpoint: str) -> None:
     """A monitor sends faster than the proxy forwards: the queues hold the burst and every
     record reaches the subscriber, in order (with the queues of 1,000 and 10,000 messages and
@@ -525,6 +526,7 @@ def test_a_subscriber_gets_its_turn_while_records_keep_coming(free_endpoint: str
     assert len(first) == 10 and len(rest) == 90
 
 
+@pytest.mark.slow
 def test_the_logger_says_missing_records_as_it_finds_them(
         tmp_path: Path, free_endpoint: str, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

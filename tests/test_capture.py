@@ -243,6 +243,7 @@ def sampled_stream(fps: float) -> tuple[MjpegCamera, FrameQueue, threading.Event
     return camera, queue, stop, worker
 
 
+@pytest.mark.slow
 def test_a_held_open_stream_gives_its_newest_frame() -> None:
     """An IP camera at 10 fps, sampled at 5: read in order, each sample would be older than the
     last (the unread half waits in the socket). Kept drained, every frame taken is one the
@@ -262,6 +263,7 @@ def test_a_held_open_stream_gives_its_newest_frame() -> None:
     assert worker.health().frames_dropped == 0  # frames between samples are not drops
 
 
+@pytest.mark.slow
 def test_a_dead_stream_is_camera_down_at_once() -> None:
     """Killed mid-run, the camera gives no more frames: the worker says `down` within a
     second, instead of replaying what the socket still held."""
@@ -300,6 +302,7 @@ def test_frames_missed_inside_a_run_of_reads_are_counted() -> None:
         camera.kill()
 
 
+@pytest.mark.slow
 def test_continuous_sampling_slower_than_the_stream_drops_instead_of_lagging() -> None:
     """A scorer slower than the camera (here: frames taken every 0.3 s from a 20 fps stream):
     the frames taken stay fresh, and what could not be scored is counted as dropped."""

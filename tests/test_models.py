@@ -97,6 +97,7 @@ class TracedDifferently(UnitScorer):
         return super().forward(images) * TracedDifferently.calls
 
 
+@pytest.mark.slow
 def test_export_refuses_a_graph_that_differs_from_pytorch(tmp_path: Path) -> None:
     images = np.random.default_rng(1).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
     with pytest.raises(ExportError, match="model not written"):
@@ -104,6 +105,7 @@ def test_export_refuses_a_graph_that_differs_from_pytorch(tmp_path: Path) -> Non
     assert not (tmp_path / "s.onnx").exists()
 
 
+@pytest.mark.slow
 def test_export_parity_and_metadata(tmp_path: Path) -> None:
     images = np.random.default_rng(2).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
     model = UnitScorer("tiny", 32).eval()

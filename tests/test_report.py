@@ -495,6 +495,7 @@ def test_one_mouse_in_a_condition_gives_no_interval_and_says_why(tmp_path: Path)
     assert "No interval by mouse: NTG has 1 mouse" in body and "No mouse ids" not in body
 
 
+@pytest.mark.slow
 def test_too_few_mice_and_missing_ids_each_get_their_own_message(tmp_path: Path) -> None:
     two = mice_study(1, 1, 5)
     found = evaluate(two, n_boot=N_BOOT)["by_mouse"]
