@@ -84,7 +84,9 @@ def _add_queue(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         epilog="example:\n  mgs-label queue records/scores-*.csv --project study1 "
         "--random 200 --uncertain 100 --frames 20")
     queue.add_argument("scores", nargs="*", type=Path, metavar="SCORES.csv",
-                       help="score CSVs written by mgs-monitor")
+                       help="score CSVs written by mgs-monitor: files, a rotating logger's "
+                       "folder, or a quoted glob; side files (gaps, markers, alerts) are "
+                       "left out")
     queue.add_argument("--images", type=Path, metavar="FOLDER",
                        help="instead: every image under FOLDER, all `random`, no probabilities")
     queue.add_argument("--project", type=Path, required=True, metavar="DIR",
@@ -196,12 +198,25 @@ def cmd_queue(args: argparse.Namespace) -> int:
         report = queue.from_images(args.images, args.project, random=args.random,
                                    repeat=args.repeat, seed=args.seed)
     else:
+        random = 100 if args.random is None else args.random
         report = queue.from_evidence(
-            args.scores, args.project, random=100 if args.random is None else args.random,
+            score_files(args.scores), args.project, random=random,
             uncertain=args.uncertain, frames=args.frames, repeat=args.repeat, seed=args.seed,
             min_gap=args.min_gap)
     print(f"{args.project}:\n{report}")
     return 0
+
+
+def score_files(named: list[Path]) -> list[Path]:
+    """The score CSVs named as `mgs-monitor report` takes them: files, a rotating logger's
+    folder or a quoted glob, in time order, the side files beside them (gaps, markers,
+    alerts) left out, so that `records/scores*.csv` expanded by the shell works too."""
+    from monitor.views.series_report import ReportError, score_csvs
+
+    try:
+        return score_csvs(named)
+    except ReportError as exc:
+        raise UserError(str(exc)) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ every bad input as one line naming the file."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from label import project
 from label.cli import main
 from label.selection import REPEAT_GAP, Candidate, pick_uncertain, rater_order
+from monitor.schema import side_file
 from tests.label_util import Run, unpadded, write_run
 
 
@@ -250,6 +252,35 @@ def test_other_bad_queue_input(run: Run, queued: project.Project, tmp_path: Path
     shutil.copy(run.csv, bare / "scores.csv")  # no evidence folder: the crops are gone
     err = _error(capsys, ["queue", str(bare / "scores.csv"), "--project", str(tmp_path / "p")])
     assert "no scored row with a kept face crop" in err
+
+
+def test_a_loggers_folder_or_glob_is_read_without_its_side_files(
+        run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rotating logger's folder holds score CSVs beside their gaps, markers and alerts files;
+    `scores*.csv` as the shell expands it names them all. Only the scores are queued."""
+    for kind in ("gaps", "markers", "alerts"):
+        side = side_file(run.csv, kind)
+        side.write_text("not,a,score,csv\n")
+    try:
+        for k, named in enumerate([[run.csv.parent], [run.csv.parent / "scores*.csv"],
+                                   sorted(run.csv.parent.glob("scores*.csv"))]):
+            assert len(named) != 1 or named[0] != run.csv
+            folder = tmp_path / f"study{k}"
+            assert main(["queue", *map(str, named), "--project", str(folder), "--random", "4",
+                         "--uncertain", "0", "--repeat", "0"]) == 0
+            sources = json.loads((folder / "project.json").read_text())["sources"]
+            assert sources == [str(run.csv)], named
+            assert len(project.load(folder).items) == 4
+    finally:
+        for kind in ("gaps", "markers", "alerts"):
+            side_file(run.csv, kind).unlink()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = _error(capsys, ["queue", str(empty), "--project", str(tmp_path / "p")])
+    assert f"{empty}: no score CSVs in this folder" in err
+    err = _error(capsys, ["queue", str(tmp_path / "none-*.csv"), "--project", str(tmp_path / "p")])
+    assert "none-*.csv: matches no score CSVs" in err
+    assert not (tmp_path / "p").exists()
 
 
 def test_padding_keeps_the_pixels_and_makes_one_size(tmp_path: Path) -> None:
