@@ -106,6 +106,7 @@ class Monitor:
         self._stop_asked: float | None = None
         self.metrics: MetricsServer | None = None
         self.records = 0
+        self._last_seq = 0  # of the last record published: in each status report
         self.error: BaseException | None = None
 
     def start(self) -> None:
@@ -200,6 +201,8 @@ class Monitor:
                 if event.event == "raised":
                     evidence.send_back(event)
         self.records += len(records)
+        if records:
+            self._last_seq = records[-1].seq
         for record in records:
             self._latency_ms[record.camera] = record.latency_ms
         self._keep_latest(frames, records)
@@ -352,6 +355,7 @@ class Monitor:
             notice=notice, notice_time=notice_time, **_evidence_fields(sinks.evidence),
             **_database_fields(sinks.database),
             commands=sinks.commands.endpoint if sinks.commands else "",
+            instance=self._analyzer.instance, last_seq=self._last_seq,
         ))
 
 

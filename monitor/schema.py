@@ -247,7 +247,8 @@ class StatusReport(Message):
     TOPIC: ClassVar[bytes] = TOPIC_STATUS
     KIND: ClassVar[str] = "status report"
 
-    version: Literal[6] = Field(6, alias="schema")  # 4: queue_depth, 5: database, 6: commands
+    version: Literal[7] = Field(7, alias="schema")  # 4: queue_depth, 5: database, 6: commands,
+    # 7: instance and last_seq
     publisher: str
     seq: int
     wall_time: float
@@ -282,6 +283,12 @@ class StatusReport(Message):
     database_error: str = ""
     # Schema 6: the command endpoint the monitor serves (acknowledgements, snapshots); "" off.
     commands: str = ""
+    # Schema 7: this run (its records' `instance`) and the seq of the last score record it
+    # published (0 before the first). Published after those records on the same socket, so a
+    # subscriber that has this report and not the records lost them, the last ones of a run
+    # included, which no later record would reveal.
+    instance: str = ""
+    last_seq: int = 0
 
 
 MESSAGE_TYPES: dict[bytes, type[Message]] = {
@@ -516,6 +523,22 @@ class SequenceTracker:
             return None
         return SequenceGap(record.publisher, last + 1, record.seq - 1, time.time(),
                            record.instance)
+
+    def check_report(self, report: StatusReport) -> SequenceGap | None:
+        """The records a status report says were published and never arrived (before a report,
+        which follows them, the records of its run had all been sent). A run first heard of
+        by its report starts there: what it published earlier was before this subscriber."""
+        if not report.instance or report.last_seq == 0:  # an older monitor, or no record yet
+            return None
+        run = (report.publisher, report.instance)
+        last = self.last.get(run)
+        if last is not None and report.last_seq <= last:
+            return None
+        self.last[run] = report.last_seq
+        if last is None:
+            return None
+        return SequenceGap(report.publisher, last + 1, report.last_seq, time.time(),
+                           report.instance)
 
 
 class MouseOrigins:

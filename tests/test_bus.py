@@ -25,6 +25,7 @@ from monitor.schema import (
     HookCounts,
     MessageError,
     ScoreRecord,
+    SequenceTracker,
     StatusReport,
     decode,
     encode,
@@ -234,8 +235,8 @@ def test_every_message_is_standard_json_with_null_for_unknown() -> None:
     assert json.loads(no_face.to_json())["sharpness"] is None
     assert json.loads(camera.to_json())["latency_ms"] is None
     assert reminder.value is None and json.loads(reminder.to_json())["value"] is None
-    assert payload["schema"] == 6  # 3 added the models' figures, 4 the queue depth, 5 the
-    # database, 6 the command endpoint; NaN never changed it
+    assert payload["schema"] == 7  # 3 added the models' figures, 4 the queue depth, 5 the
+    # database, 6 the command endpoint, 7 the run and its last record; NaN never changed it
 
 
 def test_a_nan_of_an_older_monitor_is_refused_by_version() -> None:
@@ -254,7 +255,7 @@ def test_a_status_report_without_the_models_figures_is_refused_by_version() -> N
     assert (payload["model_figures"], payload["model_below_floor"]) == ("scorer x", "scorer y")
     older = {k: v for k, v in payload.items() if not k.startswith("model_f")
              and k != "model_below_floor"} | {"schema": 2}
-    with pytest.raises(MessageError, match="status report schema 2 is not 6"):
+    with pytest.raises(MessageError, match="status report schema 2 is not 7"):
         decode([b"status", json.dumps(older).encode()])
 
 
@@ -266,7 +267,7 @@ def test_a_status_report_without_the_queue_depth_is_refused_by_version() -> None
     payload = json.loads(status.to_json())
     assert payload["queue_depth"] == {"cam0": 3}
     older = {k: v for k, v in payload.items() if k != "queue_depth"} | {"schema": 3}
-    with pytest.raises(MessageError, match="status report schema 3 is not 6"):
+    with pytest.raises(MessageError, match="status report schema 3 is not 7"):
         decode([b"status", json.dumps(older).encode()])
 
 
@@ -279,8 +280,45 @@ def test_a_status_report_without_the_database_is_refused_by_version() -> None:
     payload = json.loads(status.to_json())
     assert (payload["database"], payload["database_spooled"]) == ("postgresql://mgs@db/mgs", 12)
     older = {k: v for k, v in payload.items() if not k.startswith("database")} | {"schema": 4}
-    with pytest.raises(MessageError, match="status report schema 4 is not 6"):
+    with pytest.raises(MessageError, match="status report schema 4 is not 7"):
         decode([b"status", json.dumps(older).encode()])
+
+
+def test_a_status_report_without_its_last_record_is_refused_by_version() -> None:
+    """Schema 7 names the run and its last published record; a schema 6 report is refused by
+    its version, not read as a run that has published nothing."""
+    status = StatusReport(publisher="p", seq=3, wall_time=1.0, title="t", model_kind="trained",
+                          alert_threshold=4.0, records=10, instance="run1", last_seq=10)
+    payload = json.loads(status.to_json())
+    assert (payload["instance"], payload["last_seq"]) == ("run1", 10)
+    older = {k: v for k, v in payload.items() if k not in ("instance", "last_seq")}
+    with pytest.raises(MessageError, match="status report schema 6 is not 7"):
+        decode([b"status", json.dumps(older | {"schema": 6}).encode()])
+
+
+def test_a_status_report_reveals_the_records_lost_at_the_end_of_a_run() -> None:
+    """No later record shows that a run's last records were lost; the report that follows them
+    does. A run first heard of by its report starts there, and an older monitor's report (no
+    run named) says nothing."""
+    def record(seq: int, run: str = "run1") -> ScoreRecord:
+        return score_record(seq).model_copy(update={"instance": run})
+
+    tracker = SequenceTracker()
+    assert tracker.check(record(1)) is None and tracker.check(record(2)) is None
+    report = StatusReport(publisher="test", seq=9, wall_time=5.0, title="t", model_kind="demo",
+                          alert_threshold=4.0, records=6, instance="run1", last_seq=6)
+    gap = tracker.check_report(report)
+    assert gap is not None and (gap.publisher, gap.first_missing, gap.last_missing,
+                                gap.instance) == ("test", 3, 6, "run1")
+    assert tracker.check_report(report) is None  # said once
+    assert tracker.check(record(7)) is None  # the next record follows on
+    assert tracker.check_report(report.model_copy(update={"last_seq": 7})) is None
+    joined = report.model_copy(update={"instance": "run2", "last_seq": 40})
+    assert tracker.check_report(joined) is None  # before this subscriber: not lost to it
+    assert tracker.check(record(41, "run2")) is None
+    assert tracker.check_report(joined.model_copy(update={"last_seq": 44})) is not None
+    assert tracker.check_report(report.model_copy(update={"instance": "", "last_seq": 99})) \
+        is None
 
 
 # Encryption end to end -------------------------------------------------------------------------
@@ -557,6 +595,35 @@ def test_the_logger_says_missing_records_as_it_finds_them(
     assert "records missing" not in " ".join(before.split())
     assert f"4 records missing from test (written to {side_file(out, 'gaps')})" in \
         " ".join(said.split())
+
+
+@pytest.mark.slow
+def test_a_logger_finds_the_records_lost_at_the_end_of_a_run(
+        tmp_path: Path, free_endpoint: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's last two records never arrive and no record follows them; the monitor's
+    status report after them makes them a gap, in the file and on the console."""
+    monkeypatch.setenv("COLUMNS", "400")
+    publisher = Publisher(free_endpoint)
+    out = tmp_path / "scores.csv"
+    logger = threading.Thread(target=run_logger, args=(free_endpoint, None, out, 3.0))
+    logger.start()
+    try:
+        seq = 0
+        while logger.is_alive() and len(read_lines(out)) < 2:  # until the logger hears
+            seq += 1
+            publisher.publish(score_record(seq).model_copy(update={"instance": "run1"}))
+            time.sleep(0.05)
+        publisher.publish(StatusReport(publisher="test", seq=1, wall_time=time.time(),
+                                       title="t", model_kind="demo", alert_threshold=4.0,
+                                       records=seq + 2, instance="run1", last_seq=seq + 2))
+    finally:
+        logger.join(10)
+        publisher.close()
+    gaps = read_lines(side_file(out, "gaps"))
+    assert [line.split(",")[:3] for line in gaps[1:]] == [["test", str(seq + 1), str(seq + 2)]]
+    assert f"2 records missing from test (written to {side_file(out, 'gaps')})" in \
+        " ".join(capsys.readouterr().err.split())
 
 
 def read_lines(path: Path) -> list[str]:

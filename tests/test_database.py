@@ -25,6 +25,7 @@ from monitor.schema import (
     CameraTag,
     Marker,
     ScoreRecord,
+    StatusReport,
     csv_header,
     side_file,
 )
@@ -104,6 +105,30 @@ def test_rows_read_back_equal_the_csv(database: str, tmp_path: Path) -> None:
     gap_columns = slice(0, 3)  # publisher, first and last missing: wall_time is when seen
     assert [r[gap_columns] for r in rows_of(side_file(exported, "gaps"))] == [
         r[gap_columns] for r in rows_of(side_file(logger.path, "gaps"))] != []
+
+
+def test_the_last_records_of_a_run_lost_are_a_gap_in_the_csv_and_the_database(
+        database: str, tmp_path: Path) -> None:
+    """Records 10-14 never arrive and no record follows them: the monitor's status report,
+    which counts what it published, makes them a gap in both logs."""
+    report = StatusReport(publisher="test", seq=7, wall_time=2000.0, title="t",
+                          model_kind="demo", alert_threshold=4.0, records=15, instance="run1",
+                          last_seq=14)
+    logger = CsvLogger(tmp_path / "csv" / "scores.csv")
+    db = DatabaseLog(database, tmp_path / "spool")
+    for record in records(range(10)):
+        logger.write(record)
+        db.write(record)
+    logger.reported(report)
+    db.reported(report)
+    db.close()
+    logger.close()
+    gaps = rows_of(side_file(logger.path, "gaps"))
+    assert [row[:3] + row[4:] for row in gaps] == [["publisher", "first_missing",
+                                                     "last_missing", "instance"],
+                                                    ["test", "10", "14", "run1"]]
+    assert [(r[0], r[1], r[2], r[4]) for r in db_rows(database, "mgs_gaps")] == \
+        [("test", 10, 14, "run1")]
 
 
 def test_a_restarted_log_never_doubles_a_row_nor_sees_a_gap(database: str,

@@ -267,6 +267,26 @@ def test_dashboard_shows_what_the_csv_has(demo_small: DemoBuild, tmp_path: Path)
         assert row["total"] in cells and " ".join(levels) in " ".join(cells)
 
 
+def test_status_reports_name_the_run_and_its_last_published_record(demo_small: DemoBuild,
+                                                                   tmp_path: Path) -> None:
+    """What lets a logger find the records lost at the end of a run: each status report follows
+    the records it counts, and the last one names the run's last record."""
+    config = build_config({**demo_small.config(), "bus": {"enabled": False}})
+    monitor = Monitor(config, Models.load(config), tmp_path / "s.csv", realtime=False,
+                      replay=True)
+    messages = run_to_end(monitor).messages
+    seen = 0  # the seq of the last record published before each report
+    for message in messages:
+        if isinstance(message, ScoreRecord):
+            seen = message.seq
+        elif isinstance(message, StatusReport):
+            assert message.last_seq == seen
+    records = [m for m in messages if isinstance(m, ScoreRecord)]
+    final = [m for m in messages if isinstance(m, StatusReport)][-1]
+    assert final.last_seq == records[-1].seq == len(read_rows(tmp_path / "s.csv")) > 0
+    assert final.instance == records[-1].instance != ""
+
+
 def dashboard_of(messages: list[Message]) -> DashboardState:
     state = DashboardState()
     for message in messages:

@@ -35,6 +35,7 @@ from monitor.schema import (
     SequenceGap,
     SequenceTracker,
     SideKind,
+    StatusReport,
     csv_header,
     csv_row,
     is_side_file,
@@ -200,6 +201,13 @@ class CsvLogger:
             self.dropped += 1
         self._backlog.append((self.file_for(record.wall_time), csv_row(SCORE_COLUMNS, record)))
         self._drain()
+
+    def reported(self, report: StatusReport) -> None:
+        """Records the monitor's status report says it published and that never came: the
+        last ones of a run, which no later record reveals, are found this way."""
+        gap = self.sequence.check_report(report)
+        if gap is not None:
+            self._write_gap(gap, report.wall_time)
 
     def sync(self) -> None:
         """Make what was written durable; called once per batch rather than per row."""

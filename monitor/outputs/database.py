@@ -50,6 +50,7 @@ from monitor.schema import (
     SequenceGap,
     SequenceTracker,
     SideKind,
+    StatusReport,
     column_values,
     csv_cells,
     csv_header,
@@ -270,12 +271,18 @@ class DatabaseLog:
         self.sync()
 
     def write(self, record: ScoreRecord) -> None:
-        gap = self.sequence.check(record)
+        self._gap(self.sequence.check(record))
+        self._pending.append((SCORES, column_values(SCORE_COLUMNS, record)))
+        self.rows += 1
+
+    def reported(self, report: StatusReport) -> None:
+        """Records a status report says were published and never came (see CsvLogger)."""
+        self._gap(self.sequence.check_report(report))
+
+    def _gap(self, gap: SequenceGap | None) -> None:
         if gap is not None:
             self.gaps.append(gap)
             self._pending.append((GAPS, column_values(GAP_COLUMNS, gap)))
-        self._pending.append((SCORES, column_values(SCORE_COLUMNS, record)))
-        self.rows += 1
 
     def alert(self, event: AlertEvent) -> None:
         self._pending.append((ALERTS, column_values(ALERT_COLUMNS, event)))

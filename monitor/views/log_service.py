@@ -3,8 +3,9 @@ written to CSV from ZeroMQ, or to PostgreSQL (`--db`), or both.
 
 A logger of its own process survives the monitor's restarts (and the monitor its): each missing
 range of sequence numbers of a monitor's run (records lost while the logger was down, or that a
-proxy or logger too far behind dropped) is written to `<csv>.gaps.csv` (the database's gaps
-table) and said as it is found, and a restarted logger appends to the same file after trimming
+proxy or logger too far behind dropped; the last ones of a run are found from the monitor's
+status reports, which count what it published) is written to `<csv>.gaps.csv` (the database's
+gaps table) and said as it is found, and a restarted logger appends to the same file after trimming
 a torn last row (a database keeps each row once by its key). With `--rotate` the records go to
 a file per day or hour, each with its own side files, as `run` writes them. While the database
 is away the records are spooled to a local file and written when it returns; the console says
@@ -29,12 +30,14 @@ from monitor.schema import (
     TOPIC_ACK,
     TOPIC_ALERT,
     TOPIC_SCORE,
+    TOPIC_STATUS,
     Acknowledgement,
     AlertEvent,
     CameraTag,
     MouseOrigins,
     ScoreRecord,
     SequenceGap,
+    StatusReport,
 )
 from monitor.signals import stop_on_signals
 
@@ -56,7 +59,9 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path | None, seconds
     room tags it keeps."""
     deadline = time.monotonic() + seconds if seconds else None
     console = Console(stderr=True)
-    with Subscriber(endpoint, topics=(TOPIC_SCORE, TOPIC_ALERT, TOPIC_ACK),
+    # Status reports last: subscriptions take effect in order, so none arrives before the
+    # records it counts could.
+    with Subscriber(endpoint, topics=(TOPIC_SCORE, TOPIC_ALERT, TOPIC_ACK, TOPIC_STATUS),
                     server_key=server_key, client_key=client_key) as subscriber:
         database = open_database(db, spool, cameras) if db else None
         logger = CsvLogger(out, rotate=rotate) if out else None
@@ -95,6 +100,11 @@ def run_logger(endpoint: str, server_key: Path | None, out: Path | None, seconds
                             wrote = True
                         elif isinstance(message, Acknowledgement):
                             mark(console, logger, database, message)
+                        elif isinstance(message, StatusReport):  # records lost at a run's end
+                            if logger:
+                                logger.reported(message)
+                            if database:
+                                database.reported(message)
                     if wrote and logger:
                         logger.sync()
                     if database:  # also while idle: a spool is written once the database is back
