@@ -576,11 +576,7 @@ def test_the_logger_says_missing_records_as_it_finds_them(
     logger = threading.Thread(target=run_logger, args=(free_endpoint, None, out, 5.0))
     logger.start()
     try:
-        seq = 0
-        while logger.is_alive() and len(read_lines(out)) < 2:  # until the logger hears
-            seq += 1
-            publisher.publish(score_record(seq))
-            time.sleep(0.05)
+        seq = records_until_heard(publisher, logger, out)
         before = capsys.readouterr().err
         heard = seq
         for seq in range(heard + 5, heard + 8):  # four sequence numbers never arrive
@@ -609,11 +605,7 @@ def test_a_logger_finds_the_records_lost_at_the_end_of_a_run(
     logger = threading.Thread(target=run_logger, args=(free_endpoint, None, out, 3.0))
     logger.start()
     try:
-        seq = 0
-        while logger.is_alive() and len(read_lines(out)) < 2:  # until the logger hears
-            seq += 1
-            publisher.publish(score_record(seq).model_copy(update={"instance": "run1"}))
-            time.sleep(0.05)
+        seq = records_until_heard(publisher, logger, out, instance="run1")
         publisher.publish(StatusReport(publisher="test", seq=1, wall_time=time.time(),
                                        title="t", model_kind="demo", alert_threshold=4.0,
                                        records=seq + 2, instance="run1", last_seq=seq + 2))
@@ -624,6 +616,17 @@ def test_a_logger_finds_the_records_lost_at_the_end_of_a_run(
     assert [line.split(",")[:3] for line in gaps[1:]] == [["test", str(seq + 1), str(seq + 2)]]
     assert f"2 records missing from test (written to {side_file(out, 'gaps')})" in \
         " ".join(capsys.readouterr().err.split())
+
+
+def records_until_heard(publisher: Publisher, logger: threading.Thread, out: Path,
+                        instance: str = "") -> int:
+    """Publish records 1, 2, ... until the logger has written one; the last seq published."""
+    seq = 0
+    while logger.is_alive() and len(read_lines(out)) < 2:
+        seq += 1
+        publisher.publish(score_record(seq).model_copy(update={"instance": instance}))
+        time.sleep(0.05)
+    return seq
 
 
 def read_lines(path: Path) -> list[str]:
