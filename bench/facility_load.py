@@ -269,14 +269,14 @@ def main() -> None:
                         help="log to PostgreSQL (postgresql://user@host:port/db) as well as "
                         "to the CSV; a step passes when neither lost a record")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="facility-load-"))
     load_before = os.getloadavg()[0]  # other work on the machine shares its cores
     steps = []
-    for rate in (float(r) for r in args.rates.split(",")):
-        steps.append(step(rate, args.publishers, args.seconds, args.db, folder))
-        print(steps[-1], flush=True)
-        if steps[-1]["lost"]:
-            break
+    with tempfile.TemporaryDirectory(prefix="facility-load-") as scratch:  # GBs of CSV
+        for rate in (float(r) for r in args.rates.split(",")):
+            steps.append(step(rate, args.publishers, args.seconds, args.db, Path(scratch)))
+            print(steps[-1], flush=True)
+            if steps[-1]["lost"]:
+                break
     lossless = [s for s in steps if not s["lost"] and s["drain_s"] <= KEPT_UP_S]
     best = max(lossless, key=lambda s: s["sent_per_s"]) if lossless else None
     results = {

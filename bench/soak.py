@@ -22,7 +22,7 @@ from pathlib import Path
 from figures import publish
 
 from demo.build import build_demo
-from monitor.config import build_config
+from monitor.config import MonitorConfig, build_config
 from monitor.frame_memory import keep_frames_out_of_the_heap
 from monitor.pipeline import Monitor
 from monitor.scoring.analyzer import Models
@@ -39,22 +39,16 @@ def open_files() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
-    parser.add_argument("--no-evidence", action="store_true", help="keep no evidence")
-    args = parser.parse_args()
-    keep_frames_out_of_the_heap()  # as mgs-monitor's main() does
-    demo = build_demo()
-    folder = Path(tempfile.mkdtemp())
-    config = build_config({**demo.config(), "bus": {"enabled": False},
-                           "sampling": {"every_s": 1.0, "burst": 1},
-                           "evidence": {"enabled": not args.no_evidence}})
-    models = Models.load(config)
-    samples: list[tuple[float, float, int]] = []
+Sample = tuple[float, float, int]  # seconds since the start, RSS in MB, open files
+
+
+def soak(folder: Path, config: MonitorConfig, models: Models, minutes: float,
+         every: float) -> tuple[list[Sample], int, int, float, list[int]]:
+    """Replay until `minutes` are up, one Monitor a pass writing into `folder`: the samples,
+    the passes, the records, the seconds it took and the sizes of the crops kept."""
+    samples: list[Sample] = []
     started = time.monotonic()
-    deadline = started + args.minutes * 60
+    deadline = started + minutes * 60
     passes = records = 0
     next_sample = started
     while time.monotonic() < deadline:
@@ -64,17 +58,35 @@ def main() -> None:
         while not monitor.wait(1.0):
             if time.monotonic() >= next_sample:
                 samples.append((time.monotonic() - started, rss_mb(), open_files()))
-                next_sample += args.every
+                next_sample += every
         records += monitor.records
         passes += 1
         (folder / f"pass{passes % 2}.csv").unlink(missing_ok=True)
+    kept = [p.stat().st_size for p in (folder / "evidence").rglob("*.jpg")]
+    return samples, passes, records, time.monotonic() - started, kept
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument("--no-evidence", action="store_true", help="keep no evidence")
+    args = parser.parse_args()
+    keep_frames_out_of_the_heap()  # as mgs-monitor's main() does
+    demo = build_demo()
+    config = build_config({**demo.config(), "bus": {"enabled": False},
+                           "sampling": {"every_s": 1.0, "burst": 1},
+                           "evidence": {"enabled": not args.no_evidence}})
+    models = Models.load(config)
+    with tempfile.TemporaryDirectory(prefix="mgs-soak-") as scratch:  # the evidence: GBs
+        samples, passes, records, seconds, kept = soak(Path(scratch), config, models,
+                                                       args.minutes, args.every)
     half = [s for s in samples if s[0] >= samples[-1][0] / 2]
     first = [s[1] for s in samples if s[0] <= samples[0][0] + 90]
     last = [s[1] for s in samples if s[0] >= samples[-1][0] - 90]
-    kept = [p.stat().st_size for p in (folder / "evidence").rglob("*.jpg")]
     results = {
         "minutes": args.minutes, "passes": passes, "records": records,
-        "records_per_s": round(records / (time.monotonic() - started), 1),
+        "records_per_s": round(records / seconds, 1),
         "rss_mb": {"first": round(samples[0][1], 1), "last": round(samples[-1][1], 1),
                    "max": round(max(s[1] for s in samples), 1),
                    "second_half_growth": round(half[-1][1] - half[0][1], 1),
